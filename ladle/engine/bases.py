@@ -1,0 +1,75 @@
+"""Bases: level-0 trees that pots are made from (a FreeBSD release, busybox, or a tarball)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ladle import names
+from ladle.engine.core import Engine
+from ladle.errors import Exists, NotFound, UsageError
+from ladle.plan.steps import Step
+from ladle.state.steps import put
+
+
+def snapshot_name(eng: Engine, key: str) -> str:
+    """pot's convention: a snapshot is named by its Unix time; bumped if taken twice a second."""
+    stamp = int(time.time())
+    taken = {s for s in eng.snap.snapshots(key)}
+    while str(stamp) in taken:
+        stamp += 1
+    return str(stamp)
+
+
+def create_base(eng: Engine, release: str, name: str | None, from_tar: str | None) -> None:
+    name = names.name("base", name or release)
+    if from_tar:
+        from_tar = os.path.abspath(from_tar)
+        if not os.path.isfile(from_tar):
+            raise NotFound(f"tarball {from_tar} does not exist")
+    with eng.lock(f"base-{name}"):
+        if eng.store.get("bases", name=name):
+            raise Exists(f"base {name} already exists")
+        key = f"bases/{name}"
+        if eng.store.get("layers", key=key):
+            raise Exists(f"storage layer {key} already exists")
+        steps = eng.snap.new(key)
+        if from_tar:
+            from ladle.storage.tarsafe import ExtractTar
+            steps.append(ExtractTar(from_tar, eng.snap.path(key)))
+        else:
+            cache = os.path.join(eng.root, "cache")
+            steps += eng.host.release_base_steps(release, eng.snap.path(key), cache, eng.cfg.mirror)
+        steps += eng.snap.snapshot(key, snapshot_name(eng, key))
+        row = {"name": name, "release": release, "source": from_tar or f"release:{release}",
+               "layer": key, "created": time.time()}
+        steps.append(put("bases", {"name": name}, row, None))
+        eng.execute("create-base", f"base:{name}", steps)
+    eng.say(f"created base {name}")
+
+
+def list_bases(eng: Engine) -> list[dict[str, Any]]:
+    users: dict[str, int] = {}
+    for (base,) in eng.store.db.execute("SELECT base FROM pots"):
+        users[base] = users.get(base, 0) + 1
+    return [{**row, "pots": users.get(row["name"], 0)} for row in eng.store.all("bases", order="name")]
+
+
+def destroy_base(eng: Engine, name: str, recursive: bool, force: bool) -> None:
+    from ladle.engine.pots import destroy
+
+    base = eng.base(name)
+    pots = [r["name"] for r in eng.store.all("pots", order="level DESC, name", base=name)]
+    if pots and not recursive:
+        raise UsageError(f"base {name} is used by pots {', '.join(pots)}: use -r to destroy them too")
+    for pot in pots:
+        if eng.store.get("pots", name=pot):
+            destroy(eng, pot, recursive=True, force=force)
+    others = [d for d in eng.snap.dependants(base["layer"]) if not d.startswith("pots/")]
+    if others:
+        raise UsageError(f"base {name} is still used by {', '.join(others)}")
+    with eng.lock(f"base-{name}"):
+        steps: list[Step] = [put("bases", {"name": name}, None, base), *eng.snap.remove(base["layer"])]
+        eng.execute("destroy-base", f"base:{name}", steps, on_crash="finish")
+    eng.say(f"destroyed base {name}")

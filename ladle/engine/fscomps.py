@@ -1,0 +1,115 @@
+"""File-system components and mounts: fscomps, mount-in/out, copy-in/out."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ladle import names
+from ladle.engine.core import Engine
+from ladle.errors import Exists, NotFound, UsageError
+from ladle.plan.steps import Step
+from ladle.state.steps import put
+
+
+def create_fscomp(eng: Engine, name: str) -> None:
+    names.name("fscomp", name)
+    with eng.lock(f"fscomp-{name}"):
+        if eng.store.get("fscomps", name=name):
+            raise Exists(f"fscomp {name} already exists")
+        key = f"fscomps/{name}"
+        steps = eng.snap.new(key)
+        steps.append(put("fscomps", {"name": name}, {"name": name, "layer": key, "created": time.time()}, None))
+        eng.execute("create-fscomp", f"fscomp:{name}", steps)
+    eng.say(f"created fscomp {name}")
+
+
+def clone_fscomp(eng: Engine, source: str, new: str, snap: str | None) -> None:
+    names.name("fscomp", new)
+    with eng.lock(f"fscomp-{new}"):
+        if eng.store.get("fscomps", name=new):
+            raise Exists(f"fscomp {new} already exists")
+        src = eng.fscomp(source)
+        snap = snap or eng.snap.latest(src["layer"])
+        if snap is None:
+            raise UsageError(f"fscomp {source} has no snapshot: take one with 'ladle snapshot -f {source}'")
+        if snap not in eng.snap.snapshots(src["layer"]):
+            raise NotFound(f"fscomp {source} has no snapshot {snap}")
+        key = f"fscomps/{new}"
+        steps = eng.snap.clone(key, f"{src['layer']}@{snap}")
+        steps.append(put("fscomps", {"name": new}, {"name": new, "layer": key, "created": time.time()}, None))
+        eng.execute("clone-fscomp", f"fscomp:{new}", steps)
+    eng.say(f"cloned fscomp {source} to {new}")
+
+
+def list_fscomps(eng: Engine) -> list[dict[str, Any]]:
+    users: dict[str, list[str]] = {}
+    for row in eng.store.all("pot_mounts", kind="fscomp"):
+        users.setdefault(row["source"], []).append(row["pot"])
+    return [{"name": r["name"], "path": eng.snap.path(r["layer"]), "pots": users.get(r["name"], [])}
+            for r in eng.store.all("fscomps", order="name")]
+
+
+def destroy_fscomp(eng: Engine, name: str) -> None:
+    with eng.lock(f"fscomp-{name}"):
+        row = eng.fscomp(name)
+        users = sorted({r["pot"] for r in eng.store.all("pot_mounts", kind="fscomp", source=name)})
+        if users:
+            raise UsageError(f"fscomp {name} is mounted in pots {', '.join(users)}: mount-out first")
+        deps = eng.snap.dependants(row["layer"])
+        if deps:
+            raise UsageError(f"fscomp {name} is the origin of {', '.join(deps)}: promote or destroy them first")
+        steps: list[Step] = [put("fscomps", {"name": name}, None, row), *eng.snap.remove(row["layer"])]
+        eng.execute("destroy-fscomp", f"fscomp:{name}", steps, on_crash="finish")
+    eng.say(f"destroyed fscomp {name}")
+
+
+def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro: bool) -> None:
+    """add-fscomp (`kind` 'fscomp') and mount-in (`kind` 'dir'); applied at the next start."""
+    mountpoint = names.mountpoint(mountpoint)
+    if kind == "fscomp":
+        eng.fscomp(source)
+    else:
+        if not os.path.isabs(source):
+            raise UsageError(f"host directory {source!r} must be an absolute path")
+        if not os.path.isdir(source):
+            raise NotFound(f"host directory {source} does not exist")
+        source = os.path.realpath(source)
+    with eng.lock(f"pot-{pot}"):
+        eng.pot(pot)
+        if eng.store.get("pot_mounts", pot=pot, mountpoint=mountpoint):
+            raise Exists(f"pot {pot} already has a mount at {mountpoint}")
+        row = {"pot": pot, "mountpoint": mountpoint, "kind": kind, "source": source, "ro": int(ro),
+               "seq": time.time()}
+        eng.execute("mount-in", f"pot:{pot}", [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, row, None)])
+    eng.say(f"{source} will be mounted at {mountpoint} in pot {pot}" + (" (read-only)" if ro else "")
+            + " from its next start")
+
+
+def remove_mount(eng: Engine, pot: str, mountpoint: str) -> None:
+    mountpoint = names.mountpoint(mountpoint)
+    with eng.lock(f"pot-{pot}"):
+        eng.pot(pot)
+        row = eng.store.get("pot_mounts", pot=pot, mountpoint=mountpoint)
+        if row is None:
+            raise NotFound(f"pot {pot} has no mount at {mountpoint}")
+        eng.execute("mount-out", f"pot:{pot}", [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, None, row)])
+    eng.say(f"removed the mount at {mountpoint} from pot {pot}")
+
+
+def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool) -> None:
+    """copy-in / copy-out; the host driver never follows a symlink out of the pot's root."""
+    from ladle.engine import lifecycle
+
+    pot_path = names.mountpoint(pot_path) if pot_path != "/" else "/"
+    host_path = os.path.abspath(host_path)
+    if direction == "in" and not os.path.lexists(host_path):
+        raise NotFound(f"{host_path} does not exist")
+    if direction == "out" and not os.path.isdir(host_path):
+        raise NotFound(f"destination directory {host_path} does not exist")
+    with eng.lock(f"pot-{pot}"):
+        row = eng.pot(pot)
+        run = lifecycle.record(eng.store.get("runs", pot=pot)) if lifecycle.is_running(eng, pot) else None
+        steps = eng.host.copy_plan(lifecycle.spec(eng, row), run, direction, host_path, pot_path, create_parents)
+        eng.execute(f"copy-{direction}", f"pot:{pot}", steps)

@@ -1,0 +1,223 @@
+"""Pots: create, destroy, clone, rename, list and describe them (pot's types and levels)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from ladle import names
+from ladle.engine.core import Engine
+from ladle.errors import Exists, NotFound, StateError, UsageError
+from ladle.plan.steps import RemoveTree, Rename, Step
+from ladle.state.steps import put
+
+NETWORKS = ("inherit", "none")
+DEFAULT_CMD = "sh /etc/rc"
+
+
+def _free(eng: Engine, name: str) -> None:
+    if eng.store.get("pots", name=name):
+        raise Exists(f"pot {name} already exists")
+    if eng.store.get("layers", key=f"pots/{name}"):
+        raise Exists(f"storage layer pots/{name} already exists (run 'ladle gc')")
+
+
+def _latest(eng: Engine, key: str, owner: str) -> str:
+    snap = eng.snap.latest(key)
+    if snap is None:
+        raise UsageError(f"{owner} has no snapshot: take one with 'ladle snapshot'")
+    return f"{key}@{snap}"
+
+
+def create(eng: Engine, name: str, base: str | None, type_: str, level: int | None, potbase: str | None,
+           cmd: str | None, network: str, attrs: dict[str, str] | None = None, quiet: bool = False) -> None:
+    """pot's create: `single` pots own a whole tree; `multi` level 0 is the base itself, level 1 a
+    writable layer on a base snapshot (or a copy of another pot's with -P), level 2 a writable
+    layer on another level-1 pot's live tree (-P required)."""
+    names.pot_name(name)
+    if type_ not in ("single", "multi"):
+        raise UsageError(f"invalid type {type_!r}: use single or multi")
+    if network not in NETWORKS:
+        raise UsageError(f"invalid network type {network!r}: use {' or '.join(NETWORKS)}")
+    if level is None:
+        level = 0 if type_ == "single" else 1
+    if level not in (0, 1, 2) or (type_ == "single" and level != 0):
+        raise UsageError(f"invalid level {level} for a {type_} pot (single: 0; multi: 0, 1 or 2)")
+    if level == 2 and not potbase:
+        raise UsageError("a level 2 pot needs -P POT (the level 1 pot whose tree it shares)")
+    if potbase and type_ == "multi" and level == 0:
+        raise UsageError("-P cannot be used with a level 0 pot")
+    with eng.lock(f"pot-{name}"):
+        _free(eng, name)
+        ref = eng.pot(potbase) if potbase else None
+        if ref:
+            if ref["type"] != type_ or (type_ == "multi" and ref["level"] != 1):
+                want = "a single pot" if type_ == "single" else "a multi level 1 pot"
+                raise UsageError(f"-P {potbase}: must be {want}")
+            base = base or ref["base"]
+            if base != ref["base"]:
+                raise UsageError(f"-P {potbase} is on base {ref['base']}, not {base}")
+        if not base:
+            raise UsageError("a base is needed: -b BASE (see 'ladle bases')")
+        brow = eng.base(base)
+        key = f"pots/{name}"
+        steps: list[Step]
+        if type_ == "multi" and level == 0:
+            key, steps = brow["layer"], []
+        elif type_ == "single":
+            src = _latest(eng, ref["layer"], f"pot {potbase}") if ref else _latest(eng, brow["layer"], f"base {base}")
+            steps = eng.snap.copy(key, src)
+        elif level == 1:
+            steps = (eng.snap.copy(key, _latest(eng, ref["layer"], f"pot {potbase}")) if ref
+                     else eng.snap.prepare(key, _latest(eng, brow["layer"], f"base {base}")))
+        else:
+            steps = eng.snap.prepare(key, ref["layer"])  # type: ignore[index]
+        defaults = eng.host.attr_defaults()
+        for k, v in (attrs or {}).items():
+            defaults[k] = eng.host.check_attr(k, v)
+        row = {"name": name, "base": base, "type": type_, "level": level, "potbase": potbase,
+               "cmd": cmd or DEFAULT_CMD, "env": {}, "attrs": defaults, "network": network,
+               "layer": key, "created": time.time()}
+        steps.append(put("pots", {"name": name}, row, None))
+        eng.execute("create", f"pot:{name}", steps)
+    if not quiet:
+        eng.say(f"created pot {name}")
+
+
+def dependants(eng: Engine, name: str) -> list[str]:
+    """Pots that would be orphaned by destroying `name`: by -P reference or by storage."""
+    pot = eng.pot(name)
+    found = {r["name"] for r in eng.store.all("pots", potbase=name)}
+    if pot["layer"] == f"pots/{name}":
+        for key in eng.snap.dependants(pot["layer"]):
+            if key.startswith("pots/"):
+                found.add(key.split("/", 1)[1])
+    found.discard(name)
+    return sorted(found)
+
+
+def destroy(eng: Engine, name: str, recursive: bool, force: bool, quiet: bool = False) -> None:
+    from ladle.engine import lifecycle
+
+    pot = eng.pot(name)
+    deps = dependants(eng, name)
+    if deps and not recursive:
+        raise UsageError(f"pot {name} is used by {', '.join(deps)}: use -r to destroy them too")
+    for dep in deps:
+        if eng.store.get("pots", name=dep):
+            destroy(eng, dep, recursive=True, force=force)
+    with eng.lock(f"pot-{name}"):
+        if lifecycle.is_running(eng, name):
+            if not force:
+                raise StateError(f"pot {name} is running: stop it first, or use -F")
+            lifecycle.stop_locked(eng, name)
+        steps: list[Step] = [put("pot_mounts", {"pot": name, "mountpoint": m["mountpoint"]}, None, m)
+                             for m in eng.store.all("pot_mounts", pot=name)]
+        run = eng.store.get("runs", pot=name)
+        if run:
+            steps.append(put("runs", {"pot": name}, None, run))
+        steps.append(put("pots", {"name": name}, None, pot))
+        if pot["layer"] == f"pots/{name}":
+            steps += eng.snap.remove(pot["layer"])
+        steps += [RemoveTree(os.path.join(eng.root, "run", name)),
+                  RemoveTree(os.path.join(eng.root, "logs", f"{name}.log"))]
+        eng.execute("destroy", f"pot:{name}", steps, on_crash="finish")
+    if not quiet:
+        eng.say(f"destroyed pot {name}")
+
+
+def clone(eng: Engine, new: str, source: str, snap: str | None) -> None:
+    """A new pot from a snapshot of another, sharing blocks where the backend can (ZFS clone)."""
+    names.pot_name(new)
+    with eng.lock(f"pot-{new}"):
+        _free(eng, new)
+        src = eng.pot(source)
+        if src["layer"] != f"pots/{source}":
+            raise UsageError(f"pot {source} is a level 0 pot (its tree is base {src['base']}): it cannot be cloned")
+        if snap is None:
+            ref = _latest(eng, src["layer"], f"pot {source}")
+        else:
+            names.name("snapshot", snap)
+            if snap not in eng.snap.snapshots(src["layer"]):
+                raise NotFound(f"pot {source} has no snapshot {snap}")
+            ref = f"{src['layer']}@{snap}"
+        key = f"pots/{new}"
+        steps = eng.snap.clone(key, ref)
+        row = {**src, "name": new, "layer": key, "created": time.time()}
+        steps.append(put("pots", {"name": new}, row, None))
+        for m in eng.store.all("pot_mounts", pot=source):
+            steps.append(put("pot_mounts", {"pot": new, "mountpoint": m["mountpoint"]}, {**m, "pot": new}, None))
+        eng.execute("clone", f"pot:{new}", steps)
+    eng.say(f"cloned pot {source} to {new}")
+
+
+def rename(eng: Engine, old: str, new: str) -> None:
+    from ladle.engine import lifecycle
+
+    names.pot_name(new)
+    with eng.lock(f"pot-{old}"), eng.lock(f"pot-{new}"):
+        pot = eng.pot(old)
+        _free(eng, new)
+        if lifecycle.is_running(eng, old):
+            raise StateError(f"pot {old} is running: stop it first")
+        steps: list[Step] = []
+        layer = pot["layer"]
+        if layer == f"pots/{old}":
+            steps += eng.snap.rename(layer, f"pots/{new}")
+            layer = f"pots/{new}"
+        steps += [put("pots", {"name": old}, None, pot),
+                  put("pots", {"name": new}, {**pot, "name": new, "layer": layer}, None)]
+        for m in eng.store.all("pot_mounts", pot=old):
+            steps += [put("pot_mounts", {"pot": old, "mountpoint": m["mountpoint"]}, None, m),
+                      put("pot_mounts", {"pot": new, "mountpoint": m["mountpoint"]}, {**m, "pot": new}, None)]
+        run = eng.store.get("runs", pot=old)
+        if run:
+            steps.append(put("runs", {"pot": old}, None, run))
+        for other in eng.store.all("pots", potbase=old):
+            steps.append(put("pots", {"name": other["name"]}, {**other, "potbase": new}, other))
+        log = os.path.join(eng.root, "logs", f"{old}.log")
+        if os.path.exists(log):
+            steps.append(Rename(log, os.path.join(eng.root, "logs", f"{new}.log")))
+        eng.execute("rename", f"pot:{old}", steps)
+    eng.say(f"renamed pot {old} to {new}")
+
+
+def list_pots(eng: Engine) -> list[dict[str, Any]]:
+    from ladle.engine import lifecycle
+
+    runs = {r["pot"]: r for r in eng.store.all("runs")}
+    out = []
+    for row in eng.store.all("pots", order="name"):
+        out.append({"name": row["name"], "base": row["base"], "type": row["type"], "level": row["level"],
+                    "network": row["network"], "status": lifecycle.status(eng, runs.get(row["name"]))})
+    return out
+
+
+def info(eng: Engine, name: str) -> dict[str, Any]:
+    from ladle.engine import lifecycle
+
+    pot = eng.pot(name)
+    run = eng.store.get("runs", pot=name)
+    mounts = [{"mountpoint": m["mountpoint"], "kind": m["kind"], "source": m["source"], "ro": bool(m["ro"])}
+              for m in eng.store.all("pot_mounts", order="seq", pot=name)]
+    layer = eng.store.get("layers", key=pot["layer"]) or {}
+    return {
+        **{k: pot[k] for k in ("name", "type", "level", "base", "potbase", "cmd", "network")},
+        "status": lifecycle.status(eng, run),
+        "persistent": pot["attrs"].get("persistent") == "YES",
+        "env": pot["env"], "attrs": pot["attrs"], "mounts": mounts,
+        "storage": {"backend": eng.snap.name, "layer": pot["layer"], "path": eng.snap.path(pot["layer"]),
+                    "parent": layer.get("parent"), "origin": layer.get("origin")},
+        "snapshots": eng.snap.snapshots(pot["layer"]) if pot["layer"] == f"pots/{name}" else [],
+        "run": {k: run[k] for k in ("state", "supervisor_pid", "init_pid", "main_pid", "started",
+                                    "finished", "exit_code", "error")} if run else None,
+        "log": os.path.join(eng.root, "logs", f"{name}.log"),
+    }
+
+
+def update(eng: Engine, name: str, verb: str, **changes: Any) -> None:
+    """Change columns of a pot's row (set-cmd, set-env, set-attr); applied at the next start."""
+    with eng.lock(f"pot-{name}"):
+        pot = eng.pot(name)
+        eng.execute(verb, f"pot:{name}", [put("pots", {"name": name}, {**pot, **changes}, pot)])

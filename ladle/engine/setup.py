@@ -1,0 +1,60 @@
+"""`ladle init`: the state root, its database and the storage backend."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from ladle.engine.core import Engine
+from ladle.errors import UsageError
+from ladle.plan.executor import Executor
+from ladle.plan.steps import Context, MakeDir, Step
+from ladle.state.steps import put
+from ladle.state.store import Store
+from ladle.storage import BACKENDS, open_backend
+
+_DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)*")
+SUBDIRS = ("locks", "logs", "run", "cache")
+
+
+def init(eng: Engine, storage: str, dataset: str | None) -> None:
+    """Create what is missing; refuse to switch an initialised root to another backend."""
+    if storage not in BACKENDS:
+        raise UsageError(f"unknown storage {storage!r} (choose from {', '.join(BACKENDS)})")
+    if storage == "zfs" and not dataset:
+        raise UsageError("--storage zfs needs --dataset POOL/PATH")
+    if dataset and (storage != "zfs" or not _DATASET.fullmatch(dataset) or "/" not in dataset):
+        raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH with --storage zfs")
+    root = eng.root
+    wanted = [*_missing_ancestors(root), root, *(os.path.join(root, d) for d in SUBDIRS)]
+    dirs: list[Step] = [MakeDir(p, 0o700) for p in wanted if not os.path.isdir(p)]
+    db = os.path.join(root, "ladle.db")
+    if os.path.exists(db):
+        store = Store(db)
+        have = store.setting("storage")
+        if have and (have != storage or store.setting("dataset") != dataset):
+            raise UsageError(f"{root} is already initialised with {have} storage"
+                             + (f" on {store.setting('dataset')}" if store.setting("dataset") else ""))
+    # The directories come before the database that would log them; a dry run plans against an
+    # empty in-memory store.
+    Executor(Context(eng.runner, None), dry_run=eng.dry_run, out=eng.out).run("init", "global", dirs)
+    store = Store(":memory:" if eng.dry_run and not os.path.exists(db) else db)
+    eng.__dict__["store"] = store
+    backend = open_backend(storage, root, store, dataset)
+    steps: list[Step] = []
+    for key, value in (("storage", storage), ("dataset", dataset), ("host", eng.cfg.host)):
+        if value is not None and store.setting(key) != value:
+            steps.append(put("settings", {"key": key}, {"key": key, "value": value}, None))
+    steps += backend.init_steps()
+    with eng.lock("global"):
+        eng.execute("init", "global", steps)
+    eng.say(f"ladle initialised in {root} ({storage} storage{' on ' + dataset if dataset else ''})")
+
+
+def _missing_ancestors(path: str) -> list[str]:
+    missing = []
+    parent = os.path.dirname(path)
+    while parent != os.path.dirname(parent) and not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    return missing[::-1]

@@ -1,0 +1,79 @@
+"""Snapshots of pots and fscomps: snapshot, rollback, promote, purge (pot §4.6)."""
+
+from __future__ import annotations
+
+from ladle import names
+from ladle.engine import lifecycle
+from ladle.engine.bases import snapshot_name
+from ladle.engine.core import Engine
+from ladle.errors import NotFound, StateError, UsageError
+from ladle.plan.steps import Step
+
+
+def _target(eng: Engine, pot: str | None, fscomp: str | None) -> tuple[str, str, str]:
+    """(lock name, layer key, label) for `-p POT` or `-f FSCOMP` (exactly one)."""
+    if bool(pot) == bool(fscomp):
+        raise UsageError("give exactly one of -p POT or -f FSCOMP")
+    if pot:
+        row = eng.pot(pot)
+        if row["layer"] != f"pots/{pot}":
+            raise UsageError(f"pot {pot} is level 0: its tree is base {row['base']}, which has its own snapshots")
+        return f"pot-{pot}", row["layer"], f"pot {pot}"
+    row = eng.fscomp(fscomp or "")
+    return f"fscomp-{fscomp}", row["layer"], f"fscomp {fscomp}"
+
+
+def _stopped(eng: Engine, pot: str | None) -> None:
+    if pot and lifecycle.is_running(eng, pot):
+        raise StateError(f"pot {pot} is running: stop it first")
+
+
+def snapshot(eng: Engine, pot: str | None, fscomp: str | None, name: str | None) -> None:
+    lock, key, label = _target(eng, pot, fscomp)
+    with eng.lock(lock):
+        _stopped(eng, pot)
+        snap = names.name("snapshot", name) if name else snapshot_name(eng, key)
+        eng.execute("snapshot", key, eng.snap.snapshot(key, snap))
+    eng.say(f"snapshot {snap} of {label} taken")
+
+
+def rollback(eng: Engine, pot: str | None, fscomp: str | None, snap: str | None) -> None:
+    lock, key, label = _target(eng, pot, fscomp)
+    with eng.lock(lock):
+        _stopped(eng, pot)
+        snap = snap or eng.snap.latest(key)
+        if snap is None:
+            raise NotFound(f"{label} has no snapshot")
+        eng.execute("rollback", key, eng.snap.rollback(key, snap))
+    eng.say(f"{label} rolled back to {snap}")
+
+
+def promote(eng: Engine, pot: str | None, fscomp: str | None) -> None:
+    lock, key, label = _target(eng, pot, fscomp)
+    with eng.lock(lock):
+        row = eng.store.get("layers", key=key) or {}
+        if not row.get("origin"):
+            raise UsageError(f"{label} is not a clone: nothing to promote")
+        eng.execute("promote", key, eng.snap.promote(key))
+    eng.say(f"{label} promoted")
+
+
+def purge(eng: Engine, pot: str | None, fscomp: str | None, keep: int, everything: bool) -> None:
+    """pot's purge-snapshots keeps the latest; -k keeps more, -a none. Snapshots in use stay."""
+    lock, key, label = _target(eng, pot, fscomp)
+    if keep < 0:
+        raise UsageError("-k must be 0 or more")
+    keep = 0 if everything else keep
+    with eng.lock(lock):
+        snaps = eng.snap.snapshots(key)
+        doomed = snaps[:len(snaps) - keep] if keep else snaps
+        steps: list[Step] = []
+        for s in doomed:
+            steps += eng.snap.remove_snapshot(key, s)
+        eng.execute("purge-snapshots", key, steps, on_crash="finish")
+    eng.say(f"removed {len(doomed)} snapshot(s) of {label}")
+
+
+def list_snapshots(eng: Engine, pot: str | None, fscomp: str | None) -> list[str]:
+    _, key, _ = _target(eng, pot, fscomp)
+    return eng.snap.snapshots(key)

@@ -1,0 +1,128 @@
+"""What the engine asks of a host driver, and the description of a pot it hands over."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from ladle.plan.runner import Runner
+    from ladle.plan.steps import Step
+    from ladle.storage.snapshotter import Mount
+
+
+@dataclass
+class RuntimeSpec:
+    """Everything a driver needs to run one pot; built by the engine from the state store.
+
+    `root` mounts the pot's tree at '/' (from the snapshotter); `mounts` are fscomps and mount-ins,
+    in order, with targets inside the pot. `cmd` is pot's command line, parsed by /bin/sh like
+    pot's tinirc does (`exec <cmd>`). `attrs` hold pot attributes as strings ('YES'/'NO', numbers,
+    'new'/'inherit'/'disable'). `network` is 'inherit' (host stack) or 'none' (own stack, loopback
+    only); bridges come later.
+    """
+
+    name: str
+    hostname: str
+    root: list[Mount]
+    mounts: list[Mount]
+    cmd: str
+    env: dict[str, str]
+    attrs: dict[str, str]
+    network: str
+    log_path: str
+    run_dir: str  # per-pot runtime directory under the state root (mountpoint for the root, ...)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def attr_on(self, name: str) -> bool:
+        return self.attrs.get(name, "NO").upper() in ("YES", "ON", "TRUE", "1")
+
+    @property
+    def persistent(self) -> bool:
+        return self.attr_on("persistent")
+
+    @property
+    def stop_timeout(self) -> float:
+        return float(self.attrs.get("stop_timeout", "10"))
+
+
+@dataclass
+class RunRecord:
+    """A started pot, as recorded in the `runs` table (pids with start times survive pid reuse)."""
+
+    pot: str
+    state: str  # 'running' | 'stopped' | 'exited' | 'failed'
+    supervisor_pid: int | None = None
+    supervisor_start: int | None = None
+    init_pid: int | None = None
+    init_start: int | None = None
+    main_pid: int | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+
+class Host:
+    """A host driver. Every method that changes the host returns steps, or does interactive work
+    that has a `*_render` twin for --dry-run."""
+
+    name: ClassVar[str] = ""
+    default_root: ClassVar[str] = ""
+    config_path: ClassVar[str] = ""
+
+    def __init__(self, runner: Runner, root: str) -> None:
+        self.runner = runner
+        self.root = root
+
+    # Attributes --------------------------------------------------------------------------------
+
+    def attr_defaults(self) -> dict[str, str]:
+        """Attributes written at create, with this host's defaults."""
+        raise NotImplementedError
+
+    def check_attr(self, name: str, value: str) -> str:
+        """Validate and normalise an attribute value; raise UsageError if unknown or unsupported."""
+        raise NotImplementedError
+
+    # Bases -------------------------------------------------------------------------------------
+
+    def release_base_steps(self, release: str, dest: str, cache: str, mirror: str) -> list[Step]:
+        """Fill the empty tree `dest` with the base system for `release` (FreeBSD: base.txz checked
+        against MANIFEST; Linux: 'busybox' from the host's static busybox)."""
+        raise NotImplementedError
+
+    # Life cycle ----------------------------------------------------------------------------------
+
+    def start_plan(self, spec: RuntimeSpec) -> list[Step]:
+        """Steps that start the pot under a supervisor. The last one returns once the main process
+        runs, or raises with the reason; it records the run in the `runs` table."""
+        raise NotImplementedError
+
+    def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
+        """Steps that stop a running pot (signal, wait up to stop_timeout, kill) and clean up after
+        it. They must also work when the supervisor or the pot already died (recovery)."""
+        raise NotImplementedError
+
+    def run_foreground(self, spec: RuntimeSpec, *, log: bool) -> int:
+        """Run the pot attached to this terminal (`ladle run`): stdin/stdout/stderr are ours, and
+        with `log` also copied to spec.log_path. Returns the main process's exit code."""
+        raise NotImplementedError
+
+    def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], *, tty: bool,
+             env: dict[str, str]) -> int:
+        """Run argv inside the running pot, attached to this terminal; return its exit code."""
+        raise NotImplementedError
+
+    def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
+        raise NotImplementedError
+
+    def alive(self, run: RunRecord) -> bool:
+        """Is the pot of this run record still running?"""
+        raise NotImplementedError
+
+    # Files -------------------------------------------------------------------------------------
+
+    def copy_plan(self, spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str,
+                  pot_path: str, create_parents: bool) -> list[Step]:
+        """Copy into ('in') or out of ('out') the pot, never following a symlink out of its root.
+        Works on stopped pots (mounting the tree privately) and running ones."""
+        raise NotImplementedError

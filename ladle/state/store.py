@@ -1,0 +1,162 @@
+"""The SQLite state store: schema, row access and the intent log.
+
+Rows are plain dicts so that state changes can be expressed as `StatePut` steps and undone.
+The schema has room for what comes next (IPAM leases, images, restart policies) as new tables,
+added by bumping SCHEMA_VERSION with a migration.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from typing import Any
+
+from ladle import proc
+from ladle.errors import HostError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layers (
+    key TEXT PRIMARY KEY,       -- e.g. bases/busybox, pots/web, fscomps/data
+    kind TEXT NOT NULL,         -- full: a whole tree; overlay: an upper layer over `parent`
+    parent TEXT,                -- what it is layered on: 'key@snap' (committed) or 'key' (live, ro)
+    origin TEXT                 -- ZFS clone origin 'key@snap': a dependency until promoted
+);
+CREATE TABLE IF NOT EXISTS snapshots (
+    key TEXT NOT NULL, name TEXT NOT NULL, created REAL NOT NULL, PRIMARY KEY (key, name)
+);
+CREATE TABLE IF NOT EXISTS bases (
+    name TEXT PRIMARY KEY, release TEXT NOT NULL, source TEXT NOT NULL, layer TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pots (
+    name TEXT PRIMARY KEY, base TEXT NOT NULL, type TEXT NOT NULL, level INTEGER NOT NULL,
+    potbase TEXT, cmd TEXT NOT NULL, env TEXT NOT NULL, attrs TEXT NOT NULL,
+    network TEXT NOT NULL, layer TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fscomps (
+    name TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pot_mounts (
+    pot TEXT NOT NULL, mountpoint TEXT NOT NULL, kind TEXT NOT NULL, source TEXT NOT NULL,
+    ro INTEGER NOT NULL, seq REAL NOT NULL, PRIMARY KEY (pot, mountpoint)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    pot TEXT PRIMARY KEY, state TEXT NOT NULL, supervisor_pid INTEGER, supervisor_start INTEGER,
+    init_pid INTEGER, init_start INTEGER, main_pid INTEGER, started REAL, finished REAL,
+    exit_code INTEGER, error TEXT
+);
+CREATE TABLE IF NOT EXISTS ops (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, verb TEXT NOT NULL, subject TEXT NOT NULL,
+    pid INTEGER NOT NULL, pid_start INTEGER, state TEXT NOT NULL, on_crash TEXT NOT NULL,
+    started REAL NOT NULL, error TEXT
+);
+CREATE TABLE IF NOT EXISTS op_steps (
+    op INTEGER NOT NULL, seq INTEGER NOT NULL, step TEXT NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (op, seq)
+);
+"""
+
+
+class Store:
+    """A connection to `<root>/ladle.db` in WAL mode."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        except sqlite3.Error as e:
+            raise HostError(f"cannot open state database {path}: {e}") from None
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA busy_timeout=30000")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._create()
+        self.db.execute("PRAGMA synchronous=NORMAL")
+
+    def _create(self) -> None:
+        # executescript commits first, so the transaction lives inside the script; IF NOT EXISTS
+        # makes a race between two first commands harmless.
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # Rows ------------------------------------------------------------------------------------
+
+    def get(self, table: str, **key: Any) -> dict[str, Any] | None:
+        where = " AND ".join(f"{k}=?" for k in key)
+        row = self.db.execute(f"SELECT * FROM {table} WHERE {where}", tuple(key.values())).fetchone()
+        return dict(row) if row else None
+
+    def all(self, table: str, order: str = "rowid", **key: Any) -> list[dict[str, Any]]:
+        where = (" WHERE " + " AND ".join(f"{k}=?" for k in key)) if key else ""
+        sql = f"SELECT * FROM {table}{where} ORDER BY {order}"
+        return [dict(r) for r in self.db.execute(sql, tuple(key.values()))]
+
+    def put(self, table: str, key: dict[str, Any], row: dict[str, Any] | None) -> None:
+        """Replace the row at `key` with `row` (None deletes it), atomically."""
+        where = " AND ".join(f"{k}=?" for k in key)
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(f"DELETE FROM {table} WHERE {where}", tuple(key.values()))
+            if row is not None:
+                cols = ",".join(row)
+                marks = ",".join("?" * len(row))
+                self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        row = self.get("settings", key=key)
+        return row["value"] if row else default
+
+    # Intent log ------------------------------------------------------------------------------
+
+    def op_begin(self, verb: str, subject: str, steps: list[str], on_crash: str) -> int:
+        pid = os.getpid()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.db.execute(
+                "INSERT INTO ops (verb, subject, pid, pid_start, state, on_crash, started)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (verb, subject, pid, proc.start_time(pid), "running", on_crash, time.time()))
+            op = int(cur.lastrowid or 0)
+            self.db.executemany("INSERT INTO op_steps (op, seq, step, state) VALUES (?,?,?,?)",
+                                [(op, i, s, "pending") for i, s in enumerate(steps)])
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return op
+
+    def op_step(self, op: int, seq: int, state: str) -> None:
+        self.db.execute("UPDATE op_steps SET state=? WHERE op=? AND seq=?", (state, op, seq))
+
+    def op_end(self, op: int, state: str, error: str | None = None) -> None:
+        """Close an operation; a clean one leaves no rows behind."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if state == "done":
+                self.db.execute("DELETE FROM op_steps WHERE op=?", (op,))
+                self.db.execute("DELETE FROM ops WHERE id=?", (op,))
+            else:
+                self.db.execute("UPDATE ops SET state=?, error=? WHERE id=?", (state, error, op))
+                self.db.execute("DELETE FROM op_steps WHERE op=?", (op,))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def stale_ops(self) -> list[dict[str, Any]]:
+        """Operations still marked running whose process is gone."""
+        rows = self.all("ops", order="id", state="running")
+        return [r for r in rows if not proc.alive(r["pid"], r["pid_start"])]
+
+    def op_steps(self, op: int) -> list[dict[str, Any]]:
+        return self.all("op_steps", order="seq", op=op)

@@ -1,0 +1,26 @@
+"""Storage backends behind one snapshotter interface (DESIGN §3)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ladle.errors import UsageError
+
+if TYPE_CHECKING:
+    from ladle.state.store import Store
+    from ladle.storage.snapshotter import Snapshotter
+
+BACKENDS = ("dir", "zfs")
+
+
+def open_backend(kind: str, root: str, store: Store, dataset: str | None) -> Snapshotter:
+    """The snapshotter for `kind`; imported lazily so the CLI only pays for the one it uses."""
+    if kind == "dir":
+        from ladle.storage.dirfs import DirSnapshotter
+        return DirSnapshotter(root, store)
+    if kind == "zfs":
+        from ladle.storage.zfs import ZfsSnapshotter
+        if not dataset:
+            raise UsageError("zfs storage needs a dataset (ladle init --storage zfs --dataset POOL/PATH)")
+        return ZfsSnapshotter(root, store, dataset)
+    raise UsageError(f"unknown storage backend {kind!r} (choose from {', '.join(BACKENDS)})")

@@ -1,0 +1,168 @@
+"""The zero-set-up backend: plain directories, with overlayfs on Linux for layered pots.
+
+Each layer lives in ``<root>/storage/<key>/``: ``fs/`` is its tree (for an overlay layer, the
+upper directory), ``work/`` is overlayfs's work directory, and ``snaps/<name>/`` holds snapshots
+as full copies of ``fs/``. Snapshots and clones therefore cost a copy (``cp -a``, which reflinks
+where the file system can), unlike ZFS; a clone is an independent copy, so ``promote`` has
+nothing to do. Overlay layers need Linux; on other hosts use full layers (``copy``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ladle.errors import NotFound, UsageError
+from ladle.plan.steps import CopyTree, MakeDir, RemoveTree, Rename, Step
+from ladle.state.steps import put
+from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
+
+
+class DirSnapshotter(Snapshotter):
+    name = "dir"
+
+    def _dir(self, key: str) -> str:
+        return os.path.join(self.root, "storage", key)
+
+    def _snapdir(self, ref: str) -> str:
+        key, snap = split_ref(ref)
+        if snap is None:
+            raise UsageError(f"{ref!r} is not a snapshot reference")
+        return os.path.join(self._dir(key), "snaps", snap)
+
+    def _layer(self, key: str) -> dict[str, str | None]:
+        row = self.store.get("layers", key=key)
+        if row is None:
+            raise NotFound(f"storage layer {key} does not exist")
+        return row
+
+    def init_steps(self) -> list[Step]:
+        """Create the storage tree on `ladle init` (idempotent: only what is missing)."""
+        base = os.path.join(self.root, "storage")
+        paths = [base] + [os.path.join(base, k) for k in ("bases", "pots", "fscomps")]
+        return [MakeDir(p) for p in paths if not os.path.isdir(p)]
+
+    # Queries -----------------------------------------------------------------------------------
+
+    def path(self, key: str) -> str:
+        return os.path.join(self._dir(key), "fs")
+
+    def mounts(self, key: str, readonly: bool = False) -> list[Mount]:
+        layer = self._layer(key)
+        if layer["kind"] == "full":
+            return [Mount("bind", self.path(key), "/", ("ro",) if readonly else ())]
+        lowers = self._lowers(layer["parent"] or "")
+        if readonly:
+            return [Mount("overlay", "overlay", "/", ("lowerdir=" + ":".join([self.path(key), *lowers]), "ro"))]
+        work = os.path.join(self._dir(key), "work")
+        opts = ("lowerdir=" + ":".join(lowers), f"upperdir={self.path(key)}", f"workdir={work}")
+        return [Mount("overlay", "overlay", "/", opts)]
+
+    def _lowers(self, parent: str) -> list[str]:
+        """Directories under an overlay layer, top first: the parent's tree and its own parents."""
+        key, snap = split_ref(parent)
+        layer = self._layer(key)
+        top = self._snapdir(parent) if snap else self.path(key)
+        if layer["kind"] == "full":
+            return [top]
+        return [top, *self._lowers(layer["parent"] or "")]
+
+    # Changes -----------------------------------------------------------------------------------
+
+    def _record(self, key: str, kind: str, parent: str | None) -> Step:
+        return put("layers", {"key": key}, {"key": key, "kind": kind, "parent": parent, "origin": None}, None)
+
+    def new(self, key: str) -> list[Step]:
+        d = self._dir(key)
+        return [MakeDir(d), MakeDir(os.path.join(d, "fs")), MakeDir(os.path.join(d, "snaps")),
+                self._record(key, "full", None)]
+
+    def prepare(self, key: str, parent: str) -> list[Step]:
+        pkey, snap = split_ref(parent)
+        self._layer(pkey)
+        if snap and snap not in self.snapshots(pkey):
+            raise NotFound(f"snapshot {parent} does not exist")
+        d = self._dir(key)
+        return [MakeDir(d), *(MakeDir(os.path.join(d, sub)) for sub in ("fs", "work", "snaps")),
+                self._record(key, "overlay", parent)]
+
+    def copy(self, key: str, source: str) -> list[Step]:
+        skey, snap = split_ref(source)
+        layer = self._layer(skey)
+        if snap not in self.snapshots(skey):
+            raise NotFound(f"snapshot {source} does not exist")
+        d = self._dir(key)
+        steps: list[Step] = [MakeDir(d), CopyTree(self._snapdir(source), os.path.join(d, "fs")),
+                             MakeDir(os.path.join(d, "snaps"))]
+        if layer["kind"] == "overlay":
+            steps.append(MakeDir(os.path.join(d, "work")))
+        return [*steps, self._record(key, str(layer["kind"]), layer["parent"])]
+
+    def clone(self, key: str, source: str) -> list[Step]:
+        """A copy: directories cannot share blocks, and a copy leaves nothing to promote."""
+        return self.copy(key, source)
+
+    def snapshot(self, key: str, snap: str) -> list[Step]:
+        self._layer(key)
+        if snap in self.snapshots(key):
+            raise UsageError(f"snapshot {key}@{snap} already exists")
+        row = {"key": key, "name": snap, "created": time.time()}
+        return [CopyTree(self.path(key), self._snapdir(f"{key}@{snap}")),
+                put("snapshots", {"key": key, "name": snap}, row, None)]
+
+    def rollback(self, key: str, snap: str) -> list[Step]:
+        snaps = self.snapshots(key)
+        if snap not in snaps:
+            raise NotFound(f"snapshot {key}@{snap} does not exist")
+        later = snaps[snaps.index(snap) + 1:]
+        for s in later:
+            self._refuse_if_used(f"{key}@{s}")
+        old = self.path(key) + ".rollback"
+        steps: list[Step] = [Rename(self.path(key), old), CopyTree(self._snapdir(f"{key}@{snap}"), self.path(key))]
+        for s in later:
+            steps += self._forget_snapshot(key, s)
+        return [*steps, RemoveTree(old)]
+
+    def remove_snapshot(self, key: str, snap: str) -> list[Step]:
+        if snap not in self.snapshots(key):
+            raise NotFound(f"snapshot {key}@{snap} does not exist")
+        self._refuse_if_used(f"{key}@{snap}")
+        return self._forget_snapshot(key, snap)
+
+    def _refuse_if_used(self, ref: str) -> None:
+        users = self.store.db.execute("SELECT key FROM layers WHERE parent=? OR origin=?", (ref, ref)).fetchall()
+        if users:
+            raise UsageError(f"snapshot {ref} is used by {', '.join(r[0] for r in users)}")
+
+    def _forget_snapshot(self, key: str, snap: str) -> list[Step]:
+        row = self.store.get("snapshots", key=key, name=snap)
+        return [put("snapshots", {"key": key, "name": snap}, None, row),
+                RemoveTree(self._snapdir(f"{key}@{snap}"))]
+
+    def promote(self, key: str) -> list[Step]:
+        self._layer(key)
+        return []
+
+    def rename(self, key: str, new_key: str) -> list[Step]:
+        layer = self._layer(key)
+        if self.store.get("layers", key=new_key) or os.path.lexists(self._dir(new_key)):
+            raise UsageError(f"storage layer {new_key} already exists")
+        steps: list[Step] = [Rename(self._dir(key), self._dir(new_key)),
+                             put("layers", {"key": key}, None, layer),
+                             put("layers", {"key": new_key}, {**layer, "key": new_key}, None)]
+        for row in self.store.all("snapshots", key=key):
+            steps += [put("snapshots", {"key": key, "name": row["name"]}, None, row),
+                      put("snapshots", {"key": new_key, "name": row["name"]}, {**row, "key": new_key}, None)]
+        for dep in self.dependants(key):
+            drow = self.store.get("layers", key=dep) or {}
+            parent = drow["parent"]
+            if parent and split_ref(parent)[0] == key:
+                new_parent = new_key + parent[len(key):]
+                steps.append(put("layers", {"key": dep}, {**drow, "parent": new_parent}, drow))
+        return steps
+
+    def remove(self, key: str) -> list[Step]:
+        layer = self._layer(key)
+        steps: list[Step] = [put("snapshots", {"key": key, "name": r["name"]}, None, r)
+                             for r in self.store.all("snapshots", key=key)]
+        return [*steps, put("layers", {"key": key}, None, layer), RemoveTree(self._dir(key))]

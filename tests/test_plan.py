@@ -1,0 +1,86 @@
+"""Plans: failures undo what was done, in reverse; a killed command is repaired afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ladle.errors import CommandFailed
+from ladle.plan.executor import Executor
+from ladle.plan.runner import SubprocessRunner
+from ladle.plan.steps import Cmd, Context, MakeDir, Step, WriteFile
+from ladle.state.steps import put
+from ladle.state.store import Store
+
+
+def ctx(tmp_path: Path) -> Context:
+    return Context(SubprocessRunner(), Store(str(tmp_path / "ladle.db")))
+
+
+def test_a_failing_step_undoes_the_earlier_ones_and_leaves_no_trace(tmp_path: Path) -> None:
+    c = ctx(tmp_path)
+    d = tmp_path / "made"
+    steps: list[Step] = [MakeDir(str(d)), WriteFile(str(d / "f"), "hello\n"),
+                         put("settings", {"key": "k"}, {"key": "k", "value": "v"}, None), Cmd(["false"])]
+    with pytest.raises(CommandFailed, match="false failed"):
+        Executor(c).run("test", "global", steps)
+    assert not d.exists()
+    assert c.store is not None and c.store.setting("k") is None
+    assert c.store.all("ops", state="running") == []
+
+
+def test_a_successful_plan_leaves_no_intent_log(tmp_path: Path) -> None:
+    c = ctx(tmp_path)
+    Executor(c).run("test", "global", [MakeDir(str(tmp_path / "a"))])
+    assert (tmp_path / "a").is_dir()
+    assert c.store is not None and c.store.all("ops") == []
+
+
+def test_dry_run_prints_the_steps_and_changes_nothing(tmp_path: Path) -> None:
+    import io
+    out = io.StringIO()
+    Executor(ctx(tmp_path), dry_run=True, out=out).run("t", "g", [MakeDir(str(tmp_path / "a"), 0o700),
+                                                              Cmd(["zfs", "create", "p/x y"])])
+    assert out.getvalue() == f"mkdir -m 700 {tmp_path / 'a'}\nzfs create 'p/x y'\n"
+    assert not (tmp_path / "a").exists()
+
+
+def test_steps_survive_the_intent_log_round_trip() -> None:
+    step = WriteFile("/x", "a\nb", 0o600)
+    assert Step.from_json(step.to_json()) == step
+
+
+@pytest.mark.parametrize("on_crash", ["undo", "finish"])
+def test_a_killed_plan_is_rolled_back_or_finished_by_recovery(tmp_path: Path, on_crash: str) -> None:
+    """SIGKILL in the middle of a plan; the next command's recovery repairs it."""
+    a, b, mark = tmp_path / "a", tmp_path / "b", tmp_path / "recovering"
+    script = textwrap.dedent(f"""
+        from ladle.plan.executor import Executor
+        from ladle.plan.runner import SubprocessRunner
+        from ladle.plan.steps import Cmd, Context, MakeDir
+        from ladle.state.store import Store
+        c = Context(SubprocessRunner(), Store({str(tmp_path / 'ladle.db')!r}))
+        Executor(c).run("t", "global", [MakeDir({str(a)!r}), Cmd(["sh", "-c", "test -e {str(mark)} || kill -9 $PPID"]),
+                                        MakeDir({str(b)!r})], on_crash={on_crash!r})
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert proc.returncode == -9 and a.is_dir() and not b.exists()
+
+    from ladle.config import Config
+    from ladle.engine.core import Engine
+    from ladle.engine.gc import recover
+    eng = Engine(Config(host="linux", root=str(tmp_path)))
+    (tmp_path / "locks").mkdir()
+    mark.touch()  # finishing re-runs the step that was running: let it succeed this time
+    report = recover(eng)
+    assert len(report) == 1
+    if on_crash == "undo":
+        assert "rolled back" in report[0] and not a.exists() and not b.exists()
+    else:
+        assert "finished" in report[0] and a.is_dir() and b.is_dir()
+    assert eng.store.all("ops") == [] and recover(eng) == []
