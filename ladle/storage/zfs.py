@@ -1,0 +1,546 @@
+"""ZFS storage: a layer is a dataset, a snapshot a ZFS snapshot, a clone a ZFS clone (as Jetpack).
+
+Layout: layer key ``K`` is dataset ``<dataset>/K``, mounted at ``<root>/zfs/K`` because every
+dataset inherits its mountpoint from ``<dataset>`` (``mountpoint=<root>/zfs``); snapshot ref
+``K@S`` is ``<dataset>/K@S``. All layers are ``full``: a clone is a whole tree that shares blocks.
+
+The same commands must drive Debian's zfs-fuse (pool version 23) and native OpenZFS on FreeBSD and
+Linux, so only their common subset is used: no ``zfs list -p``, no ``create -u``, no lz4, no
+bookmarks. Two zfs-fuse quirks are handled where they bite: a destroy is retried while it says
+"dataset is busy" (``run_zfs``), and a rename unmounts first (``ZfsSnapshotter.rename``).
+
+The state store is the source of truth for layers and snapshots; ``zfs`` is queried only where
+the store cannot know (``init_steps``, ``datasets``), and then once for the whole tree.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ladle.errors import CommandFailed, Exists, NotFound, UsageError
+from ladle.plan.runner import Runner, SubprocessRunner
+from ladle.plan.steps import Command, Context, Step
+from ladle.state.steps import put
+from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
+
+if TYPE_CHECKING:
+    from ladle.state.store import Store
+
+CATEGORIES = ("bases", "pots", "fscomps")
+
+
+# Steps -----------------------------------------------------------------------------------------
+
+BUSY_WAIT = 10.0  # seconds to keep retrying a zfs command that reports "dataset is busy"
+
+
+def run_zfs(runner: Runner, argv: list[str]) -> str:
+    """Run a zfs command; on failure report zfs's first line ("cannot ...: why"), not its last.
+
+    zfs-fuse releases a dataset asynchronously after unmounting it, so `zfs destroy` of a mounted
+    file system there always fails once with "dataset is busy" (it has unmounted it by then), and
+    often again right after. No event tells when the release is done, so the command is retried,
+    with a short growing delay, for at most BUSY_WAIT seconds; OpenZFS succeeds the first time.
+    """
+    deadline = time.monotonic() + BUSY_WAIT
+    delay = 0.01
+    while True:
+        try:
+            return runner.run(argv)
+        except CommandFailed as e:
+            if "dataset is busy" not in e.stderr or time.monotonic() > deadline:
+                _reword(e)
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.25)
+
+
+def _reword(e: CommandFailed) -> None:
+    lines = e.stderr.strip().splitlines()
+    if lines:
+        e.args = (f"{shlex.join(e.argv[:2])} failed: {lines[0]}",)
+
+
+def _opts(props: dict[str, str]) -> list[str]:
+    return [a for k, v in props.items() for a in ("-o", f"{k}={v}")]
+
+
+def _need_snapshot(name: str) -> None:
+    if "@" not in name:
+        raise ValueError(f"{name!r} is not a snapshot name")
+
+
+class ZfsCommand(Command):
+    """Base of the ZFS steps: runs its commands with zfs's own error line."""
+
+    def apply(self, ctx: Context) -> None:
+        for argv in self.argvs():
+            run_zfs(ctx.runner, argv)
+
+
+@dataclass
+class ZfsCreate(ZfsCommand):
+    dataset: str
+    props: dict[str, str] = field(default_factory=dict)
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "create", *_opts(self.props), self.dataset]]
+
+    def inverse(self) -> list[Step]:
+        return [ZfsDestroy(self.dataset, recursive=True)]
+
+
+@dataclass
+class ZfsDestroy(ZfsCommand):
+    """Destroy a file system (with its snapshots when `recursive`); it cannot be undone."""
+
+    dataset: str
+    recursive: bool = False
+
+    def __post_init__(self) -> None:
+        if "@" in self.dataset:
+            raise ValueError(f"{self.dataset!r} is a snapshot: use ZfsDestroySnapshot")
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "destroy", *(["-r"] if self.recursive else []), self.dataset]]
+
+
+@dataclass
+class ZfsSnapshot(ZfsCommand):
+    snap: str
+
+    def __post_init__(self) -> None:
+        _need_snapshot(self.snap)
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "snapshot", self.snap]]
+
+    def inverse(self) -> list[Step]:
+        return [ZfsDestroySnapshot(self.snap)]
+
+
+@dataclass
+class ZfsDestroySnapshot(ZfsCommand):
+    """Destroy one snapshot; refuses anything without '@' so it can never take a file system."""
+
+    snap: str
+
+    def __post_init__(self) -> None:
+        _need_snapshot(self.snap)
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "destroy", self.snap]]
+
+
+@dataclass
+class ZfsClone(ZfsCommand):
+    origin_snap: str
+    dataset: str
+    props: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _need_snapshot(self.origin_snap)
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "clone", *_opts(self.props), self.origin_snap, self.dataset]]
+
+    def inverse(self) -> list[Step]:
+        return [ZfsDestroy(self.dataset, recursive=True)]
+
+
+@dataclass
+class ZfsRollback(ZfsCommand):
+    """`zfs rollback -r`: later snapshots are destroyed, so there is no undo; plans put it last."""
+
+    snap: str
+
+    def __post_init__(self) -> None:
+        _need_snapshot(self.snap)
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "rollback", "-r", self.snap]]
+
+
+@dataclass
+class ZfsPromote(ZfsCommand):
+    """Promote a clone; undone by promoting its old origin file system back."""
+
+    dataset: str
+    origin_dataset: str = ""
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "promote", self.dataset]]
+
+    def inverse(self) -> list[Step]:
+        return [ZfsPromote(self.origin_dataset, self.dataset)] if self.origin_dataset else []
+
+
+def _run_tolerating(ctx: Context, argv: list[str], done: str) -> None:
+    """Run a command whose failure saying `done` means its goal already holds."""
+    try:
+        run_zfs(ctx.runner, argv)
+    except CommandFailed as e:
+        if done not in e.stderr:
+            raise
+
+
+@dataclass
+class ZfsMount(ZfsCommand):
+    """Mount a file system; one already mounted is fine."""
+
+    dataset: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "mount", self.dataset]]
+
+    def apply(self, ctx: Context) -> None:
+        _run_tolerating(ctx, self.argvs()[0], "already mounted")
+
+    def inverse(self) -> list[Step]:
+        return [ZfsUnmount(self.dataset)]
+
+
+@dataclass
+class ZfsUnmount(ZfsCommand):
+    """Unmount a file system; one not mounted is fine."""
+
+    dataset: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "unmount", self.dataset]]
+
+    def apply(self, ctx: Context) -> None:
+        _run_tolerating(ctx, self.argvs()[0], "not currently mounted")
+
+    def inverse(self) -> list[Step]:
+        return [ZfsMount(self.dataset)]
+
+
+@dataclass
+class ZfsRename(ZfsCommand):
+    """Rename a file system; plans unmount it first (see ZfsSnapshotter.rename)."""
+
+    old: str
+    new: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "rename", self.old, self.new]]
+
+    def inverse(self) -> list[Step]:
+        return [ZfsRename(self.new, self.old)]
+
+
+@dataclass
+class ZfsSendReceive(ZfsCommand):
+    """`zfs send SNAP | zfs receive DATASET`: a full, independent copy (it keeps SNAP's name)."""
+
+    snap: str
+    dataset: str
+
+    def __post_init__(self) -> None:
+        _need_snapshot(self.snap)
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "send", self.snap], ["zfs", "receive", self.dataset]]
+
+    def render(self) -> list[str]:
+        return [" | ".join(shlex.join(a) for a in self.argvs())]
+
+    def apply(self, ctx: Context) -> None:
+        try:
+            ctx.runner.pipeline(self.argvs())
+        except CommandFailed as e:
+            _reword(e)
+            raise
+
+    def inverse(self) -> list[Step]:
+        return [ZfsDestroy(self.dataset, recursive=True)]
+
+
+@dataclass
+class ZfsSet(ZfsCommand):
+    """Set a property; `old` None means it was inherited, so undo is `zfs inherit`."""
+
+    dataset: str
+    prop: str
+    value: str
+    old: str | None = None
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "set", f"{self.prop}={self.value}", self.dataset]]
+
+    def inverse(self) -> list[Step]:
+        if self.old is None:
+            return [ZfsInherit(self.dataset, self.prop)]
+        return [ZfsSet(self.dataset, self.prop, self.old, self.value)]
+
+
+@dataclass
+class ZfsInherit(ZfsCommand):
+    dataset: str
+    prop: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["zfs", "inherit", self.prop, self.dataset]]
+
+
+# The snapshotter -------------------------------------------------------------------------------
+
+def zfs_list(runner: Runner, dataset: str, props: list[str],
+             types: str = "filesystem") -> dict[str, list[str]]:
+    """`zfs list -H -o name,PROPS -r -t TYPES DATASET` as {name: [values]}; {} if it does not exist.
+
+    '-' (no value) becomes ''. One command for the whole tree, whatever its size.
+    """
+    argv = ["zfs", "list", "-H", "-o", ",".join(["name", *props]), "-r", "-t", types, dataset]
+    try:
+        out = runner.run(argv)
+    except CommandFailed as e:
+        if "does not exist" in e.stderr:
+            return {}
+        _reword(e)
+        raise
+    rows = [line.split("\t") for line in out.splitlines() if line]
+    return {r[0]: ["" if v == "-" else v for v in r[1:]] for r in rows}
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if len(parts) < 2 or any(p in ("", ".", "..") or "@" in p for p in parts):
+        raise UsageError(f"invalid storage layer key {key!r}")
+    return key
+
+
+def _refs(row: dict[str, Any], parent: str | None, origin: str | None) -> dict[str, Any]:
+    return {**row, "parent": parent, "origin": origin}
+
+
+class ZfsSnapshotter(Snapshotter):
+    """The ZFS backend. `runner` answers the few queries (a recording one for FreeBSD tests)."""
+
+    name = "zfs"
+
+    def __init__(self, root: str, store: Store, dataset: str, runner: Runner | None = None) -> None:
+        super().__init__(root, store)
+        dataset = dataset.strip("/")
+        if not dataset or "@" in dataset or any(p in ("", ".", "..") for p in dataset.split("/")):
+            raise UsageError(f"invalid ZFS dataset {dataset!r}")
+        self.dataset = dataset
+        self.runner = runner or SubprocessRunner()
+
+    # Names -------------------------------------------------------------------------------------
+
+    def ds(self, key: str) -> str:
+        """The dataset of layer `key`."""
+        return f"{self.dataset}/{key}"
+
+    def zref(self, ref: str) -> str:
+        """The ZFS snapshot name of snapshot ref `key@snap`."""
+        return f"{self.dataset}/{ref}"
+
+    # Queries -----------------------------------------------------------------------------------
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.root, "zfs", key)
+
+    def mounts(self, key: str, readonly: bool = False) -> list[Mount]:
+        return [Mount("bind", self.path(key), "/", ("ro",) if readonly else ())]
+
+    def datasets(self) -> dict[str, str]:
+        """Every file system and snapshot under the root dataset, with its origin ('' if none)."""
+        rows = zfs_list(self.runner, self.dataset, ["origin"], "filesystem,snapshot")
+        return {name: values[0] for name, values in rows.items()}
+
+    def init_steps(self) -> list[Step]:
+        """Create `<dataset>` (mounted at `<root>/zfs`, atime off) and its children; only what is missing."""
+        have = zfs_list(self.runner, self.dataset, ["mountpoint"])
+        top = os.path.join(self.root, "zfs")
+        steps: list[Step] = []
+        if self.dataset not in have:
+            steps.append(ZfsCreate(self.dataset, {"mountpoint": top, "atime": "off"}))
+        elif have[self.dataset][0] != top:
+            steps.append(ZfsSet(self.dataset, "mountpoint", top, have[self.dataset][0]))
+        steps += [ZfsCreate(self.ds(c)) for c in CATEGORIES if self.ds(c) not in have]
+        return steps
+
+    def _layer(self, key: str) -> dict[str, Any]:
+        row = self.store.get("layers", key=key)
+        if row is None:
+            raise NotFound(f"storage layer {key} does not exist")
+        return row
+
+    def _absent(self, key: str) -> None:
+        _check_key(key)
+        if self.store.get("layers", key=key):
+            raise Exists(f"storage layer {key} already exists")
+
+    def _source(self, ref: str) -> str:
+        """A snapshot ref to copy or clone from; a bare key means that layer's latest snapshot."""
+        key, snap = split_ref(ref)
+        self._layer(key)
+        if snap is None:
+            snap = self.latest(key)
+            if snap is None:
+                raise UsageError(f"storage layer {key} has no snapshot to start from")
+        elif snap not in self.snapshots(key):
+            raise NotFound(f"snapshot {ref} does not exist")
+        return f"{key}@{snap}"
+
+    def _users(self, ref: str) -> list[str]:
+        rows = self.store.db.execute(
+            "SELECT key FROM layers WHERE parent=? OR origin=? ORDER BY key", (ref, ref)).fetchall()
+        return [r[0] for r in rows]
+
+    def _referrers(self, key: str) -> list[dict[str, Any]]:
+        """Layer rows whose parent or origin names `key` or one of its snapshots."""
+        return [r for r in self.store.all("layers", order="key")
+                if key in (split_ref(r["parent"] or "")[0], split_ref(r["origin"] or "")[0])]
+
+    # Changes -----------------------------------------------------------------------------------
+
+    def _record(self, key: str, parent: str | None, origin: str | None) -> Step:
+        row = {"key": key, "kind": "full", "parent": parent, "origin": origin}
+        return put("layers", {"key": key}, row, None)
+
+    def _snap_row(self, key: str, snap: str) -> Step:
+        row = {"key": key, "name": snap, "created": time.time()}
+        return put("snapshots", {"key": key, "name": snap}, row, None)
+
+    def _forget_snap(self, key: str, snap: str) -> Step:
+        row = self.store.get("snapshots", key=key, name=snap)
+        return put("snapshots", {"key": key, "name": snap}, None, row)
+
+    def new(self, key: str) -> list[Step]:
+        self._absent(key)
+        return [ZfsCreate(self.ds(key)), self._record(key, None, None)]
+
+    def prepare(self, key: str, parent: str) -> list[Step]:
+        """A clone of `parent`; a bare key (pot level 2) means a clone of its latest snapshot.
+
+        Level 2 cannot share its parent live here as overlayfs does on the dir backend: Linux
+        overlayfs refuses a zfs-fuse upper directory ("upper fs missing required features"), and
+        on FreeBSD a clone is what pot's level 2 effectively starts from. The row records the
+        resolved snapshot as both parent and origin, since that is what the layer depends on.
+        """
+        self._absent(key)
+        ref = self._source(parent)
+        return [ZfsClone(self.zref(ref), self.ds(key)), self._record(key, ref, ref)]
+
+    def clone(self, key: str, source: str) -> list[Step]:
+        """`zfs clone`: O(1), and the new layer depends on `source` until promoted."""
+        return self.prepare(key, source)
+
+    def copy(self, key: str, source: str) -> list[Step]:
+        """`zfs send | zfs receive`: a full copy with no origin, as pot's single-type `create -P`.
+
+        The received dataset keeps a snapshot named like the source one; it is recorded as the
+        layer's first snapshot, since it costs nothing and is a rollback point to its start.
+        """
+        self._absent(key)
+        ref = self._source(source)
+        snap = split_ref(ref)[1] or ""
+        return [ZfsSendReceive(self.zref(ref), self.ds(key)), self._record(key, None, None),
+                self._snap_row(key, snap)]
+
+    def snapshot(self, key: str, snap: str) -> list[Step]:
+        # No check that the layer exists: a plan may snapshot a layer it creates (create-base).
+        if not snap or any(c in snap for c in "@/ \t\n"):
+            raise UsageError(f"invalid snapshot name {snap!r}")
+        if snap in self.snapshots(key):
+            raise Exists(f"snapshot {key}@{snap} already exists")
+        return [ZfsSnapshot(self.zref(f"{key}@{snap}")), self._snap_row(key, snap)]
+
+    def rollback(self, key: str, snap: str) -> list[Step]:
+        """`zfs rollback -r`, refused if a later snapshot (destroyed by it) is another layer's origin."""
+        snaps = self.snapshots(key)
+        if snap not in snaps:
+            raise NotFound(f"snapshot {key}@{snap} does not exist")
+        later = snaps[snaps.index(snap) + 1:]
+        for s in later:
+            if users := self._users(f"{key}@{s}"):
+                raise UsageError(f"cannot roll back {key} to {snap}: later snapshot {key}@{s} "
+                                 f"is the origin of {', '.join(users)}")
+        return [*(self._forget_snap(key, s) for s in later), ZfsRollback(self.zref(f"{key}@{snap}"))]
+
+    def remove_snapshot(self, key: str, snap: str) -> list[Step]:
+        if snap not in self.snapshots(key):
+            raise NotFound(f"snapshot {key}@{snap} does not exist")
+        if users := self._users(f"{key}@{snap}"):
+            raise UsageError(f"snapshot {key}@{snap} is the origin of {', '.join(users)}")
+        return [self._forget_snap(key, snap), ZfsDestroySnapshot(self.zref(f"{key}@{snap}"))]
+
+    def promote(self, key: str) -> list[Step]:
+        """`zfs promote`, with the rows moved the way ZFS moves them.
+
+        The origin layer's snapshots up to and including the origin snapshot become the clone's;
+        the clone takes over the origin layer's own parent and origin, and the origin layer
+        becomes a clone of the clone's copy of that snapshot. Clones of moved snapshots follow.
+        """
+        layer = self._layer(key)
+        if not layer["origin"]:
+            raise UsageError(f"storage layer {key} is not a clone; there is nothing to promote")
+        okey, osnap = split_ref(layer["origin"])
+        olayer = self._layer(okey)
+        osnaps = self.snapshots(okey)
+        if osnap not in osnaps:
+            raise NotFound(f"snapshot {layer['origin']} does not exist")
+        moved = osnaps[:osnaps.index(osnap) + 1]
+        if clash := sorted(set(moved) & set(self.snapshots(key))):
+            raise UsageError(f"cannot promote {key}: it has snapshots named like its origin's: "
+                             f"{', '.join(clash)}")
+
+        def follow(ref: str | None) -> str | None:
+            k, s = split_ref(ref or "")
+            return f"{key}@{s}" if k == okey and s in moved else ref
+
+        steps: list[Step] = [ZfsPromote(self.ds(key), self.ds(okey))]
+        for name in moved:
+            row = self.store.get("snapshots", key=okey, name=name) or {}
+            steps += [put("snapshots", {"key": okey, "name": name}, None, row),
+                      put("snapshots", {"key": key, "name": name}, {**row, "key": key}, None)]
+        new_rows = {key: _refs(layer, follow(olayer["parent"]), follow(olayer["origin"])),
+                    okey: _refs(olayer, f"{key}@{osnap}", f"{key}@{osnap}")}
+        for row in self._referrers(okey):
+            new_rows.setdefault(row["key"], _refs(row, follow(row["parent"]), follow(row["origin"])))
+        for k, row in new_rows.items():
+            old = self._layer(k)
+            if row != old:
+                steps.append(put("layers", {"key": k}, row, old))
+        return steps
+
+    def rename(self, key: str, new_key: str) -> list[Step]:
+        """`zfs rename`; snapshots follow, and so do the refs of layers that name this one.
+
+        The file system is unmounted first and mounted again under its new name: zfs-fuse refuses
+        to rename a mounted file system ("dataset is busy") unless it has clones, and on OpenZFS
+        the explicit steps do what `zfs rename` does anyway. Both steps accept the state they aim
+        for, so the plan needs no query and a layer that was not mounted ends up mounted.
+        """
+        layer = self._layer(key)
+        self._absent(new_key)
+        old_ds, new_ds = self.ds(key), self.ds(new_key)
+
+        def follow(ref: str | None) -> str | None:
+            k, s = split_ref(ref or "")
+            return (new_key if s is None else f"{new_key}@{s}") if k == key else ref
+
+        steps: list[Step] = [ZfsUnmount(old_ds), ZfsRename(old_ds, new_ds), ZfsMount(new_ds),
+                             put("layers", {"key": key}, None, layer),
+                             put("layers", {"key": new_key}, {**layer, "key": new_key}, None)]
+        for row in self.store.all("snapshots", key=key):
+            steps += [put("snapshots", {"key": key, "name": row["name"]}, None, row),
+                      put("snapshots", {"key": new_key, "name": row["name"]}, {**row, "key": new_key}, None)]
+        for row in self._referrers(key):
+            steps.append(put("layers", {"key": row["key"]}, _refs(row, follow(row["parent"]),
+                                                                  follow(row["origin"])), row))
+        return steps
+
+    def remove(self, key: str) -> list[Step]:
+        """Forget the rows, then `zfs destroy -r` (last, as it cannot be undone)."""
+        layer = self._layer(key)
+        forget: list[Step] = [self._forget_snap(key, s) for s in self.snapshots(key)]
+        return [*forget, put("layers", {"key": key}, None, layer), ZfsDestroy(self.ds(key), recursive=True)]

@@ -1,0 +1,144 @@
+"""One behavioural contract, every storage backend: what the engine may rely on whichever it gets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from ladle.errors import LadleError
+from ladle.plan.executor import Executor
+from ladle.plan.runner import SubprocessRunner
+from ladle.plan.steps import Context, Step
+from ladle.state.store import Store
+from ladle.storage import open_backend
+from ladle.storage.snapshotter import Snapshotter
+from tests.zfs_pool import ladle_zfs
+
+
+@dataclass
+class Backend:
+    snap: Snapshotter
+    store: Store
+
+    def do(self, steps: list[Step]) -> None:
+        Executor(Context(SubprocessRunner(), self.store)).run("test", "storage", steps)
+
+    def write(self, key: str, text: str, name: str = "f") -> None:
+        with open(os.path.join(self.snap.path(key), name), "w") as f:
+            f.write(text)
+
+    def read(self, key: str, name: str = "f") -> str:
+        with open(os.path.join(self.snap.path(key), name)) as f:
+            return f.read()
+
+    def init(self) -> Backend:
+        self.do(self.snap.init_steps())
+        return self
+
+
+@pytest.fixture(params=["dir", "zfs"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "zfs":
+        with ladle_zfs(request.getfixturevalue("zfs_pool")) as (dataset, root, store):
+            yield Backend(open_backend("zfs", root, store, dataset), store).init()
+        return
+    root = tempfile.mkdtemp(prefix="ladle-dir-")
+    store = Store(os.path.join(root, "ladle.db"))
+    try:
+        yield Backend(open_backend("dir", root, store, None), store).init()
+    finally:
+        store.close()
+        shutil.rmtree(root)
+
+
+def layer(b: Backend, key: str, *snaps: str) -> None:
+    """A new layer whose file 'f' holds each snapshot's name when it is taken."""
+    b.do(b.snap.new(key))
+    for s in snaps:
+        b.write(key, s)
+        b.do(b.snap.snapshot(key, s))
+
+
+def test_rollback_restores_a_snapshot(backend: Backend) -> None:
+    layer(backend, "pots/a", "1", "2")
+    backend.write("pots/a", "changed")
+    backend.write("pots/a", "new file", name="g")
+    backend.do(backend.snap.rollback("pots/a", "1"))
+    assert backend.read("pots/a") == "1"
+    assert not os.path.exists(os.path.join(backend.snap.path("pots/a"), "g"))
+    assert backend.snap.snapshots("pots/a") == ["1"]
+    assert backend.snap.latest("pots/a") == "1"
+
+
+def test_a_clone_sees_the_snapshot_and_is_independent(backend: Backend) -> None:
+    layer(backend, "bases/b", "1")
+    backend.write("bases/b", "after the snapshot")
+    backend.do(backend.snap.clone("pots/c", "bases/b@1"))
+    assert backend.read("pots/c") == "1"
+    backend.write("bases/b", "later still")
+    backend.write("pots/c", "the clone's own")
+    assert backend.read("pots/c") == "the clone's own"
+    assert backend.read("bases/b") == "later still"
+
+
+def test_a_copy_sees_the_snapshot(backend: Backend) -> None:
+    layer(backend, "bases/b", "1")
+    backend.do(backend.snap.copy("pots/c", "bases/b@1"))
+    assert backend.read("pots/c") == "1"
+    assert backend.snap.dependants("bases/b") == []
+
+
+def test_dependants(backend: Backend) -> None:
+    layer(backend, "bases/b", "1")
+    backend.do(backend.snap.prepare("pots/p", "bases/b@1"))
+    backend.do(backend.snap.clone("pots/c", "bases/b@1"))
+    # A ZFS clone depends on its origin; a directory clone is a copy and does not.
+    expected = ["pots/c", "pots/p"] if backend.snap.name == "zfs" else ["pots/p"]
+    assert backend.snap.dependants("bases/b") == expected
+    assert backend.snap.dependants("pots/c") == []
+
+
+def test_remove_leaves_nothing(backend: Backend) -> None:
+    layer(backend, "pots/a", "1")
+    path = backend.snap.path("pots/a")
+    backend.do(backend.snap.remove("pots/a"))
+    assert not os.path.exists(path)
+    assert backend.store.all("layers") == [] and backend.store.all("snapshots") == []
+    if backend.snap.name == "zfs":
+        assert not any("/pots/a" in ds for ds in backend.snap.datasets())  # type: ignore[attr-defined]
+    else:
+        assert os.listdir(os.path.join(backend.snap.root, "storage", "pots")) == []
+
+
+def test_rename_keeps_content_and_snapshots(backend: Backend) -> None:
+    layer(backend, "pots/a", "1")
+    backend.write("pots/a", "live")
+    old = backend.snap.path("pots/a")
+    backend.do(backend.snap.rename("pots/a", "pots/b"))
+    assert backend.read("pots/b") == "live"
+    assert not os.path.exists(old)
+    assert backend.snap.snapshots("pots/b") == ["1"]
+    backend.do(backend.snap.rollback("pots/b", "1"))
+    assert backend.read("pots/b") == "1"
+
+
+def test_mounts_describe_the_whole_tree(backend: Backend) -> None:
+    layer(backend, "pots/a")
+    (mount,) = backend.snap.mounts("pots/a", readonly=True)
+    assert (mount.target, mount.readonly, mount.source) == ("/", True, backend.snap.path("pots/a"))
+
+
+def test_a_failed_plan_leaves_nothing(backend: Backend) -> None:
+    layer(backend, "bases/b", "1")
+    with pytest.raises(LadleError):
+        backend.do([*backend.snap.clone("pots/c", "bases/b@1"), *backend.snap.snapshot("pots/c", "1"),
+                    *backend.snap.copy("pots/d", "bases/b@1"),
+                    *backend.snap.new("pots/d")])
+    assert [r["key"] for r in backend.store.all("layers")] == ["bases/b"]
+    assert not os.path.exists(backend.snap.path("pots/c"))
+    assert not os.path.exists(backend.snap.path("pots/d"))

@@ -1,0 +1,222 @@
+"""Safe tar extraction: what a rootfs needs is kept, anything that could write outside is refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ladle.errors import UsageError
+from ladle.plan.runner import SubprocessRunner
+from ladle.plan.steps import Context, Step
+from ladle.storage.tarsafe import ExtractTar, extract
+
+Member = tuple[str, str, str, bytes]  # (type, name, linkname, data); type is f, d, l (sym), h (hard), c, b, p
+
+
+def make_tar(path: Path, members: list[Member], mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tar:  # type: ignore[call-overload]
+        for kind, name, link, data in members:
+            info = tarfile.TarInfo(name)
+            info.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE,
+                         "h": tarfile.LNKTYPE, "c": tarfile.CHRTYPE, "b": tarfile.BLKTYPE,
+                         "p": tarfile.FIFOTYPE}[kind]
+            info.linkname = link
+            info.mode = 0o755 if kind == "d" else 0o644
+            info.mtime = 1_600_000_000
+            info.size = len(data) if kind == "f" else 0
+            tar.addfile(info, io.BytesIO(data) if kind == "f" else None)
+    return path
+
+
+def listing(root: Path) -> dict[str, tuple[int, bytes | str]]:
+    """Every entry under root: type bits and content (file bytes or link target)."""
+    found: dict[str, tuple[int, bytes | str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            mode = os.lstat(p).st_mode
+            body: bytes | str = b""
+            if stat.S_ISLNK(mode):
+                body = os.readlink(p)
+            elif stat.S_ISREG(mode):
+                body = Path(p).read_bytes()
+            found[os.path.relpath(p, root)] = (stat.S_IFMT(mode), body)
+    return found
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(dest, outside): an extraction target holding one file, and a sibling it must not touch."""
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / "keep").write_text("kept")
+    (outside / "f").write_text("outside")
+    yield dest, outside
+
+
+def test_a_rootfs_keeps_modes_owners_times_and_links(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, _ = box
+    path = tmp_path / "root.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind, mode, link in [("./", tarfile.DIRTYPE, 0o755, ""),
+                                       ("./bin", tarfile.DIRTYPE, 0o755, ""),
+                                       ("./bin/busybox", tarfile.REGTYPE, 0o4755, ""),
+                                       ("./bin/sh", tarfile.SYMTYPE, 0o777, "/bin/busybox"),
+                                       ("./bin/ls", tarfile.SYMTYPE, 0o777, "busybox"),
+                                       ("./bin/su", tarfile.LNKTYPE, 0o4755, "bin/busybox"),
+                                       ("./tmp", tarfile.DIRTYPE, 0o1777, ""),
+                                       ("./etc/deep/file", tarfile.REGTYPE, 0o600, "")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.linkname = kind, mode, link
+            info.uid, info.gid, info.mtime = 1234, 5678, 1_600_000_000
+            data = b"#!busybox" if kind == tarfile.REGTYPE else b""
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    extract(str(path), str(dest))
+    busybox = os.lstat(dest / "bin/busybox")
+    assert stat.S_IMODE(busybox.st_mode) == 0o4755
+    assert (busybox.st_uid, busybox.st_gid) == ((1234, 5678) if os.geteuid() == 0 else (os.getuid(), os.getgid()))
+    assert busybox.st_mtime == 1_600_000_000
+    assert os.readlink(dest / "bin/sh") == "/bin/busybox"
+    assert os.readlink(dest / "bin/ls") == "busybox"
+    assert os.lstat(dest / "bin/su").st_ino == busybox.st_ino
+    assert stat.S_IMODE(os.lstat(dest / "tmp").st_mode) == 0o1777
+    assert os.lstat(dest / "bin").st_mtime == 1_600_000_000
+    assert (dest / "etc/deep/file").read_bytes() == b"#!busybox"
+    assert (dest / "keep").read_text() == "kept"
+
+
+@pytest.mark.parametrize("mode", ["w:xz", "w:bz2", "w"])
+def test_compression_is_detected(tmp_path: Path, box: tuple[Path, Path], mode: str) -> None:
+    dest, _ = box
+    extract(str(make_tar(tmp_path / "t", [("f", "a", "", b"x")], mode)), str(dest))
+    assert (dest / "a").read_bytes() == b"x"
+
+
+UNSAFE: list[tuple[list[Member], str]] = [
+    ([("f", "../x", "", b"evil")], "unsafe tar member '../x': path escapes the destination"),
+    ([("f", "a/../../x", "", b"evil")], "unsafe tar member 'a/../../x': path escapes the destination"),
+    ([("f", "/etc/evil", "", b"evil")], "unsafe tar member '/etc/evil': absolute path"),
+    ([("l", "esc", "../outside", b"")], "unsafe tar member 'esc': symlink target '../outside' escapes"),
+    ([("l", "esc", "/", b""), ("f", "esc/f", "", b"evil")],
+     "unsafe tar member 'esc/f': path goes through the symlink 'esc'"),
+    ([("d", "d", "", b""), ("l", "d/up", "..", b""), ("l", "d/esc", "up/../..", b"")],
+     "unsafe tar member 'd/esc': symlink target 'up/../..' escapes"),
+    ([("h", "hard", "../outside/f", b"")], "unsafe tar member 'hard': path escapes the destination"),
+    ([("l", "sym", "/etc/shadow", b""), ("h", "hard", "sym", b"")],
+     "unsafe tar member 'hard': hard link target 'sym' is not a regular file"),
+    ([("h", "hard", "missing", b"")], "unsafe tar member 'hard': hard link target 'missing' is not"),
+    ([("c", "dev/null", "", b"")], "unsafe tar member 'dev/null': device nodes are not allowed"),
+    ([("b", "dev/sda", "", b"")], "unsafe tar member 'dev/sda': device nodes are not allowed"),
+    ([("p", "fifo", "", b"")], "unsafe tar member 'fifo': fifos are not allowed"),
+    ([("f", "keep/x", "", b"")], "unsafe tar member 'keep/x': 'keep' is not a directory"),
+]
+
+
+@pytest.mark.parametrize(("members", "message"), UNSAFE, ids=[u[1].split(": ", 1)[-1][:40] for u in UNSAFE])
+def test_unsafe_members_are_refused_before_anything_is_written(
+        tmp_path: Path, box: tuple[Path, Path], members: list[Member], message: str) -> None:
+    dest, _ = box
+    before = listing(tmp_path)
+    archive = make_tar(tmp_path / "t.tar", [("f", "first", "", b"written?"), *members])
+    with pytest.raises(UsageError) as e:
+        extract(str(archive), str(dest))
+    assert str(e.value).startswith(message)
+    assert "\n" not in str(e.value)
+    assert listing(tmp_path) == {**before, "t.tar": listing(tmp_path)["t.tar"]}
+
+
+def test_a_symlink_already_in_dest_is_not_followed(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, outside = box
+    os.symlink(outside, dest / "link")
+    with pytest.raises(UsageError, match="goes through the symlink 'link'"):
+        extract(str(make_tar(tmp_path / "t.tar", [("f", "link/f", "", b"evil")])), str(dest))
+    extract(str(make_tar(tmp_path / "u.tar", [("f", "link", "", b"replaced")])), str(dest))
+    assert (dest / "link").read_bytes() == b"replaced" and not (dest / "link").is_symlink()
+    assert (outside / "f").read_text() == "outside"
+
+
+def test_a_symlink_member_is_replaced_not_written_through(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, outside = box
+    members: list[Member] = [("l", "x", str(outside / "f"), b""), ("f", "x", "", b"evil")]
+    extract(str(make_tar(tmp_path / "t.tar", members)), str(dest))
+    assert (dest / "x").read_bytes() == b"evil"
+    assert (outside / "f").read_text() == "outside"
+
+
+def test_a_directory_over_a_symlink_does_not_chmod_its_target(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, outside = box
+    os.chmod(outside, 0o700)
+    os.symlink(outside, dest / "d")
+    extract(str(make_tar(tmp_path / "t.tar", [("d", "d", "", b""), ("f", "d/f", "", b"in")])), str(dest))
+    assert stat.S_IMODE(os.stat(outside).st_mode) == 0o700
+    assert not (dest / "d").is_symlink() and (dest / "d/f").read_bytes() == b"in"
+    assert sorted(os.listdir(outside)) == ["f"]
+
+
+def test_a_file_cannot_replace_a_directory(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, _ = box
+    (dest / "dir").mkdir()
+    with pytest.raises(UsageError, match="would replace a directory"):
+        extract(str(make_tar(tmp_path / "t.tar", [("f", "dir", "", b"")])), str(dest))
+
+
+def test_not_a_tarball(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, _ = box
+    (tmp_path / "junk").write_bytes(b"\x00not a tar at all" * 100)
+    with pytest.raises(UsageError, match="not a readable tar archive"):
+        extract(str(tmp_path / "junk"), str(dest))
+    with pytest.raises(UsageError, match="no such file"):
+        extract(str(tmp_path / "missing"), str(dest))
+
+
+def test_extract_tar_step(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, _ = box
+    step = ExtractTar(str(make_tar(tmp_path / "t.tar", [("f", "a", "", b"x")])), str(dest))
+    assert ExtractTar("/var/cache/base 1.txz", "/r/m").render() == ["tar -x -p -f '/var/cache/base 1.txz' -C /r/m"]
+    assert step.inverse() == []
+    assert Step.from_json(step.to_json()) == step
+    step.apply(Context(SubprocessRunner()))
+    assert (dest / "a").read_bytes() == b"x"
+
+
+# No member can make extraction write outside the destination -----------------------------------
+
+DEPTH = 8  # dest sits this deep in the sandbox, deeper than any name climbs
+parts = st.lists(st.sampled_from(["a", "b", "a", "b", "..", ".", ""]), min_size=1, max_size=DEPTH - 2)
+members = st.lists(
+    st.tuples(st.sampled_from("fdlh"), parts, st.booleans(), parts, st.booleans()), max_size=6)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(members)
+def test_no_member_writes_outside_the_destination(spec: list[tuple[str, list[str], bool, list[str], bool]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        sandbox = Path(tmp) / "sandbox"
+        dest = sandbox.joinpath(*(f"o{i}" for i in range(DEPTH)), "dest")
+        dest.mkdir(parents=True)
+        (sandbox / "o0" / "decoy").write_text("decoy")
+        # Absolute names and targets point into the sandbox, so a bug writes there, never on the host.
+        absolute = str(sandbox)
+        tar_members: list[Member] = [
+            (kind, (absolute + "/" if name_abs else "") + "/".join(name),
+             (absolute + "/" if link_abs else "") + "/".join(link), b"data")
+            for kind, name, name_abs, link, link_abs in spec]
+        archive = make_tar(Path(tmp) / "t.tar", tar_members)
+        before = listing(sandbox)
+        try:
+            extract(str(archive), str(dest))
+        except UsageError:
+            assert listing(sandbox) == before
+        after = {k: v for k, v in listing(sandbox).items() if not k.startswith(os.path.relpath(dest, sandbox) + "/")}
+        assert after == before
