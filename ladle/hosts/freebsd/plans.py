@@ -1,0 +1,178 @@
+"""The FreeBSD start, stop and copy plans, after pot's (pot reference §5.2, §5.4, §4.5).
+
+Start: mount the root (when it is not already a whole tree at one path), the fscomps and
+mount-ins in order, tmpfs on /tmp; `jail -c` with explicit parameters and `persist`; lo0 for a
+VNET jail; then the pot's command in the background. Stop: `jail -r` (exec.stop, SIGTERM, wait,
+kill, all by jail(8)), then every mount in reverse order, each tolerant of being gone already.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from ladle import names
+from ladle.errors import NotFound, UsageError
+from ladle.hosts.base import RunRecord, RuntimeSpec
+from ladle.hosts.freebsd import jailparams
+from ladle.hosts.freebsd.steps import (
+    JailCommandStart,
+    JailCreate,
+    JailLoopbackUp,
+    JailRemove,
+    JailRmdir,
+    JailRunFinished,
+    JailTmpfsMount,
+    JailUnmount,
+    NullfsMount,
+    devfs_unmounts,
+)
+from ladle.plan.steps import Cmd, Step
+from ladle.storage.snapshotter import Mount
+
+DEFAULT_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+
+
+def jail_root(spec: RuntimeSpec) -> tuple[str, list[Mount]]:
+    """The jail's path on the host, and the root mounts to perform there.
+
+    A root that is one writable tree (a ZFS dataset's own mountpoint, a directory layer) is used
+    in place as the jail's path, with nothing to mount. Anything else (a read-only root, or a
+    root made of several trees like pot's multi pots) is nullfs-mounted on `<run_dir>/root`.
+    """
+    if not spec.root or spec.root[0].target != "/":
+        raise UsageError(f"pot {spec.name} has no root tree to mount at '/'")
+    for m in spec.root:
+        if m.type != "bind":
+            raise UsageError(f"pot {spec.name}: {m.type} layers need Linux; use full layers on FreeBSD")
+    first = spec.root[0]
+    if len(spec.root) == 1 and not first.readonly:
+        return first.source, []
+    return os.path.join(spec.run_dir, "root"), spec.root
+
+
+def mount_steps(path: str, mounts: list[Mount]) -> list[Step]:
+    steps: list[Step] = []
+    for m in mounts:
+        target = "/" if m.target == "/" else names.mountpoint(m.target)
+        if m.type == "bind":
+            steps.append(NullfsMount(m.source, path, target, m.readonly))
+        elif m.type == "tmpfs":
+            steps.append(JailTmpfsMount(path, target))
+        else:
+            raise UsageError(f"{m.type} mounts are not supported on FreeBSD (at {m.target})")
+    return steps
+
+
+def env_pairs(env: dict[str, str]) -> list[str]:
+    for key in env:
+        names.env_pair(f"{key}=")
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def main_argv(spec: RuntimeSpec) -> list[str]:
+    """The pot's command as it runs in the jail: `jexec -U root NAME env -i VAR=... sh -c 'exec CMD'`.
+
+    env -i gives the command exactly the pot's environment (plus PATH and HOME unless the pot
+    sets them), nothing from the host. /bin/sh parses the command line as pot's tinirc does, and
+    `exec` makes the command itself the jail's main process. No jexec -l: it would start the
+    command in root's home directory; it runs in '/', like pot's.
+    """
+    env = {"PATH": DEFAULT_PATH, "HOME": "/root", **spec.env}
+    return ["jexec", "-U", "root", names.pot_name(spec.name), "/usr/bin/env", "-i", *env_pairs(env),
+            "/bin/sh", "-c", f"exec {spec.cmd}"]
+
+
+def exec_argv(spec: RuntimeSpec, argv: list[str], env: dict[str, str]) -> list[str]:
+    """`jexec -l -U root NAME env VAR=... CMD...`: a login environment (TERM, PATH from
+    login.conf) with the pot's variables on top, for commands run by hand."""
+    pairs = env_pairs({**spec.env, **env})
+    return ["jexec", "-l", "-U", "root", names.pot_name(spec.name),
+            *(["/usr/bin/env", *pairs] if pairs else []), *argv]
+
+
+def start_plan(spec: RuntimeSpec) -> list[Step]:
+    name = names.pot_name(spec.name)
+    attrs = jailparams.effective(spec.attrs)
+    path, roots = jail_root(spec)
+    steps = mount_steps(path, roots) + mount_steps(path, spec.mounts)
+    if attrs["no-tmpfs"] != "YES":
+        steps.append(JailTmpfsMount(path, "/tmp"))
+    osrelease = spec.extra.get("osrelease")
+    steps.append(JailCreate(jailparams.create_params(name, path, spec.hostname, spec.attrs, spec.network,
+                                                     str(osrelease) if osrelease else None)))
+    if spec.network == "none":
+        steps.append(JailLoopbackUp(name))
+    steps.append(JailCommandStart(name, main_argv(spec), spec.log_path, attrs["persistent"] == "YES"))
+    return steps
+
+
+def teardown_steps(spec: RuntimeSpec) -> list[Step]:
+    """Unmount what start mounted, innermost first; each step tolerates a mount already gone."""
+    attrs = jailparams.effective(spec.attrs)
+    path, roots = jail_root(spec)
+    steps = devfs_unmounts(path, attrs["fdescfs"] == "YES", attrs["procfs"] == "YES")
+    if attrs["no-tmpfs"] != "YES":
+        steps.append(JailUnmount(path, "/tmp"))
+    for m in reversed([*roots, *spec.mounts]):
+        steps.append(JailUnmount(path, "/" if m.target == "/" else names.mountpoint(m.target)))
+    return steps
+
+
+def stop_plan(spec: RuntimeSpec, run: RunRecord | None) -> list[Step]:
+    name = names.pot_name(spec.name)
+    attrs = jailparams.effective(spec.attrs)
+    return [JailRemove(name, attrs["exec_stop"], attrs["stop_timeout"]), *teardown_steps(spec),
+            JailRunFinished(name)]
+
+
+def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,
+              create_parents: bool) -> list[Step]:
+    """pot's copy-in/copy-out: the host side is nullfs-mounted at a temporary directory under
+    the pot's /tmp (read-only for copy-in, read-write for copy-out) and /bin/cp -a runs inside
+    the jail, so that symbolic links on the pot's side resolve inside the pot.
+
+    A running pot runs cp with jexec. A stopped pot gets its root and mounts (not tmpfs, so the
+    temporary directory is on its disk) and a throwaway jail with no network, whose `command`
+    is cp; the jail goes when cp exits. For copy-in of a file, its directory is what is mounted
+    (nullfs mounts of single files are not available on every supported release).
+    """
+    name = names.pot_name(spec.name)
+    pot_path = "/" if pot_path == "/" else names.mountpoint(pot_path)
+    host_path = os.path.abspath(host_path)
+    path, roots = jail_root(spec)
+    token = hashlib.sha256(f"{direction}\0{host_path}\0{pot_path}".encode()).hexdigest()[:8]
+    tmp = f"/tmp/ladle-copy-{direction}.{token}"
+    if direction == "in":
+        if not os.path.exists(host_path):
+            raise NotFound(f"{host_path} does not exist")
+        if os.path.isdir(host_path):
+            source, src = host_path, tmp + "/"
+        else:
+            source, src = os.path.dirname(host_path), f"{tmp}/{os.path.basename(host_path)}"
+        cp = ["/bin/cp", "-a", src, pot_path]
+        parent = os.path.dirname(pot_path)
+    elif direction == "out":
+        if not os.path.isdir(host_path):
+            raise UsageError(f"copy-out needs an existing host directory, not {host_path}")
+        source = host_path
+        cp = ["/bin/cp", "-a", pot_path, tmp + "/"]
+        parent = ""
+    else:
+        raise UsageError(f"copy direction must be 'in' or 'out', not {direction!r}")
+    running = run is not None and run.state == "running"
+    steps: list[Step] = [] if running else mount_steps(path, roots) + mount_steps(path, spec.mounts)
+    steps.append(NullfsMount(source, path, tmp, readonly=direction == "in", remove_dir=True))
+    commands = ([["/bin/mkdir", "-p", parent]] if create_parents and parent != "/" and parent else []) + [cp]
+    for argv in commands:
+        if running:
+            steps.append(Cmd(["jexec", "-U", "root", name, *argv]))
+        else:
+            steps.append(Cmd(["jail", "-c", f"path={path}", f"host.hostname={spec.hostname}", "ip4=disable",
+                              "ip6=disable", "exec.clean", f"command={argv[0]}", *argv[1:]]))
+    steps += [JailUnmount(path, tmp), JailRmdir(path, tmp)]
+    if not running:
+        steps += [JailUnmount(path, "/" if m.target == "/" else names.mountpoint(m.target))
+                  for m in reversed([*roots, *spec.mounts])]
+    return steps
+

@@ -1,0 +1,360 @@
+"""FreeBSD plan steps: nullfs and tmpfs mounts, jail creation and removal, the supervised command,
+base downloads. Each renders the exact commands it runs through the runner, and knows its undo.
+
+Paths inside a pot are resolved with `resolve_in_root` when a step applies, so a symbolic link in
+the pot's tree can never make a mount (or unmount) land outside the pot's root on the host; the
+rendering shows the paths before resolution, which are the same unless the pot holds such a link.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from dataclasses import dataclass
+
+from ladle.errors import CommandFailed, HostError
+from ladle.hosts.freebsd import spawn
+from ladle.hosts.freebsd.jailparams import stop_config
+from ladle.paths import resolve_in_root
+from ladle.plan.runner import Runner
+from ladle.plan.steps import Cmd, Command, Context, Step
+from ladle.state.steps import StatePut
+
+
+def host_path(root: str, target: str) -> str:
+    """Where in-pot path `target` is on the host, before resolving links ('/' is the root)."""
+    return root if target == "/" else root.rstrip("/") + target
+
+
+def mounted(runner: Runner) -> set[str]:
+    """Mount points of the host, from `mount -p` (fstab(5) format: the second field)."""
+    points = set()
+    for line in runner.run(["mount", "-p"]).splitlines():
+        fields = line.split()
+        if len(fields) >= 2:
+            points.add(fields[1])
+    return points
+
+
+def jail_exists(runner: Runner, name: str) -> bool:
+    return bool(runner.run(["jls", "-j", name, "jid"], check=False).strip())
+
+
+class _MountStep(Command):
+    """Shared by the mounts: make the mount point if it is missing, mount, undo by unmounting."""
+
+    root: str
+    target: str
+
+    @property
+    def path(self) -> str:
+        return host_path(self.root, self.target)
+
+    def mount_argv(self, path: str) -> list[str]:
+        raise NotImplementedError
+
+    def argvs(self) -> list[list[str]]:
+        return [["mkdir", "-p", self.path], self.mount_argv(self.path)]
+
+    def apply(self, ctx: Context) -> None:
+        path = resolve_in_root(self.root, self.target)
+        if not os.path.isdir(path):  # mkdir -p is skipped when the directory exists (ro roots)
+            ctx.runner.run(["mkdir", "-p", path])
+        ctx.runner.run(self.mount_argv(path))
+
+    def inverse(self) -> list[Step]:
+        return [JailUnmount(self.root, self.target)]
+
+
+@dataclass
+class NullfsMount(_MountStep):
+    """`mount_nullfs [-o ro] SOURCE DEST`: a host tree seen at `target` inside the pot."""
+
+    source: str
+    root: str
+    target: str
+    readonly: bool = False
+    remove_dir: bool = False  # a temporary mount point: the undo removes it too
+
+    def mount_argv(self, path: str) -> list[str]:
+        return ["mount_nullfs", *(["-o", "ro"] if self.readonly else []), self.source, path]
+
+    def inverse(self) -> list[Step]:
+        return [JailUnmount(self.root, self.target), *([JailRmdir(self.root, self.target)] if self.remove_dir else [])]
+
+
+@dataclass
+class JailTmpfsMount(_MountStep):
+    """`mount -t tmpfs tmpfs DEST`: a fresh, memory-backed /tmp at every start (pot does the same)."""
+
+    root: str
+    target: str = "/tmp"
+
+    def mount_argv(self, path: str) -> list[str]:
+        return ["mount", "-t", "tmpfs", "tmpfs", path]
+
+
+@dataclass
+class JailUnmount(Command):
+    """`umount DEST`; a mount that is already gone is not an error (stop must work in recovery)."""
+
+    root: str
+    target: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["umount", host_path(self.root, self.target)]]
+
+    def apply(self, ctx: Context) -> None:
+        path = resolve_in_root(self.root, self.target)
+        try:
+            ctx.runner.run(["umount", path])
+        except CommandFailed:
+            points = mounted(ctx.runner)
+            if path in points or os.path.realpath(path) in points:
+                raise
+
+
+@dataclass
+class JailRmdir(Command):
+    """`rmdir DEST`: remove an empty directory we made (a copy's temporary mount point)."""
+
+    root: str
+    target: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["rmdir", host_path(self.root, self.target)]]
+
+    def apply(self, ctx: Context) -> None:
+        path = resolve_in_root(self.root, self.target)
+        try:
+            ctx.runner.run(["rmdir", path])
+        except CommandFailed:
+            if os.path.lexists(path):
+                raise
+
+
+def _param(params: list[str], name: str) -> str | None:
+    for p in params:
+        key, eq, value = p.partition("=")
+        if key == name:
+            return value if eq else ""
+    return None
+
+
+@dataclass
+class JailCreate(Command):
+    """`jail -c PARAM...` with every parameter explicit; undone by removing the jail again.
+
+    jail(8) mounts devfs (and procfs, fdescfs when asked) itself, but only `jail -r` with the same
+    parameters would unmount them, so the undo unmounts them explicitly, as pot's stop does.
+    """
+
+    params: list[str]
+
+    @property
+    def name(self) -> str:
+        return _param(self.params, "name") or ""
+
+    def argvs(self) -> list[list[str]]:
+        return [["jail", "-c", *self.params]]
+
+    def inverse(self) -> list[Step]:
+        path = _param(self.params, "path") or "/"
+        steps: list[Step] = [JailRemove(self.name, _param(self.params, "exec.stop") or "",
+                                        _param(self.params, "stop.timeout") or "10")]
+        return steps + devfs_unmounts(path, _param(self.params, "mount.fdescfs") is not None,
+                                      _param(self.params, "mount.procfs") is not None)
+
+
+def devfs_unmounts(path: str, fdescfs: bool, procfs: bool) -> list[Step]:
+    """The file systems jail(8) mounted for `mount.*` parameters, innermost first."""
+    steps: list[Step] = []
+    if fdescfs:
+        steps.append(JailUnmount(path, "/dev/fd"))
+    if procfs:
+        steps.append(JailUnmount(path, "/proc"))
+    steps.append(JailUnmount(path, "/dev"))
+    return steps
+
+
+@dataclass
+class JailRemove(Step):
+    """`jail -f - -q -r NAME`, fed a one-jail config with the pot's exec.stop and stop.timeout.
+
+    jail(8) runs exec.stop inside the jail, sends SIGTERM, waits up to stop.timeout for the
+    processes to go, then removes the jail (killing what is left): the waiting is jail(8)'s,
+    no sleeps here. A jail that no longer exists is not an error.
+    """
+
+    name: str
+    exec_stop: str = ""
+    stop_timeout: str = "10"
+
+    def argv(self) -> list[str]:
+        return ["jail", "-f", "-", "-q", "-r", self.name]
+
+    def config(self) -> str:
+        return stop_config(self.name, self.exec_stop, self.stop_timeout)
+
+    def argvs(self) -> list[list[str]]:
+        return [self.argv()]
+
+    def render(self) -> list[str]:
+        return [shlex.join(self.argv()) + " <<'EOF'", *self.config().rstrip("\n").split("\n"), "EOF"]
+
+    def apply(self, ctx: Context) -> None:
+        try:
+            ctx.runner.run(self.argv(), input=self.config().encode())
+        except CommandFailed:
+            if jail_exists(ctx.runner, self.name):
+                raise
+
+
+@dataclass
+class JailLoopbackUp(Command):
+    """Give a VNET jail's own lo0 its address: a new network stack starts with lo0 down."""
+
+    name: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["jexec", self.name, "/sbin/ifconfig", "lo0", "inet", "127.0.0.1/8", "up"]]
+
+
+@dataclass
+class JailCommandStart(Step):
+    """Start the pot's command in the background and record the run; returns once it is running.
+
+    The jail was created with `persist` so that set-up could run in it before any process does.
+    A non-persistent pot must die with its command (pot §5.6), so once the command is inside the
+    jail, `jail -m name=NAME nopersist` hands the jail's life to its processes: when the last one
+    exits the kernel removes the jail. Doing it earlier would remove the empty jail before the
+    command enters it; `spawn.SPAWN` returns only after the command has entered the jail.
+
+    The process is started through the `spawn.SPAWN` hook (subprocess.Popen for now, with stdout
+    and stderr appended to the pot's log) until the ladle supervisor takes it over.
+    """
+
+    pot: str
+    argv: list[str]
+    log_path: str
+    persistent: bool
+
+    def nopersist(self) -> list[str]:
+        return ["jail", "-m", f"name={self.pot}", "nopersist"]
+
+    def argvs(self) -> list[list[str]]:
+        """The commands run through the runner (the spawned command goes through the hook)."""
+        return [] if self.persistent else [self.nopersist()]
+
+    def render(self) -> list[str]:
+        lines = [f"# in the background, stdout and stderr appended to {self.log_path}:",
+                 shlex.join(self.argv)]
+        lines += [shlex.join(a) for a in self.argvs()]
+        return [*lines, f"# state: record runs pot={self.pot}"]
+
+    def apply(self, ctx: Context) -> None:
+        pid = spawn.SPAWN(self.argv, self.log_path, self.pot)
+        for argv in self.argvs():
+            ctx.runner.run(argv)
+        if ctx.store is not None:
+            from ladle import proc
+            ctx.store.put("runs", {"pot": self.pot}, {
+                "pot": self.pot, "state": "running", "supervisor_pid": None, "supervisor_start": None,
+                "init_pid": pid, "init_start": proc.start_time(pid), "main_pid": pid,
+                "started": time.time(), "finished": None, "exit_code": None, "error": None})
+
+    def inverse(self) -> list[Step]:
+        return [StatePut("runs", {"pot": self.pot}, None)]
+
+
+@dataclass
+class JailRunFinished(Step):
+    """Mark the pot's run record stopped (kept, so `ls` and `info` can show how it ended)."""
+
+    pot: str
+
+    def render(self) -> list[str]:
+        return [f"# state: record runs pot={self.pot} stopped"]
+
+    def apply(self, ctx: Context) -> None:
+        if ctx.store is None:
+            return
+        row = ctx.store.get("runs", pot=self.pot)
+        if row is not None and row["state"] == "running":
+            ctx.store.put("runs", {"pot": self.pot}, {**row, "state": "stopped", "finished": time.time()})
+
+
+# Bases -----------------------------------------------------------------------------------------
+
+@dataclass
+class BaseFetch(Command):
+    """`fetch -o FILE URL`. fetch(1) removes a partial file when a transfer fails (no -R)."""
+
+    url: str
+    dest: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["fetch", "-o", self.dest, self.url]]
+
+
+def manifest_digest(manifest: str, member: str) -> str:
+    """The sha256 of `member` in a release MANIFEST.
+
+    Each line is tab-separated: file name, sha256, number of files, distribution name,
+    description, installed by default (on/off), as written by release/scripts/make-manifest.sh.
+    """
+    for line in manifest.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 2 and fields[0] == member:
+            digest = fields[1].strip().lower()
+            if len(digest) == 64 and all(c in "0123456789abcdef" for c in digest):
+                return digest
+            raise HostError(f"MANIFEST line for {member} has no valid sha256")
+    raise HostError(f"MANIFEST has no line for {member}")
+
+
+@dataclass
+class BaseVerify(Step):
+    """Check a download against its MANIFEST line; a mismatching file is deleted before failing,
+    so that the next attempt downloads it again instead of trusting it."""
+
+    file: str
+    manifest: str
+    member: str = "base.txz"
+
+    def argvs(self) -> list[list[str]]:
+        return [["cat", self.manifest], ["sha256", "-q", self.file]]
+
+    def render(self) -> list[str]:
+        return [f"# the sha256 of {self.member} must equal its line in MANIFEST, else the file is removed",
+                *(shlex.join(a) for a in self.argvs())]
+
+    def apply(self, ctx: Context) -> None:
+        expected = manifest_digest(ctx.runner.run(["cat", self.manifest]), self.member)
+        actual = ctx.runner.run(["sha256", "-q", self.file]).strip().lower()
+        if actual != expected:
+            ctx.runner.run(["rm", "-f", self.file])
+            raise HostError(f"{self.file} is damaged: sha256 {actual} instead of {expected} from MANIFEST; "
+                            "it was removed, try again")
+
+
+@dataclass
+class BaseExtract(Command):
+    """`tar -x -p -f ARCHIVE -C DEST` with bsdtar's safe defaults.
+
+    bsdtar refuses members with '..' or an absolute path, and will not extract through a symbolic
+    link, unless told otherwise: -P (--absolute-paths) and -U (--unlink-first, which removes the
+    symlinks in the way) must never be given. -p keeps modes, file flags and ACLs, as root does
+    by default. Undone by clearing the schg flags that base.txz sets (libc, ld-elf.so, ...), so
+    that the layer's own removal can delete the tree.
+    """
+
+    archive: str
+    dest: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["tar", "-x", "-p", "-f", self.archive, "-C", self.dest]]
+
+    def inverse(self) -> list[Step]:
+        return [Cmd(["chflags", "-R", "noschg", self.dest])]

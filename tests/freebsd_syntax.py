@@ -1,0 +1,630 @@
+"""A checker for rendered FreeBSD command lines, against what the FreeBSD manual pages document.
+
+`check_rendering(lines)` takes a plan's rendering (comments, `<<'EOF'` here-documents and all)
+and returns the problems found, one string each; `check_argv(argv)` checks one command. The
+tables below are the documented options and parameters, each with the manual page it comes from
+(FreeBSD 14/15 manual pages unless said otherwise). The checker knows the flags and operand
+counts of each command, every jail(8) parameter and the form of its value, and a few rules that
+are ladle's own policy (marked "policy").
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Problems = list[str]
+
+
+# A small BSD getopt ------------------------------------------------------------------------------
+
+@dataclass
+class Parsed:
+    opts: list[tuple[str, str | None]] = field(default_factory=list)
+    operands: list[str] = field(default_factory=list)
+    problems: Problems = field(default_factory=list)
+
+    def has(self, flag: str) -> bool:
+        return any(f == flag for f, _ in self.opts)
+
+    def values(self, flag: str) -> list[str]:
+        return [v for f, v in self.opts if f == flag and v is not None]
+
+
+def getopt(args: list[str], flags: str, with_arg: str = "", long: dict[str, bool] | None = None) -> Parsed:
+    """Parse like getopt(3) on FreeBSD: options first, '--' ends them, the first operand ends them.
+    `long` maps a long option name to whether it takes a value (--name=value or --name value)."""
+    p = Parsed()
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            i += 1
+            break
+        if a.startswith("--") and long is not None:
+            name, eq, value = a[2:].partition("=")
+            if name not in long:
+                p.problems.append(f"unknown option --{name}")
+            elif long[name] and not eq:
+                if i + 1 >= len(args):
+                    p.problems.append(f"--{name} needs a value")
+                else:
+                    i += 1
+                    value = args[i]
+            elif not long[name] and eq:
+                p.problems.append(f"--{name} takes no value")
+            p.opts.append((f"--{name}", value if long.get(name) else None))
+            i += 1
+            continue
+        if not a.startswith("-") or a == "-":
+            break
+        j = 1
+        while j < len(a):
+            c = a[j]
+            if c in with_arg:
+                value = a[j + 1:]
+                if not value:
+                    if i + 1 >= len(args):
+                        p.problems.append(f"-{c} needs a value")
+                        value = ""
+                    else:
+                        i += 1
+                        value = args[i]
+                p.opts.append((c, value))
+                break
+            if c in flags:
+                p.opts.append((c, None))
+            else:
+                p.problems.append(f"unknown option -{c}")
+            j += 1
+        i += 1
+    p.operands = args[i:]
+    return p
+
+
+def _count(p: Parsed, lo: int, hi: int | None, what: str) -> None:
+    n = len(p.operands)
+    if n < lo or (hi is not None and n > hi):
+        want = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+        p.problems.append(f"expected {want} {what}, got {n}: {p.operands}")
+
+
+def _absolute(p: Parsed, path: str, what: str) -> None:
+    if not path.startswith("/"):
+        p.problems.append(f"{what} {path!r} is not an absolute path")
+
+
+# jail(8) parameters -------------------------------------------------------------------------------
+# From jail(8), "Jail Parameters": the core parameters, allow.*, the parameters kernel modules add,
+# and the pseudo-parameters only jail(8) uses. Kinds: bool (bare name, "no" prefix on the last
+# component, or =true/=false), uint, int, str, path, list (comma-separated), ro (read-only),
+# or a tuple of the allowed words.
+
+JAILSYS = ("inherit", "new", "disable")
+ALLOW_BOOLS = (
+    "set_hostname", "sysvipc", "raw_sockets", "chflags", "mount", "mount.devfs", "quotas", "read_msgbuf",
+    "socket_af", "mlock", "nfsd", "reserved_ports", "unprivileged_parent_tampering",
+    "unprivileged_proc_debug", "suser", "extattr", "adjtime", "settime", "routing", "setaudit",
+    "mount.fdescfs", "mount.fusefs", "mount.nullfs", "mount.procfs", "mount.linprocfs", "mount.linsysfs",
+    "mount.tmpfs", "mount.zfs", "vmm", "vmm_ppt", "dying",
+)
+JAIL_PARAMS: dict[str, object] = {
+    # core parameters
+    "jid": "uint", "name": "str", "path": "path",
+    "ip4.addr": "list", "ip4.saddrsel": "bool", "ip4": JAILSYS,
+    "ip6.addr": "list", "ip6.saddrsel": "bool", "ip6": JAILSYS,
+    "vnet": ("inherit", "new"),
+    "host.hostname": "str", "host.domainname": "str", "host.hostuuid": "str", "host.hostid": "uint",
+    "host": ("inherit", "new"),
+    "securelevel": "int", "devfs_ruleset": "uint", "children.max": "uint", "children.cur": "ro",
+    "enforce_statfs": ("0", "1", "2"), "persist": "bool", "cpuset.id": "ro", "dying": "ro",
+    "mac.label": "str", "parent": "ro", "osrelease": "str", "osreldate": "uint",
+    **{f"allow.{a}": "bool" for a in ALLOW_BOOLS},
+    # parameters added by kernel modules
+    "linux": ("inherit", "new"), "linux.osname": "str", "linux.osrelease": "str",
+    "linux.oss_version": "uint", "sysvmsg": JAILSYS, "sysvsem": JAILSYS, "sysvshm": JAILSYS,
+    "zfs.mount_snapshot": ("0", "1"),
+    # pseudo-parameters
+    "exec.prepare": "str", "exec.prestart": "str", "exec.created": "str", "exec.start": "str",
+    "command": "str", "exec.poststart": "str", "exec.prestop": "str", "exec.stop": "str",
+    "exec.poststop": "str", "exec.release": "str", "exec.clean": "bool", "exec.jail_user": "str",
+    "exec.system_jail_user": "bool", "exec.system_user": "str", "exec.timeout": "uint",
+    "exec.consolelog": "path", "exec.fib": "uint", "stop.timeout": "uint", "interface": "str",
+    "vnet.interface": "list", "zfs.dataset": "list", "ip_hostname": "bool", "mount": "str",
+    "mount.fstab": "path", "mount.devfs": "bool", "mount.fdescfs": "bool", "mount.procfs": "bool",
+    "depend": "list",
+}
+JAIL_PARAM_PREFIXES = ("meta.", "env.")  # jail(8): meta.keyname=value, env.keyname=value
+
+
+def _bool_name(name: str) -> str | None:
+    """The boolean parameter `name` sets to false with its "no" prefix, if it is one."""
+    head, _, last = name.rpartition(".")
+    if last.startswith("no"):
+        base = f"{head}.{last[2:]}" if head else last[2:]
+        if JAIL_PARAMS.get(base) == "bool":
+            return base
+    return None
+
+
+def check_jail_param(param: str) -> Problems:
+    name, eq, value = param.partition("=")
+    if name.startswith(JAIL_PARAM_PREFIXES):
+        return [] if len(name) > 5 else [f"{name}: missing key"]
+    kind = JAIL_PARAMS.get(name)
+    if kind is None:
+        if not eq and _bool_name(name):
+            return []
+        return [f"unknown jail parameter {name!r}"]
+    if kind == "ro":
+        return [f"jail parameter {name} is read-only"]
+    if kind == "bool":
+        if eq and value not in ("true", "false"):
+            return [f"{name} is boolean: give it bare, with 'no', or =true/=false, not {value!r}"]
+        return []
+    if not eq:
+        return [f"jail parameter {name} needs a value"]
+    if isinstance(kind, tuple):
+        return [] if value in kind else [f"{name} takes {'|'.join(kind)}, not {value!r}"]
+    if kind == "uint" and not re.fullmatch(r"\d+", value):
+        return [f"{name} takes an unsigned number, not {value!r}"]
+    if kind == "int" and not re.fullmatch(r"-?\d+", value):
+        return [f"{name} takes a number, not {value!r}"]
+    if kind == "path" and not value.startswith("/"):
+        return [f"{name} takes an absolute path, not {value!r}"]
+    if name == "name" and ("." in value or not value):
+        return [f"jail name {value!r} must be non-empty and contain no '.'"]
+    if kind == "str" and name.startswith("host.") and not value:
+        return [f"{name} must not be empty"]
+    return []
+
+
+def check_jail(args: list[str]) -> Problems:
+    """jail(8) SYNOPSIS: jail [-cm] [-Cdqv] [-f conf_file] [-p limit] [jail];
+    jail [-r] [-Cqv] [-f conf_file] [-p limit] [* | jail ...];
+    jail [-cm] [-dhilqv] [-J jid_file] [-u username] [-U username] param=value ... [command=command ...];
+    jail [-rR] [-qv] [* | jail ...]; jail [-f conf_file] -e separator.
+    `-f -` reads the configuration from stdin: not in the manual page, but in jail(8)'s source
+    (usr.sbin/jail/config.c, load_config) and what pot's stop relies on."""
+    p = getopt(args, "cmrRCdhilqv", "efJnpsuU")
+    ops = {f for f, _ in p.opts}
+    if not ops & {"c", "m", "r", "R", "e"}:
+        p.problems.append("one of -c, -e, -m, -r must be given")
+    if "f" in ops or "e" in ops or not ops & {"c", "m"}:
+        for name in p.operands:  # jail names (or '*')
+            if name != "*" and "=" in name:
+                p.problems.append(f"{name!r}: parameters are only given with -c or -m without -f")
+        if ops & {"r", "R"} and not p.operands and "f" not in ops:
+            p.problems.append("-r needs a jail name or '*'")
+        return p.problems
+    params: list[str] = []
+    for i, a in enumerate(p.operands):
+        if a.startswith("command="):  # the rest of the line is the command and its arguments
+            params.append(a)
+            p.problems += check_argv([a[len("command="):], *p.operands[i + 1:]], inside=True)
+            break
+        params.append(a)
+    for param in params:
+        p.problems += check_jail_param(param)
+    names = {q.partition("=")[0] for q in params}
+    if "c" in ops and not names & {"persist", "exec.start", "command"}:
+        p.problems.append("jail -c needs persist, exec.start or command (jail(8), persist)")
+    if "m" in ops and not names & {"name", "jid"}:
+        p.problems.append("jail -m needs name= or jid=")
+    if "c" in ops and "R" in ops:
+        p.problems.append("-R does not combine with -c")
+    return p.problems
+
+
+def check_jail_conf(body: list[str]) -> Problems:
+    """jail.conf(5): `jailname { parameter = "value"; parameter; ... }`, double-quoted strings
+    with backslash escapes."""
+    problems: Problems = []
+    text = "\n".join(body).strip()
+    m = re.fullmatch(r"([A-Za-z0-9_-]+)\s*\{(.*)\}", text, re.S)
+    if not m:
+        return ["jail.conf: expected one `name { ... }` block"]
+    for stmt in _conf_statements(m.group(2), problems):
+        name, eq, value = (s.strip() for s in stmt.partition("="))
+        if eq and value.startswith('"'):
+            if not re.fullmatch(r'"(?:[^"\\$]|\\.)*"', value):
+                problems.append(f"jail.conf: badly quoted value for {name}: {value}")
+                continue
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        problems += [f"jail.conf: {q}" for q in check_jail_param(f"{name}={value}" if eq else name)]
+    return problems
+
+
+def _conf_statements(block: str, problems: Problems) -> list[str]:
+    stmts, cur, quoted, escaped = [], "", False, False
+    for c in block:
+        if escaped:
+            cur, escaped = cur + c, False
+        elif c == "\\":
+            cur, escaped = cur + c, True
+        elif c == '"':
+            cur, quoted = cur + c, not quoted
+        elif c == ";" and not quoted:
+            stmts.append(cur.strip())
+            cur = ""
+        else:
+            cur += c
+    if cur.strip() or quoted:
+        problems.append(f"jail.conf: unterminated statement {cur.strip()!r}")
+    return [s for s in stmts if s]
+
+
+# Other commands -----------------------------------------------------------------------------------
+
+def check_jexec(args: list[str]) -> Problems:
+    """jexec(8): jexec [-l] [-d working-directory] [-u username | -U username] jail [command ...]"""
+    p = getopt(args, "l", "duU")
+    if p.has("u") and p.has("U"):
+        p.problems.append("-u and -U exclude each other")
+    _count(p, 1, None, "operands (jail [command ...])")
+    if len(p.operands) > 1:
+        p.problems += check_argv(p.operands[1:], inside=True)
+    return p.problems
+
+
+def check_env(args: list[str]) -> Problems:
+    """env(1): env [-0iv] [-L|-U user[/class]] [-P altpath] [-S string] [-u name] [name=value ...]
+    [utility [argument ...]]"""
+    p = getopt(args, "0iv", "LUPSu")
+    rest = p.operands
+    while rest and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", rest[0], re.S):
+        rest = rest[1:]
+    if rest and "=" in rest[0].split("/")[-1]:
+        p.problems.append(f"invalid variable assignment {rest[0]!r}")
+    if rest:
+        p.problems += check_argv(rest, inside=True)
+    return p.problems
+
+
+def check_sh(args: list[str]) -> Problems:
+    """sh(1): sh [-/+abCEefhIimnPpTuVvx] [-/+o longname] [script [arg ...]];
+    sh [-/+abCEefhIimnPpTuVvx] [-/+o longname] -c string [name [arg ...]]; sh -s [arg ...]"""
+    p = getopt(args, "abCEefhIimnPpTuVvxcs", "o")
+    if p.has("c"):
+        if not p.operands:
+            p.problems.append("sh -c needs a command string")
+        else:
+            try:
+                shlex.split(p.operands[0])
+            except ValueError as e:
+                p.problems.append(f"sh -c string does not parse: {e}")
+    return p.problems
+
+
+def check_cp(args: list[str]) -> Problems:
+    """cp(1): cp [-R [-H | -L | -P]] [-f | -i | -n] [-alNpsvx] source_file ... target"""
+    p = getopt(args, "RHLPfinalNpsvx")
+    _count(p, 2, None, "operands (source ... target)")
+    return p.problems
+
+
+def check_mkdir(args: list[str]) -> Problems:
+    """mkdir(1): mkdir [-pv] [-m mode] directory_name ..."""
+    p = getopt(args, "pv", "m")
+    _count(p, 1, None, "directories")
+    return p.problems
+
+
+def check_rmdir(args: list[str]) -> Problems:
+    """rmdir(1): rmdir [-pv] directory ..."""
+    p = getopt(args, "pv")
+    _count(p, 1, None, "directories")
+    return p.problems
+
+
+def check_rm(args: list[str]) -> Problems:
+    """rm(1): rm [-f | -i] [-dIRrvWx] file ..."""
+    p = getopt(args, "fidIRrvWx")
+    _count(p, 1, None, "files")
+    return p.problems
+
+
+def check_cat(args: list[str]) -> Problems:
+    """cat(1): cat [-belnstuv] [file ...]"""
+    return getopt(args, "belnstuv").problems
+
+
+CHFLAGS_WORDS = {"arch", "archived", "nodump", "opaque", "sappnd", "sappend", "schg", "schange", "simmutable",
+                 "snapshot", "sunlnk", "sunlink", "uappnd", "uappend", "uarch", "uarchive", "uchg", "uchange",
+                 "uimmutable", "uhidden", "hidden", "uoffline", "offline", "urdonly", "rdonly", "readonly",
+                 "usparse", "sparse", "usystem", "system", "ureparse", "reparse", "uunlnk", "uunlink"}
+
+
+def check_chflags(args: list[str]) -> Problems:
+    """chflags(1): chflags [-fhvx] [-R [-H | -L | -P]] flags file ..."""
+    p = getopt(args, "fhvxRHLP")
+    _count(p, 2, None, "operands (flags file ...)")
+    if p.operands:
+        for word in p.operands[0].split(","):
+            base = word[2:] if word.startswith("no") and word not in ("nodump",) else word
+            if not (re.fullmatch(r"[0-7]+", word) or base in CHFLAGS_WORDS or word in CHFLAGS_WORDS):
+                p.problems.append(f"unknown file flag {word!r}")
+    return p.problems
+
+
+def _inet(text: str) -> bool:
+    """A dotted-quad IPv4 address with an optional /prefix length."""
+    addr, slash, plen = text.partition("/")
+    octets = addr.split(".")
+    if len(octets) != 4 or not all(o.isdigit() and int(o) <= 255 for o in octets):
+        return False
+    return not slash or (plen.isdigit() and int(plen) <= 32)
+
+
+def check_ifconfig(args: list[str]) -> Problems:
+    """ifconfig(8): ifconfig [-kLmn] [-f type:format] interface [create] [address_family [address
+    [dest_address]]] [parameters] (only the address forms ladle uses are checked closely)."""
+    p = getopt(args, "kLmn", "f")
+    _count(p, 1, None, "operands (interface ...)")
+    if p.operands and not re.fullmatch(r"[a-z]+[0-9]*[a-z0-9.]*", p.operands[0]):
+        p.problems.append(f"invalid interface name {p.operands[0]!r}")
+    rest = p.operands[1:]
+    if rest and rest[0] in ("inet", "inet6", "link", "ether"):
+        if len(rest) < 2:
+            p.problems.append(f"{rest[0]} needs an address")
+        elif rest[0] == "inet" and not _inet(rest[1]):
+            p.problems.append(f"invalid inet address {rest[1]!r}")
+    return p.problems
+
+
+MOUNT_OPTIONS = {  # mount(8) -o, mount_nullfs(8) (cache, nocache) and tmpfs(5) options
+    "async", "current", "force", "fstab", "late", "noasync", "noatime", "noauto", "noclusterr", "noclusterw",
+    "nocover", "noexec", "nosuid", "nosymfollow", "ro", "rdonly", "rw", "sync", "suiddir", "update", "union",
+    "multilabel", "acls", "nfsv4acls", "untrusted", "emptydir", "automounted", "snapshot",
+    "cache", "nocache",
+    "gid", "uid", "mode", "inodes", "size", "maxfilesize", "nomtime", "nonc", "easize", "pgread",
+}
+
+
+def _mount_opts(p: Parsed) -> None:
+    for value in p.values("o"):
+        for opt in value.split(","):
+            if opt.partition("=")[0] not in MOUNT_OPTIONS:
+                p.problems.append(f"unknown mount option {opt!r}")
+
+
+def check_mount(args: list[str]) -> Problems:
+    """mount(8): mount [-adflpruvw] [-F fstab] [-o options] [-t fstype] [special | node];
+    mount [-dfpruvw] [-o options] [-t fstype] special node"""
+    p = getopt(args, "adflpruvw", "Fot")
+    _count(p, 0, 2, "operands")
+    _mount_opts(p)
+    if len(p.operands) == 2:
+        _absolute(p, p.operands[1], "mount point")
+    return p.problems
+
+
+def check_mount_nullfs(args: list[str]) -> Problems:
+    """mount_nullfs(8): mount_nullfs [-o options] target mount-point"""
+    p = getopt(args, "", "o")
+    _count(p, 2, 2, "operands (target mount-point)")
+    _mount_opts(p)
+    for path in p.operands:
+        _absolute(p, path, "path")
+    return p.problems
+
+
+def check_umount(args: list[str]) -> Problems:
+    """umount(8): umount [-dfNnv] special ... | node ... | fsid ...;
+    umount -a | -A [-F fstab] [-fnv] [-h host] [-t type]"""
+    p = getopt(args, "dfNnvaA", "Fht")
+    if p.has("a") or p.has("A"):
+        _count(p, 0, 0, "operands with -a/-A")
+    else:
+        _count(p, 1, None, "mount points")
+    return p.problems
+
+
+def check_jls(args: list[str]) -> Problems:
+    """jls(8): jls [-dhNnqsv] [-j jail] [parameter ...]; jls -c [-d] -j jail"""
+    p = getopt(args, "cdhNnqsv", "j")
+    for param in p.operands:
+        name = param.partition(".")[0] if param.startswith(("meta.", "env.")) else param
+        if name not in JAIL_PARAMS and name not in ("meta", "env") and _bool_name(name) is None:
+            p.problems.append(f"unknown jail parameter {param!r}")
+    return p.problems
+
+
+FETCH_LONG = {  # fetch(1) long options: name -> takes a value
+    "one-file": False, "ipv4-only": False, "ipv6-only": False, "no-redirect": False, "retry": False,
+    "buffer-size": True, "bind-address": True, "cert": True, "ca-cert": True, "ca-path": True, "crl": True,
+    "direct": False, "force-restart": False, "identity": True, "keep-output": False, "key": True,
+    "print-size": False, "passive-portrange-default": False, "no-passive": False, "no-proxy": True,
+    "output": True, "passive": False, "quiet": False, "referer": True, "restart": False,
+    "require-size": True, "no-mtime": False, "no-sslv3": False, "no-tlsv1": False,
+    "no-verify-hostname": False, "no-verify-peer": False, "timeout": True, "user-agent": True,
+    "verbose": False, "retry-delay": True, "mirror": False,
+}
+
+
+def check_fetch(args: list[str]) -> Problems:
+    """fetch(1): fetch [-146AadFlMmnPpqRrsUv] [-B bytes] [-i file] [-N file] [-o file] [-S bytes]
+    [-T seconds] [-w seconds] [--long-option...] URL ..."""
+    p = getopt(args, "146AadFlMmnPpqRrsUv", "BiNoSTwhfc", FETCH_LONG)
+    if not p.has("h"):
+        _count(p, 1, None, "URLs")
+        for url in p.operands:
+            if not re.match(r"(https?|ftp|file)://\S+$", url):
+                p.problems.append(f"not a URL fetch(3) understands: {url!r}")
+    return p.problems
+
+
+def check_sha256(args: list[str]) -> Problems:
+    """md5(1) (sha256): sha256 [-pqrtx] [-c string] [-s string] [file ...]"""
+    p = getopt(args, "pqrtx", "cs")
+    return p.problems
+
+
+TAR_LONG = {  # bsdtar(1) long options: name -> takes a value
+    "acls": False, "auto-compress": False, "block-size": True, "bunzip2": False, "bzip": False, "bzip2": False,
+    "cd": True, "check-links": False, "chroot": False, "clear-nochange-fflags": False, "compress": False,
+    "confirmation": False, "dereference": False, "directory": True, "exclude": True, "exclude-from": True,
+    "exclude-vcs": False, "extract": False, "fast-read": False, "fflags": False, "file": True,
+    "files-from": True, "format": True, "gid": True, "gname": True, "gunzip": False, "gzip": False,
+    "help": False, "ignore-zeros": False, "include": True, "insecure": False, "interactive": False,
+    "keep-newer-files": False, "keep-old-files": False, "list": False, "lrzip": False, "lz4": False,
+    "lzma": False, "lzop": False, "modification-time": False, "newer": True, "newer-mtime": True,
+    "newer-mtime-than": True, "newer-than": True, "no-acls": False, "no-fflags": False,
+    "no-recursion": False, "no-safe-writes": False, "no-same-owner": False, "no-same-permissions": False,
+    "no-xattrs": False, "nodump": False, "norecurse": False, "null": False, "numeric-owner": False,
+    "older": True, "older-mtime": True, "older-mtime-than": True, "older-than": True,
+    "one-file-system": False, "options": True, "passphrase": True, "posix": False,
+    "preserve-permissions": False, "read-full-blocks": False, "safe-writes": False, "same-owner": False,
+    "strip-components": True, "to-stdout": False, "totals": False, "uid": True, "uname": True,
+    "uncompress": False, "unlink": False, "unlink-first": False, "use-compress-program": True,
+    "verbose": False, "version": False, "xattrs": False, "xz": False, "zstd": False,
+    "absolute-paths": False, "create": False, "append": False, "update": False,
+}
+TAR_UNSAFE = {"P": "-P (--absolute-paths) disables the '..', absolute path and symlink checks",
+              "--absolute-paths": "--absolute-paths disables the '..', absolute path and symlink checks",
+              "U": "-U (--unlink-first) removes symlinks in the way instead of refusing",
+              "--unlink": "--unlink removes symlinks in the way instead of refusing",
+              "--unlink-first": "--unlink-first removes symlinks in the way instead of refusing"}
+
+
+def check_tar(args: list[str]) -> Problems:
+    """bsdtar(1): tar {-c | -r | -u | -t | -x} [options] [patterns]; options from OPTIONS."""
+    p = getopt(args, "crtuxaBHhJjkLlmnOoPpqSUvwyZz", "bCfIsTX", TAR_LONG)
+    modes = [f for f, _ in p.opts if f in "crtux" and len(f) == 1]
+    if len(modes) != 1:
+        p.problems.append(f"exactly one mode of -c, -r, -t, -u, -x is needed, got {modes}")
+    if "x" in modes:
+        for f, _ in p.opts:
+            if f in TAR_UNSAFE:
+                p.problems.append(f"policy: {TAR_UNSAFE[f]}")
+        if not p.has("f"):
+            p.problems.append("policy: give the archive with -f")
+    return p.problems
+
+
+# zfs(8) and its subcommand pages (OpenZFS 2.2): subcommand -> (flags, flags with a value,
+# minimum operands, maximum operands or None).
+ZFS_SUBCOMMANDS: dict[str, tuple[str, str, int, int | None]] = {
+    "create": ("Ppnuvs", "obV", 1, 1),            # zfs-create(8)
+    "destroy": ("Rdfnprv", "", 1, 1),              # zfs-destroy(8)
+    "snapshot": ("r", "o", 1, None),               # zfs-snapshot(8)
+    "snap": ("r", "o", 1, None),
+    "rollback": ("Rfr", "", 1, 1),                 # zfs-rollback(8)
+    "clone": ("pu", "o", 2, 2),                    # zfs-clone(8)
+    "promote": ("", "", 1, 1),                     # zfs-promote(8)
+    "rename": ("fpur", "", 2, 2),                  # zfs-rename(8)
+    "list": ("rHpj", "dosSt", 0, None),            # zfs-list(8)
+    "set": ("u", "", 2, None),                     # zfs-set(8)
+    "get": ("rHp", "dost", 1, None),               # zfs-get(8)
+    "inherit": ("rS", "", 2, None),                # zfs-inherit(8)
+    "send": ("DLPVbcehnpsvwR", "IitSX", 0, 1),     # zfs-send(8)
+    "receive": ("FhMnsuvdeAc", "ox", 1, 1),        # zfs-receive(8)
+    "recv": ("FhMnsuvdeAc", "ox", 1, 1),
+    "mount": ("Oflva", "o", 0, 1),                 # zfs-mount(8)
+    "unmount": ("fua", "", 0, 1),
+    "umount": ("fua", "", 0, 1),
+}
+_DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*(@[A-Za-z0-9_.:-]+)?")
+
+
+def check_zfs(args: list[str]) -> Problems:
+    if not args:
+        return ["zfs needs a subcommand"]
+    sub = ZFS_SUBCOMMANDS.get(args[0])
+    if sub is None:
+        return [f"unknown or unchecked zfs subcommand {args[0]!r}"]
+    flags, with_arg, lo, hi = sub
+    p = getopt(args[1:], flags, with_arg, {"redact": True, "json-int": False} if args[0] in ("send", "list")
+               else None)
+    if args[0] in ("send",) and p.has("t"):
+        lo, hi = 0, 0
+    if args[0] in ("mount", "unmount", "umount") and p.has("a"):
+        lo, hi = 0, 0
+    _count(p, lo, hi, f"operands for zfs {args[0]}")
+    for value in p.values("o"):
+        if args[0] not in ("list", "get") and "=" not in value:
+            p.problems.append(f"-o takes property=value, not {value!r}")
+    operands = p.operands
+    if args[0] == "set":
+        props = [o for o in operands if "=" in o]
+        if not props:
+            p.problems.append("zfs set needs property=value")
+        operands = operands[len(props):]
+    elif args[0] in ("get", "inherit"):  # property list first, then datasets
+        operands = operands[1:]
+    elif args[0] in ("mount", "unmount", "umount"):
+        operands = [o for o in operands if not o.startswith("/")]
+    for ds in operands:
+        if not _DATASET.fullmatch(ds):
+            p.problems.append(f"not a dataset or snapshot name: {ds!r}")
+    if args[0] in ("rollback", "clone") and operands and "@" not in operands[0]:
+        p.problems.append(f"zfs {args[0]} needs a snapshot first, not {operands[0]!r}")
+    if args[0] in ("snapshot", "snap") and any("@" not in o for o in operands):
+        p.problems.append("zfs snapshot takes dataset@name")
+    return p.problems
+
+
+# Dispatch -----------------------------------------------------------------------------------------
+
+CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
+    "jail": check_jail, "jexec": check_jexec, "jls": check_jls, "mount": check_mount,
+    "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
+    "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
+    "cat": check_cat, "chflags": check_chflags,
+}
+INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
+# Where the base system installs them (hier(7)), for commands run inside a jail by full path.
+INSIDE_PATHS = {"/usr/bin/env": "env", "/bin/sh": "sh", "/bin/cp": "cp", "/bin/mkdir": "mkdir",
+                "/sbin/ifconfig": "ifconfig"}
+
+
+def check_argv(argv: list[str], *, inside: bool = False) -> Problems:
+    """Check one command; `inside` for a command run in a jail (by jexec or env)."""
+    if not argv:
+        return ["empty command"]
+    if inside:
+        cmd = INSIDE_PATHS.get(argv[0], argv[0] if "/" not in argv[0] else "")
+        if cmd in INSIDE:
+            return INSIDE[cmd](argv[1:])
+        return []  # the pot's own command: not ours to check
+    checker = CHECKERS.get(argv[0])
+    if checker is None:
+        return [f"no checker for {argv[0]!r}"]
+    return checker(argv[1:])
+
+
+def check_line(line: str, stdin: list[str] | None = None) -> Problems:
+    try:
+        argv = shlex.split(line)
+    except ValueError as e:
+        return [f"does not parse as a shell line: {e}"]
+    problems = check_argv(argv)
+    if stdin is not None:
+        if argv[:1] == ["jail"] and "-f" in argv and argv[argv.index("-f") + 1:][:1] == ["-"]:
+            problems += check_jail_conf(stdin)
+        else:
+            problems.append("a here-document is only expected for jail -f -")
+    return problems
+
+
+def check_rendering(lines: list[str]) -> Problems:
+    """Check every command of a rendering; '#' lines are comments, `CMD <<'EOF'` feeds stdin."""
+    problems: Problems = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        i += 1
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = re.search(r"\s<<'([A-Z]+)'$", line)
+        body = None
+        if m:
+            end = lines.index(m.group(1), i) if m.group(1) in lines[i:] else len(lines)
+            body, i = lines[i:end], end + 1
+            line = line[:m.start()]
+            if line.startswith("cat > "):  # a file written whole (WriteFile)
+                continue
+        problems += [f"{line}: {p}" for p in check_line(line, body)]
+    return problems

@@ -1,0 +1,551 @@
+"""The FreeBSD driver, tested on any host: plans render to exact commands compared with golden
+files (tests/golden/freebsd/<case>.txt; rewrite them with LADLE_UPDATE_GOLDEN=1 and review every
+line against the manual pages), every rendered line passes the man-page syntax checker, and
+plans run through the Executor with the recording runner issue exactly what they render and
+undo in reverse when a step fails."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ladle.errors import CommandFailed, HostError, UsageError
+from ladle.hosts import open_host
+from ladle.hosts.base import RunRecord, RuntimeSpec
+from ladle.hosts.freebsd import FreeBSDHost, canonical_release, jailparams, spawn
+from ladle.hosts.freebsd.bases import release_base_steps
+from ladle.hosts.freebsd.plans import copy_plan, exec_argv, start_plan, stop_plan
+from ladle.hosts.freebsd.steps import BaseVerify, JailRemove, JailUnmount, manifest_digest
+from ladle.plan.executor import Executor
+from ladle.plan.steps import Context, Step
+from ladle.state.store import Store
+from ladle.storage.snapshotter import Mount
+from tests.freebsd_syntax import check_argv, check_jail_conf, check_line, check_rendering
+from tests.recording_runner import Fail, RecordingRunner
+
+GOLDEN = Path(__file__).parent / "golden" / "freebsd"
+ROOT = "/var/db/ladle"
+SHA = "a" * 64
+
+
+# Specs built by hand ---------------------------------------------------------------------------
+
+def make_spec(name: str, root: list[Mount] | None = None, mounts: list[Mount] | None = None,
+              attrs: dict[str, str] | None = None, **kw: object) -> RuntimeSpec:
+    spec = RuntimeSpec(
+        name=name, hostname=f"{name}.example.org",
+        root=root if root is not None else [Mount("bind", f"{ROOT}/zfs/pots/{name}", "/")],
+        mounts=mounts or [], cmd="sh /etc/rc", env={},
+        attrs={**jailparams.attr_defaults(), **(attrs or {})}, network="inherit",
+        log_path=f"{ROOT}/logs/{name}.log", run_dir=f"{ROOT}/run/{name}")
+    return replace(spec, **kw)  # type: ignore[arg-type]
+
+
+def single_zfs() -> RuntimeSpec:
+    """A single pot on its own ZFS dataset, pot's defaults, the host's network."""
+    return make_spec("web")
+
+
+def fscomps() -> RuntimeSpec:
+    """pot's multi level-1 layout: base read-only at /, its own usr.local read-write; a read-only
+    fscomp and a read-write mount-in of a host directory."""
+    return make_spec(
+        "app",
+        root=[Mount("bind", f"{ROOT}/zfs/bases/14.2", "/", ("ro",)),
+              Mount("bind", f"{ROOT}/zfs/pots/app/usr.local", "/usr/local")],
+        mounts=[Mount("bind", f"{ROOT}/zfs/fscomps/data", "/data", ("ro",)),
+                Mount("bind", "/srv/www", "/usr/local/www")])
+
+
+def nonpersistent() -> RuntimeSpec:
+    """A Nomad-style pot: dies with its command, own network stack with only lo0, environment,
+    a command line with quotes, an exec.stop with characters jail.conf must escape."""
+    return make_spec(
+        "job", attrs={"persistent": "NO", "exec_stop": '/bin/sh -c "echo bye $USER"', "stop_timeout": "30"},
+        cmd="nginx -g 'daemon off;'", env={"NGINX_PORT": "8080", "GREETING": "hello world"},
+        network="none")
+
+
+def attrs_on() -> RuntimeSpec:
+    """Attributes turned on: mlock, procfs, fdescfs, sysvipc=inherit, mount+nullfs with
+    enforce_statfs=1, children, another devfs ruleset, no tmpfs; osrelease from the tree."""
+    attrs = {"mlock": "YES", "procfs": "YES", "fdescfs": "YES", "mount": "YES", "nullfs": "YES",
+             "enforce_statfs": "1", "children": "2", "devfs_ruleset": "10", "no-tmpfs": "YES",
+             **jailparams.expand_attr("sysvipc", "inherit")}
+    return make_spec("lab", attrs=attrs, extra={"osrelease": "13.5-RELEASE"})
+
+
+SPECS: dict[str, Callable[[], RuntimeSpec]] = {
+    "single_zfs": single_zfs, "fscomps": fscomps, "nonpersistent": nonpersistent, "attrs": attrs_on}
+RUNNING = RunRecord("web", "running", main_pid=4242)
+
+
+# Rendering -------------------------------------------------------------------------------------
+
+def render(steps: list[Step]) -> list[str]:
+    return [line for step in steps for line in step.render()]
+
+
+def sections(case: str) -> dict[str, list[str]]:
+    if case in SPECS:
+        spec = SPECS[case]()
+        host = FreeBSDHost(RecordingRunner(), ROOT)
+        out = {"start": render(start_plan(spec)), "stop": render(stop_plan(spec, RUNNING)),
+               "exec sh": host.exec_render(spec, ["/bin/sh"], tty=True)}
+        if case == "single_zfs":
+            out["exec with -e"] = [shlex.join(exec_argv(spec, ["env"], {"DEBUG": "1"}))]
+        return out
+    if case == "copy":
+        stopped, running = single_zfs(), single_zfs()
+        return {
+            "copy-in of a file into a stopped pot, creating parents":
+                render(copy_plan(stopped, None, "in", "/etc/hosts", "/usr/local/etc/hosts", True)),
+            "copy-in of a directory into a running pot":
+                render(copy_plan(running, RUNNING, "in", "/etc", "/opt/etc", False)),
+            "copy-out from a running pot": render(copy_plan(running, RUNNING, "out", "/tmp", "/var/log", False)),
+            "copy-out from a stopped pot with mounts":
+                render(copy_plan(fscomps(), None, "out", "/tmp", "/data/report.csv", False)),
+        }
+    if case == "base":
+        return {
+            "14.2 from the default mirror":
+                render(release_base_steps("14.2", f"{ROOT}/zfs/bases/14.2", "/var/cache/ladle")),
+            "13.5-rc1 for arm64 from another mirror":
+                render(release_base_steps("13.5-rc1", f"{ROOT}/storage/bases/b/fs", "/var/cache/ladle",
+                                          "https://mirror.example.org/FreeBSD/releases/", "arm64")),
+        }
+    raise KeyError(case)
+
+
+CASES = [*SPECS, "copy", "base"]
+
+
+def text_of(case: str) -> str:
+    parts = []
+    for title, lines in sections(case).items():
+        parts.append(f"## {title}\n" + "".join(line + "\n" for line in lines))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rendering_matches_the_golden_file(case: str) -> None:
+    path = GOLDEN / f"{case}.txt"
+    text = text_of(case)
+    if os.environ.get("LADLE_UPDATE_GOLDEN"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path}: run with LADLE_UPDATE_GOLDEN=1 and review it"
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_rendered_line_passes_the_man_page_checker(case: str) -> None:
+    for title, lines in sections(case).items():
+        assert check_rendering(lines) == [], title
+
+
+# Attributes ------------------------------------------------------------------------------------
+
+def test_attr_defaults_are_pots_creation_defaults() -> None:
+    assert jailparams.attr_defaults() == {
+        "persistent": "YES", "no-tmpfs": "NO", "enforce_statfs": "2", "mount": "NO", "fdescfs": "NO",
+        "linprocfs": "NO", "nullfs": "NO", "procfs": "NO", "tmpfs": "NO", "zfs": "NO", "raw_sockets": "NO",
+        "sysvshm": "new", "sysvsem": "new", "sysvmsg": "new", "children": "0", "mlock": "NO",
+        "devfs_ruleset": "4", "exec_stop": "", "stop_timeout": "10"}
+
+
+@pytest.mark.parametrize(("name", "value", "stored"), [
+    ("persistent", "yes", "YES"), ("persistent", "Off", "NO"), ("mlock", "TRUE", "YES"), ("zfs", "on", "YES"),
+    ("procfs", "false", "NO"), ("stop_timeout", "030", "30"), ("enforce_statfs", "0", "0"),
+    ("sysvshm", "Inherit", "inherit"), ("sysvipc", "DISABLE", "disable"), ("exec_stop", "sh /etc/rc.shutdown",
+                                                                          "sh /etc/rc.shutdown"),
+])
+def test_check_attr_normalises(name: str, value: str, stored: str) -> None:
+    assert FreeBSDHost(RecordingRunner(), ROOT).check_attr(name, value) == stored
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("persistant", "YES", "unknown attribute 'persistant'"), ("mlock", "maybe", "takes yes or no"),
+    ("children", "-1", "whole number"), ("enforce_statfs", "3", "from 0 to 2"), ("stop_timeout", "1e3", "whole"),
+    ("devfs_ruleset", "70000", "0 to 65535"), ("sysvmsg", "private", "new, inherit or disable"),
+    ("exec_stop", "a\nb", "control characters"), ("sysvipc", "yes", "new, inherit or disable"),
+])
+def test_check_attr_rejects_with_one_clear_line(name: str, value: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as e:
+        jailparams.check_attr(name, value)
+    assert "\n" not in str(e.value)
+
+
+def test_sysvipc_sets_all_three_even_when_stored_unexpanded() -> None:
+    assert jailparams.expand_attr("sysvipc", "Inherit") == {
+        "sysvshm": "inherit", "sysvsem": "inherit", "sysvmsg": "inherit"}
+    eff = jailparams.effective({**jailparams.attr_defaults(), "sysvipc": "disable"})
+    assert [eff[n] for n in jailparams.SYSV_ATTRS] == ["disable"] * 3
+
+
+def test_exec_stop_is_quoted_for_jail_conf() -> None:
+    conf = jailparams.stop_config("job", 'echo "a\\b" $HOME', "5")
+    assert 'exec.stop = "echo \\"a\\\\b\\" \\$HOME";' in conf
+    assert check_jail_conf(conf.splitlines()) == []
+
+
+def test_open_host_gives_the_freebsd_driver() -> None:
+    host = open_host("freebsd", RecordingRunner(), ROOT)
+    assert isinstance(host, FreeBSDHost)
+    assert (host.name, host.default_root, host.config_path) == (
+        "freebsd", "/var/db/ladle", "/usr/local/etc/ladle.toml")
+
+
+def test_unsupported_layouts_are_refused() -> None:
+    with pytest.raises(UsageError, match="overlay layers need Linux"):
+        start_plan(make_spec("x", root=[Mount("overlay", "overlay", "/", ("lowerdir=/a",))]))
+    with pytest.raises(UsageError, match="not supported on FreeBSD yet"):
+        start_plan(make_spec("x", network="public-bridge"))
+    with pytest.raises(UsageError, match=r"must not contain '\.\.'"):
+        start_plan(make_spec("x", mounts=[Mount("bind", "/srv", "/a/../../etc")]))
+
+
+# Bases -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("given", "canonical"), [
+    ("14.2", "14.2-RELEASE"), ("14.2-RELEASE", "14.2-RELEASE"), ("14.2-release", "14.2-RELEASE"),
+    ("13.5-RC1", "13.5-RC1"), ("15.0-beta3", "15.0-BETA3"), (" 13.4 ", "13.4-RELEASE")])
+def test_release_names_are_canonical(given: str, canonical: str) -> None:
+    assert canonical_release(given) == canonical
+
+
+@pytest.mark.parametrize("bad", ["14", "14.2-STABLE", "14.2-RELEASE-p3", "../14.2", "14.2/x", "", "latest"])
+def test_bad_release_names_are_refused(bad: str) -> None:
+    with pytest.raises(UsageError, match="invalid FreeBSD release"):
+        canonical_release(bad)
+
+
+def test_bad_mirror_is_refused() -> None:
+    with pytest.raises(UsageError, match="mirror"):
+        release_base_steps("14.2", "/d", "/c", "download.freebsd.org/releases")
+
+
+MANIFEST = (f"base-dbg.txz\t{'b' * 64}\t123\tbase-dbg\t\"Base system (Debugging)\"\toff\n"
+            f"base.txz\t{SHA}\t29000\tbase\t\"Base system (MANDATORY)\"\ton\n")
+
+
+def test_manifest_lines_are_read_by_name() -> None:
+    assert manifest_digest(MANIFEST, "base.txz") == SHA
+    with pytest.raises(HostError, match=r"no line for kernel\.txz"):
+        manifest_digest(MANIFEST, "kernel.txz")
+
+
+def test_a_download_with_the_wrong_digest_is_removed() -> None:
+    runner = RecordingRunner().answer(r"^cat ", MANIFEST).answer(r"^sha256 ", "c" * 64 + "\n")
+    step = BaseVerify("/c/14.2-RELEASE/base.txz", "/c/14.2-RELEASE/MANIFEST")
+    with pytest.raises(HostError, match=r"damaged.*was removed"):
+        step.apply(Context(runner))
+    assert runner.lines[-1] == "rm -f /c/14.2-RELEASE/base.txz"
+    good = RecordingRunner().answer(r"^cat ", MANIFEST).answer(r"^sha256 ", SHA + "\n")
+    step.apply(Context(good))
+    assert good.argvs == [a for a in step.argvs()]
+
+
+# Executing plans with the recording runner -----------------------------------------------------
+
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[list[str], str, str]]]:
+    """Replace the process-starting hook: record what would be started, pretend it is pid 4242."""
+    calls: list[tuple[list[str], str, str]] = []
+
+    def fake(argv: list[str], log_path: str, jail: str) -> int:
+        calls.append((argv, log_path, jail))
+        return 4242
+
+    monkeypatch.setattr(spawn, "SPAWN", fake)
+    yield calls
+
+
+def runner_argvs(steps: list[Step]) -> list[list[str]]:
+    """What the steps run through the runner, in order (state-only steps run nothing)."""
+    out: list[list[str]] = []
+    for step in steps:
+        argvs = getattr(step, "argvs", None)
+        if argvs is None:
+            assert all(line.startswith("# state:") for line in step.render()), step
+            continue
+        out += argvs()
+    return out
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+def test_start_runs_exactly_what_it_renders(case: str, tmp_path: Path,
+                                            spawned: list[tuple[list[str], str, str]]) -> None:
+    spec = SPECS[case]()
+    runner = RecordingRunner()
+    store = Store(str(tmp_path / "ladle.db"))
+    steps = start_plan(spec)
+    Executor(Context(runner, store)).run("start", f"pot:{spec.name}", steps)
+    assert runner.argvs == runner_argvs(steps)
+    (argv, log, jail), = spawned
+    assert (log, jail) == (spec.log_path, spec.name)
+    assert check_argv(argv) == []
+    row = store.get("runs", pot=spec.name)
+    assert row is not None and (row["state"], row["main_pid"]) == ("running", 4242)
+    store.close()
+
+
+def test_rendered_commands_are_the_recorded_ones_line_by_line(
+        spawned: list[tuple[list[str], str, str]]) -> None:
+    spec = nonpersistent()
+    runner = RecordingRunner()
+    steps = start_plan(spec)
+    Executor(Context(runner)).run("start", "pot:job", steps)
+    rendered = [line for line in render(steps) if not line.startswith("#")]
+    started = [shlex.join(argv) for argv, _, _ in spawned]
+    assert rendered == [*runner.lines[:-1], *started, runner.lines[-1]]
+    assert runner.lines[-1] == "jail -m name=job nopersist"
+
+
+def test_a_failing_jail_create_unmounts_everything_in_reverse(spawned: list[tuple[list[str], str, str]]) -> None:
+    spec = fscomps()
+    runner = RecordingRunner().answer(r"^jail -c ", Fail("jail: jail_set: Operation not permitted"))
+    steps = start_plan(spec)
+    with pytest.raises(CommandFailed, match="jail failed: jail: jail_set: Operation not permitted"):
+        Executor(Context(runner)).run("start", "pot:app", steps)
+    done = runner.lines[:runner.lines.index(next(x for x in runner.lines if x.startswith("jail -c")))]
+    undone = runner.lines[len(done) + 1:]
+    jail = f"{ROOT}/run/app/root"
+    assert [x for x in done if x.startswith("mount")] == [
+        f"mount_nullfs -o ro {ROOT}/zfs/bases/14.2 {jail}",
+        f"mount_nullfs {ROOT}/zfs/pots/app/usr.local {jail}/usr/local",
+        f"mount_nullfs -o ro {ROOT}/zfs/fscomps/data {jail}/data",
+        f"mount_nullfs /srv/www {jail}/usr/local/www",
+        f"mount -t tmpfs tmpfs {jail}/tmp"]
+    assert undone == [f"umount {jail}/tmp", f"umount {jail}/usr/local/www", f"umount {jail}/data",
+                      f"umount {jail}/usr/local", f"umount {jail}"]
+    assert spawned == []
+
+
+def test_a_command_that_cannot_start_removes_the_jail_then_the_mounts(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(argv: list[str], log_path: str, jail: str) -> int:
+        raise HostError("the command of pot job exited at once with code 127; see its log")
+
+    monkeypatch.setattr(spawn, "SPAWN", fail)
+    spec = nonpersistent()
+    runner = RecordingRunner()
+    with pytest.raises(HostError, match="exited at once"):
+        Executor(Context(runner)).run("start", "pot:job", start_plan(spec))
+    jail = f"{ROOT}/zfs/pots/job"
+    after = runner.lines[runner.lines.index("jexec job /sbin/ifconfig lo0 inet 127.0.0.1/8 up") + 1:]
+    assert after == ["jail -f - -q -r job", f"umount {jail}/dev", f"umount {jail}/tmp"]
+    remove = runner.calls[-3]
+    assert remove.input is not None and b"stop.timeout = 30;" in remove.input
+    assert b'exec.stop = "/bin/sh -c \\"echo bye \\$USER\\"";' in remove.input
+
+
+def test_stop_runs_what_it_renders_and_feeds_jail_its_stop_settings() -> None:
+    spec = nonpersistent()
+    runner = RecordingRunner()
+    steps = stop_plan(spec, RUNNING)
+    Executor(Context(runner)).run("stop", "pot:job", steps, on_crash="finish")
+    assert runner.argvs == runner_argvs(steps)
+    remove = runner.calls[0]
+    assert remove.input is not None
+    assert check_jail_conf(remove.input.decode().splitlines()) == []
+
+
+def test_stop_after_a_crash_tolerates_what_is_already_gone() -> None:
+    jail = f"{ROOT}/zfs/pots/web"
+    runner = (RecordingRunner()
+              .answer(r"^jail -f - -q -r web$", Fail('jail: "web" not found'))
+              .answer(r"^jls -j web jid$", Fail("jls: jail \"web\" not found", stdout=""))
+              .answer(r"^umount ", Fail("umount: not a file system root directory"))
+              .answer(r"^mount -p$", f"zroot/ladle/pots/web\t{jail}\tzfs\trw\t0 0\n"))
+    steps = stop_plan(single_zfs(), RUNNING)
+    Executor(Context(runner)).run("stop", "pot:web", steps, on_crash="finish")
+    assert runner.lines == ["jail -f - -q -r web", "jls -j web jid", f"umount {jail}/dev", "mount -p",
+                            f"umount {jail}/tmp", "mount -p"]
+
+
+def test_stop_fails_when_a_mount_is_still_there() -> None:
+    jail = f"{ROOT}/zfs/pots/web"
+    runner = (RecordingRunner()
+              .answer(r"^umount .*/tmp$", Fail("umount: unmount of /tmp failed: Device busy"))
+              .answer(r"^mount -p$", f"tmpfs\t{jail}/tmp\ttmpfs\trw\t0 0\n"))
+    with pytest.raises(CommandFailed, match="Device busy"):
+        JailUnmount(jail, "/tmp").apply(Context(runner))
+
+
+def test_removing_a_jail_that_is_still_there_is_an_error() -> None:
+    runner = (RecordingRunner().answer(r"^jail -f", Fail("jail: web: exec.stop failed"))
+              .answer(r"^jls ", "7\n"))
+    with pytest.raises(CommandFailed, match=r"exec\.stop failed"):
+        JailRemove("web").apply(Context(runner))
+
+
+def test_copy_into_a_stopped_pot_runs_what_it_renders() -> None:
+    runner = RecordingRunner()
+    steps = copy_plan(fscomps(), None, "in", "/etc/hosts", "/usr/local/etc/hosts", True)
+    Executor(Context(runner)).run("copy-in", "pot:app", steps)
+    assert runner.argvs == runner_argvs(steps)
+
+
+def test_a_failed_copy_unmounts_and_removes_its_temporary_directory() -> None:
+    runner = RecordingRunner().answer(r"/bin/cp ", Fail("cp: /opt/etc: Permission denied"))
+    steps = copy_plan(single_zfs(), RUNNING, "in", "/etc", "/opt/etc", False)
+    with pytest.raises(CommandFailed, match="Permission denied"):
+        Executor(Context(runner)).run("copy-in", "pot:web", steps)
+    tmp = next(s for s in runner.lines if s.startswith("mount_nullfs")).split()[-1]
+    assert runner.lines[-2:] == [f"umount {tmp}", f"rmdir {tmp}"]
+
+
+def test_copy_arguments_are_checked() -> None:
+    with pytest.raises(UsageError, match="absolute path"):
+        copy_plan(single_zfs(), None, "in", "/etc/hosts", "etc/hosts", False)
+    with pytest.raises(UsageError, match="existing host directory"):
+        copy_plan(single_zfs(), None, "out", "/etc/hosts", "/etc/hosts", False)
+    with pytest.raises(UsageError, match=r"must not contain '\.\.'"):
+        copy_plan(single_zfs(), None, "in", "/etc/hosts", "/etc/../../x", False)
+
+
+def test_alive_asks_for_the_jail() -> None:
+    host = FreeBSDHost(RecordingRunner().answer(r"^jls -j web jid$", "3\n"), ROOT)
+    assert host.alive(RUNNING)
+    assert not FreeBSDHost(RecordingRunner(), ROOT).alive(RUNNING)
+
+
+class FakePopen:
+    """Stands in for the attached command of `ladle run`: exits with code 3 at once."""
+
+    started: list[list[str]] = []
+
+    def __init__(self, argv: list[str], **kw: object) -> None:
+        FakePopen.started.append(argv)
+        self.pid, self.stdout = 4343, None
+
+    def wait(self) -> int:
+        return 3
+
+
+def test_run_foreground_sets_up_runs_attached_and_tears_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(spawn, "wait_attached", lambda proc, jail: None)
+    FakePopen.started.clear()
+    spec = nonpersistent()
+    runner = RecordingRunner()
+    assert FreeBSDHost(runner, ROOT).run_foreground(spec, log=False) == 3
+    start = [a for s in start_plan(spec) for a in runner_argvs([s])]
+    stop = runner_argvs(stop_plan(spec, None))
+    assert runner.argvs == [*start, *stop]
+    assert FakePopen.started == [start_plan(spec)[-1].argv]  # type: ignore[attr-defined]
+
+
+def test_steps_survive_the_intent_log() -> None:
+    for case in SPECS:
+        spec = SPECS[case]()
+        for step in [*start_plan(spec), *stop_plan(spec, RUNNING)]:
+            assert Step.from_json(step.to_json()) == step
+
+
+# The syntax checker itself ---------------------------------------------------------------------
+
+GOOD = [
+    "jail -c name=web path=/j host.hostname=web persist mount.devfs devfs_ruleset=4 vnet=new",
+    "jail -c path=/j ip4=disable command=/bin/cp -a /a /b",
+    "jail -m name=web nopersist",
+    "jail -m jid=3 allow.nomount allow.mount.nozfs allow.raw_sockets=false",
+    "jail -r web", "jail -R '*'", "jail -f - -q -r web", "jail -c -J /var/run/j.jid name=a persist meta.owner=me",
+    "jexec -l -U root web /bin/sh", "jexec -d / -u root 3 /usr/bin/env -i A=1 /bin/sh -c 'exec nginx'",
+    "jls -j web jid", "jls -n -j web path name",
+    "mount_nullfs -o ro /a /b", "mount_nullfs /a /b", "mount -t tmpfs -o mode=1777,size=64m tmpfs /j/tmp",
+    "mount -p", "umount /j/tmp", "umount -f /j", "umount -a -t nullfs",
+    "zfs create -p -o mountpoint=/var/db/ladle/zfs -o atime=off zroot/ladle",
+    "zfs destroy -r zroot/ladle/pots/web", "zfs snapshot -r zroot/ladle/pots/web@1700000000",
+    "zfs clone -o readonly=on zroot/ladle/bases/b@1 zroot/ladle/pots/web", "zfs rollback -r zroot/a@1",
+    "zfs promote zroot/ladle/pots/web", "zfs rename zroot/a zroot/b", "zfs rename zroot/a@1 zroot/a@2",
+    "zfs send -R zroot/a@1", "zfs send -i @1 zroot/a@2", "zfs receive -F -u zroot/b", "zfs recv -d zroot",
+    "zfs list -H -o name,origin -t filesystem,snapshot -r zroot/ladle", "zfs set mountpoint=/x zroot/a",
+    "zfs get -H -o value mountpoint zroot/a", "zfs inherit -r mountpoint zroot/a",
+    "fetch -o /c/MANIFEST https://download.freebsd.org/releases/amd64/amd64/14.2-RELEASE/MANIFEST",
+    "fetch -a -q --timeout=30 -o /c/base.txz https://x.example/base.txz",
+    "sha256 -q /c/base.txz", "tar -x -p -f /c/base.txz -C /d", "tar -xpf /c/base.txz -C /d",
+    "tar -t -f /c/base.txz", "mkdir -p /a/b", "rmdir /a", "rm -f /a", "cat /a", "chflags -R noschg /d",
+]
+BAD = [
+    ("jail name=web persist", "one of -c, -e, -m, -r"),
+    ("jail -c name=web path=/j", "needs persist, exec.start or command"),
+    ("jail -c name=web persist allow.mlocks", "unknown jail parameter 'allow.mlocks'"),
+    ("jail -c name=web persist enforce_statfs=3", "enforce_statfs takes 0|1|2"),
+    ("jail -c name=web persist vnet=yes", "vnet takes inherit|new"),
+    ("jail -c name=web persist devfs_ruleset=four", "unsigned number"),
+    ("jail -c name=web persist path=relative", "absolute path"),
+    ("jail -c name=web.a persist", "contain no '.'"),
+    ("jail -c name=web persist mount.devfs=yes", "is boolean"),
+    ("jail -c name=web persist children.cur=1", "read-only"),
+    ("jail -c name=web persist host.hostname", "needs a value"),
+    ("jail -m nopersist", "needs name= or jid="),
+    ("jail -r name=web", "parameters are only given"),
+    ("jail -r", "needs a jail name"),
+    ("jail -x -c name=a persist", "unknown option -x"),
+    ("jexec -U root -u root web sh", "exclude each other"),
+    ("jexec -Z web sh", "unknown option -Z"),
+    ("jexec", "expected at least 1"),
+    ("jexec web /usr/bin/env -X sh", "unknown option -X"),
+    ("jexec web /bin/sh -c", "needs a command string"),
+    ("jexec web /sbin/ifconfig lo0 inet 127.0.0.300/8 up", "invalid inet address"),
+    ("jail -c path=/j persist command=/bin/cp /a", "expected at least 2"),
+    ("mount_nullfs -o ro /a", "expected 2"),
+    ("mount_nullfs -o readonly /a /b", "unknown mount option 'readonly'"),
+    ("mount_nullfs -r /a /b", "unknown option -r"),
+    ("mount_nullfs /a b", "not an absolute path"),
+    ("mount -t tmpfs tmpfs /a /b", "expected 0 to 2"),
+    ("umount", "expected at least 1"),
+    ("umount -R /a", "unknown option -R"),
+    ("zfs create", "expected 1"),
+    ("zfs frobnicate zroot", "unknown or unchecked zfs subcommand"),
+    ("zfs create -o atime zroot/a", "property=value"),
+    ("zfs destroy -x zroot/a", "unknown option -x"),
+    ("zfs snapshot zroot/a", "dataset@name"),
+    ("zfs clone zroot/a zroot/b", "needs a snapshot first"),
+    ("zfs set zroot/a", "needs property=value"),
+    ("zfs list -H -o name /not/a/dataset", "not a dataset"),
+    ("fetch -o /c/base.txz", "expected at least 1 URLs"),
+    ("fetch -Z https://x.example/a", "unknown option -Z"),
+    ("fetch --frobnicate https://x.example/a", "unknown option --frobnicate"),
+    ("fetch -o /c/x download.freebsd.org/x", "not a URL"),
+    ("sha256 -z /a", "unknown option -z"),
+    ("tar -f /c/base.txz -C /d", "exactly one mode"),
+    ("tar -x -P -f /c/base.txz -C /d", "policy: -P"),
+    ("tar -x --absolute-paths -f /c/base.txz -C /d", "policy: --absolute-paths"),
+    ("tar -x -U -f /c/base.txz -C /d", "policy: -U"),
+    ("tar -x -C /d", "policy: give the archive with -f"),
+    ("mkdir", "expected at least 1"),
+    ("chflags -R noschgg /d", "unknown file flag"),
+    ("frobnicate /a", "no checker"),
+    ("mount_nullfs 'unterminated", "does not parse"),
+]
+
+
+@pytest.mark.parametrize("line", GOOD)
+def test_checker_accepts_documented_lines(line: str) -> None:
+    assert check_line(line) == []
+
+
+@pytest.mark.parametrize(("line", "problem"), BAD)
+def test_checker_rejects_undocumented_lines(line: str, problem: str) -> None:
+    problems = check_line(line)
+    assert any(problem in p for p in problems), problems
+
+
+def test_checker_reads_here_documents_and_comments() -> None:
+    good = ["# a comment", "jail -f - -q -r web <<'EOF'", "web {", '    exec.stop = "sh /etc/rc.shutdown";',
+            "    stop.timeout = 10;", "    exec.clean;", "}", "EOF", "umount /j/dev"]
+    assert check_rendering(good) == []
+    bad = ["jail -f - -q -r web <<'EOF'", "web {", "    stop.timeuot = 10;", "    exec.stop = \"a;", "}", "EOF"]
+    problems = check_rendering(bad)
+    assert any("unknown jail parameter 'stop.timeuot'" in p for p in problems), problems
+    assert any("unterminated" in p for p in problems), problems
+    assert check_rendering(["umount /a <<'EOF'", "x", "EOF"]) != []
