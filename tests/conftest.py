@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import leaks
+from tests.zfs_pool import zfs_pool  # noqa: F401  (fixture)
 
 LADLE = [sys.executable, "-m", "ladle"]
 

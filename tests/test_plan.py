@@ -65,7 +65,7 @@ def test_a_killed_plan_is_rolled_back_or_finished_by_recovery(tmp_path: Path, on
         from ladle.plan.steps import Cmd, Context, MakeDir
         from ladle.state.store import Store
         c = Context(SubprocessRunner(), Store({str(tmp_path / 'ladle.db')!r}))
-        Executor(c).run("t", "global", [MakeDir({str(a)!r}), Cmd(["sh", "-c", "test -e {str(mark)} || kill -9 $PPID"]),
+        Executor(c).run("t", "global", [MakeDir({str(a)!r}), Cmd(["sh", "-c", "test -e {mark!s} || kill -9 $PPID"]),
                                         MakeDir({str(b)!r})], on_crash={on_crash!r})
     """)
     proc = subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONPATH": os.getcwd()})

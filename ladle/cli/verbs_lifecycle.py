@@ -46,7 +46,7 @@ def exec_cmd(ctx: click.Context, pot: str | None, tty: bool, env: tuple[str, ...
     if argv[:1] == ["--"]:
         argv.pop(0)
     if dry_run:
-        ctx.find_object(type(ctx.obj)).dry_run = True
+        ctx.obj.dry_run = True
     return exec_(engine(), pot_name(None, pot), argv, tty, list(env))
 
 

@@ -24,6 +24,8 @@ def snapshot_name(eng: Engine, key: str) -> str:
 
 def create_base(eng: Engine, release: str, name: str | None, from_tar: str | None) -> None:
     name = names.name("base", name or release)
+    if not from_tar:
+        release = eng.host.canonical_release(release)
     if from_tar:
         from_tar = os.path.abspath(from_tar)
         if not os.path.isfile(from_tar):

@@ -54,13 +54,13 @@ class Engine:
 
     @cached_property
     def host(self) -> Host:
-        return open_host(self.cfg.host, self.runner, self.root)
+        return open_host(self.cfg.host, self.runner, self.root, self.cfg.arch)
 
     @cached_property
     def snap(self) -> Snapshotter:
         from ladle.storage import open_backend
         kind = self.store.setting("storage", "dir") or "dir"
-        return open_backend(kind, self.root, self.store, self.store.setting("dataset"))
+        return open_backend(kind, self.root, self.store, self.store.setting("dataset"), self.runner)
 
     @cached_property
     def ctx(self) -> Context:

@@ -12,6 +12,7 @@ import sys
 from ladle.engine import lifecycle
 from ladle.engine.core import Engine
 from ladle.errors import Busy
+from ladle.hosts.base import RunRecord
 from ladle.plan.executor import finish, undo
 from ladle.plan.steps import Step
 from ladle.state import locks
@@ -68,7 +69,7 @@ def gc(eng: Engine) -> list[str]:
     return report
 
 
-def _supervised(run: lifecycle.RunRecord) -> bool:
+def _supervised(run: RunRecord) -> bool:
     from ladle import proc
     return run.supervisor_pid is None or proc.alive(run.supervisor_pid, run.supervisor_start)
 

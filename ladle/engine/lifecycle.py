@@ -125,15 +125,14 @@ def logs(eng: Engine, name: str, follow: bool) -> None:
 
 
 def set_attr(eng: Engine, name: str, attr: str, value: str) -> None:
-    value = eng.host.check_attr(attr, value)
+    changes = eng.host.expand_attr(attr, value)
     pot = eng.pot(name)
-    pots.update(eng, name, "set-attr", attrs={**pot["attrs"], attr: value})
+    pots.update(eng, name, "set-attr", attrs={**pot["attrs"], **changes})
 
 
 def get_attr(eng: Engine, name: str, attr: str) -> str:
     attrs = eng.pot(name)["attrs"]
     if attr not in attrs:
-        eng.host.check_attr(attr, "0" if attr.endswith("timeout") else "NO")
         raise NotFound(f"pot {name} has no attribute {attr}")
     return str(attrs[attr])
 

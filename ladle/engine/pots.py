@@ -75,7 +75,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
             steps = eng.snap.prepare(key, ref["layer"])  # type: ignore[index]
         defaults = eng.host.attr_defaults()
         for k, v in (attrs or {}).items():
-            defaults[k] = eng.host.check_attr(k, v)
+            defaults.update(eng.host.expand_attr(k, v))
         row = {"name": name, "base": base, "type": type_, "level": level, "potbase": potbase,
                "cmd": cmd or DEFAULT_CMD, "env": {}, "attrs": defaults, "network": network,
                "layer": key, "created": time.time()}

@@ -40,7 +40,7 @@ def init(eng: Engine, storage: str, dataset: str | None) -> None:
     Executor(Context(eng.runner, None), dry_run=eng.dry_run, out=eng.out).run("init", "global", dirs)
     store = Store(":memory:" if eng.dry_run and not os.path.exists(db) else db)
     eng.__dict__["store"] = store
-    backend = open_backend(storage, root, store, dataset)
+    backend = open_backend(storage, root, store, dataset, eng.runner)
     steps: list[Step] = []
     for key, value in (("storage", storage), ("dataset", dataset), ("host", eng.cfg.host)):
         if value is not None and store.setting(key) != value:

@@ -53,7 +53,8 @@ def promote(eng: Engine, pot: str | None, fscomp: str | None) -> None:
     with eng.lock(lock):
         row = eng.store.get("layers", key=key) or {}
         if not row.get("origin"):
-            raise UsageError(f"{label} is not a clone: nothing to promote")
+            eng.say(f"{label} does not depend on another snapshot: nothing to promote")
+            return
         eng.execute("promote", key, eng.snap.promote(key))
     eng.say(f"{label} promoted")
 

@@ -18,12 +18,12 @@ def this_host() -> str:
     return "freebsd" if sys.platform.startswith("freebsd") else "linux"
 
 
-def open_host(name: str, runner: Runner, root: str) -> Host:
+def open_host(name: str, runner: Runner, root: str, arch: str = "amd64") -> Host:
     """The driver for `name`, imported lazily."""
     if name == "linux":
         from ladle.hosts.linux import LinuxHost
         return LinuxHost(runner, root)
     if name == "freebsd":
         from ladle.hosts.freebsd import FreeBSDHost
-        return FreeBSDHost(runner, root)
+        return FreeBSDHost(runner, root, arch)
     raise UsageError(f"unknown host {name!r} (choose from {', '.join(HOSTS)})")

@@ -83,7 +83,15 @@ class Host:
         """Validate and normalise an attribute value; raise UsageError if unknown or unsupported."""
         raise NotImplementedError
 
+    def expand_attr(self, name: str, value: str) -> dict[str, str]:
+        """The attributes to store for name=value (a shorthand may stand for several)."""
+        return {name: self.check_attr(name, value)}
+
     # Bases -------------------------------------------------------------------------------------
+
+    def canonical_release(self, release: str) -> str:
+        """The release as this host spells it (FreeBSD: '14.2' -> '14.2-RELEASE')."""
+        return release
 
     def release_base_steps(self, release: str, dest: str, cache: str, mirror: str) -> list[Step]:
         """Fill the empty tree `dest` with the base system for `release` (FreeBSD: base.txz checked

@@ -7,6 +7,8 @@ because a half-torn-down pot is better finished than rebuilt.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Literal, TextIO
 
@@ -36,6 +38,7 @@ class Executor:
         store = self.ctx.store
         op = store.op_begin(verb, subject, [s.to_json() for s in steps], on_crash) if store else 0
         done: list[Step] = []
+        crash_at = _fault(verb)
         try:
             for i, step in enumerate(steps):
                 if store:
@@ -44,6 +47,8 @@ class Executor:
                 done.append(step)
                 if store:
                     store.op_step(op, i, "done")
+                if i == crash_at:
+                    os.kill(os.getpid(), signal.SIGKILL)
         except BaseException as exc:
             for problem in undo(self.ctx, done):
                 print(f"ladle: warning: could not undo {problem}", file=sys.stderr)
@@ -52,6 +57,13 @@ class Executor:
             raise
         if store:
             store.op_end(op, "done")
+
+
+def _fault(verb: str) -> int | None:
+    """Fault injection for the crash tests: LADLE_FAULT=VERB:N kills this process after step N."""
+    spec = os.environ.get("LADLE_FAULT", "")
+    name, _, index = spec.partition(":")
+    return int(index) if name == verb and index.isdigit() else None
 
 
 def undo(ctx: Context, steps: list[Step]) -> list[str]:

@@ -26,6 +26,7 @@ STEP_MODULES = (
     "ladle.state.steps",
     "ladle.storage.dirfs",
     "ladle.storage.zfs",
+    "ladle.storage.tarsafe",
     "ladle.hosts.linux.steps",
     "ladle.hosts.freebsd.steps",
 )

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 from ladle.errors import UsageError
 
 if TYPE_CHECKING:
+    from ladle.plan.runner import Runner
     from ladle.state.store import Store
     from ladle.storage.snapshotter import Snapshotter
 
 BACKENDS = ("dir", "zfs")
 
 
-def open_backend(kind: str, root: str, store: Store, dataset: str | None) -> Snapshotter:
+def open_backend(kind: str, root: str, store: Store, dataset: str | None, runner: Runner | None = None) -> Snapshotter:
     """The snapshotter for `kind`; imported lazily so the CLI only pays for the one it uses."""
     if kind == "dir":
         from ladle.storage.dirfs import DirSnapshotter
@@ -22,5 +23,5 @@ def open_backend(kind: str, root: str, store: Store, dataset: str | None) -> Sna
         from ladle.storage.zfs import ZfsSnapshotter
         if not dataset:
             raise UsageError("zfs storage needs a dataset (ladle init --storage zfs --dataset POOL/PATH)")
-        return ZfsSnapshotter(root, store, dataset)
+        return ZfsSnapshotter(root, store, dataset, runner)
     raise UsageError(f"unknown storage backend {kind!r} (choose from {', '.join(BACKENDS)})")

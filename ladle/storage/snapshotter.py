@@ -87,9 +87,10 @@ class Snapshotter:
 
     def dependants(self, key: str) -> list[str]:
         """Keys of layers whose parent or origin is this layer or one of its snapshots."""
+        at = key + "@"
         rows = self.store.db.execute(
-            "SELECT key FROM layers WHERE parent=? OR parent LIKE ? OR origin LIKE ? ORDER BY key",
-            (key, key + "@%", key + "@%")).fetchall()
+            "SELECT key FROM layers WHERE parent=? OR substr(parent, 1, ?)=? OR substr(origin, 1, ?)=? ORDER BY key",
+            (key, len(at), at, len(at), at)).fetchall()
         return [r[0] for r in rows]
 
     # Changes (each returns plan steps) ---------------------------------------------------------

@@ -1,0 +1,47 @@
+"""Shared helpers for the benchmarks: timing commands and a scratch ladle root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+LADLE = [sys.executable, "-m", "ladle"]
+# The interpreter itself, not a wrapper script (pyenv's shims add ~80 ms).
+PYTHON = os.path.realpath(sys.executable)
+
+
+def median_ms(argv: list[str], runs: int, env: dict[str, str] | None = None, warmup: int = 2) -> float:
+    """Median wall time of `argv` in milliseconds; fails loudly if the command fails."""
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"bench: {' '.join(argv)} failed: {proc.stderr.decode().strip()}")
+        if i >= warmup:
+            times.append(elapsed * 1000)
+    return statistics.median(times)
+
+
+@contextmanager
+def scratch_ladle() -> Iterator[list[str]]:
+    """A ladle root with the busybox base; removed afterwards, with every pot in it."""
+    root = tempfile.mkdtemp(prefix="ladle-bench.")
+    cli = [*LADLE, "--root", root]
+    try:
+        subprocess.run([*cli, "init"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([*cli, "create-base", "-r", "busybox"], check=True, stdout=subprocess.DEVNULL)
+        yield cli
+    finally:
+        names = subprocess.run([*cli, "ls", "-q"], capture_output=True, text=True).stdout.split()
+        for name in names:
+            subprocess.run([*cli, "destroy", "-p", name, "-F"], stdout=subprocess.DEVNULL)
+        shutil.rmtree(root, ignore_errors=True)

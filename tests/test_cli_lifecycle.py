@@ -1,0 +1,130 @@
+"""Running pots through the real CLI: start, stop, exec, term, logs, run, attributes."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Ladle
+
+
+@pytest.fixture
+def bb(ladle: Ladle) -> Ladle:
+    ladle("create-base", "-r", "busybox")
+    return ladle
+
+
+def status(cli: Ladle, name: str) -> str:
+    return str(json.loads(cli("info", "-p", name, "--json").stdout)["status"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_web_server_on_the_host_network(bb: Ladle, tmp_path: Path) -> None:
+    port = free_port()
+    page = tmp_path / "index.html"
+    page.write_text("hello from a pot\n")
+    bb("create", "-p", "web", "-b", "busybox", "-N", "inherit", "-c", f"httpd -f -v -p 127.0.0.1:{port} -h /www")
+    bb("copy-in", "-p", "web", "-s", str(page), "-d", "/www/index.html", "-c")
+    bb("start", "web")
+    assert status(bb, "web") == "running"
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
+    assert body == "hello from a pot\n"
+    assert "running" in bb("ls").stdout
+    bb("stop", "web")
+    assert status(bb, "web") == "stopped"
+    assert "GET /" in bb("logs", "web").stdout or "127.0.0.1" in bb("logs", "web").stdout
+
+
+def test_exec_returns_the_exit_code_and_sees_the_pot(bb: Ladle) -> None:
+    bb("create", "-p", "box", "-b", "busybox", "-c", "sleep 1000")
+    bb("set-env", "-p", "box", "-E", "GREETING=hi there", "-E", "N=1")
+    bb("start", "-p", "box")
+    assert bb("exec", "box", "--", "sh", "-c", "exit 7", check=False).returncode == 7
+    out = bb("exec", "-p", "box", "sh", "-c", "hostname; echo $GREETING; cat /proc/1/cmdline | tr '\\0' ' '").stdout
+    lines = out.splitlines()
+    assert lines[0] == "box" and lines[1] == "hi there"
+    assert bb("exec", "-e", "X=y", "box", "--", "sh", "-c", "echo $X").stdout == "y\n"
+    ifaces = bb("exec", "box", "--", "sh", "-c", "tail -n +3 /proc/net/dev | cut -d: -f1").stdout.split()
+    assert ifaces == ["lo"]
+    term = bb("term", "box", input="echo inside $(hostname)\nexit 3\n", check=False)
+    assert term.returncode == 3 and "inside box" in term.stdout
+    bb("stop", "box")
+
+
+def test_a_failing_start_says_why_and_leaves_the_pot_stopped(bb: Ladle) -> None:
+    bb("create", "-p", "bad", "-b", "busybox", "-c", "/no/such/program")
+    line = bb.fails("start", "bad")
+    assert "/no/such/program" in line
+    assert status(bb, "bad") != "running"
+
+
+def test_non_persistent_pots_clean_up_and_keep_the_exit_code(bb: Ladle) -> None:
+    bb("create", "-p", "job", "-b", "busybox", "-c", "echo out; echo err >&2; exit 4")
+    bb("set-attr", "-p", "job", "-A", "persistent", "-V", "no")
+    assert bb("get-attr", "-p", "job", "-A", "persistent", "-q").stdout == "NO\n"
+    bb("start", "job")
+    deadline = time.monotonic() + 10
+    while status(bb, "job") == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status(bb, "job") == "exited (4)"
+    logs = bb("logs", "job").stdout
+    assert "out" in logs and "err" in logs
+
+
+def test_persistent_pots_outlive_their_command(bb: Ladle) -> None:
+    bb("create", "-p", "keep", "-b", "busybox", "-c", "true")
+    bb("start", "keep")
+    assert status(bb, "keep") == "running"
+    assert bb("exec", "keep", "--", "echo", "still here").stdout == "still here\n"
+    bb("stop", "keep")
+    assert status(bb, "keep") == "stopped"
+
+
+def test_stop_kills_what_ignores_sigterm_after_the_timeout(bb: Ladle) -> None:
+    bb("create", "-p", "stubborn", "-b", "busybox", "-c", "trap '' TERM; while :; do sleep 1; done")
+    bb("set-attr", "-p", "stubborn", "-A", "stop_timeout", "-V", "1")
+    bb("start", "stubborn")
+    started = time.monotonic()
+    bb("stop", "stubborn")
+    assert 0.9 < time.monotonic() - started < 10
+    assert status(bb, "stubborn") == "stopped"
+
+
+def test_run_streams_output_and_exits_with_the_code(bb: Ladle) -> None:
+    proc = bb("run", "--rm", "busybox", "--", "sh", "-c", "echo hello; exit 7", check=False)
+    assert proc.returncode == 7 and proc.stdout == "hello\n"
+    assert json.loads(bb("ls", "--json").stdout) == []
+    bb("run", "-p", "kept", "busybox", "--", "echo", "kept output")
+    assert status(bb, "kept") == "exited (0)"
+    assert bb("logs", "kept").stdout == "kept output\n"
+
+
+def test_attributes(bb: Ladle) -> None:
+    bb("create", "-p", "a", "-b", "busybox")
+    assert "FreeBSD jail parameter" in bb.fails("set-attr", "-p", "a", "-A", "enforce_statfs", "-V", "1")
+    assert bb.fails("set-attr", "-p", "a", "-A", "persistent", "-V", "maybe")
+    assert bb.fails("set-attr", "-p", "a", "-A", "nosuch", "-V", "yes")
+    for attr, value, want in (("mlock", "on", "YES"), ("procfs", "No", "NO"), ("sysvipc", "inherit", "inherit")):
+        bb("set-attr", "-p", "a", "-A", attr, "-V", value)
+        assert bb("get-attr", "-p", "a", "-A", attr, "-q").stdout.strip() == want
+
+
+def test_start_twice_and_stop_twice(bb: Ladle) -> None:
+    bb("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    bb("start", "a")
+    assert "already running" in bb.fails("start", "a")
+    assert "is running" in bb.fails("destroy", "-p", "a")
+    bb("stop", "a")
+    again = bb("stop", "a")
+    assert "not running" in again.stderr
+    assert "not running" in bb.fails("exec", "a", "--", "true")

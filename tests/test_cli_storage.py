@@ -1,0 +1,135 @@
+"""Snapshots, clones, fscomps and mounts, on both storage backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Ladle, _teardown
+
+
+@pytest.fixture(params=["dir", "zfs"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ladle]:
+    """A ladle with the busybox base on each backend (ZFS on a file-backed test pool)."""
+    cli = Ladle(tmp_path / "root")
+    if request.param == "zfs":
+        pool = request.getfixturevalue("zfs_pool")
+        cli("init", "--storage", "zfs", "--dataset", f"{pool}/t{abs(hash(tmp_path)) % 10**8}")
+    else:
+        cli("init")
+    cli("create-base", "-r", "busybox")
+    yield cli
+    _teardown(cli)
+    for fscomp in json.loads(cli("fscomps", "--json").stdout):
+        cli("destroy", "-f", fscomp["name"], check=False)
+    cli("destroy", "-b", "busybox", "-r", "-F", check=False)
+    if request.param == "zfs":
+        subprocess.run(["zfs", "destroy", "-r", _dataset(cli)], capture_output=True)
+
+
+def _dataset(cli: Ladle) -> str:
+    import sqlite3
+    db = sqlite3.connect(cli.root / "ladle.db")
+    value = db.execute("SELECT value FROM settings WHERE key='dataset'").fetchone()
+    db.close()
+    return str(value[0]) if value else ""
+
+
+def put(cli: Ladle, pot: str, tmp_path: Path, text: str, dest: str = "/data/f") -> None:
+    f = tmp_path / "src"
+    f.write_text(text)
+    cli("copy-in", "-p", pot, "-s", str(f), "-d", dest, "-c")
+
+
+def get(cli: Ladle, pot: str, tmp_path: Path, src: str = "/data/f") -> str:
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    cli("copy-out", "-p", pot, "-s", src, "-d", str(out))
+    text = (out / Path(src).name).read_text()
+    (out / Path(src).name).unlink()
+    return text
+
+
+def test_snapshot_and_rollback(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "a", "-b", "busybox")
+    put(store, "a", tmp_path, "one")
+    store("snapshot", "-p", "a", "-n", "first")
+    put(store, "a", tmp_path, "two")
+    store("snapshot", "-p", "a", "-n", "second")
+    put(store, "a", tmp_path, "three")
+    store("rollback", "-p", "a")
+    assert get(store, "a", tmp_path) == "two"
+    store("revert", "-p", "a", "-s", "first")
+    assert get(store, "a", tmp_path) == "one"
+    assert store("snapshots", "-p", "a").stdout.split() == ["first"]
+
+
+def test_clone_is_independent_and_promote_works(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "src", "-b", "busybox")
+    put(store, "src", tmp_path, "original")
+    assert "no snapshot" in store.fails("clone", "-p", "c", "-P", "src")
+    store("snapshot", "-p", "src")
+    store("clone", "-p", "c", "-P", "src")
+    put(store, "src", tmp_path, "changed")
+    assert get(store, "c", tmp_path) == "original"
+    store("promote", "-p", "c")
+    store("destroy", "-p", "src", "-r")
+    assert get(store, "c", tmp_path) == "original"
+
+
+def test_purge_snapshots_keeps_the_newest(store: Ladle) -> None:
+    store("create", "-p", "a", "-b", "busybox")
+    for n in ("s1", "s2", "s3"):
+        store("snapshot", "-p", "a", "-n", n)
+    store("purge-snapshots", "-p", "a", "-k", "2")
+    assert store("snapshots", "-p", "a").stdout.split() == ["s2", "s3"]
+    store("purge-snapshots", "-p", "a")
+    assert store("snapshots", "-p", "a").stdout.split() == ["s3"]
+    store("purge-snapshots", "-p", "a", "-a")
+    assert store("snapshots", "-p", "a").stdout.split() == []
+
+
+def test_fscomps_mount_read_only_and_read_write(store: Ladle, tmp_path: Path) -> None:
+    store("create-fscomp", "-f", "data")
+    store("create-fscomp", "-f", "conf")
+    hostdir = tmp_path / "host"
+    hostdir.mkdir()
+    store("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    store("add-fscomp", "-p", "a", "-f", "data", "-m", "/data")
+    store("add-fscomp", "-p", "a", "-f", "conf", "-m", "/conf", "--ro")
+    store("mount-in", "-p", "a", "-d", str(hostdir), "-m", "/host")
+    store("start", "a")
+    try:
+        store("exec", "a", "--", "sh", "-c", "echo persisted > /data/x; echo shared > /host/y")
+        assert store("exec", "a", "--", "sh", "-c", "echo no > /conf/z", check=False).returncode != 0
+    finally:
+        store("stop", "a")
+    assert (hostdir / "y").read_text() == "shared\n"
+    store("snapshot", "-f", "data")
+    store("clone-fscomp", "-F", "data", "-f", "data2")
+    [path] = [f["path"] for f in json.loads(store("fscomps", "--json").stdout) if f["name"] == "data2"]
+    assert (Path(path) / "x").read_text() == "persisted\n"
+    assert "mounted in pots a" in store.fails("destroy", "-f", "data")
+    store("mount-out", "-p", "a", "-m", "/data")
+    store("destroy", "-f", "data2")
+    store("destroy", "-f", "data")
+
+
+def test_copy_never_follows_a_symlink_out_of_the_pot(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    store("start", "a")
+    try:
+        store("exec", "a", "--", "sh", "-c", f"ln -s {outside} /escape; ln -s ../../../../../.. /up")
+    finally:
+        store("stop", "a")
+    put(store, "a", tmp_path, "in the pot", dest="/escape/f")
+    assert not (outside / "f").exists()
+    put(store, "a", tmp_path, "also in the pot", dest="/up/etc/marker")
+    assert get(store, "a", tmp_path, src="/etc/marker") == "also in the pot"
+    assert not Path("/etc/marker").exists()

@@ -1,0 +1,71 @@
+"""A command killed with SIGKILL at any step leaves nothing the next command or `gc` cannot repair."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from tests.conftest import LADLE, Ladle
+
+
+def killed(cli: Ladle, fault: str, *args: str) -> None:
+    proc = subprocess.run([*LADLE, "--root", str(cli.root), *args], capture_output=True, text=True,
+                          env={**os.environ, "LADLE_FAULT": fault})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+@pytest.mark.parametrize("step", range(6))
+def test_create_killed_at_each_step_is_rolled_back(ladle: Ladle, step: int) -> None:
+    ladle("create-base", "-r", "busybox")
+    killed(ladle, f"create:{step}", "create", "-p", "web", "-b", "busybox")
+    report = ladle("gc").stdout
+    assert "rolled back interrupted create of pot:web" in report
+    assert json.loads(ladle("ls", "--json").stdout) == []
+    assert not (ladle.root / "storage" / "pots" / "web").exists()
+    ladle("create", "-p", "web", "-b", "busybox")  # the name is free again
+
+
+def test_the_next_command_repairs_a_crash_by_itself(ladle: Ladle) -> None:
+    ladle("create-base", "-r", "busybox")
+    killed(ladle, "create:1", "create", "-p", "web", "-b", "busybox")
+    proc = ladle("create", "-p", "web", "-b", "busybox")
+    assert "rolled back interrupted create" in proc.stderr
+
+
+def test_destroy_killed_half_way_is_finished(ladle: Ladle) -> None:
+    ladle("create-base", "-r", "busybox")
+    ladle("create", "-p", "web", "-b", "busybox")
+    killed(ladle, "destroy:0", "destroy", "-p", "web")
+    assert "finished interrupted destroy" in ladle("gc").stdout
+    assert json.loads(ladle("ls", "--json").stdout) == []
+    assert not (ladle.root / "storage" / "pots" / "web").exists()
+
+
+def test_a_killed_supervisor_is_cleaned_up_by_gc(ladle: Ladle) -> None:
+    ladle("create-base", "-r", "busybox")
+    ladle("create", "-p", "web", "-b", "busybox", "-c", "sleep 1000")
+    ladle("start", "web")
+    run = json.loads(ladle("info", "-p", "web", "--json").stdout)["run"]
+    os.kill(run["supervisor_pid"], signal.SIGKILL)
+    assert "cleaned up after crashed pot web" in ladle("gc").stdout
+    assert json.loads(ladle("info", "-p", "web", "--json").stdout)["status"] == "stopped"
+    ladle("start", "web")
+    ladle("stop", "web")
+
+
+def test_parallel_commands_on_different_pots_and_on_the_same_pot(ladle: Ladle) -> None:
+    ladle("create-base", "-r", "busybox")
+    procs = [subprocess.Popen([*LADLE, "--root", str(ladle.root), "create", "-p", f"p{i}", "-b", "busybox"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(6)]
+    assert [p.wait() for p in procs] == [0] * 6
+    same = [subprocess.Popen([*LADLE, "--root", str(ladle.root), "create", "-p", "same", "-b", "busybox"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    codes = [p.wait() for p in same]
+    errors = [p.stderr.read() for p in same if p.stderr]
+    assert codes.count(0) == 1
+    assert sum("already exists" in e for e in errors) == 3
+    assert len(json.loads(ladle("ls", "--json").stdout)) == 7
