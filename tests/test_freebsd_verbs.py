@@ -1,0 +1,154 @@
+"""Every verb, planned for FreeBSD through the whole engine, with the host faked at the command
+boundary only: the exact commands are pinned in a golden file and checked against the man pages."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ladle.config import Config
+from ladle.engine import bases, fscomps, lifecycle, pots, setup, snapshots
+from ladle.engine.core import Engine
+from ladle.hosts.freebsd import spawn
+from tests.freebsd_syntax import check_line
+from tests.recording_runner import Fail, RecordingRunner
+
+GOLDEN = Path(__file__).parent / "golden" / "freebsd" / "verbs.txt"
+ROOT = "/var/db/ladle"
+DIGEST = "a" * 64
+NOT_RUNNING = Fail("jls: jail \"web\" not found")
+
+
+class Transcribing(RecordingRunner):
+    """Keeps commands, pipelines and spawned processes in one ordered transcript."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[str] = []
+
+    def run(self, argv: list[str], *, input: bytes | None = None, check: bool = True) -> str:
+        self.log.append(shlex.join(argv) + ("  # with stdin" if input else ""))
+        return super().run(argv, input=input, check=check)
+
+    def pipeline(self, argvs: list[list[str]]) -> None:
+        self.log.append(" | ".join(shlex.join(a) for a in argvs))
+        super().pipeline(argvs)
+
+    def spawn(self, argv: list[str], log: str, jail: str) -> int:
+        self.log.append(f"{shlex.join(argv)} >> {log} 2>&1 &  # supervised")
+        return 4242
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Transcribing]]:
+    runner = Transcribing()
+    runner.answer(r"^cat .*MANIFEST$", f"base.txz\t{DIGEST}\t26000\tbase\t\"Base system\"\ton\n")
+    runner.answer(r"^sha256 -q ", DIGEST + "\n")
+    runner.answer(r"^jls ", NOT_RUNNING)
+    monkeypatch.setattr(spawn, "SPAWN", runner.spawn)
+    monkeypatch.setattr(time, "time", lambda: 1700000000.0)
+    eng = Engine(Config(host="freebsd", root=str(tmp_path)), runner=runner, out=io.StringIO())
+    yield eng, runner
+
+
+def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
+    """Run the verbs in order; return '## verb' sections with the commands each one ran."""
+    motd = tmp_path / "motd"
+    motd.write_text("hi\n")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    verbs: list[tuple[str, Callable[[], object]]] = [
+        ("init --storage zfs --dataset zroot/ladle", lambda: setup.init(eng, "zfs", "zroot/ladle")),
+        ("create-base -r 14.2", lambda: bases.create_base(eng, "14.2", None, None)),
+        ("create -p web -b 14.2 -N inherit -c nginx", lambda: pots.create(
+            eng, "web", "14.2", "multi", None, None, "nginx", "inherit")),
+        ("create -p solo -t single -b 14.2", lambda: pots.create(eng, "solo", "14.2", "single", None, None,
+                                                                 None, "none")),
+        ("snapshot -p web -n s1", lambda: snapshots.snapshot(eng, "web", None, "s1")),
+        ("create -p l2 -l 2 -P web", lambda: pots.create(eng, "l2", None, "multi", 2, "web", None, "none")),
+        ("create -p copy -P web", lambda: pots.create(eng, "copy", None, "multi", 1, "web", None, "none")),
+        ("create-fscomp -f data", lambda: fscomps.create_fscomp(eng, "data")),
+        ("add-fscomp -p web -f data -m /data --ro", lambda: fscomps.add_mount(eng, "web", "fscomp", "data",
+                                                                              "/data", True)),
+        ("mount-in -p web -d /tmp -m /www", lambda: fscomps.add_mount(eng, "web", "dir", "/tmp", "/www", False)),
+        ("set-attr -p web -A sysvipc -V inherit", lambda: lifecycle.set_attr(eng, "web", "sysvipc", "inherit")),
+        ("set-env -p web -E A=1", lambda: pots.update(eng, "web", "set-env", env={"A": "1"})),
+        ("copy-in -p web -s motd -d /etc/motd", lambda: fscomps.copy(eng, "web", "in", str(motd), "/etc/motd",
+                                                                      False)),
+        ("copy-out -p web -s /etc/motd -d out", lambda: fscomps.copy(eng, "web", "out", str(outdir), "/etc/motd",
+                                                                      False)),
+        ("start web", lambda: lifecycle.start(eng, "web")),
+        ("exec web -- ps", lambda: running(runner, lambda: lifecycle.exec_(eng, "web", ["ps"], False, []))),
+        ("stop web", lambda: running(runner, lambda: lifecycle.stop(eng, "web"))),
+        ("rollback -p web", lambda: snapshots.rollback(eng, "web", None, None)),
+        ("clone -p web2 -P web -s s1", lambda: pots.clone(eng, "web2", "web", "s1")),
+        ("promote -p web2", lambda: snapshots.promote(eng, "web2", None)),
+        ("rename -p copy -n copy2", lambda: pots.rename(eng, "copy", "copy2")),
+        ("snapshot -f data -n f1", lambda: snapshots.snapshot(eng, None, "data", "f1")),
+        ("clone-fscomp -F data -f data2", lambda: fscomps.clone_fscomp(eng, "data", "data2", None)),
+        ("purge-snapshots -p copy2 -a", lambda: snapshots.purge(eng, "copy2", None, 1, True)),
+        ("destroy -p l2", lambda: pots.destroy(eng, "l2", False, False)),
+        ("destroy -b 14.2 -r", lambda: bases.destroy_base(eng, "14.2", True, False)),
+        ("destroy -f data2", lambda: fscomps.destroy_fscomp(eng, "data2")),
+        ("destroy -f data", lambda: fscomps.destroy_fscomp(eng, "data")),
+    ]
+    out = []
+    for title, verb in verbs:
+        first = len(runner.log)
+        verb()
+        lines = runner.log[first:]
+        out.append(f"## {title}\n" + "".join(f"{line}\n" for line in lines))
+    text = "\n".join(out).replace(str(tmp_path), ROOT)
+    return re.sub(r"ladle-copy-(in|out)\.[0-9a-f]{8}", r"ladle-copy-\1.HASH", text)  # hash of the tmp path
+
+
+def running(runner: Transcribing, verb: Callable[[], object]) -> object:
+    """While `verb` runs, the jail exists."""
+    runner.answer(r"^jls ", "7\n")
+    try:
+        return verb()
+    finally:
+        runner.answer(r"^jls ", NOT_RUNNING)
+
+
+def test_every_verb_renders_its_exact_freebsd_commands(engine: tuple[Engine, Transcribing],
+                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng, runner = engine
+    monkeypatch.setattr(subprocess, "call", lambda argv: runner.run(argv) and 0)
+    text = transcript(eng, runner, tmp_path)
+    if os.environ.get("LADLE_UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+def test_every_rendered_command_follows_the_man_pages(engine: tuple[Engine, Transcribing],
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    eng, runner = engine
+    monkeypatch.setattr(subprocess, "call", lambda argv: runner.run(argv) and 0)
+    transcript(eng, runner, tmp_path)
+    lines = [line.split("  #")[0].split(" >> ")[0] for line in runner.log]
+    problems = [f"{line}: {p}" for line in lines for part in line.split(" | ") for p in check_line(part)]
+    assert problems == []
+
+
+def test_dry_run_from_linux_prints_the_same_commands(tmp_path: Path) -> None:
+    """`ladle --host freebsd --dry-run` on a Linux host prints and changes nothing."""
+    cli = [sys.executable, "-m", "ladle", "--root", str(tmp_path / "r"), "--host", "freebsd", "--dry-run"]
+    proc = subprocess.run([*cli, "init", "--storage", "zfs", "--dataset", "zroot/ladle"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert f"zfs create -o mountpoint={tmp_path}/r/zfs -o atime=off zroot/ladle" in lines
+    assert not (tmp_path / "r").exists()
+    assert all(not check_line(line) for line in lines if not line.startswith(("#", "mkdir -m")))
+    refused = subprocess.run([*cli[:7], "init"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "needs --dry-run" in refused.stderr
