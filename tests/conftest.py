@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import leaks
+from tests.linux_fixtures import busybox_root, pots  # noqa: F401  (fixtures)
 from tests.zfs_pool import zfs_pool  # noqa: F401  (fixture)
 
 LADLE = [sys.executable, "-m", "ladle"]
