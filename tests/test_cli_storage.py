@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Ladle, _teardown
+from tests.zfs_pool import run_busy
 
 
 @pytest.fixture(params=["dir", "zfs"])
@@ -28,7 +28,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ladle]:
         cli("destroy", "-f", fscomp["name"], check=False)
     cli("destroy", "-b", "busybox", "-r", "-F", check=False)
     if request.param == "zfs":
-        subprocess.run(["zfs", "destroy", "-r", _dataset(cli)], capture_output=True)
+        run_busy("zfs", "destroy", "-r", _dataset(cli))
 
 
 def _dataset(cli: Ladle) -> str:

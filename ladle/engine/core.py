@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any, TextIO
 from ladle.config import Config
 from ladle.errors import NotFound, UsageError
 from ladle.hosts import open_host, this_host
-from ladle.plan.executor import Executor, OnCrash
-from ladle.plan.runner import Runner, SubprocessRunner
-from ladle.plan.steps import Context, Step
-from ladle.state import locks
 from ladle.state.store import Store
 
 if TYPE_CHECKING:
     from ladle.hosts.base import Host
+    from ladle.plan.executor import OnCrash
+    from ladle.plan.runner import Runner
+    from ladle.plan.steps import Context, Step
     from ladle.storage.snapshotter import Snapshotter
 
 
@@ -33,13 +32,17 @@ class Engine:
         self.cfg = cfg
         self.dry_run = dry_run
         self.out = out or sys.stdout
-        if runner is None:
-            if cfg.host != this_host() and not dry_run:
-                raise UsageError(f"this is a {this_host()} host: --host {cfg.host} needs --dry-run")
-            runner = SubprocessRunner()
-        self.runner = runner
+        if runner is None and cfg.host != this_host() and not dry_run:
+            raise UsageError(f"this is a {this_host()} host: --host {cfg.host} needs --dry-run")
+        if runner is not None:
+            self.__dict__["runner"] = runner
 
     # Lazily opened parts ---------------------------------------------------------------------
+
+    @cached_property
+    def runner(self) -> Runner:
+        from ladle.plan.runner import SubprocessRunner
+        return SubprocessRunner()
 
     @property
     def root(self) -> str:
@@ -64,11 +67,13 @@ class Engine:
 
     @cached_property
     def ctx(self) -> Context:
+        from ladle.plan.steps import Context
         return Context(self.runner, self.store)
 
     # Running plans -----------------------------------------------------------------------------
 
     def execute(self, verb: str, subject: str, steps: list[Step], on_crash: OnCrash = "undo") -> None:
+        from ladle.plan.executor import Executor
         Executor(self.ctx, dry_run=self.dry_run, out=self.out).run(verb, subject, steps, on_crash)
 
     def lock(self, name: str) -> Any:
@@ -76,6 +81,7 @@ class Engine:
         if self.dry_run:
             from contextlib import nullcontext
             return nullcontext()
+        from ladle.state import locks
         return locks.hold(self.root, name)
 
     def say(self, message: str) -> None:

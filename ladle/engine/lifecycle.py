@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-import uuid
 from typing import Any
 
 from ladle import names
@@ -142,7 +141,7 @@ def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool,
     """Docker's `run`: create a non-persistent pot and run it attached; return the command's code."""
     if not argv:
         raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
-    name = name or f"run-{uuid.uuid4().hex[:10]}"
+    name = name or f"run-{os.urandom(5).hex()}"
     pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), network,
                 attrs={"persistent": "NO"}, quiet=True)
     if eng.dry_run:

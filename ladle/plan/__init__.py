@@ -1,7 +1,5 @@
-"""Plans: every change to a host is a list of typed steps that can render and undo themselves."""
+"""Plans: every change to a host is a list of typed steps that can render and undo themselves.
 
-from ladle.plan.executor import Executor
-from ladle.plan.runner import Runner, SubprocessRunner
-from ladle.plan.steps import Context, Step
-
-__all__ = ["Context", "Executor", "Runner", "Step", "SubprocessRunner"]
+`steps` (the step types), `executor` (runs plans with an intent log and undo), `runner` (the
+command boundary). Nothing is re-exported here, so importing one does not import the others.
+"""
