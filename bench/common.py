@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 LADLE = [sys.executable, "-m", "ladle"]
-# The interpreter itself, not a wrapper script (pyenv's shims add ~80 ms).
-PYTHON = os.path.realpath(sys.executable)
+# The same interpreter and site as ladle's (the virtualenv's), not a wrapper script such as pyenv's
+# shim, which adds tens of milliseconds, nor the base interpreter with its own site-packages.
+PYTHON = sys.executable
 
 
 def median_ms(argv: list[str], runs: int, env: dict[str, str] | None = None, warmup: int = 2) -> float:

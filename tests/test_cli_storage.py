@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Ladle, _teardown
-from tests.zfs_pool import run_busy
+from tests.zfs_pool import run, run_busy
 
 
 @pytest.fixture(params=["dir", "zfs"])
@@ -133,3 +133,16 @@ def test_copy_never_follows_a_symlink_out_of_the_pot(store: Ladle, tmp_path: Pat
     put(store, "a", tmp_path, "also in the pot", dest="/up/etc/marker")
     assert get(store, "a", tmp_path, src="/etc/marker") == "also in the pot"
     assert not Path("/etc/marker").exists()
+
+
+def test_gc_removes_storage_that_no_state_knows(store: Ladle) -> None:
+    dataset = _dataset(store)
+    if dataset:
+        run("zfs", "create", f"{dataset}/pots/ghost")
+    else:
+        (store.root / "storage" / "pots" / "ghost" / "fs").mkdir(parents=True)
+    assert "removed orphaned storage pots/ghost" in store("gc").stdout
+    assert "nothing to clean up" in store("gc").stdout
+    if dataset:
+        assert f"{dataset}/pots/ghost" not in run("zfs", "list", "-H", "-o", "name", "-r", dataset).split()
+    assert not (store.root / "storage" / "pots" / "ghost").exists()

@@ -66,7 +66,27 @@ def gc(eng: Engine) -> list[str]:
             lifecycle.stop_locked(eng, row["pot"])
             report.append(f"cleaned up after crashed pot {row['pot']}")
     report += _leaked_mounts(eng)
+    report += _orphans(eng)
     return report
+
+
+_LOCK = {"bases": "base", "pots": "pot", "fscomps": "fscomp"}
+
+
+def _orphans(eng: Engine) -> list[str]:
+    """Layers on storage that no state row knows of (e.g. the database was restored from a backup).
+    Each is removed under its object's lock, so a command creating it right now is left alone."""
+    out = []
+    for key in eng.snap.orphans():
+        category, name = key.split("/", 1)
+        try:
+            with locks.hold(eng.root, f"{_LOCK[category]}-{name}", timeout=0):
+                if key in eng.snap.orphans():
+                    eng.execute("gc", f"{_LOCK[category]}:{name}", eng.snap.remove_orphan(key), on_crash="finish")
+                    out.append(f"removed orphaned storage {key}")
+        except Busy:
+            continue
+    return out
 
 
 def _supervised(run: RunRecord) -> bool:

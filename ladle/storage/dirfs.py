@@ -67,7 +67,19 @@ class DirSnapshotter(Snapshotter):
             return [top]
         return [top, *self._lowers(layer["parent"] or "")]
 
+    def orphans(self) -> list[str]:
+        found = []
+        for category in ("bases", "pots", "fscomps"):
+            top = os.path.join(self.root, "storage", category)
+            for entry in sorted(os.listdir(top)) if os.path.isdir(top) else []:
+                if not self.store.get("layers", key=f"{category}/{entry}"):
+                    found.append(f"{category}/{entry}")
+        return found
+
     # Changes -----------------------------------------------------------------------------------
+
+    def remove_orphan(self, key: str) -> list[Step]:
+        return [RemoveTree(self._dir(key))]
 
     def _record(self, key: str, kind: str, parent: str | None) -> Step:
         return put("layers", {"key": key}, {"key": key, "kind": kind, "parent": parent, "origin": None}, None)

@@ -93,7 +93,15 @@ class Snapshotter:
             (key, len(at), at, len(at), at)).fetchall()
         return [r[0] for r in rows]
 
+    def orphans(self) -> list[str]:
+        """Keys of layers that exist on storage but not in the state store (for `ladle gc`)."""
+        raise NotImplementedError
+
     # Changes (each returns plan steps) ---------------------------------------------------------
+
+    def remove_orphan(self, key: str) -> list[Step]:
+        """Remove a layer that `orphans` found; there are no rows to forget."""
+        raise NotImplementedError
 
     def init_steps(self) -> list[Step]:
         """What `ladle init` creates for this backend; only what is missing (idempotent)."""

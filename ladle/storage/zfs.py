@@ -355,6 +355,15 @@ class ZfsSnapshotter(Snapshotter):
         rows = zfs_list(self.runner, self.dataset, ["origin"], "filesystem,snapshot")
         return {name: values[0] for name, values in rows.items()}
 
+    def orphans(self) -> list[str]:
+        prefix = self.dataset + "/"
+        keys = [name[len(prefix):] for name in self.datasets() if name.startswith(prefix) and "@" not in name]
+        return sorted(k for k in keys if k.count("/") == 1 and k.split("/")[0] in CATEGORIES
+                      and not self.store.get("layers", key=k))
+
+    def remove_orphan(self, key: str) -> list[Step]:
+        return [ZfsDestroy(self.ds(key), recursive=True)]
+
     def init_steps(self) -> list[Step]:
         """Create `<dataset>` (mounted at `<root>/zfs`, atime off) and its children; only what is missing."""
         have = zfs_list(self.runner, self.dataset, ["mountpoint"])
