@@ -123,12 +123,7 @@ class DirSnapshotter(Snapshotter):
                 put("snapshots", {"key": key, "name": snap}, row, None)]
 
     def rollback(self, key: str, snap: str) -> list[Step]:
-        snaps = self.snapshots(key)
-        if snap not in snaps:
-            raise NotFound(f"snapshot {key}@{snap} does not exist")
-        later = snaps[snaps.index(snap) + 1:]
-        for s in later:
-            self._refuse_if_used(f"{key}@{s}")
+        later = self.removable(key, snap, later=True)
         old = self.path(key) + ".rollback"
         steps: list[Step] = [Rename(self.path(key), old), CopyTree(self._snapdir(f"{key}@{snap}"), self.path(key))]
         for s in later:
@@ -136,15 +131,8 @@ class DirSnapshotter(Snapshotter):
         return [*steps, RemoveTree(old)]
 
     def remove_snapshot(self, key: str, snap: str) -> list[Step]:
-        if snap not in self.snapshots(key):
-            raise NotFound(f"snapshot {key}@{snap} does not exist")
-        self._refuse_if_used(f"{key}@{snap}")
+        self.removable(key, snap)
         return self._forget_snapshot(key, snap)
-
-    def _refuse_if_used(self, ref: str) -> None:
-        users = self.store.db.execute("SELECT key FROM layers WHERE parent=? OR origin=?", (ref, ref)).fetchall()
-        if users:
-            raise UsageError(f"snapshot {ref} is used by {', '.join(r[0] for r in users)}")
 
     def _forget_snapshot(self, key: str, snap: str) -> list[Step]:
         row = self.store.get("snapshots", key=key, name=snap)

@@ -93,6 +93,26 @@ class Snapshotter:
             (key, len(at), at, len(at), at)).fetchall()
         return [r[0] for r in rows]
 
+    def users(self, ref: str) -> list[str]:
+        """Keys of layers whose parent or origin is exactly the snapshot `ref`."""
+        rows = self.store.db.execute("SELECT key FROM layers WHERE parent=? OR origin=? ORDER BY key", (ref, ref))
+        return [r[0] for r in rows]
+
+    def removable(self, key: str, snap: str, later: bool = False) -> list[str]:
+        """Check that `snap` exists; return it (or, with `later`, the snapshots after it, which a
+        rollback destroys) after refusing if another layer was made from any of them."""
+        from ladle.errors import NotFound, UsageError
+
+        snaps = self.snapshots(key)
+        if snap not in snaps:
+            raise NotFound(f"snapshot {key}@{snap} does not exist")
+        doomed = snaps[snaps.index(snap) + 1:] if later else [snap]
+        for s in doomed:
+            if users := self.users(f"{key}@{s}"):
+                why = f"rolling back to {snap} would destroy it" if later else "it cannot be removed"
+                raise UsageError(f"snapshot {key}@{s} is used by {', '.join(users)}: {why}")
+        return doomed
+
     def orphans(self) -> list[str]:
         """Keys of layers that exist on storage but not in the state store (for `ladle gc`)."""
         raise NotImplementedError

@@ -399,11 +399,6 @@ class ZfsSnapshotter(Snapshotter):
             raise NotFound(f"snapshot {ref} does not exist")
         return f"{key}@{snap}"
 
-    def _users(self, ref: str) -> list[str]:
-        rows = self.store.db.execute(
-            "SELECT key FROM layers WHERE parent=? OR origin=? ORDER BY key", (ref, ref)).fetchall()
-        return [r[0] for r in rows]
-
     def _referrers(self, key: str) -> list[dict[str, Any]]:
         """Layer rows whose parent or origin names `key` or one of its snapshots."""
         return [r for r in self.store.all("layers", order="key")
@@ -465,21 +460,11 @@ class ZfsSnapshotter(Snapshotter):
 
     def rollback(self, key: str, snap: str) -> list[Step]:
         """`zfs rollback -r`, refused if a later snapshot (destroyed by it) is another layer's origin."""
-        snaps = self.snapshots(key)
-        if snap not in snaps:
-            raise NotFound(f"snapshot {key}@{snap} does not exist")
-        later = snaps[snaps.index(snap) + 1:]
-        for s in later:
-            if users := self._users(f"{key}@{s}"):
-                raise UsageError(f"cannot roll back {key} to {snap}: later snapshot {key}@{s} "
-                                 f"is the origin of {', '.join(users)}")
+        later = self.removable(key, snap, later=True)
         return [*(self._forget_snap(key, s) for s in later), ZfsRollback(self.zref(f"{key}@{snap}"))]
 
     def remove_snapshot(self, key: str, snap: str) -> list[Step]:
-        if snap not in self.snapshots(key):
-            raise NotFound(f"snapshot {key}@{snap} does not exist")
-        if users := self._users(f"{key}@{snap}"):
-            raise UsageError(f"snapshot {key}@{snap} is the origin of {', '.join(users)}")
+        self.removable(key, snap)
         return [self._forget_snap(key, snap), ZfsDestroySnapshot(self.zref(f"{key}@{snap}"))]
 
     def promote(self, key: str) -> list[Step]:
