@@ -166,3 +166,16 @@ def test_rename_moves_the_pot_and_its_references(bb: Ladle) -> None:
     assert pots == {"new", "child"}
     assert json.loads(bb("info", "-p", "child", "--json").stdout)["potbase"] == "new"
     assert "pot new already exists" in bb.fails("rename", "-p", "child", "-n", "new")
+
+
+def test_dry_run_prints_the_steps_and_changes_nothing(bb: Ladle) -> None:
+    before = state(bb)
+    out = bb("--dry-run", "create", "-p", "web", "-b", "busybox").stdout
+    assert f"mkdir -m 755 {bb.root}/storage/pots/web/fs" in out and "# state: record pots name=web" in out
+    assert state(bb) == before
+    bb("create", "-p", "web", "-b", "busybox", "-c", "sleep 1000")
+    assert "unshare" in bb("start", "--dry-run", "web").stdout
+    assert json.loads(bb("info", "-p", "web", "--json").stdout)["status"] == "stopped"
+    assert "rm -rf --" in bb("destroy", "-p", "web", "--dry-run").stdout
+    assert bb("exec", "--dry-run", "web", "--", "ps").stdout.startswith("nsenter --target")
+    assert "web" in bb("ls").stdout

@@ -113,3 +113,7 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
         run = lifecycle.record(eng.store.get("runs", pot=pot)) if lifecycle.is_running(eng, pot) else None
         steps = eng.host.copy_plan(lifecycle.spec(eng, row), run, direction, host_path, pot_path, create_parents)
         eng.execute(f"copy-{direction}", f"pot:{pot}", steps)
+    if direction == "in":
+        eng.say(f"copied {host_path} to {pot_path} in pot {pot}")
+    else:
+        eng.say(f"copied {pot_path} from pot {pot} to {host_path}")

@@ -101,7 +101,11 @@ def exec_(eng: Engine, name: str, argv: list[str], tty: bool, env: list[str]) ->
     extra = dict(names.env_pair(e) for e in env)
     pot = eng.pot(name)
     if eng.dry_run:
-        for line in eng.host.exec_render(spec(eng, pot), argv, tty=tty):
+        s = spec(eng, pot)
+        run = record(eng.store.get("runs", pot=name))
+        if run and run.state == "running":
+            s.extra["init_pid"] = run.init_pid
+        for line in eng.host.exec_render(s, argv, tty=tty):
             print(line, file=eng.out)
         return 0
     s, run = running(eng, name)
