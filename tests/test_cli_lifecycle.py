@@ -128,3 +128,12 @@ def test_start_twice_and_stop_twice(bb: Ladle) -> None:
     again = bb("stop", "a")
     assert "not running" in again.stderr
     assert "not running" in bb.fails("exec", "a", "--", "true")
+
+
+def test_logs_follow_prints_until_the_pot_stops(bb: Ladle) -> None:
+    bb("create", "-p", "job", "-b", "busybox", "-c", "for i in 1 2 3; do echo line $i; sleep 0.3; done")
+    bb("set-attr", "-p", "job", "-A", "persistent", "-V", "NO")
+    bb("start", "job")
+    followed = bb("logs", "-f", "job", timeout=30).stdout
+    assert followed.splitlines() == ["line 1", "line 2", "line 3"]
+    assert status(bb, "job") == "exited (0)"
