@@ -66,8 +66,6 @@ class Host:
     that has a `*_render` twin for --dry-run."""
 
     name: ClassVar[str] = ""
-    default_root: ClassVar[str] = ""
-    config_path: ClassVar[str] = ""
 
     def __init__(self, runner: Runner, root: str) -> None:
         self.runner = runner

@@ -35,8 +35,6 @@ class FreeBSDHost(Host):
     """Pots as FreeBSD jails. `arch` is the release architecture for bases (hw.machine)."""
 
     name = "freebsd"
-    default_root = "/var/db/ladle"
-    config_path = "/usr/local/etc/ladle.toml"
 
     def __init__(self, runner: Runner, root: str, arch: str = DEFAULT_ARCH) -> None:
         super().__init__(runner, root)

@@ -120,10 +120,6 @@ def effective(attrs: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def is_on(attrs: dict[str, str], name: str) -> bool:
-    return effective(attrs)[name] == "YES"
-
-
 def create_params(name: str, path: str, hostname: str, attrs: dict[str, str], network: str,
                   osrelease: str | None = None) -> list[str]:
     """The `jail -c` parameters of a pot, in a stable order.

@@ -37,8 +37,6 @@ class LinuxHost(Host):
     """Runs pots in Linux namespaces under a per-pot supervisor."""
 
     name: ClassVar[str] = "linux"
-    default_root: ClassVar[str] = "/var/lib/ladle"
-    config_path: ClassVar[str] = "/etc/ladle/ladle.toml"
 
     # Attributes --------------------------------------------------------------------------------
 
