@@ -146,3 +146,31 @@ def test_gc_removes_storage_that_no_state_knows(store: Ladle) -> None:
     if dataset:
         assert f"{dataset}/pots/ghost" not in run("zfs", "list", "-H", "-o", "name", "-r", dataset).split()
     assert not (store.root / "storage" / "pots" / "ghost").exists()
+
+
+def test_mounts_change_at_once_in_a_running_pot(store: Ladle, tmp_path: Path) -> None:
+    hostdir, outside = tmp_path / "host", tmp_path / "outside"
+    hostdir.mkdir()
+    outside.mkdir()
+    (hostdir / "from-host").write_text("hello\n")
+    store("create-fscomp", "-f", "conf")
+    store("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    store("start", "a")
+    try:
+        store("exec", "a", "--", "ln", "-s", str(outside), "/escape")
+        assert "is mounted" in store("mount-in", "-p", "a", "-d", str(hostdir), "-m", "/escape/live").stdout
+        assert store("exec", "a", "--", "cat", "/escape/live/from-host").stdout == "hello\n"
+        store("exec", "a", "--", "sh", "-c", "echo back > /escape/live/from-pot")
+        assert (hostdir / "from-pot").read_text() == "back\n"
+        assert not list(outside.iterdir())  # the symlink resolved inside the pot, not on the host
+        store("add-fscomp", "-p", "a", "-f", "conf", "-m", "/conf", "--ro")
+        assert store("exec", "a", "--", "sh", "-c", "echo no > /conf/x", check=False).returncode != 0
+        store("mount-out", "-p", "a", "-m", "/escape/live")
+        assert store("exec", "a", "--", "ls", "/escape/live").stdout == ""
+    finally:
+        store("stop", "a")
+    store("start", "a")  # the fscomp added while running is mounted at every start from now on
+    try:
+        assert store("exec", "a", "--", "sh", "-c", "echo no > /conf/x", check=False).returncode != 0
+    finally:
+        store("stop", "a")

@@ -47,7 +47,7 @@ def clone_fscomp_cmd(source: str, new: str, snap: str | None) -> None:
 @click.option("--ro", "-r", "ro", is_flag=True, help="Read-only.")
 @changes
 def add_fscomp_cmd(pot: str, fscomp: str, mountpoint: str, ro: bool) -> None:
-    """Mount an fscomp into a pot (from its next start)."""
+    """Mount an fscomp into a pot (at once if it runs, and at every start)."""
     from ladle.engine.fscomps import add_mount
     add_mount(engine(), pot, "fscomp", fscomp, mountpoint, ro)
 
@@ -59,7 +59,7 @@ def add_fscomp_cmd(pot: str, fscomp: str, mountpoint: str, ro: bool) -> None:
 @click.option("--ro", "-r", "ro", is_flag=True, help="Read-only.")
 @changes
 def mount_in_cmd(pot: str, hostdir: str, mountpoint: str, ro: bool) -> None:
-    """Mount a host directory into a pot (from its next start)."""
+    """Mount a host directory into a pot (at once if it runs, and at every start)."""
     from ladle.engine.fscomps import add_mount
     add_mount(engine(), pot, "dir", hostdir, mountpoint, ro)
 

@@ -7,10 +7,13 @@ import time
 from typing import Any
 
 from ladle import names
+from ladle.engine import lifecycle
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, UsageError
+from ladle.hosts.base import RunRecord
 from ladle.plan.steps import Step
 from ladle.state.steps import put
+from ladle.storage.snapshotter import Mount
 
 
 def create_fscomp(eng: Engine, name: str) -> None:
@@ -66,7 +69,7 @@ def destroy_fscomp(eng: Engine, name: str) -> None:
 
 
 def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro: bool) -> None:
-    """add-fscomp (`kind` 'fscomp') and mount-in (`kind` 'dir'); applied at the next start."""
+    """add-fscomp (`kind` 'fscomp') and mount-in (`kind` 'dir'): at once in a running pot."""
     mountpoint = names.mountpoint(mountpoint)
     if kind == "fscomp":
         eng.fscomp(source)
@@ -77,31 +80,44 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
             raise NotFound(f"host directory {source} does not exist")
         source = os.path.realpath(source)
     with eng.lock(f"pot-{pot}"):
-        eng.pot(pot)
+        row = eng.pot(pot)
         if eng.store.get("pot_mounts", pot=pot, mountpoint=mountpoint):
             raise Exists(f"pot {pot} already has a mount at {mountpoint}")
-        row = {"pot": pot, "mountpoint": mountpoint, "kind": kind, "source": source, "ro": int(ro),
-               "seq": time.time()}
-        eng.execute("mount-in", f"pot:{pot}", [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, row, None)])
-    eng.say(f"{source} will be mounted at {mountpoint} in pot {pot}" + (" (read-only)" if ro else "")
-            + " from its next start")
+        mount = {"pot": pot, "mountpoint": mountpoint, "kind": kind, "source": source, "ro": int(ro),
+                 "seq": time.time()}
+        steps: list[Step] = [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, mount, None)]
+        live = _live(eng, pot)
+        if live:
+            s = lifecycle.spec(eng, row)
+            path = eng.snap.path(eng.fscomp(source)["layer"]) if kind == "fscomp" else source
+            steps += eng.host.live_mount_plan(s, live, Mount("bind", path, mountpoint, ("ro",) if ro else ()))
+        eng.execute("mount-in", f"pot:{pot}", steps)
+    eng.say(f"{source} {'is' if live else 'will be'} mounted at {mountpoint} in pot {pot}"
+            + (" (read-only)" if ro else "") + ("" if live else " from its next start"))
+
+
+def _live(eng: Engine, pot: str) -> RunRecord | None:
+    """The run of a pot that is running now, whose mounts change at once."""
+    return lifecycle.record(eng.store.get("runs", pot=pot)) if lifecycle.is_running(eng, pot) else None
 
 
 def remove_mount(eng: Engine, pot: str, mountpoint: str) -> None:
     mountpoint = names.mountpoint(mountpoint)
     with eng.lock(f"pot-{pot}"):
-        eng.pot(pot)
+        prow = eng.pot(pot)
         row = eng.store.get("pot_mounts", pot=pot, mountpoint=mountpoint)
         if row is None:
             raise NotFound(f"pot {pot} has no mount at {mountpoint}")
-        eng.execute("mount-out", f"pot:{pot}", [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, None, row)])
+        steps: list[Step] = [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, None, row)]
+        live = _live(eng, pot)
+        if live:
+            steps += eng.host.live_unmount_plan(lifecycle.spec(eng, prow), live, mountpoint)
+        eng.execute("mount-out", f"pot:{pot}", steps)
     eng.say(f"removed the mount at {mountpoint} from pot {pot}")
 
 
 def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool) -> None:
     """copy-in / copy-out; the host driver never follows a symlink out of the pot's root."""
-    from ladle.engine import lifecycle
-
     pot_path = names.mountpoint(pot_path) if pot_path != "/" else "/"
     host_path = os.path.abspath(host_path)
     if direction == "in" and not os.path.lexists(host_path):
@@ -110,8 +126,8 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
         raise NotFound(f"destination directory {host_path} does not exist")
     with eng.lock(f"pot-{pot}"):
         row = eng.pot(pot)
-        run = lifecycle.record(eng.store.get("runs", pot=pot)) if lifecycle.is_running(eng, pot) else None
-        steps = eng.host.copy_plan(lifecycle.spec(eng, row), run, direction, host_path, pot_path, create_parents)
+        spec = lifecycle.spec(eng, row)
+        steps = eng.host.copy_plan(spec, _live(eng, pot), direction, host_path, pot_path, create_parents)
         eng.execute(f"copy-{direction}", f"pot:{pot}", steps)
     if direction == "in":
         eng.say(f"copied {host_path} to {pot_path} in pot {pot}")

@@ -125,6 +125,14 @@ class Host:
         """Is the pot of this run record still running?"""
         raise NotImplementedError
 
+    def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
+        """Steps that add `mount` to the running pot at once (mount-in, add-fscomp)."""
+        raise NotImplementedError
+
+    def live_unmount_plan(self, spec: RuntimeSpec, run: RunRecord, target: str) -> list[Step]:
+        """Steps that remove the mount at in-pot path `target` from the running pot (mount-out)."""
+        raise NotImplementedError
+
     # Files -------------------------------------------------------------------------------------
 
     def copy_plan(self, spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str,

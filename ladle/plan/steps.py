@@ -28,6 +28,7 @@ STEP_MODULES = (
     "ladle.storage.zfs",
     "ladle.storage.tarsafe",
     "ladle.hosts.linux.steps",
+    "ladle.hosts.linux.live",
     "ladle.hosts.freebsd.steps",
 )
 

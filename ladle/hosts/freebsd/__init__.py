@@ -26,6 +26,7 @@ from ladle.hosts.freebsd.plans import copy_plan, exec_argv, main_argv, start_pla
 if TYPE_CHECKING:
     from ladle.plan.runner import Runner
     from ladle.plan.steps import Step
+    from ladle.storage.snapshotter import Mount
 
 __all__ = ["FreeBSDHost", "attr_defaults", "canonical_release", "check_attr", "copy_plan", "exec_argv",
            "expand_attr", "main_argv", "release_base_steps", "start_plan", "stop_plan"]
@@ -111,6 +112,14 @@ class FreeBSDHost(Host):
         """A pot runs while its jail exists (a persistent pot's jail outlives its command)."""
         from ladle.hosts.freebsd.steps import jail_exists
         return jail_exists(self.runner, run.pot)
+
+    def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
+        from ladle.hosts.freebsd.steps import NullfsMount
+        return [NullfsMount(mount.source, plans.jail_root(spec)[0], mount.target, mount.readonly)]
+
+    def live_unmount_plan(self, spec: RuntimeSpec, run: RunRecord, target: str) -> list[Step]:
+        from ladle.hosts.freebsd.steps import JailUnmount
+        return [JailUnmount(plans.jail_root(spec)[0], target)]
 
     # Files -------------------------------------------------------------------------------------
 

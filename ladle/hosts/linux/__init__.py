@@ -20,6 +20,7 @@ from ladle.hosts.base import Host, RunRecord, RuntimeSpec
 
 if TYPE_CHECKING:
     from ladle.plan.steps import Step
+    from ladle.storage.snapshotter import Mount
 
 BOOLEAN_ATTRS = ("persistent", "procfs", "fdescfs", "mlock",
                  # pot's own attributes, the same on every host
@@ -169,6 +170,19 @@ class LinuxHost(Host):
         line = shlex.join(["nsenter", "--target", pid, *ns, "--root", "--wd", "--", "env", "-i",
                            *env, *argv])
         return [line + ("  # with a new pseudo-terminal" if tty else "")]
+
+    def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
+        from ladle.hosts.linux.live import LinuxLiveMount
+
+        assert run.init_pid is not None
+        return [LinuxLiveMount(spec.name, run.init_pid, run.init_start, mount.source, mount.target,
+                               mount.readonly)]
+
+    def live_unmount_plan(self, spec: RuntimeSpec, run: RunRecord, target: str) -> list[Step]:
+        from ladle.hosts.linux.live import LinuxLiveUnmount
+
+        assert run.init_pid is not None
+        return [LinuxLiveUnmount(spec.name, run.init_pid, run.init_start, target)]
 
     # Files -------------------------------------------------------------------------------------
 

@@ -252,3 +252,41 @@ def close_from(first: int, keep: tuple[int, ...] = ()) -> None:
             _check(_libc.close_range(start, fd - 1, 0), "close_range")
         start = fd + 1
     _check(_libc.close_range(start, 0xFFFFFFFF, 0), "close_range")
+
+
+# The new mount API (Linux 5.2+; mount_setattr 5.12+): a tree cloned on the host can be moved into
+# a running pot's mount namespace, where the host's directories are no longer visible.
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x1
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def open_tree(path: str, flags: int) -> int:
+    """A detached copy of the mount tree at `path` (OPEN_TREE_CLONE), as a descriptor."""
+    return _check(_libc.syscall(_SYS_OPEN_TREE, ctypes.c_int(AT_FDCWD), _c_char_p(_b(path)),
+                                ctypes.c_uint(flags | os.O_CLOEXEC)), f"open_tree {path}")
+
+
+def set_readonly(tree_fd: int) -> None:
+    """Make every mount of a detached tree read-only."""
+    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(tree_fd), _c_char_p(b""),
+                         ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr),
+                         ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
+
+
+def move_mount(tree_fd: int, target_fd: int) -> None:
+    """Attach a detached tree on the directory `target_fd` (both given as descriptors)."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(tree_fd), _c_char_p(b""), ctypes.c_int(target_fd),
+                         _c_char_p(b""), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH)),
+           "move_mount")
