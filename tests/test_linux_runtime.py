@@ -451,14 +451,14 @@ def test_attributes() -> None:
     host = LinuxHost(SubprocessRunner(), "/nonexistent")
     assert host.attr_defaults() == {"persistent": "YES", "procfs": "YES", "fdescfs": "YES", "mlock": "NO",
                                     "sysvipc": "new", "stop_timeout": "10", "exec_stop": ""}
-    for value, want in (("yes", "YES"), ("On", "YES"), ("TRUE", "YES"), ("1", "YES"), ("off", "NO"),
-                        ("False", "NO"), ("0", "NO"), ("no", "NO")):
+    for value, want in (("yes", "YES"), ("On", "YES"), ("TRUE", "YES"), ("off", "NO"),
+                        ("False", "NO"), ("no", "NO")):
         assert host.check_attr("persistent", value) == want
     assert host.check_attr("stop_timeout", "30") == "30"
     assert host.check_attr("sysvipc", "Inherit") == "inherit"
     assert host.check_attr("exec_stop", "nginx -s quit") == "nginx -s quit"
     for name, value, msg in (("stop_timeout", "-1", "number"), ("stop_timeout", "soon", "number"),
-                             ("mlock", "maybe", "yes or no"), ("sysvipc", "disable", "not supported on linux"),
+                             ("mlock", "maybe", "yes or no"), ("persistent", "1", "yes or no"), ("sysvipc", "disable", "not supported on linux"),
                              ("sysvipc", "shared", "new or inherit"), ("nosuch", "1", "unknown attribute"),
                              ("enforce_statfs", "1", "FreeBSD jail parameter"),
                              ("sysvshm", "new", "not supported on linux")):

@@ -5,10 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ladle.errors import UsageError
+
 if TYPE_CHECKING:
     from ladle.plan.runner import Runner
     from ladle.plan.steps import Step
     from ladle.storage.snapshotter import Mount
+
+
+def yes_no(name: str, value: str) -> str:
+    """pot's booleans: yes/no, true/false or on/off in any case, stored as YES or NO."""
+    low = value.strip().lower()
+    if low in ("yes", "true", "on"):
+        return "YES"
+    if low in ("no", "false", "off"):
+        return "NO"
+    raise UsageError(f"attribute {name} takes yes or no (or true/false, on/off), not {value!r}")
 
 
 @dataclass

@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ladle.errors import UsageError
+from ladle.hosts.base import yes_no
 
 BOOL, UINT, SYSV, TEXT = "bool", "uint", "sysv", "text"
 SYSV_VALUES = ("new", "inherit", "disable")
 SYSV_ATTRS = ("sysvshm", "sysvsem", "sysvmsg")
-_TRUE = ("yes", "true", "on")
-_FALSE = ("no", "false", "off")
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,7 @@ def check_attr(name: str, value: str) -> str:
         known = ", ".join(sorted([*ATTRS, *SHORTHANDS]))
         raise UsageError(f"unknown attribute {name!r} (known: {known})")
     if attr.kind == BOOL:
-        v = value.strip().lower()
-        if v in _TRUE:
-            return "YES"
-        if v in _FALSE:
-            return "NO"
-        raise UsageError(f"attribute {name} takes yes or no (or true/false, on/off), not {value!r}")
+        return yes_no(name, value)
     if attr.kind == UINT:
         v = value.strip()
         if not v.isdigit() or not v.isascii() or int(v) > attr.maximum:

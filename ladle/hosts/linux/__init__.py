@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from ladle import proc
 from ladle.errors import HostError, StateError, UsageError
-from ladle.hosts.base import Host, RunRecord, RuntimeSpec
+from ladle.hosts.base import Host, RunRecord, RuntimeSpec, yes_no
 
 if TYPE_CHECKING:
     from ladle.plan.steps import Step
@@ -30,8 +30,6 @@ FREEBSD_ONLY = ("enforce_statfs", "children", "devfs_ruleset", "mount", "nullfs"
                 "linprocfs", "raw_sockets", "sysvshm", "sysvsem", "sysvmsg")
 DEFAULTS = {"persistent": "YES", "procfs": "YES", "fdescfs": "YES", "mlock": "NO",
             "sysvipc": "new", "stop_timeout": "10", "exec_stop": ""}
-_TRUE = ("yes", "true", "on", "1")
-_FALSE = ("no", "false", "off", "0")
 
 
 class LinuxHost(Host):
@@ -48,12 +46,7 @@ class LinuxHost(Host):
         if name in FREEBSD_ONLY:
             raise UsageError(f"attribute {name} is a FreeBSD jail parameter and is not supported on linux")
         if name in BOOLEAN_ATTRS:
-            low = value.strip().lower()
-            if low in _TRUE:
-                return "YES"
-            if low in _FALSE:
-                return "NO"
-            raise UsageError(f"attribute {name} takes yes or no, not {value!r}")
+            return yes_no(name, value)
         if name == "stop_timeout":
             if not value.strip().isdigit():
                 raise UsageError(f"attribute stop_timeout takes a number of seconds, not {value!r}")
