@@ -458,7 +458,8 @@ def test_attributes() -> None:
     assert host.check_attr("sysvipc", "Inherit") == "inherit"
     assert host.check_attr("exec_stop", "nginx -s quit") == "nginx -s quit"
     for name, value, msg in (("stop_timeout", "-1", "number"), ("stop_timeout", "soon", "number"),
-                             ("mlock", "maybe", "yes or no"), ("persistent", "1", "yes or no"), ("sysvipc", "disable", "not supported on linux"),
+                             ("mlock", "maybe", "yes or no"), ("persistent", "1", "yes or no"),
+                             ("sysvipc", "disable", "not supported on linux"),
                              ("sysvipc", "shared", "new or inherit"), ("nosuch", "1", "unknown attribute"),
                              ("enforce_statfs", "1", "FreeBSD jail parameter"),
                              ("sysvshm", "new", "not supported on linux")):
