@@ -10,7 +10,6 @@ from ladle import names
 from ladle.engine import lifecycle
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, UsageError
-from ladle.hosts.base import RunRecord
 from ladle.plan.steps import Step
 from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount
@@ -86,7 +85,7 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
         mount = {"pot": pot, "mountpoint": mountpoint, "kind": kind, "source": source, "ro": int(ro),
                  "seq": time.time()}
         steps: list[Step] = [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, mount, None)]
-        live = _live(eng, pot)
+        live = lifecycle.live_run(eng, pot)
         if live:
             s = lifecycle.spec(eng, row)
             path = eng.snap.path(eng.fscomp(source)["layer"]) if kind == "fscomp" else source
@@ -94,11 +93,6 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
         eng.execute("mount-in", f"pot:{pot}", steps)
     eng.say(f"{source} {'is' if live else 'will be'} mounted at {mountpoint} in pot {pot}"
             + (" (read-only)" if ro else "") + ("" if live else " from its next start"))
-
-
-def _live(eng: Engine, pot: str) -> RunRecord | None:
-    """The run of a pot that is running now, whose mounts change at once."""
-    return lifecycle.record(eng.store.get("runs", pot=pot)) if lifecycle.is_running(eng, pot) else None
 
 
 def remove_mount(eng: Engine, pot: str, mountpoint: str) -> None:
@@ -109,7 +103,7 @@ def remove_mount(eng: Engine, pot: str, mountpoint: str) -> None:
         if row is None:
             raise NotFound(f"pot {pot} has no mount at {mountpoint}")
         steps: list[Step] = [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, None, row)]
-        live = _live(eng, pot)
+        live = lifecycle.live_run(eng, pot)
         if live:
             steps += eng.host.live_unmount_plan(lifecycle.spec(eng, prow), live, mountpoint)
         eng.execute("mount-out", f"pot:{pot}", steps)
@@ -127,7 +121,8 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
     with eng.lock(f"pot-{pot}"):
         row = eng.pot(pot)
         spec = lifecycle.spec(eng, row)
-        steps = eng.host.copy_plan(spec, _live(eng, pot), direction, host_path, pot_path, create_parents)
+        run = lifecycle.live_run(eng, pot)
+        steps = eng.host.copy_plan(spec, run, direction, host_path, pot_path, create_parents)
         eng.execute(f"copy-{direction}", f"pot:{pot}", steps)
     if direction == "in":
         eng.say(f"copied {host_path} to {pot_path} in pot {pot}")

@@ -34,9 +34,14 @@ def status(eng: Engine, row: dict[str, Any] | None) -> str:
     return run.state
 
 
-def is_running(eng: Engine, name: str) -> bool:
+def live_run(eng: Engine, name: str) -> RunRecord | None:
+    """The run record of a pot that is running now, or None."""
     run = record(eng.store.get("runs", pot=name))
-    return run is not None and run.state == "running" and eng.host.alive(run)
+    return run if run is not None and run.state == "running" and eng.host.alive(run) else None
+
+
+def is_running(eng: Engine, name: str) -> bool:
+    return live_run(eng, name) is not None
 
 
 def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
@@ -89,8 +94,8 @@ def stop_locked(eng: Engine, name: str) -> bool:
 
 def running(eng: Engine, name: str) -> tuple[RuntimeSpec, RunRecord]:
     pot = eng.pot(name)
-    run = record(eng.store.get("runs", pot=name))
-    if run is None or run.state != "running" or not eng.host.alive(run):
+    run = live_run(eng, name)
+    if run is None:
         raise StateError(f"pot {name} is not running")
     return spec(eng, pot), run
 

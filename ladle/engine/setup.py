@@ -29,16 +29,15 @@ def init(eng: Engine, storage: str, dataset: str | None) -> None:
     wanted = [*_missing_ancestors(root), root, *(os.path.join(root, d) for d in SUBDIRS)]
     dirs: list[Step] = [MakeDir(p, 0o700) for p in wanted if not os.path.isdir(p)]
     db = os.path.join(root, "ladle.db")
-    if os.path.exists(db):
-        store = Store(db)
-        have = store.setting("storage")
-        if have and (have != storage or store.setting("dataset") != dataset):
-            raise UsageError(f"{root} is already initialised with {have} storage"
-                             + (f" on {store.setting('dataset')}" if store.setting("dataset") else ""))
+    existing = Store(db) if os.path.exists(db) else None
+    have = existing.setting("storage") if existing else None
+    if existing and have and (have != storage or existing.setting("dataset") != dataset):
+        had = existing.setting("dataset")
+        raise UsageError(f"{root} is already initialised with {have} storage" + (f" on {had}" if had else ""))
     # The directories come before the database that would log them; a dry run plans against an
     # empty in-memory store.
     Executor(Context(eng.runner, None), dry_run=eng.dry_run, out=eng.out).run("init", "global", dirs)
-    store = Store(":memory:" if eng.dry_run and not os.path.exists(db) else db)
+    store = existing or Store(":memory:" if eng.dry_run else db)
     eng.__dict__["store"] = store
     backend = open_backend(storage, root, store, dataset, eng.runner)
     steps: list[Step] = []

@@ -196,13 +196,18 @@ def _copy_file(sdir: int, sname: str, ddir: int, dname: str, st: os.stat_result)
         try:
             while os.sendfile(dst, src, None, 1 << 30):
                 pass
-            os.fchown(dst, st.st_uid, st.st_gid)
-            os.fchmod(dst, stat.S_IMODE(st.st_mode))
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            _set_metadata(dst, st)
         finally:
             os.close(dst)
     finally:
         os.close(src)
+
+
+def _set_metadata(fd: int, st: os.stat_result) -> None:
+    """Owner, mode and times of the source; last, so a directory's mtime survives its entries."""
+    os.fchown(fd, st.st_uid, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 def _copy_dir(sdir: int, sname: str, ddir: int, dname: str, st: os.stat_result) -> None:
@@ -221,9 +226,7 @@ def _copy_dir(sdir: int, sname: str, ddir: int, dname: str, st: os.stat_result) 
                 names = [e.name for e in it]
             for name in names:
                 _copy_entry(src, name, dst, name)
-            os.fchown(dst, st.st_uid, st.st_gid)
-            os.fchmod(dst, stat.S_IMODE(st.st_mode))
-            os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+            _set_metadata(dst, st)
         finally:
             os.close(dst)
     finally:
