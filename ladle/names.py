@@ -21,8 +21,12 @@ def _check(kind: str, name: str, pattern: re.Pattern[str], rule: str) -> str:
 
 
 def pot_name(name: str) -> str:
-    """A pot name: letters, digits, '_' and '-', starting with a letter or digit."""
-    return _check("pot", name, _POT, "use letters, digits, '_' or '-', starting with a letter or digit")
+    """A pot name: letters, digits, '_' and '-', starting with a letter or digit, and not all
+    digits: jail(8) and jexec(8) read an all-digit name as a jail ID (`stop 5` could hit jail 5)."""
+    _check("pot", name, _POT, "use letters, digits, '_' or '-', starting with a letter or digit")
+    if name.isdigit():
+        raise UsageError(f"invalid pot name {name!r}: not all digits (FreeBSD reads those as jail IDs)")
+    return name
 
 
 def name(kind: str, value: str) -> str:

@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-packages=(zfs-fuse busybox-static iproute2 nftables util-linux)
+packages=(zfs-fuse busybox-static catatonit iproute2 nftables util-linux)
 [ "${1:-}" = "--bench" ] && packages+=(podman runc hyperfine)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 

@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests import leaks
+from tests.freebsd_monitor import freebsd  # noqa: F401  (fixture)
 from tests.linux_fixtures import busybox_root, pots  # noqa: F401  (fixtures)
 from tests.zfs_pool import zfs_pool  # noqa: F401  (fixture)
 
 LADLE = [sys.executable, "-m", "ladle"]
+# Monitors started by the tests go away soon after their last pot, so none outlives the run.
+os.environ.setdefault("LADLE_MONITOR_IDLE", "0.5")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,10 +1,10 @@
 """Fixtures for the Linux runtime: a busybox root built with the driver's own base steps, pots
-described by hand-built RuntimeSpecs against a scratch state store, and a check that nothing a
-test started outlives it (no process, no mount, no process working in the scratch directory)."""
+described by hand-built RuntimeSpecs, started by the driver's plans under a real monitor of a
+scratch state root, and a check that nothing a test started outlives it (no process, no mount, no
+process working in the scratch directory)."""
 
 from __future__ import annotations
 
-import io
 import os
 import select
 from collections.abc import Iterator
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ladle import proc
+from ladle import platform as proc
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.linux import LinuxHost
 from ladle.plan.executor import Executor
@@ -20,6 +20,7 @@ from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Context
 from ladle.state.store import Store
 from ladle.storage.snapshotter import Mount
+from ladle.supervise.client import MonitorClient
 
 MARK = "LADLE_TEST_MARK"
 
@@ -35,16 +36,28 @@ def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
+class PlanHost(LinuxHost):
+    """The Linux driver on a scratch root that has no pot rows: a pot whose command ends is ended
+    by its monitor, not by `ladle stop`."""
+
+    def on_exit(self, name: str) -> list[str]:
+        return []
+
+
 class Pots:
-    """Start, stop and inspect pots in one scratch directory."""
+    """Start, stop and inspect pots in one scratch state root, through the driver's plans and a
+    real monitor."""
 
     def __init__(self, base: Path, tree: Path) -> None:
         self.base = base
         self.tree = tree
+        for d in ("run", "logs", "locks"):
+            (base / d).mkdir(exist_ok=True)
         self.store = Store(str(base / "ladle.db"))
         self.runner = SubprocessRunner()
-        self.host = LinuxHost(self.runner, str(base))
-        self.ctx = Context(self.runner, self.store)
+        self.host = PlanHost(self.runner, str(base))
+        self.monitor = MonitorClient(str(base), self.host.monitor_argv())
+        self.ctx = Context(self.runner, self.store, lambda: self.monitor)
         self.specs: dict[str, RuntimeSpec] = {}
         self.pids: set[tuple[int, int | None]] = set()
 
@@ -62,8 +75,8 @@ class Pots:
         all_attrs = {**self.host.attr_defaults(), "persistent": "NO", **attrs}
         spec = RuntimeSpec(name=name, hostname=f"{name}.pots.test", root=roots, mounts=mounts or [],
                            cmd=cmd, env={MARK: str(self.base), **(env or {})}, attrs=all_attrs,
-                           network=network, log_path=str(pot / "log" / f"{name}.log"),
-                           run_dir=str(pot / "run"))
+                           network=network, log_path=str(self.base / "logs" / f"{name}.log"),
+                           run_dir=str(self.base / "run" / name))
         self.specs[name] = spec
         return spec
 
@@ -75,9 +88,8 @@ class Pots:
             Executor(self.ctx).run("start", spec.name, self.host.start_plan(spec))
         finally:
             row = self.store.get("runs", pot=spec.name)
-            if row:
-                self.pids.update({(row["supervisor_pid"], row["supervisor_start"]),
-                                  (row["init_pid"], row["init_start"])})
+            if row and row["init_pid"]:
+                self.pids.update({(row["init_pid"], row["init_start"]), (row["main_pid"], row["main_start"])})
         return self.run(spec.name)
 
     def run(self, name: str = "web") -> RunRecord:
@@ -94,36 +106,49 @@ class Pots:
         Executor(self.ctx).run("stop", spec.name, self.host.stop_plan(spec, self.run(spec.name)),
                                on_crash="finish")
 
+    def exec(self, spec: RuntimeSpec, argv: list[str], tty: bool = False, env: dict[str, str] | None = None,
+             ) -> int | None:
+        return self.host.exec(spec, self.run(spec.name), argv, self.monitor, tty=tty, env=env or {})
+
     def wait_exit(self, name: str = "web", timeout: float = 10) -> RunRecord:
-        """Wait (on pidfds, no polling) until the run's supervisor has recorded the end."""
+        """Wait until the pot's command has ended and its monitor has ended the pot (its pid 1
+        gone, on a pidfd) and recorded it."""
+        self.monitor.request("wait", pot=name)
         run = self.run(name)
-        for pid, start in ((run.init_pid, run.init_start), (run.supervisor_pid, run.supervisor_start)):
-            wait_pid(pid, start, timeout)
+        wait_pid(run.init_pid, run.init_start, timeout)
+        deadline = _now() + timeout
+        while self.run(name).state == "running" and _now() < deadline:
+            self.monitor.request("hello")  # the monitor writes the end right after pid 1 is gone
         return self.run(name)
 
     def log(self, name: str = "web") -> str:
         return Path(self.specs[name].log_path).read_text()
 
     def wait_log(self, text: str, name: str = "web", timeout: float = 10) -> str:
-        """Wait (with inotify) until `text` appears in the pot's log."""
+        """Wait (with the platform's file watcher) until `text` appears in the pot's log."""
         from ladle.supervise.logs import follow
 
-        out = io.BytesIO()
-        path = self.specs[name].log_path
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        out = bytearray()
         deadline = _now() + timeout
-        follow(path, lambda: text.encode() not in out.getvalue() and _now() < deadline, out)
-        got = out.getvalue().decode(errors="replace")
+
+        def waiting() -> bool:
+            return text.encode() not in out and _now() < deadline
+
+        for chunk in follow(self.specs[name].log_path, waiting):
+            out.extend(chunk)
+        got = out.decode(errors="replace")
         assert text in got, f"{text!r} never appeared in the log:\n{got}"
         return got
 
     def cleanup(self) -> None:
         for name, spec in self.specs.items():
-            if self.store.get("runs", pot=name):
+            row = self.store.get("runs", pot=name)
+            if row and row["state"] == "running":
                 try:
                     self.stop(spec)
                 except Exception as e:  # report, but keep cleaning
                     print(f"cleanup of {name} failed: {e}")
+        self.monitor.close()
         self.store.close()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,14 +17,22 @@ import pytest
 from ladle.errors import CommandFailed, HostError, UsageError
 from ladle.hosts import open_host
 from ladle.hosts.base import RunRecord, RuntimeSpec
-from ladle.hosts.freebsd import FreeBSDHost, canonical_release, jailparams, spawn
+from ladle.hosts.freebsd import FreeBSDHost, canonical_release, jailparams
 from ladle.hosts.freebsd.bases import release_base_steps
 from ladle.hosts.freebsd.plans import copy_plan, exec_argv, start_plan, stop_plan
-from ladle.hosts.freebsd.steps import BaseVerify, JailRemove, JailUnmount, manifest_digest
+from ladle.hosts.freebsd.steps import (
+    BaseVerify,
+    JailMain,
+    JailNotice,
+    JailRelease,
+    JailRemove,
+    JailUnmount,
+    manifest_digest,
+)
 from ladle.plan.executor import Executor
 from ladle.plan.steps import Context, Step
-from ladle.state.store import Store
 from ladle.storage.snapshotter import Mount
+from tests.freebsd_monitor import FreeBSDPots
 from tests.freebsd_syntax import check_argv, check_jail_conf, check_line, check_rendering
 from tests.recording_runner import Fail, RecordingRunner
 
@@ -83,6 +91,7 @@ def attrs_on() -> RuntimeSpec:
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
     "single_zfs": single_zfs, "fscomps": fscomps, "nonpersistent": nonpersistent, "attrs": attrs_on}
 RUNNING = RunRecord("web", "running", main_pid=4242)
+ON_EXIT = ["ladle", "--root", ROOT, "--host", "freebsd", "stop"]  # what the monitor runs when a pot ends
 
 
 # Rendering -------------------------------------------------------------------------------------
@@ -95,7 +104,7 @@ def sections(case: str) -> dict[str, list[str]]:
     if case in SPECS:
         spec = SPECS[case]()
         host = FreeBSDHost(RecordingRunner(), ROOT)
-        out = {"start": render(start_plan(spec)), "stop": render(stop_plan(spec, RUNNING)),
+        out = {"start": render(start_plan(spec, ON_EXIT)), "stop": render(stop_plan(spec, RUNNING)),
                "exec sh": host.exec_render(spec, ["/bin/sh"], tty=True)}
         if case == "single_zfs":
             out["exec with -e"] = [shlex.join(exec_argv(spec, ["env"], {"DEBUG": "1"}))]
@@ -202,11 +211,11 @@ def test_open_host_gives_the_freebsd_driver() -> None:
 
 def test_unsupported_layouts_are_refused() -> None:
     with pytest.raises(UsageError, match="overlay layers need Linux"):
-        start_plan(make_spec("x", root=[Mount("overlay", "overlay", "/", ("lowerdir=/a",))]))
+        start_plan(make_spec("x", root=[Mount("overlay", "overlay", "/", ("lowerdir=/a",))]), ON_EXIT)
     with pytest.raises(UsageError, match="not supported on FreeBSD yet"):
-        start_plan(make_spec("x", network="public-bridge"))
+        start_plan(make_spec("x", network="public-bridge"), ON_EXIT)
     with pytest.raises(UsageError, match=r"must not contain '\.\.'"):
-        start_plan(make_spec("x", mounts=[Mount("bind", "/srv", "/a/../../etc")]))
+        start_plan(make_spec("x", mounts=[Mount("bind", "/srv", "/a/../../etc")]), ON_EXIT)
 
 
 # Bases -----------------------------------------------------------------------------------------
@@ -250,71 +259,60 @@ def test_a_download_with_the_wrong_digest_is_removed() -> None:
     assert good.argvs == [a for a in step.argvs()]
 
 
-# Executing plans with the recording runner -----------------------------------------------------
+# Executing plans with the recording runner and a real monitor -----------------------------------
 
-@pytest.fixture
-def spawned(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[list[str], str, str]]]:
-    """Replace the process-starting hook: record what would be started, pretend it is pid 4242."""
-    calls: list[tuple[list[str], str, str]] = []
-
-    def fake(argv: list[str], log_path: str, jail: str) -> int:
-        calls.append((argv, log_path, jail))
-        return 4242
-
-    monkeypatch.setattr(spawn, "SPAWN", fake)
-    yield calls
+MONITOR_STEPS = (JailMain, JailNotice, JailRelease)
 
 
 def runner_argvs(steps: list[Step]) -> list[list[str]]:
-    """What the steps run through the runner, in order (state-only steps run nothing)."""
+    """What the steps run through the runner, in order (the monitor's steps run nothing here)."""
     out: list[list[str]] = []
     for step in steps:
-        argvs = getattr(step, "argvs", None)
-        if argvs is None:
-            assert all(line.startswith("# state:") for line in step.render()), step
-            continue
-        out += argvs()
+        if not isinstance(step, MONITOR_STEPS):
+            out += step.argvs()  # type: ignore[attr-defined]
     return out
 
 
+def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
+    """The spec with its log and run directory in the test's state root (the monitor writes them)."""
+    return replace(spec, log_path=str(pots.root / "logs" / f"{spec.name}.log"),
+                   run_dir=str(pots.root / "run" / spec.name))
+
+
 @pytest.mark.parametrize("case", list(SPECS))
-def test_start_runs_exactly_what_it_renders(case: str, tmp_path: Path,
-                                            spawned: list[tuple[list[str], str, str]]) -> None:
-    spec = SPECS[case]()
-    runner = RecordingRunner()
-    store = Store(str(tmp_path / "ladle.db"))
-    steps = start_plan(spec)
-    Executor(Context(runner, store)).run("start", f"pot:{spec.name}", steps)
-    assert runner.argvs == runner_argvs(steps)
-    (argv, log, jail), = spawned
-    assert (log, jail) == (spec.log_path, spec.name)
-    assert check_argv(argv) == []
-    row = store.get("runs", pot=spec.name)
-    assert row is not None and (row["state"], row["main_pid"]) == ("running", 4242)
-    store.close()
+def test_start_runs_exactly_what_it_renders(case: str, freebsd: FreeBSDPots, tmp_path: Path) -> None:
+    spec = here(SPECS[case](), freebsd)
+    steps = start_plan(spec, [])
+    Executor(freebsd.ctx).run("start", f"pot:{spec.name}", steps)
+    assert freebsd.runner.argvs == runner_argvs(steps)
+    main = steps[-1]
+    assert isinstance(main, JailMain) and check_argv(main.argv) == []
+    row = freebsd.wait_ended(spec.name)  # the fake jexec ran it here, where there is no /etc/rc or nginx
+    assert row["main_pid"] and row["exit_code"] == (127 if "nginx" in spec.cmd else 2)
+    assert (tmp_path / "jexec.log").read_text() == shlex.join(main.argv) + "\n"
+    assert main.render()[-1].startswith(shlex.join(main.argv) + " </dev/null >")
 
 
-def test_rendered_commands_are_the_recorded_ones_line_by_line(
-        spawned: list[tuple[list[str], str, str]]) -> None:
-    spec = nonpersistent()
-    runner = RecordingRunner()
-    steps = start_plan(spec)
-    Executor(Context(runner)).run("start", "pot:job", steps)
+def test_rendered_commands_are_the_recorded_ones_line_by_line(freebsd: FreeBSDPots, tmp_path: Path) -> None:
+    spec = here(nonpersistent(), freebsd)
+    steps = start_plan(spec, [])
+    Executor(freebsd.ctx).run("start", "pot:job", steps)
     rendered = [line for line in render(steps) if not line.startswith("#")]
-    started = [shlex.join(argv) for argv, _, _ in spawned]
-    assert rendered == [*runner.lines[:-1], *started, runner.lines[-1]]
-    assert runner.lines[-1] == "jail -m name=job nopersist"
+    freebsd.wait_ended("job")
+    started = (tmp_path / "jexec.log").read_text().splitlines()
+    assert [line.split(" </dev/null")[0] for line in rendered] == [*freebsd.runner.lines, *started]
+    assert not any("nopersist" in line for line in rendered)  # the jail goes with `jail -r`, by the monitor's teardown
 
 
-def test_a_failing_jail_create_unmounts_everything_in_reverse(spawned: list[tuple[list[str], str, str]]) -> None:
-    spec = fscomps()
-    runner = RecordingRunner().answer(r"^jail -c ", Fail("jail: jail_set: Operation not permitted"))
-    steps = start_plan(spec)
+def test_a_failing_jail_create_unmounts_everything_in_reverse(freebsd: FreeBSDPots) -> None:
+    spec = here(fscomps(), freebsd)
+    runner = freebsd.runner.answer(r"^jail -c ", Fail("jail: jail_set: Operation not permitted"))
+    steps = start_plan(spec, [])
     with pytest.raises(CommandFailed, match="jail failed: jail: jail_set: Operation not permitted"):
-        Executor(Context(runner)).run("start", "pot:app", steps)
+        Executor(freebsd.ctx).run("start", "pot:app", steps)
     done = runner.lines[:runner.lines.index(next(x for x in runner.lines if x.startswith("jail -c")))]
     undone = runner.lines[len(done) + 1:]
-    jail = f"{ROOT}/run/app/root"
+    jail = f"{spec.run_dir}/root"
     assert [x for x in done if x.startswith("mount")] == [
         f"mount_nullfs -o ro {ROOT}/zfs/bases/14.2 {jail}",
         f"mount_nullfs {ROOT}/zfs/pots/app/usr.local {jail}/usr/local",
@@ -323,49 +321,47 @@ def test_a_failing_jail_create_unmounts_everything_in_reverse(spawned: list[tupl
         f"mount -t tmpfs tmpfs {jail}/tmp"]
     assert undone == [f"umount {jail}/tmp", f"umount {jail}/usr/local/www", f"umount {jail}/data",
                       f"umount {jail}/usr/local", f"umount {jail}"]
-    assert spawned == []
+    assert freebsd.store.get("runs", pot="app") is None  # the monitor started nothing
 
 
-def test_a_command_that_cannot_start_removes_the_jail_then_the_mounts(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    def fail(argv: list[str], log_path: str, jail: str) -> int:
-        raise HostError("the command of pot job exited at once with code 127; see its log")
-
-    monkeypatch.setattr(spawn, "SPAWN", fail)
-    spec = nonpersistent()
-    runner = RecordingRunner()
-    with pytest.raises(HostError, match="exited at once"):
-        Executor(Context(runner)).run("start", "pot:job", start_plan(spec))
+def test_a_command_that_cannot_start_removes_the_jail_then_the_mounts(freebsd: FreeBSDPots,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = here(nonpersistent(), freebsd)
+    monkeypatch.setenv("PATH", "/nonexistent")  # the monitor's jexec is found on the PATH it started with
+    with pytest.raises(HostError, match="cannot run 'jexec': No such file or directory"):
+        Executor(freebsd.ctx).run("start", "pot:job", start_plan(spec, []))
     jail = f"{ROOT}/zfs/pots/job"
-    after = runner.lines[runner.lines.index("jexec job /sbin/ifconfig lo0 inet 127.0.0.1/8 up") + 1:]
+    lines = freebsd.runner.lines
+    after = lines[lines.index("jexec job /sbin/ifconfig lo0 inet 127.0.0.1/8 up") + 1:]
     assert after == ["jail -f - -q -r job", f"umount {jail}/dev", f"umount {jail}/tmp"]
-    remove = runner.calls[-3]
+    remove = freebsd.runner.calls[-3]
     assert remove.input is not None and b"stop.timeout = 30;" in remove.input
     assert b'exec.stop = "/bin/sh -c \\"echo bye \\$USER\\"";' in remove.input
 
 
-def test_stop_runs_what_it_renders_and_feeds_jail_its_stop_settings() -> None:
-    spec = nonpersistent()
-    runner = RecordingRunner()
+def test_stop_runs_what_it_renders_and_feeds_jail_its_stop_settings(freebsd: FreeBSDPots) -> None:
+    spec = here(nonpersistent(), freebsd)
     steps = stop_plan(spec, RUNNING)
-    Executor(Context(runner)).run("stop", "pot:job", steps, on_crash="finish")
-    assert runner.argvs == runner_argvs(steps)
-    remove = runner.calls[0]
+    Executor(freebsd.ctx).run("stop", "pot:job", steps, on_crash="finish")
+    assert freebsd.runner.argvs == runner_argvs(steps)
+    remove = freebsd.runner.calls[0]
     assert remove.input is not None
     assert check_jail_conf(remove.input.decode().splitlines()) == []
 
 
-def test_stop_after_a_crash_tolerates_what_is_already_gone() -> None:
+def test_stop_after_a_crash_tolerates_what_is_already_gone(freebsd: FreeBSDPots) -> None:
     jail = f"{ROOT}/zfs/pots/web"
-    runner = (RecordingRunner()
-              .answer(r"^jail -f - -q -r web$", Fail('jail: "web" not found'))
-              .answer(r"^jls -j web jid$", Fail("jls: jail \"web\" not found", stdout=""))
-              .answer(r"^umount ", Fail("umount: not a file system root directory"))
-              .answer(r"^mount -p$", f"zroot/ladle/pots/web\t{jail}\tzfs\trw\t0 0\n"))
-    steps = stop_plan(single_zfs(), RUNNING)
-    Executor(Context(runner)).run("stop", "pot:web", steps, on_crash="finish")
-    assert runner.lines == ["jail -f - -q -r web", "jls -j web jid", f"umount {jail}/dev", "mount -p",
-                            f"umount {jail}/tmp", "mount -p"]
+    (freebsd.runner.answer(r"^jail -f - -q -r web$", Fail('jail: "web" not found'))
+     .answer(r"^jls -j web jid$", Fail("jls: jail \"web\" not found", stdout=""))
+     .answer(r"^umount ", Fail("umount: not a file system root directory"))
+     .answer(r"^mount -p$", f"zroot/ladle/pots/web\t{jail}\tzfs\trw\t0 0\n"))
+    freebsd.store.put("runs", {"pot": "web"}, {"pot": "web", "state": "running", "main_pid": 4242, "main_start": 1,
+                                              "persistent": 1})
+    steps = stop_plan(here(single_zfs(), freebsd), RUNNING)
+    Executor(freebsd.ctx).run("stop", "pot:web", steps, on_crash="finish")
+    assert freebsd.runner.lines == ["jail -f - -q -r web", "jls -j web jid", f"umount {jail}/dev", "mount -p",
+                                    f"umount {jail}/tmp", "mount -p"]
+    assert freebsd.row("web")["state"] == "stopped"  # no monitor knew it: the plan records the end
 
 
 def test_stop_fails_when_a_mount_is_still_there() -> None:
@@ -415,37 +411,10 @@ def test_alive_asks_for_the_jail() -> None:
     assert not FreeBSDHost(RecordingRunner(), ROOT).alive(RUNNING)
 
 
-class FakePopen:
-    """Stands in for the attached command of `ladle run`: exits with code 3 at once."""
-
-    started: list[list[str]] = []
-
-    def __init__(self, argv: list[str], **kw: object) -> None:
-        FakePopen.started.append(argv)
-        self.pid, self.stdout = 4343, None
-
-    def wait(self) -> int:
-        return 3
-
-
-def test_run_foreground_sets_up_runs_attached_and_tears_down(monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
-    monkeypatch.setattr(subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(spawn, "wait_attached", lambda proc, jail: None)
-    FakePopen.started.clear()
-    spec = nonpersistent()
-    runner = RecordingRunner()
-    assert FreeBSDHost(runner, ROOT).run_foreground(spec, log=False) == 3
-    start = [a for s in start_plan(spec) for a in runner_argvs([s])]
-    stop = runner_argvs(stop_plan(spec, None))
-    assert runner.argvs == [*start, *stop]
-    assert FakePopen.started == [start_plan(spec)[-1].argv]  # type: ignore[attr-defined]
-
-
 def test_steps_survive_the_intent_log() -> None:
     for case in SPECS:
         spec = SPECS[case]()
-        for step in [*start_plan(spec), *stop_plan(spec, RUNNING)]:
+        for step in [*start_plan(spec, ON_EXIT), *stop_plan(spec, RUNNING)]:
             assert Step.from_json(step.to_json()) == step
 
 

@@ -1,9 +1,9 @@
 """Every verb, planned for FreeBSD through the whole engine, with the host faked at the command
-boundary only: the exact commands are pinned in a golden file and checked against the man pages."""
+boundary only (a recording runner, and tests/fakes/jexec for the real monitor that runs the pots'
+commands): the exact commands are pinned in a golden file and checked against the man pages."""
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shlex
@@ -18,7 +18,9 @@ import pytest
 from ladle.config import Config
 from ladle.engine import bases, fscomps, lifecycle, pots, setup, snapshots
 from ladle.engine.core import Engine
-from ladle.hosts.freebsd import spawn
+from ladle.hosts.freebsd import FreeBSDHost
+from ladle.supervise.client import MonitorClient
+from tests.freebsd_monitor import FAKES
 from tests.freebsd_syntax import check_line
 from tests.recording_runner import Fail, RecordingRunner
 
@@ -43,9 +45,18 @@ class Transcribing(RecordingRunner):
         self.log.append(" | ".join(shlex.join(a) for a in argvs))
         super().pipeline(argvs)
 
-    def spawn(self, argv: list[str], log: str, jail: str) -> int:
-        self.log.append(f"{shlex.join(argv)} >> {log} 2>&1 &  # supervised")
-        return 4242
+
+class WatchedMonitor(MonitorClient):
+    """The real monitor; what it is asked to run is written into the transcript too."""
+
+    def __init__(self, root: str, runner: Transcribing) -> None:
+        super().__init__(root, FreeBSDHost(runner, root).monitor_argv())
+        self.transcript = runner.log
+
+    def request(self, op: str, fds: list[int] | tuple[int, ...] = (), **args: object) -> dict[str, object]:
+        if op == "spawn":
+            self.transcript.append(f"{shlex.join(args['argv'])}  # by the monitor")  # type: ignore[arg-type]
+        return super().request(op, fds, **args)
 
 
 @pytest.fixture
@@ -54,10 +65,16 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[En
     runner.answer(r"^cat .*MANIFEST$", f"base.txz\t{DIGEST}\t26000\tbase\t\"Base system\"\ton\n")
     runner.answer(r"^sha256 -q ", DIGEST + "\n")
     runner.answer(r"^jls ", NOT_RUNNING)
-    monkeypatch.setattr(spawn, "SPAWN", runner.spawn)
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monitor = WatchedMonitor(str(tmp_path), runner)
+    real_time = time.time
     monkeypatch.setattr(time, "time", lambda: 1700000000.0)
-    eng = Engine(Config(host="freebsd", root=str(tmp_path)), runner=runner, out=io.StringIO())
-    yield eng, runner
+    eng = Engine(Config(host="freebsd", root=str(tmp_path)), runner=runner, monitor=lambda: monitor)
+    try:
+        yield eng, runner
+    finally:
+        monkeypatch.setattr(time, "time", real_time)
+        monitor.close()
 
 
 def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
@@ -80,14 +97,14 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
         ("add-fscomp -p web -f data -m /data --ro", lambda: fscomps.add_mount(eng, "web", "fscomp", "data",
                                                                               "/data", True)),
         ("mount-in -p web -d /tmp -m /www", lambda: fscomps.add_mount(eng, "web", "dir", "/tmp", "/www", False)),
-        ("set-attr -p web -A sysvipc -V inherit", lambda: lifecycle.set_attr(eng, "web", "sysvipc", "inherit")),
+        ("set-attr -p web -A sysvipc -V inherit", lambda: pots.set_attr(eng, "web", "sysvipc", "inherit")),
         ("set-env -p web -E A=1", lambda: pots.update(eng, "web", "set-env", env={"A": "1"})),
         ("copy-in -p web -s motd -d /etc/motd", lambda: fscomps.copy(eng, "web", "in", str(motd), "/etc/motd",
                                                                       False)),
         ("copy-out -p web -s /etc/motd -d out", lambda: fscomps.copy(eng, "web", "out", str(outdir), "/etc/motd",
                                                                       False)),
         ("start web", lambda: lifecycle.start(eng, "web")),
-        ("exec web -- ps", lambda: running(runner, lambda: lifecycle.exec_(eng, "web", ["ps"], False, []))),
+        ("exec web -- true", lambda: running(runner, lambda: lifecycle.exec_(eng, "web", ["true"], False, {}))),
         ("stop web", lambda: running(runner, lambda: lifecycle.stop(eng, "web"))),
         ("rollback -p web", lambda: snapshots.rollback(eng, "web", None, None)),
         ("clone -p web2 -P web -s s1", lambda: pots.clone(eng, "web2", "web", "s1")),
@@ -123,7 +140,6 @@ def running(runner: Transcribing, verb: Callable[[], object]) -> object:
 def test_every_verb_renders_its_exact_freebsd_commands(engine: tuple[Engine, Transcribing],
                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     eng, runner = engine
-    monkeypatch.setattr(subprocess, "call", lambda argv: runner.run(argv) and 0)
     text = transcript(eng, runner, tmp_path)
     if os.environ.get("LADLE_UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
@@ -133,9 +149,8 @@ def test_every_verb_renders_its_exact_freebsd_commands(engine: tuple[Engine, Tra
 def test_every_rendered_command_follows_the_man_pages(engine: tuple[Engine, Transcribing],
                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     eng, runner = engine
-    monkeypatch.setattr(subprocess, "call", lambda argv: runner.run(argv) and 0)
     transcript(eng, runner, tmp_path)
-    lines = [line.split("  #")[0].split(" >> ")[0] for line in runner.log]
+    lines = [line.split("  #")[0] for line in runner.log]
     problems = [f"{line}: {p}" for line in lines for part in line.split(" | ") for p in check_line(part)]
     assert problems == []
 

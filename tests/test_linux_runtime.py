@@ -7,9 +7,7 @@ for leftovers (processes, mounts) by the `pots` fixture.
 
 from __future__ import annotations
 
-import json
 import os
-import select
 import signal
 import socket
 import stat
@@ -18,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ladle import proc
+from ladle import platform as proc
 from ladle.errors import HostError, StateError, UsageError
 from ladle.hosts.base import RunRecord
 from ladle.hosts.linux import LinuxHost, caps
 from ladle.hosts.linux import busybox as bb
 from ladle.hosts.linux.container import command_argv
-from ladle.hosts.linux.steps import LinuxStart, spec_from_json, spec_to_json
+from ladle.hosts.linux.steps import LinuxEnter, LinuxLinkUp, LinuxMain, LinuxSandbox, spec_from_json, spec_to_json
 from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Step
 from ladle.storage.snapshotter import Mount
@@ -43,19 +41,22 @@ def test_start_returns_running_with_pids_recorded(pots: Pots) -> None:
     run = pots.start(pots.spec("sleep 1000"))
     assert run.state == "running"
     assert proc.alive(run.init_pid, run.init_start)
-    assert proc.alive(run.supervisor_pid, run.supervisor_start)
-    assert run.main_pid and proc.alive(run.main_pid, None)
-    assert _comm(run.init_pid) == "ladle-init web"
-    assert Path(f"/proc/{run.init_pid}/cmdline").read_bytes().rstrip(b"\0") == b"ladle-init web"
-    assert Path(f"/proc/{run.supervisor_pid}/cmdline").read_bytes().rstrip(b"\0") == b"ladle-sup web"
-    assert _comm(run.supervisor_pid).startswith("ladle-sup")
+    assert proc.alive(run.monitor_pid, run.monitor_start)
+    assert run.main_pid and proc.alive(run.main_pid, run.main_start)
+    # pid 1 is catatonit, exec'd from a sealed memfd: no host binary, no host environment
+    assert _comm(run.init_pid) == "memfd:catatonit"
+    assert os.readlink(f"/proc/{run.init_pid}/exe").startswith("/memfd:catatonit")
+    assert Path(f"/proc/{run.init_pid}/cmdline").read_bytes() == b"catatonit\0-P\0"
+    assert Path(f"/proc/{run.init_pid}/environ").read_bytes() == b""
+    assert Path(f"/proc/{run.monitor_pid}/cmdline").read_bytes().rstrip(b"\0") == f"ladle-mon {pots.base}".encode()
     assert _comm(run.main_pid) == "sleep"  # exec'd already when start returned
     assert pots.host.alive(run)
     assert pots.row()["started"]
-    # pid 1 is in a new pid namespace and the main process is its child
+    # pid 1 is in a new pid namespace, and the main process is the monitor's child, born in it
     assert os.readlink(f"/proc/{run.init_pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
     status = Path(f"/proc/{run.main_pid}/status").read_text()
     assert f"NSpid:\t{run.main_pid}\t2" in status
+    assert f"PPid:\t{run.monitor_pid}" in status
     pots.stop(pots.specs["web"])
     assert pots.run().state == "stopped"
     assert not pots.host.alive(run)
@@ -73,8 +74,8 @@ def test_pot_sees_itself_isolated(pots: Pots) -> None:
     assert run.state == "exited" and run.exit_code == 0
     lines = pots.log().splitlines()
     assert lines[0] == "web.pots.test"
-    assert lines[1] == "ladle-init web"
-    assert lines[2] == "pid=2"  # the main process; pid 1 is the mini-init
+    assert lines[1] == "memfd:catatonit"
+    assert lines[2] == "pid=2"  # the main process; pid 1 is catatonit
     assert lines[3] == "lo"  # own network namespace: loopback only ...
     assert int(lines[4], 16) & 1  # ... and up
     want = f"{caps.mask(False):016x}"
@@ -115,8 +116,7 @@ def test_inherit_network_serves_the_host(pots: Pots) -> None:
     run = pots.start(spec)
     assert os.readlink(f"/proc/{run.main_pid}/ns/net") == os.readlink("/proc/self/ns/net")
     # httpd without -f returns once it listens (it daemonises inside the pot)
-    assert pots.host.exec(spec, run, ["httpd", "-p", f"127.0.0.1:{port}", "-h", "/www"], tty=False,
-                          env={}) == 0
+    assert pots.exec(spec, ["httpd", "-p", f"127.0.0.1:{port}", "-h", "/www"]) == 0
     with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
         c.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
         reply = b""
@@ -200,25 +200,33 @@ def test_stop_is_idempotent(pots: Pots) -> None:
     assert pots.run().state == "stopped"
 
 
-def test_killed_supervisor_then_stop_recovers(pots: Pots) -> None:
-    spec = pots.spec("sleep 1000")
+def test_a_killed_monitor_is_replaced_and_the_pot_adopted(pots: Pots) -> None:
+    spec = pots.spec("sh -c 'mkfifo /go; echo one; read x < /go; echo two; exit 6'", persistent="YES")
     run = pots.start(spec)
-    os.kill(run.supervisor_pid or 0, signal.SIGKILL)
-    wait_pid(run.supervisor_pid, run.supervisor_start)
-    assert pots.host.alive(run)  # the pot outlives its supervisor ...
+    pots.wait_log("one")
+    os.kill(run.monitor_pid or 0, signal.SIGKILL)
+    wait_pid(run.monitor_pid, run.monitor_start)
+    assert pots.host.alive(run)  # the pot outlives its monitor ...
+    pots.monitor.close()
+    assert pots.exec(spec, ["sh", "-c", "echo go > /go"]) == 0  # ... the keeper starts another
+    assert pots.run().monitor_pid != run.monitor_pid  # ... which adopted it
+    pots.monitor.request("wait", pot="web")
+    assert pots.run().exit_code == 6 and pots.log() == "one\ntwo\n"  # nothing lost
+    assert pots.run().state == "running"  # persistent: the pot outlives its command
     pots.stop(spec)  # ... and stop finishes it
     assert not pots.host.alive(run)
-    assert not proc.alive(run.main_pid, None)
+    assert not proc.alive(run.main_pid, run.main_start)
     assert pots.run().state == "stopped"
 
 
 def test_everything_killed_leaves_no_mount(pots: Pots) -> None:
     spec = pots.spec("sleep 1000", mounts=[Mount("tmpfs", "tmpfs", "/scratch", ())])
     run = pots.start(spec)
-    for pid in (run.supervisor_pid, run.init_pid):
+    for pid in (run.monitor_pid, run.init_pid):
         os.kill(pid or 0, signal.SIGKILL)
     wait_pid(run.init_pid, run.init_start)
-    wait_pid(run.supervisor_pid, run.supervisor_start)
+    wait_pid(run.monitor_pid, run.monitor_start)
+    pots.monitor.close()
     pots.stop(spec)  # the fixture checks that no mount and no process is left
 
 
@@ -230,47 +238,47 @@ def test_persistent_pot_outlives_its_command_and_exec_works(pots: Pots) -> None:
     wait_pid(run.main_pid, None)  # the command is done ...
     assert pots.host.alive(run)  # ... the pot is not
     assert pots.run().state == "running"
-    assert pots.host.exec(spec, run, ["sh", "-c", "hostname; exit 5"], tty=False, env={}) == 5
+    assert pots.exec(spec, ["sh", "-c", "hostname; exit 5"]) == 5
     pots.stop(spec)
     assert pots.run().state == "stopped" and pots.run().exit_code == 0
 
 
 def test_exec_runs_inside_with_the_pots_limits(pots: Pots, capfd: pytest.CaptureFixture[str]) -> None:
     spec = pots.spec("sleep 1000")
-    run = pots.start(spec)
-    code = pots.host.exec(spec, run, ["sh", "-c", "hostname; echo $FOO; cat /proc/1/comm;"
-                                      " grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; pwd; exit 3"],
-                          tty=False, env={"FOO": "given"})
+    pots.start(spec)
+    code = pots.exec(spec, ["sh", "-c", "hostname; echo $FOO; cat /proc/1/comm;"
+                            " grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; pwd; exit 3"], env={"FOO": "given"})
     assert code == 3
     out = capfd.readouterr().out.splitlines()
-    assert out == ["web.pots.test", "given", "ladle-init web", f"CapEff:\t{caps.mask(False):016x}",
+    assert out == ["web.pots.test", "given", "memfd:catatonit", f"CapEff:\t{caps.mask(False):016x}",
                    "NoNewPrivs:\t1", "/"]
     with pytest.raises(HostError, match="cannot run 'nosuch': No such file or directory"):
-        pots.host.exec(spec, run, ["nosuch"], tty=False, env={})
-    assert pots.host.exec(spec, run, ["sh", "-c", "kill -9 $$"], tty=False, env={}) == 137
+        pots.exec(spec, ["nosuch"])
+    assert pots.exec(spec, ["sh", "-c", "kill -9 $$"]) == 137
 
 
 def test_exec_with_a_terminal(pots: Pots, capfd: pytest.CaptureFixture[str]) -> None:
     spec = pots.spec("sleep 1000")
-    run = pots.start(spec)
-    assert pots.host.exec(spec, run, ["sh", "-c", "tty; exit 4"], tty=True, env={}) == 4
+    pots.start(spec)
+    assert pots.exec(spec, ["sh", "-c", "tty; exit 4"], tty=True) == 4
     assert capfd.readouterr().out.strip() == "/dev/pts/0"  # the pot's own devpts
 
 
 def test_exec_on_a_stopped_pot_is_refused(pots: Pots) -> None:
     spec = pots.spec("true")
     pots.start(spec)
-    run = pots.wait_exit()
+    pots.wait_exit()
     with pytest.raises(StateError, match="not running"):
-        pots.host.exec(spec, run, ["true"], tty=False, env={})
+        pots.exec(spec, ["true"])
 
 
 def test_exec_render_is_nsenter(pots: Pots) -> None:
     spec = pots.spec("sleep 1")
     spec.extra["init_pid"] = 4242
     line = pots.host.exec_render(spec, ["ls", "-l"], tty=False)[0]
-    assert line.startswith("nsenter --target 4242 --mount --uts --ipc --net --pid ")
-    assert line.endswith(" ls -l")
+    assert line.startswith("nsenter --target 4242 --mount --uts --ipc --net --pid --root --wd=/ -- setpriv "
+                           "--bounding-set=-all,+chown,")
+    assert " --no-new-privs -- env -i " in line and line.endswith(" ls -l")
 
 
 # Start failures ------------------------------------------------------------------------------
@@ -281,11 +289,12 @@ def test_start_reports_why_the_command_cannot_run(pots: Pots, cmd: str) -> None:
         pots.start(pots.spec(cmd))
     row = pots.row()
     assert row["state"] == "failed" and "cannot run 'nosuch'" in str(row["error"])
+    assert pots.monitor.request("status")["pots"] == {}  # its pid 1 went with the failed start
 
 
 def test_start_reports_a_bad_mount(pots: Pots, tmp_path: Path) -> None:
     spec = pots.spec("true", mounts=[Mount("bind", str(tmp_path / "missing"), "/data", ())])
-    with pytest.raises(HostError, match=r"pot web: cannot mount bind .*missing on /data: No such file"):
+    with pytest.raises(HostError, match=r"pot web: cannot mount .*missing on /data: No such file"):
         pots.start(spec)
 
 
@@ -372,7 +381,7 @@ def test_copy_in_and_out_never_leaves_the_pot(pots: Pots, tmp_path: Path, runnin
     _copy(pots, "in", src, "/trap", running=running)
     assert not (up / "trap").is_symlink() and (up / "trap").read_text() == "from host\n"
     if running:
-        assert pots.host.exec(spec, pots.run(), ["cat", "/in-rel.txt"], tty=False, env={}) == 0
+        assert pots.exec(spec, ["cat", "/in-rel.txt"]) == 0
 
 
 def test_copy_trees_links_and_parents(pots: Pots, tmp_path: Path) -> None:
@@ -401,50 +410,53 @@ def test_copy_trees_links_and_parents(pots: Pots, tmp_path: Path) -> None:
 def test_copy_render(pots: Pots) -> None:
     spec = pots.spec("true")
     lines = pots.host.copy_plan(spec, None, "in", "/etc/hosts", "/etc/hosts", True)[0].render()
-    assert lines[0].startswith("# illustrative")
+    assert lines[0].startswith("# descriptor by descriptor, never following a symlink")
+    assert lines[1] == "unshare --mount --propagation private"
     assert any(line.startswith("mount -t overlay") for line in lines)
     assert lines[-1].startswith("cp -a --no-dereference /etc/hosts ")
 
 
-# Foreground --------------------------------------------------------------------------------------
-
-def test_run_foreground_returns_the_exit_code_and_tees_the_log(pots: Pots,
-                                                               capfd: pytest.CaptureFixture[str]) -> None:
-    spec = pots.spec("sh -c 'echo out; echo err >&2; exit 3'")
-    assert pots.host.run_foreground(spec, log=True) == 3
-    got = capfd.readouterr()
-    assert got.out == "out\n" and got.err == "err\n"
-    assert sorted(pots.log().splitlines()) == ["err", "out"]
-    row = pots.row()
-    assert row["state"] == "exited" and row["exit_code"] == 3
-    assert pots.host.run_foreground(spec, log=False) == 3
-    assert capfd.readouterr().out == "out\n"
-
-
-def test_run_foreground_reports_exec_failure(pots: Pots) -> None:
-    with pytest.raises(HostError, match="cannot run 'nosuch'"):
-        pots.host.run_foreground(pots.spec("nosuch"), log=False)
-
-
 # Plans, attributes, bases --------------------------------------------------------------------
 
-def test_start_and_stop_plans_render_and_round_trip(pots: Pots) -> None:
+def test_start_is_split_around_host_side_steps_and_renders_exact_commands(pots: Pots) -> None:
     spec = pots.spec("nginx -g 'daemon off;'", mounts=[Mount("bind", "/srv", "/srv", ("ro",))])
     steps = pots.host.start_plan(spec)
-    assert len(steps) == 1 and isinstance(steps[0], LinuxStart)
-    text = "\n".join(steps[0].render())
-    assert text.startswith("# illustrative")
-    for want in ("unshare --mount --uts --ipc --net --pid --fork", "mount -t overlay overlay",
-                 "mount --rbind /srv", "remount,bind,ro", "pivot_root", "hostname web.pots.test",
-                 "cap_net_bind_service", "exec nginx -g", "daemon off;", "mount -t proc proc -o"):
-        assert want in text, want
-    again = Step.from_json(steps[0].to_json())
-    assert again == steps[0]
+    assert [type(s) for s in steps] == [LinuxSandbox, LinuxLinkUp, LinuxEnter, LinuxMain]
+    lines = [line for s in steps for line in s.render()]
+    root = f"{pots.base}/run/web/root"
+    assert "unshare --pid --fork --mount --uts --ipc --net --propagation private" in lines
+    assert 'nsenter --target "$PID1" --net -- ip link set lo up' in lines  # host side, pid 1 waiting
+    for want in (f"mount -t overlay -o lowerdir={pots.tree},upperdir={pots.base}/web/upper,"
+                 f"workdir={pots.base}/web/work overlay {root}",
+                 f"mount --rbind /srv {root}/srv", f"mount -o remount,bind,ro {root}/srv",
+                 f"mount -t proc -o nosuid,nodev,noexec proc {root}/proc",
+                 f"mount -t tmpfs -o nosuid,strictatime,mode=755,size=65536k tmpfs {root}/dev",
+                 f"mknod -m 666 {root}/dev/null c 1 3", f"ln -s pts/ptmx {root}/dev/ptmx",
+                 f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {root}/sys",
+                 f"mount --bind /dev/null {root}/proc/kcore", "hostname web.pots.test", f"cd {root}",
+                 "pivot_root . .", "umount -l ."):
+        assert want in lines, want
+    assert any(line.startswith("exec setpriv --bounding-set=-all,+chown,") and "+net_bind_service" in line
+               and line.endswith("-- env -i catatonit -P  # from a sealed copy in memory") for line in lines)
+    main = lines[-1]
+    assert main.startswith('nsenter --target "$PID1" --mount --uts --ipc --net --pid --root --wd=/ -- setpriv ')
+    assert "exec nginx -g" in main and "daemon off;" in main and main.endswith(f"2>{pots.base}/run/web/err.fifo")
+    # no step pretends: each renders what it does
+    assert not any("illustrative" in line for line in lines)
+    for step in steps:
+        assert Step.from_json(step.to_json()) == step
     assert spec_from_json(spec_to_json(spec)) == spec
-    inverse = steps[0].inverse()
-    assert type(inverse[0]).__name__ == "LinuxStop"
-    stop = pots.host.stop_plan(spec, RunRecord("web", "running", init_pid=1234))[0].render()
-    assert stop == ["kill -TERM 1234", "# wait up to 10s for it to exit (pidfd), then:", "kill -KILL 1234"]
+    assert [type(s).__name__ for s in steps[0].inverse()] == ["LinuxDiscard"]
+    assert [type(s).__name__ for s in steps[-1].inverse()] == ["LinuxStop"]
+    stop = pots.host.stop_plan(spec, RunRecord("web", "running", init_pid=1234, main_pid=1236))[0].render()
+    assert stop == ["kill -TERM 1236", "# if it still runs after 10s (waited for on a pidfd, not polled):",
+                    "kill -KILL 1234"]
+
+
+def test_inherit_network_has_no_host_side_step(pots: Pots) -> None:
+    steps = pots.host.start_plan(pots.spec("true", network="inherit", sysvipc="inherit"))
+    assert [type(s) for s in steps] == [LinuxSandbox, LinuxEnter, LinuxMain]
+    assert steps[0].render()[1] == "unshare --pid --fork --mount --uts --propagation private"
 
 
 def test_attributes() -> None:
@@ -504,76 +516,6 @@ def test_exec_stop_runs_inside_before_sigterm(pots: Pots) -> None:
     pots.stop(spec)
     assert pots.log() == "exec-stop on web.pots.test\n"
     assert pots.run().state == "stopped"
-
-
-_CTRL_C = """
-import json, sys
-from ladle.hosts.linux import LinuxHost
-from ladle.hosts.linux.steps import spec_from_json
-from ladle.plan.runner import SubprocessRunner
-spec = spec_from_json(json.loads(sys.argv[1]))
-code = LinuxHost(SubprocessRunner(), sys.argv[2]).run_foreground(spec, log=False)
-print(f"exit={code}", flush=True)
-"""
-
-
-def _pgrp_and_tty_group(pid: int) -> tuple[int, int]:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[2]), int(fields[5])
-
-
-def test_ctrl_c_reaches_the_main_process_once(pots: Pots, tmp_path: Path) -> None:
-    """`ladle run` under a terminal: the main process owns the terminal (it can read it) and a
-    Ctrl-C reaches it once, not also through the supervisor and pid 1."""
-    import pty
-    import sys
-
-    spec = pots.spec("sh -c 'trap \"echo got-INT\" INT; echo ready; read line; echo read-$line;"
-                     " echo armed; read x; exit 5'")
-    pid, master = pty.fork()
-    if pid == 0:
-        try:
-            os.execv(sys.executable, [sys.executable, "-c", _CTRL_C, json.dumps(spec_to_json(spec)),
-                                      str(tmp_path)])
-        finally:
-            os._exit(99)
-    seen = b""
-
-    def until(text: bytes) -> None:
-        nonlocal seen
-        while text not in seen:
-            ready, _, _ = select.select([master], [], [], 10)
-            assert ready, f"timed out waiting for {text!r}; got {seen!r}"
-            try:
-                data = os.read(master, 4096)
-            except OSError:
-                data = b""
-            assert data, f"EOF while waiting for {text!r}; got {seen!r}"
-            seen += data
-
-    try:
-        until(b"ready")
-        init_pid = int(Path(f"/proc/{pid}/task/{pid}/children").read_text().split()[0])
-        main_pid = int(Path(f"/proc/{init_pid}/task/{init_pid}/children").read_text().split()[0])
-        # the main process leads the terminal's foreground group; the supervisor and pid 1 are not
-        # in it, so the terminal's SIGINT is not also forwarded to the main process by them
-        assert _pgrp_and_tty_group(main_pid) == (main_pid, main_pid)
-        assert _pgrp_and_tty_group(pid)[0] != main_pid
-        assert _pgrp_and_tty_group(init_pid)[0] != main_pid
-        os.write(master, b"typed\n")  # the main process can read its terminal ...
-        until(b"read-typed")
-        until(b"armed")
-        os.write(master, b"\x03")  # ... and a Ctrl-C reaches it once
-        until(b"got-INT")
-        os.write(master, b"\n")  # whether or not the trap ended the read
-        until(b"exit=")
-        until(b"\n")
-    finally:
-        os.close(master)
-        os.waitpid(pid, 0)
-    text = seen.decode().replace("\r", "")
-    assert text.count("got-INT") == 1, text
-    assert "exit=5" in text, text
 
 
 def test_copy_in_creates_parents_through_a_dangling_link_inside_the_pot(pots: Pots, tmp_path: Path) -> None:

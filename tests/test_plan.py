@@ -42,11 +42,9 @@ def test_a_successful_plan_leaves_no_intent_log(tmp_path: Path) -> None:
 
 
 def test_dry_run_prints_the_steps_and_changes_nothing(tmp_path: Path) -> None:
-    import io
-    out = io.StringIO()
-    Executor(ctx(tmp_path), dry_run=True, out=out).run("t", "g", [MakeDir(str(tmp_path / "a"), 0o700),
-                                                              Cmd(["zfs", "create", "p/x y"])])
-    assert out.getvalue() == f"mkdir -m 700 {tmp_path / 'a'}\nzfs create 'p/x y'\n"
+    lines = Executor(ctx(tmp_path), dry_run=True).run("t", "g", [MakeDir(str(tmp_path / "a"), 0o700),
+                                                                 Cmd(["zfs", "create", "p/x y"])])
+    assert lines == [f"mkdir -m 700 {tmp_path / 'a'}", "zfs create 'p/x y'"]
     assert not (tmp_path / "a").exists()
 
 

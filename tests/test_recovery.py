@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -45,15 +46,28 @@ def test_destroy_killed_half_way_is_finished(ladle: Ladle) -> None:
     assert not (ladle.root / "storage" / "pots" / "web").exists()
 
 
-def test_a_killed_supervisor_is_cleaned_up_by_gc(ladle: Ladle) -> None:
+def test_a_killed_monitor_stops_nothing_and_loses_nothing(ladle: Ladle) -> None:
     ladle("create-base", "-r", "busybox")
+    ladle("create", "-p", "job", "-b", "busybox", "-c", "sh -c 'echo before; read x < /go; echo after; exit 7'")
+    ladle("set-attr", "-p", "job", "-A", "persistent", "-V", "no")
     ladle("create", "-p", "web", "-b", "busybox", "-c", "sleep 1000")
+    subprocess.run(["mkfifo", str(ladle.root / "storage" / "pots" / "job" / "fs" / "go")], check=True)
+    ladle("start", "job")
     ladle("start", "web")
     run = json.loads(ladle("info", "-p", "web", "--json").stdout)["run"]
-    os.kill(run["supervisor_pid"], signal.SIGKILL)
-    assert "cleaned up after crashed pot web" in ladle("gc").stdout
-    assert json.loads(ladle("info", "-p", "web", "--json").stdout)["status"] == "stopped"
-    ladle("start", "web")
+    os.kill(run["monitor_pid"], signal.SIGKILL)
+    report = ladle("gc").stdout
+    assert "crashed" not in report  # gc adopts running pots; it never stops them
+    for name in ("job", "web"):
+        assert json.loads(ladle("info", "-p", name, "--json").stdout)["status"] == "running"
+    assert ladle("exec", "job", "--", "sh", "-c", "echo go > /go").returncode == 0
+    ladle("exec", "web", "--", "true")
+    deadline = time.monotonic() + 10
+    while json.loads(ladle("info", "-p", "job", "--json").stdout)["status"] == "running":
+        assert time.monotonic() < deadline, "job never ended"
+    assert json.loads(ladle("info", "-p", "job", "--json").stdout)["status"] == "exited (7)"
+    assert ladle("logs", "job").stdout == "before\nafter\n"
+    assert ladle("last-run-stats", "-p", "job").stdout == '{"ExitCode": 7}\n'
     ladle("stop", "web")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -312,11 +311,10 @@ def test_receive_onto_an_existing_dataset_fails_and_leaves_nothing(env: Env) -> 
 
 
 def test_dry_run_prints_and_changes_nothing(env: Env) -> None:
-    out = io.StringIO()
-    Executor(Context(SubprocessRunner(), env.store), dry_run=True, out=out).run(
+    lines = Executor(Context(SubprocessRunner(), env.store), dry_run=True).run(
         "create", "pots/a", env.zfs.new("pots/a"))
     ds = env.zfs.ds("pots/a")
-    assert out.getvalue() == f"zfs create {ds}\n# state: record layers key=pots/a\n"
+    assert lines == [f"zfs create {ds}", "# state: record layers key=pots/a"]
     assert ds not in env.zfs.datasets()
 
 

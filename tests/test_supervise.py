@@ -1,285 +1,222 @@
-"""Supervision pieces on their own: the mini-init, the daemon spawn, pidfds, run records, logs."""
+"""The monitor and its keeper, on their own and with the FreeBSD launcher (jexec faked at the
+command boundary only, by tests/fakes/jexec): processes owned, logs and exit statuses kept when
+the monitor is killed, non-persistent teardown, exec, the wire protocol, the platform seams."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import io
 import os
+import select
 import signal
 import socket
-import threading
-from collections.abc import Iterator
+import struct
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from ladle import proc
-from ladle.state.store import Store
-from ladle.supervise import daemon, init, logs, pidfd, record, runs, supervisor
+import ladle
+from ladle import platform
+from ladle.hosts.base import RunRecord, RuntimeSpec
+from ladle.hosts.freebsd import FreeBSDHost
+from ladle.platform.freebsd import parse_kinfo_proc
+from ladle.storage.snapshotter import Mount
+from ladle.supervise import logs, protocol
+from ladle.supervise.client import MonitorClient
+from ladle.supervise.monitor import exit_code
+from tests.freebsd_monitor import FreeBSDPots, wait_gone
+from tests.recording_runner import RecordingRunner
 
-# The mini-init ---------------------------------------------------------------------------------
+# The FreeBSD launcher --------------------------------------------------------------------------
+
+def test_the_monitor_runs_jexec_and_records_the_run(freebsd: FreeBSDPots, tmp_path: Path) -> None:
+    row = freebsd.start("web", ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"])
+    assert row["state"] == "running" and row["monitor_pid"] == freebsd.monitor_pid()
+    ended = freebsd.wait_ended("web")
+    assert (tmp_path / "jexec.log").read_text().startswith("jexec -U root web /bin/sh -c")
+    assert ended["exit_code"] == 3 and ended["state"] == "running"  # persistent: the jail stays
+    assert sorted(freebsd.log("web").split()) == ["err", "out"]
+    freebsd.stop("web")
+    assert freebsd.row("web")["state"] == "stopped"
 
 
-@contextlib.contextmanager
-def _init(argv: list[str], persistent: bool) -> Iterator[tuple[int, int]]:
-    """Fork a mini-init whose main process runs argv; yields (init pid, main pid) and makes sure
-    the init is gone afterwards, whatever the test did."""
+def test_a_non_persistent_pot_is_torn_down_when_its_command_ends(freebsd: FreeBSDPots, tmp_path: Path) -> None:
+    marker = tmp_path / "torn-down"
+    teardown = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('stop')"]
+    freebsd.start("job", ["/bin/sh", "-c", "exit 4"], persistent=False, on_exit=teardown)
+    assert freebsd.wait_ended("job")["exit_code"] == 4
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert marker.read_text() == "stop"  # on FreeBSD this is `ladle stop job`: jail -r, umount
+
+
+def test_a_stopped_command_ends_stopped_with_its_signal(freebsd: FreeBSDPots) -> None:
+    freebsd.start("long", ["sleep", "1000"])
+    freebsd.stop("long")
+    row = freebsd.row("long")
+    assert row["state"] == "stopped" and row["exit_code"] == 128 + signal.SIGTERM
+
+
+def test_a_missing_jail_fails_with_jexecs_message(freebsd: FreeBSDPots) -> None:
+    freebsd.start("missing", ["true"])
+    assert freebsd.wait_ended("missing")["exit_code"] == 1
+    assert 'jail "missing" not found' in freebsd.log("missing")
+
+
+def test_exec_returns_the_code_of_the_command_in_the_jail(freebsd: FreeBSDPots,
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    freebsd.start("box", ["sleep", "1000"])
+    spec = RuntimeSpec(name="box", hostname="box", root=[Mount("bind", "/", "/")], mounts=[], cmd="", env={"A": "1"},
+                       attrs={}, network="inherit", log_path="", run_dir="")
+    code = freebsd.host.exec(spec, RunRecord("box", "running"), ["sh", "-c", "echo inside $A; exit 6"],
+                             freebsd.monitor, tty=False, env={})
+    assert code == 6
+    assert capfd.readouterr().out == "inside 1\n"
+    freebsd.stop("box")
+
+
+def test_a_killed_monitor_loses_no_log_line_and_no_exit_status(freebsd: FreeBSDPots, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    freebsd.start("job", ["/bin/sh", "-c", f"echo before; read x < {go}; echo after; exit 9"])
+    first = freebsd.monitor_pid()
+    os.kill(first, signal.SIGKILL)
+    wait_gone(first, None)
+    with open(go, "w") as f:  # the command goes on, writes and exits while no monitor runs
+        f.write("now\n")
+    freebsd.monitor.close()
+    assert freebsd.monitor_pid() != first  # the keeper started another, which adopted the pot
+    ended = freebsd.wait_ended("job")
+    assert ended["exit_code"] == 9
+    assert freebsd.log("job").split() == ["before", "after"]
+    freebsd.stop("job")
+
+
+# The monitor on its own ----------------------------------------------------------------------
+
+def test_the_monitor_starts_on_demand_and_goes_when_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LADLE_MONITOR_IDLE", "0.2")
+    root = tmp_path / "root"
+    ladle.Client(str(root)).init()
+    monitor = MonitorClient(str(root), FreeBSDHost(RecordingRunner(), str(root)).monitor_argv())
+    hello = monitor.request("hello")
+    assert hello["launcher"] == "freebsd"
+    keeper = _parent(hello["pid"])
+    assert _cmdline(keeper).startswith(f"ladle-mon-keeper {root}")
+    assert _cmdline(hello["pid"]).startswith(f"ladle-mon {root}")
+    monitor.close()
+    wait_gone(hello["pid"], hello["start"])
+    wait_gone(keeper, None)
+    assert not (root / "run" / "monitor.sock").exists()
+
+
+def test_bad_requests_get_one_line_errors(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    ladle.Client(str(root)).init()
+    monitor = MonitorClient(str(root), FreeBSDHost(RecordingRunner(), str(root)).monitor_argv())
+    try:
+        with pytest.raises(ladle.LadleError, match="unknown monitor request 'frobnicate'"):
+            monitor.request("frobnicate")
+        with pytest.raises(ladle.StateError, match="pot nosuch is not running"):
+            monitor.request("signal", pot="nosuch", signal=15)
+        with pytest.raises(ladle.UsageError, match="three descriptors"):
+            monitor.request("spawn", role="exec", pot="x")
+        protocol_sock = monitor.sock
+        protocol_sock.send(b"not json")
+        message, _ = protocol.receive(protocol_sock)
+        assert message is not None and "unknown monitor request" in str(message.get("error"))
+        assert monitor.request("hello")["launcher"] == "freebsd"  # still serving
+    finally:
+        monitor.close()
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _cmdline(pid: int) -> str:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().replace(b"\0", b" ").decode().strip()
+
+
+def test_exit_codes_read_like_a_shell() -> None:
+    assert exit_code(3 << 8) == 3
+    assert exit_code(signal.SIGKILL) == 128 + signal.SIGKILL
+    assert exit_code(None) is None
+
+
+# The platform seams ------------------------------------------------------------------------------
+
+def test_process_identity_survives_pid_reuse() -> None:
+    child = subprocess.Popen(["sleep", "100"])
+    start = platform.start_time(child.pid)
+    assert start is not None and platform.alive(child.pid, start)
+    assert not platform.alive(child.pid, start + 1)  # another process with that pid is not it
+    child.kill()
+    child.wait()
+    assert not platform.alive(child.pid, start)
+
+
+def test_the_exit_watcher_sees_a_process_that_is_not_our_child() -> None:
+    proc = subprocess.Popen(["sh", "-c", "sleep 0.2 & echo $!"], stdout=subprocess.PIPE, text=True)
+    grandchild = int(proc.communicate()[0])
+    watcher = platform.current.exit_watcher()
+    try:
+        assert watcher.add(grandchild) or not platform.alive(grandchild, None)
+        assert select.select([watcher.fileno()], [], [], 10)[0]
+        assert watcher.exited() == [grandchild]
+    finally:
+        watcher.close()
+
+
+def test_the_file_watcher_wakes_for_appends_and_creation(tmp_path: Path) -> None:
+    path = tmp_path / "log"
+    watcher = platform.current.file_watcher(str(path))
+    try:
+        path.write_text("x")
+        assert select.select([watcher.fileno()], [], [], 5)[0]
+        watcher.clear()
+        assert not select.select([watcher.fileno()], [], [], 0)[0]
+        with open(path, "a") as f:
+            f.write("y")
+        assert select.select([watcher.fileno()], [], [], 5)[0]
+    finally:
+        watcher.close()
+
+
+def test_freebsd_process_start_times_come_from_kinfo_proc() -> None:
+    buf = bytearray(1088)
+    struct.pack_into("qq", buf, 336, 1_700_000_000, 250)
+    buf[388] = 2  # SRUN
+    assert parse_kinfo_proc(bytes(buf)) == 1_700_000_000_000_250
+    buf[388] = 5  # SZOMB
+    assert parse_kinfo_proc(bytes(buf)) is None
+    assert parse_kinfo_proc(bytes(buf), zombies=True) == 1_700_000_000_000_250
+
+
+def test_logs_follow_until_the_pot_stops(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "p.log"
+    writer = subprocess.Popen(["sh", "-c", f"sleep 0.1; echo one >> {path}; sleep 0.1; echo two >> {path}"])
+    got = b"".join(logs.follow(str(path), lambda: writer.poll() is None))
+    assert got == b"one\ntwo\n"
+
+
+def test_protocol_passes_descriptors_with_their_message() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     r, w = os.pipe()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, init.WAITED)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            main = os.fork()
-            if main == 0:
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.pthread_sigmask(signal.SIG_SETMASK, set())
-                os.execvp(argv[0], argv)
-            os.write(w, str(main).encode())
-            os.close(w)
-            init.run(main, persistent)
-        finally:
-            os._exit(99)
-    signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    os.close(w)
-    main = int(os.read(r, 64))
-    os.close(r)
     try:
-        yield pid, main
+        protocol.send(a, {"id": 1, "op": "x"}, [w])
+        message, fds = protocol.receive(b)
+        assert message == {"id": 1, "op": "x"} and len(fds) == 1
+        os.write(fds[0], b"through")
+        os.close(fds[0])
+        assert os.read(r, 7) == b"through"
+        a.close()
+        assert protocol.receive(b) == (None, [])
     finally:
-        with contextlib.suppress(ProcessLookupError, ChildProcessError):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-
-
-def _exit_code(pid: int) -> int:
-    return init.exit_code(os.waitpid(pid, 0)[1])
-
-
-def _gone(pid: int, timeout: float) -> bool:
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:  # exited and already reaped
-        return True
-    try:
-        return pidfd.wait(fd, timeout)
-    finally:
-        os.close(fd)
-
-
-def test_init_exits_with_the_main_process_status() -> None:
-    with _init(["sh", "-c", "exit 7"], persistent=False) as (pid, _):
-        assert _exit_code(pid) == 7
-    with _init(["true"], persistent=False) as (pid, _):
-        assert _exit_code(pid) == 0
-
-
-def test_init_forwards_signals_and_reports_128_plus_signal() -> None:
-    with _init(["sleep", "1000"], persistent=False) as (pid, main):
-        os.kill(pid, signal.SIGTERM)
-        assert _exit_code(pid) == 128 + signal.SIGTERM
-        assert not proc.alive(main, None)
-
-
-def test_persistent_init_outlives_its_main_process_until_stopped() -> None:
-    with _init(["sh", "-c", "exit 4"], persistent=True) as (pid, main):
-        assert _gone(main, 10)
-        assert not _gone(pid, 0.1)  # still serving as init
-        os.kill(pid, signal.SIGHUP)  # not a stop signal: ignored without a main process
-        assert not _gone(pid, 0.05)
-        os.kill(pid, signal.SIGTERM)
-        assert _exit_code(pid) == 4
-
-
-def test_exit_code() -> None:
-    assert init.exit_code(0) == 0
-    assert init.exit_code(3 << 8) == 3
-    assert init.exit_code(signal.SIGKILL) == 137
-
-
-# The daemon ------------------------------------------------------------------------------------
-
-def test_spawn_reports_and_detaches(tmp_path: Path) -> None:
-    lock = os.open(tmp_path / "held.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    try:
-        def body(chan: socket.socket) -> int:
-            fds = sorted(os.listdir("/proc/self/fd"))
-            held = any(os.readlink(f"/proc/self/fd/{fd}").endswith("held.lock") for fd in fds
-                       if os.path.exists(f"/proc/self/fd/{fd}"))
-            chan.sendall(f"R {os.getpid()} {os.getsid(0)} {os.getppid()} {held}".encode())
-            chan.shutdown(socket.SHUT_WR)
-            chan.recv(1)  # until the caller closes its end
-            return 0
-
-        report, chan = daemon.spawn(body)
-        _, pid, sid, ppid, held = report.split()
-        assert held == "False"  # the daemon never holds the caller's locks
-        assert int(sid) != os.getsid(0) and int(ppid) != os.getpid()
-        assert not _gone(int(pid), 0)
-        chan.close()
-        assert _gone(int(pid), 10)
-    finally:
-        os.close(lock)
-
-
-def test_spawn_reports_a_failing_body() -> None:
-    def body(chan: socket.socket) -> int:
-        raise RuntimeError("boom")
-
-    report, chan = daemon.spawn(body)
-    chan.close()
-    assert report == "E supervisor failed: RuntimeError: boom"
-
-    report, chan = daemon.spawn(lambda chan: 0)
-    chan.close()
-    assert report == ""
-
-
-# pidfds -------------------------------------------------------------------------------------------
-
-def test_pidfd_checks_identity_and_waits() -> None:
-    pid = os.fork()
-    if pid == 0:
-        signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        os.execvp("sleep", ["sleep", "1000"])
-    try:
-        start = proc.start_time(pid)
-        assert pidfd.open_verified(pid, (start or 0) + 1) is None  # another process by that pid
-        fd = pidfd.open_verified(pid, start)
-        assert fd is not None
-        assert not pidfd.wait(fd, 0)
-        assert pidfd.send(fd, signal.SIGTERM)
-        assert pidfd.wait(fd, 10)
-        os.waitpid(pid, 0)
-        assert not pidfd.send(fd, signal.SIGTERM)
-        os.close(fd)
-        assert pidfd.open_verified(pid, start) is None
-    finally:
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-
-
-# Run records --------------------------------------------------------------------------------------
-
-@pytest.fixture
-def store_path(tmp_path: Path) -> Iterator[str]:
-    path = str(tmp_path / "ladle.db")
-    Store(path).close()
-    yield path
-
-
-def test_runs_write_respects_a_newer_supervisor(store_path: str) -> None:
-    runs.write(store_path, "web", runs.running(10, 1, 11, 1, 12))
-    runs.write(store_path, "web", runs.ended(runs.running(99, 1, 98, 1, 97), "exited", 0),
-               only_if_supervisor=99)
-    store = Store(store_path)
-    row = store.get("runs", pot="web")
-    assert row is not None and row["state"] == "running" and row["supervisor_pid"] == 10
-    runs.write(store_path, "web", runs.ended(runs.running(10, 1, 11, 1, 12), "exited", 3),
-               only_if_supervisor=10)
-    row = store.get("runs", pot="web")
-    assert row is not None and row["state"] == "exited" and row["exit_code"] == 3
-    store.close()
-
-
-def test_recorder_writes_from_a_fresh_interpreter(store_path: str) -> None:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            record.exec_recorder(store_path, "web", runs.ended(runs.running(1, 1, 2, 2, 3), "exited", 5))
-        finally:
-            os._exit(99)
-    assert _exit_code(pid) == 0
-    store = Store(store_path)
-    row = store.get("runs", pot="web")
-    store.close()
-    assert row is not None and row["state"] == "exited" and row["exit_code"] == 5
-
-
-def test_exit_file_is_for_its_own_supervisor(tmp_path: Path) -> None:
-    path = str(tmp_path / "exit")
-    supervisor._write_exit(path, {"supervisor_pid": 5, "exit_code": 1})
-    assert supervisor.read_exit(path, 6) is None
-    assert not os.path.exists(path)
-    supervisor._write_exit(path, {"supervisor_pid": 5, "exit_code": 1})
-    assert supervisor.read_exit(path, 5) == {"supervisor_pid": 5, "exit_code": 1}
-
-
-# Logs ---------------------------------------------------------------------------------------------
-
-def _writer(path: Path, lines: list[str], done: threading.Event, created: threading.Event | None = None,
-            ) -> threading.Thread:
-    def run() -> None:
-        if created is not None:
-            created.wait(10)
-        for line in lines:
-            with open(path, "a") as f:
-                f.write(line)
-        done.set()
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
-
-
-def test_follow_prints_the_log_then_what_is_appended(tmp_path: Path) -> None:
-    path = tmp_path / "web.log"
-    path.write_text("old\n")
-    done = threading.Event()
-    out = io.BytesIO()
-    t = _writer(path, ["one\n", "two\n"], done)
-    logs.follow(str(path), lambda: not done.is_set(), out)
-    t.join()
-    assert out.getvalue() == b"old\none\ntwo\n"
-
-
-def test_follow_waits_for_the_log_to_appear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(logs, "RECHECK", 0.05)  # the writer's last act is not a file event
-    path = tmp_path / "later.log"
-    done, go = threading.Event(), threading.Event()
-    out = io.BytesIO()
-    t = _writer(path, ["first\n"], done, go)
-    calls = []
-
-    def running() -> bool:
-        calls.append(1)
-        go.set()
-        return not done.is_set()
-
-    logs.follow(str(path), running, out)
-    t.join()
-    assert out.getvalue() == b"first\n"
-
-
-def test_follow_returns_at_once_for_a_stopped_pot(tmp_path: Path) -> None:
-    path = tmp_path / "x.log"
-    path.write_text("all\n")
-    out = io.BytesIO()
-    logs.follow(str(path), lambda: False, out)
-    assert out.getvalue() == b"all\n"
-    out = io.BytesIO()
-    logs.dump(str(path), out)
-    assert out.getvalue() == b"all\n"
-
-
-def test_follow_sleeps_on_inotify_not_a_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "quiet.log"
-    path.write_text("")
-    monkeypatch.setattr(logs, "RECHECK", 0.1)
-    calls = []
-
-    def running() -> bool:
-        calls.append(1)
-        return len(calls) < 4
-
-    before = os.times()
-    logs.follow(str(path), running, io.BytesIO())
-    used = os.times()
-    assert len(calls) == 4  # woken only by the re-check timeout, three times in 0.3 s
-    assert (used.user - before.user) + (used.system - before.system) < 0.1
+        for fd in (r, w):
+            os.close(fd)
+        b.close()

@@ -1,4 +1,8 @@
-"""The `ladle` command. `--version` answers before anything heavy is imported (DESIGN §9)."""
+"""The `ladle` command: a presenter of `ladle.Client` and nothing else.
+
+`--version` answers before anything else is imported (DESIGN §9); argparse (not click) keeps
+every other command's start-up short.
+"""
 
 from __future__ import annotations
 

@@ -1,88 +1,108 @@
-"""Verbs that run pots: start, stop, exec, term, logs, run."""
+"""Verbs that run pots: start, stop, exec, term, logs, run, last-run-stats."""
 
 from __future__ import annotations
 
-import click
+import argparse
+import json
+import sys
+from typing import Any
 
-from ladle.cli.app import changes, cli, engine, pot_name
-
-_PASSTHROUGH = {"ignore_unknown_options": True, "allow_interspersed_args": False}
-
-
-@cli.command("start")
-@click.argument("positional", required=False, metavar="[NAME]")
-@click.option("-p", "pot", metavar="NAME")
-@changes
-def start_cmd(positional: str | None, pot: str | None) -> None:
-    """Start a pot; returns once its command runs, or fails with the reason."""
-    from ladle.engine.lifecycle import start
-    start(engine(), pot_name(positional, pot))
+import ladle
+from ladle.cli.app import change, pot_arg, pot_name, verb
+from ladle.cli.output import show_change
 
 
-@cli.command("stop")
-@click.argument("positional", required=False, metavar="[NAME]")
-@click.option("-p", "pot", metavar="NAME")
-@changes
-def stop_cmd(positional: str | None, pot: str | None) -> None:
-    """Stop a pot: SIGTERM, then SIGKILL after its stop_timeout; then clean up."""
-    from ladle.engine.lifecycle import stop
-    stop(engine(), pot_name(positional, pot))
+def register(verbs: Any) -> None:
+    p = verb(verbs, "start", change(lambda c, a: c.start(pot_name(a))),
+             "start a pot; returns once its command runs, or fails with the reason", changes=True)
+    pot_arg(p)
+
+    p = verb(verbs, "stop", change(lambda c, a: c.stop(pot_name(a))),
+             "stop a pot: SIGTERM, then SIGKILL after its stop_timeout; then clean up", changes=True)
+    pot_arg(p)
+
+    p = verb(verbs, "exec", _exec, "run a command inside a running pot; exits with its exit code", changes=True)
+    p.add_argument("-p", dest="pot", metavar="NAME")
+    p.add_argument("-t", dest="tty", action="store_true", help="allocate a terminal")
+    p.add_argument("-e", dest="env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment (repeatable)")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="[NAME] [--] COMMAND [ARG]...")
+
+    p = verb(verbs, "term", _term, "open an interactive shell in a running pot")
+    pot_arg(p)
+
+    p = verb(verbs, "logs", _logs, "show the main process's stdout and stderr")
+    pot_arg(p)
+    p.add_argument("-f", dest="follow", action="store_true", help="keep printing new output until the pot stops")
+
+    p = verb(verbs, "last-run-stats", _last_run_stats,
+             "how the pot's command last ended, as pot prints it: {\"ExitCode\": N}")
+    pot_arg(p)
+
+    p = verb(verbs, "run", _run, "create a non-persistent pot on BASE, run COMMAND attached, exit with its code",
+             changes=True)
+    p.add_argument("--rm", dest="remove", action="store_true", help="destroy the pot when its command exits")
+    p.add_argument("-p", "--name", dest="name", metavar="NAME", help="pot name (default: run-<random>)")
+    p.add_argument("-d", "--detach", dest="detach", action="store_true",
+                   help="start in the background and print the name")
+    p.add_argument("-N", dest="network", choices=("inherit", "none"), default="none",
+                   help="network type (default: none)")
+    p.add_argument("base", metavar="BASE")
+    p.add_argument("args", nargs=argparse.REMAINDER, metavar="[--] COMMAND [ARG]...")
 
 
-@cli.command("exec", context_settings=_PASSTHROUGH)
-@click.option("-p", "pot", metavar="NAME")
-@click.option("-t", "tty", is_flag=True, help="Allocate a terminal.")
-@click.option("-e", "env", multiple=True, metavar="KEY=VALUE", help="Extra environment (repeatable).")
-@click.option("--dry-run", is_flag=True, help="Print the command instead of running it.")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[NAME] [--] COMMAND [ARG]...")
-@click.pass_context
-def exec_cmd(ctx: click.Context, pot: str | None, tty: bool, env: tuple[str, ...], dry_run: bool,
-             args: tuple[str, ...]) -> int:
-    """Run a command inside a running pot; exits with its exit code."""
-    from ladle.engine.lifecycle import exec_
-    argv = list(args)
+def _command(args: list[str]) -> list[str]:
+    return args[1:] if args[:1] == ["--"] else args
+
+
+def _env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ladle.UsageError(f"invalid environment entry {pair!r}: expected KEY=value")
+        env[key] = value
+    return env
+
+
+def _exec(client: ladle.Client, args: argparse.Namespace) -> int:
+    argv = _command(list(args.args))
+    pot = args.pot
     if pot is None and argv:
         pot = argv.pop(0)
-    if argv[:1] == ["--"]:
-        argv.pop(0)
-    if dry_run:
-        ctx.obj.dry_run = True
-    return exec_(engine(), pot_name(None, pot), argv, tty, list(env))
+        argv = _command(argv)
+    if not pot:
+        raise ladle.UsageError("no pot given: use NAME or -p NAME")
+    if client.dry_run:
+        print("\n".join(client.exec_plan(pot, argv, tty=args.tty)))
+        return 0
+    return client.exec(pot, argv, tty=args.tty, env=_env(args.env))
 
 
-@cli.command("term")
-@click.argument("positional", required=False, metavar="[NAME]")
-@click.option("-p", "pot", metavar="NAME")
-def term_cmd(positional: str | None, pot: str | None) -> int:
-    """Open an interactive shell in a running pot."""
-    import sys
-
-    from ladle.engine.lifecycle import exec_
-    return exec_(engine(), pot_name(positional, pot), ["/bin/sh"], sys.stdin.isatty(), [])
+def _term(client: ladle.Client, args: argparse.Namespace) -> int:
+    return client.exec(pot_name(args), ["/bin/sh"], tty=sys.stdin.isatty())
 
 
-@cli.command("logs")
-@click.argument("positional", required=False, metavar="[NAME]")
-@click.option("-p", "pot", metavar="NAME")
-@click.option("-f", "follow", is_flag=True, help="Keep printing new output until the pot stops.")
-def logs_cmd(positional: str | None, pot: str | None, follow: bool) -> None:
-    """Show the main process's stdout and stderr."""
-    from ladle.engine.lifecycle import logs
-    logs(engine(recover=False), pot_name(positional, pot), follow)
+def _logs(client: ladle.Client, args: argparse.Namespace) -> None:
+    out = sys.stdout.buffer
+    for chunk in client.logs(pot_name(args), follow=args.follow):
+        out.write(chunk)
+        if args.follow:
+            out.flush()
+    out.flush()
 
 
-@cli.command("run", context_settings=_PASSTHROUGH)
-@click.option("--rm", "remove", is_flag=True, help="Destroy the pot when its command exits.")
-@click.option("-p", "--name", "name", metavar="NAME", help="Pot name (default: run-<random>).")
-@click.option("-d", "--detach", "detach", is_flag=True, help="Start in the background and print the name.")
-@click.option("-N", "network", type=click.Choice(["inherit", "none"]), default="none", show_default=True)
-@click.argument("base", metavar="BASE")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED, metavar="[--] COMMAND [ARG]...")
-@changes
-def run_cmd(remove: bool, name: str | None, detach: bool, network: str, base: str, args: tuple[str, ...]) -> int:
-    """Create a non-persistent pot on BASE, run COMMAND attached, exit with its code."""
-    from ladle.engine.lifecycle import run
-    argv = list(args)
-    if argv[:1] == ["--"]:
-        argv.pop(0)
-    return run(engine(), base, argv, name, remove, detach, network)
+def _last_run_stats(client: ladle.Client, args: argparse.Namespace) -> None:
+    print(json.dumps(client.last_run_stats(pot_name(args)).pot_json()))
+
+
+def _run(client: ladle.Client, args: argparse.Namespace) -> int:
+    argv = _command(list(args.args))
+    if args.detach:
+        change = client.run_detached(args.base, argv, name=args.name, network=args.network)
+        show_change(change)
+        return 0
+    result = client.run(args.base, argv, name=args.name, rm=args.remove, network=args.network, stdio=(0, 1, 2))
+    if client.dry_run:
+        print("\n".join(result.commands))
+    return result.exit_code

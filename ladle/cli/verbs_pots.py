@@ -2,208 +2,160 @@
 
 from __future__ import annotations
 
-import click
+import argparse
+from typing import Any
 
-from ladle.cli.app import changes, cli, engine
-from ladle.cli.output import as_json, table
-from ladle.errors import UsageError
-
-
-@cli.command("init")
-@click.option("--storage", type=click.Choice(["dir", "zfs"]), default="dir", show_default=True)
-@click.option("--dataset", metavar="POOL/PATH", help="ZFS dataset for --storage zfs.")
-@changes
-def init_cmd(storage: str, dataset: str | None) -> None:
-    """Set up the state root, its database and the storage backend (idempotent)."""
-    from ladle.engine.setup import init
-    init(engine(recover=False), storage, dataset)
+import ladle
+from ladle.cli.app import change, pot_arg, pot_name, verb
+from ladle.cli.output import as_json, names, table
 
 
-@cli.command("create-base")
-@click.option("-r", "release", required=True, metavar="RELEASE",
-              help="FreeBSD release (e.g. 14.2) or, on Linux, 'busybox'; a label with --from-tar.")
-@click.option("-b", "name", metavar="NAME", help="Base name (default: the release).")
-@click.option("--from-tar", metavar="FILE", help="Import a root file system tarball instead.")
-@changes
-def create_base_cmd(release: str, name: str | None, from_tar: str | None) -> None:
-    """Create a base: the tree pots are made from."""
-    from ladle.engine.bases import create_base
-    create_base(engine(), release, name, from_tar)
+def register(verbs: Any) -> None:
+    p = verb(verbs, "init", change(lambda c, a: c.init(a.storage, a.dataset)),
+             "set up the state root, its database and the storage backend (idempotent)", changes=True)
+    p.add_argument("--storage", choices=("dir", "zfs"), default="dir", help="storage backend (default: dir)")
+    p.add_argument("--dataset", metavar="POOL/PATH", help="ZFS dataset for --storage zfs")
+
+    p = verb(verbs, "create-base", change(lambda c, a: c.create_base(a.release, a.name, a.from_tar)),
+             "create a base: the tree pots are made from", changes=True)
+    p.add_argument("-r", dest="release", required=True, metavar="RELEASE",
+                   help="FreeBSD release (e.g. 14.2) or, on Linux, 'busybox'; a label with --from-tar")
+    p.add_argument("-b", dest="name", metavar="NAME", help="base name (default: the release)")
+    p.add_argument("--from-tar", metavar="FILE", help="import a root file system tarball instead")
+
+    p = verb(verbs, "bases", _bases, "list bases")
+    _listing(p)
+
+    p = verb(verbs, "create", change(_create), "create a pot", changes=True)
+    p.add_argument("-p", dest="name", required=True, metavar="NAME", help="pot name")
+    p.add_argument("-b", dest="base", metavar="BASE", help="base to build on")
+    p.add_argument("-t", dest="type", choices=("single", "multi"), default="multi", help="pot type (default: multi)")
+    p.add_argument("-l", dest="level", type=int, choices=(0, 1, 2), help="level of a multi pot (default 1)")
+    p.add_argument("-P", dest="potbase", metavar="POT", help="reference pot (level 2: its snapshot; else a copy)")
+    p.add_argument("-c", dest="cmd", metavar="CMD", help="the pot's command (default 'sh /etc/rc')")
+    p.add_argument("-N", dest="network", choices=("inherit", "none"), default="none",
+                   help="inherit: the host's network stack; none: its own, with loopback only (default)")
+
+    p = verb(verbs, "destroy", change(_destroy), "destroy a pot, a base or an fscomp", changes=True)
+    p.add_argument("-p", dest="pot", metavar="POT")
+    p.add_argument("-b", dest="base", metavar="BASE")
+    p.add_argument("-f", dest="fscomp", metavar="FSCOMP")
+    p.add_argument("-r", dest="recursive", action="store_true", help="also destroy what depends on it")
+    p.add_argument("-F", dest="force", action="store_true", help="stop running pots first")
+
+    p = verb(verbs, "ls", _ls, "list pots", aliases=("list",))
+    _listing(p)
+
+    p = verb(verbs, "info", _info, "show a pot: type, level, status, command, attributes, mounts, storage")
+    pot_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = verb(verbs, "clone", change(lambda c, a: c.clone(a.new, a.source, a.snap)),
+             "create pot NEW as a clone of a snapshot of pot SOURCE", changes=True)
+    p.add_argument("-p", dest="new", required=True, metavar="NEW")
+    p.add_argument("-P", dest="source", required=True, metavar="SOURCE")
+    p.add_argument("-s", dest="snap", metavar="SNAPSHOT", help="snapshot of SOURCE (default: its latest)")
+
+    p = verb(verbs, "rename", change(lambda c, a: c.rename(a.old, a.new)),
+             "rename a stopped pot (its storage, mounts and the pots that refer to it)", changes=True)
+    p.add_argument("-p", dest="old", required=True, metavar="OLD")
+    p.add_argument("-n", dest="new", required=True, metavar="NEW")
+
+    p = verb(verbs, "set-cmd", change(lambda c, a: c.set_cmd(a.pot, a.cmd)),
+             "set the pot's command (a shell command line, like pot's)", changes=True)
+    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    p.add_argument("-c", dest="cmd", required=True, metavar="CMD")
+
+    p = verb(verbs, "set-env", change(_set_env), "replace the pot's environment variables", changes=True)
+    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    p.add_argument("-E", dest="env", action="append", required=True, metavar="KEY=VALUE", help="repeatable")
+
+    p = verb(verbs, "set-attr", change(lambda c, a: c.set_attr(a.pot, a.attr, a.value)),
+             "set an attribute (persistent, procfs, fdescfs, mlock, sysvipc, stop_timeout, ...)", changes=True)
+    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    p.add_argument("-A", dest="attr", required=True, metavar="ATTR")
+    p.add_argument("-V", dest="value", required=True, metavar="VALUE")
+
+    p = verb(verbs, "get-attr", _get_attr, "print an attribute")
+    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    p.add_argument("-A", dest="attr", required=True, metavar="ATTR")
+    p.add_argument("-q", dest="quiet", action="store_true", help="the bare value")
+
+    verb(verbs, "gc", _gc, "finish or roll back interrupted operations; clean up after crashed pots and leaks",
+         changes=True)
 
 
-@cli.command("bases")
-@click.option("--json", "as_json_", is_flag=True, help="Print JSON.")
-@click.option("-q", "quiet", is_flag=True, help="Names only.")
-def bases_cmd(as_json_: bool, quiet: bool) -> None:
-    """List bases."""
-    from ladle.engine.bases import list_bases
-    rows = list_bases(engine(recover=False))
-    if as_json_:
+def _listing(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("-q", dest="quiet", action="store_true", help="names only")
+
+
+def _bases(client: ladle.Client, args: argparse.Namespace) -> None:
+    rows = client.bases()
+    if args.json:
         as_json(rows)
-    elif quiet:
-        click.echo("\n".join(r["name"] for r in rows)) if rows else None
+    elif args.quiet:
+        names(rows)
     else:
         table(rows, ["name", "release", "pots", "source"])
 
 
-@cli.command("create")
-@click.option("-p", "name", required=True, metavar="NAME", help="Pot name.")
-@click.option("-b", "base", metavar="BASE", help="Base to build on.")
-@click.option("-t", "type_", type=click.Choice(["single", "multi"]), default="multi", show_default=True)
-@click.option("-l", "level", type=click.IntRange(0, 2), help="Level of a multi pot (default 1).")
-@click.option("-P", "potbase", metavar="POT", help="Reference pot (level 2: share its tree; else copy it).")
-@click.option("-c", "cmd", metavar="CMD", help="The pot's command (default 'sh /etc/rc').")
-@click.option("-N", "network", type=click.Choice(["inherit", "none"]), default="none", show_default=True,
-              help="inherit: the host's network stack; none: its own, with loopback only.")
-@changes
-def create_cmd(name: str, base: str | None, type_: str, level: int | None, potbase: str | None,
-               cmd: str | None, network: str) -> None:
-    """Create a pot."""
-    from ladle.engine.pots import create
-    create(engine(), name, base, type_, level, potbase, cmd, network)
+def _create(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
+    return client.create(args.name, args.base, type=args.type, level=args.level, potbase=args.potbase,
+                         cmd=args.cmd, network=args.network)
 
 
-@cli.command("destroy")
-@click.option("-p", "pot", metavar="POT")
-@click.option("-b", "base", metavar="BASE")
-@click.option("-f", "fscomp", metavar="FSCOMP")
-@click.option("-r", "recursive", is_flag=True, help="Also destroy what depends on it.")
-@click.option("-F", "force", is_flag=True, help="Stop running pots first.")
-@changes
-def destroy_cmd(pot: str | None, base: str | None, fscomp: str | None, recursive: bool, force: bool) -> None:
-    """Destroy a pot, a base or an fscomp; refuses to orphan dependants without -r."""
-    if sum(x is not None for x in (pot, base, fscomp)) != 1:
-        raise UsageError("give exactly one of -p POT, -b BASE or -f FSCOMP")
-    eng = engine()
-    if pot:
-        from ladle.engine.pots import destroy
-        destroy(eng, pot, recursive, force)
-    elif base:
-        from ladle.engine.bases import destroy_base
-        destroy_base(eng, base, recursive, force)
-    else:
-        from ladle.engine.fscomps import destroy_fscomp
-        destroy_fscomp(eng, fscomp or "")
+def _destroy(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
+    if sum(x is not None for x in (args.pot, args.base, args.fscomp)) != 1:
+        raise ladle.UsageError("give exactly one of -p POT, -b BASE or -f FSCOMP")
+    if args.pot:
+        return client.destroy(args.pot, args.recursive, args.force)
+    if args.base:
+        return client.destroy_base(args.base, args.recursive, args.force)
+    return client.destroy_fscomp(args.fscomp)
 
 
-@cli.command("ls")
-@click.option("--json", "as_json_", is_flag=True, help="Print JSON.")
-@click.option("-q", "quiet", is_flag=True, help="Names only.")
-def ls_cmd(as_json_: bool, quiet: bool) -> None:
-    """List pots."""
-    from ladle.engine.pots import list_pots
-    rows = list_pots(engine(recover=False))
-    if as_json_:
+def _ls(client: ladle.Client, args: argparse.Namespace) -> None:
+    rows = client.pots()
+    if args.json:
         as_json(rows)
-    elif quiet:
-        click.echo("\n".join(r["name"] for r in rows)) if rows else None
+    elif args.quiet:
+        names(rows)
     else:
         table(rows, ["name", "status", "base", "type", "level", "network"])
 
 
-cli.add_command(ls_cmd, "list")
-
-
-@cli.command("info")
-@click.argument("positional", required=False, metavar="[NAME]")
-@click.option("-p", "pot", metavar="NAME")
-@click.option("--json", "as_json_", is_flag=True, help="Print JSON.")
-def info_cmd(positional: str | None, pot: str | None, as_json_: bool) -> None:
-    """Show a pot: type, level, status, command, attributes, mounts, snapshots, storage."""
-    from ladle.cli.app import pot_name
-    from ladle.engine.pots import info
-    data = info(engine(recover=False), pot_name(positional, pot))
-    if as_json_:
+def _info(client: ladle.Client, args: argparse.Namespace) -> None:
+    data = client.info(pot_name(args))
+    if args.json:
         as_json(data)
         return
-    for key in ("name", "status", "type", "level", "base", "potbase", "network", "cmd"):
-        click.echo(f"{key + ':':10} {'' if data[key] is None else data[key]}")
-    click.echo(f"{'storage:':10} {data['storage']['backend']} {data['storage']['path']}")
-    for k, v in data["env"].items():
-        click.echo(f"{'env:':10} {k}={v}")
-    click.echo("attributes: " + " ".join(f"{k}={v}" for k, v in data["attrs"].items()))
-    for m in data["mounts"]:
-        click.echo(f"{'mount:':10} {m['mountpoint']} <- {m['kind']} {m['source']}{' (ro)' if m['ro'] else ''}")
-    if data["snapshots"]:
-        click.echo(f"{'snapshots:':10} {' '.join(data['snapshots'])}")
+    out = [f"{key + ':':10} {'' if getattr(data, key) is None else getattr(data, key)}"
+           for key in ("name", "status", "type", "level", "base", "potbase", "network", "cmd")]
+    out.append(f"{'storage:':10} {data.storage.backend} {data.storage.path}")
+    out += [f"{'env:':10} {k}={v}" for k, v in data.env.items()]
+    out.append("attributes: " + " ".join(f"{k}={v}" for k, v in data.attrs.items()))
+    out += [f"{'mount:':10} {m.mountpoint} <- {m.kind} {m.source}{' (ro)' if m.ro else ''}" for m in data.mounts]
+    if data.snapshots:
+        out.append(f"{'snapshots:':10} {' '.join(data.snapshots)}")
+    print("\n".join(out))
 
 
-@cli.command("clone")
-@click.option("-p", "new", required=True, metavar="NEW")
-@click.option("-P", "source", required=True, metavar="SOURCE")
-@click.option("-s", "snap", metavar="SNAPSHOT", help="Snapshot of SOURCE (default: its latest).")
-@changes
-def clone_cmd(new: str, source: str, snap: str | None) -> None:
-    """Create pot NEW as a clone of a snapshot of pot SOURCE."""
-    from ladle.engine.pots import clone
-    clone(engine(), new, source, snap)
+def _set_env(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
+    env = {}
+    for pair in args.env:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ladle.UsageError(f"invalid environment entry {pair!r}: expected KEY=value")
+        env[key] = value
+    return client.set_env(args.pot, env)
 
 
-@cli.command("rename")
-@click.option("-p", "old", required=True, metavar="OLD")
-@click.option("-n", "new", required=True, metavar="NEW")
-@changes
-def rename_cmd(old: str, new: str) -> None:
-    """Rename a stopped pot (its storage, mounts and the pots that refer to it)."""
-    from ladle.engine.pots import rename
-    rename(engine(), old, new)
+def _get_attr(client: ladle.Client, args: argparse.Namespace) -> None:
+    value = client.get_attr(args.pot, args.attr)
+    print(value if args.quiet else f"{args.attr}: {value}")
 
 
-@cli.command("set-cmd")
-@click.option("-p", "pot", required=True, metavar="POT")
-@click.option("-c", "cmd", required=True, metavar="CMD")
-@changes
-def set_cmd_cmd(pot: str, cmd: str) -> None:
-    """Set the pot's command (a shell command line, like pot's)."""
-    from ladle.engine.pots import update
-    if len(cmd) >= 2 and cmd[0] == cmd[-1] == '"':
-        cmd = cmd[1:-1]
-    if not cmd.strip():
-        raise UsageError("the command must not be empty")
-    update(engine(), pot, "set-cmd", cmd=cmd)
-
-
-@cli.command("set-env")
-@click.option("-p", "pot", required=True, metavar="POT")
-@click.option("-E", "env", multiple=True, required=True, metavar="KEY=VALUE", help="Repeatable; replaces all.")
-@changes
-def set_env_cmd(pot: str, env: tuple[str, ...]) -> None:
-    """Replace the pot's environment variables."""
-    from ladle import names
-    from ladle.engine.pots import update
-    update(engine(), pot, "set-env", env=dict(names.env_pair(e) for e in env))
-
-
-@cli.command("set-attr")
-@click.option("-p", "pot", required=True, metavar="POT")
-@click.option("-A", "attr", required=True, metavar="ATTR")
-@click.option("-V", "value", required=True, metavar="VALUE")
-@changes
-def set_attr_cmd(pot: str, attr: str, value: str) -> None:
-    """Set an attribute (persistent, procfs, fdescfs, mlock, sysvipc, stop_timeout, ...)."""
-    from ladle.engine.lifecycle import set_attr
-    set_attr(engine(), pot, attr, value)
-
-
-@cli.command("get-attr")
-@click.option("-p", "pot", required=True, metavar="POT")
-@click.option("-A", "attr", required=True, metavar="ATTR")
-@click.option("-q", "quiet", is_flag=True, help="The bare value.")
-def get_attr_cmd(pot: str, attr: str, quiet: bool) -> None:
-    """Print an attribute."""
-    from ladle.engine.lifecycle import get_attr
-    value = get_attr(engine(recover=False), pot, attr)
-    click.echo(value if quiet else f"{attr}: {value}")
-
-
-@cli.command("gc")
-@changes
-def gc_cmd() -> None:
-    """Finish or roll back interrupted operations; clean up after crashed pots and leaked mounts."""
-    from ladle.engine.gc import gc
-    eng = engine(recover=False)
-    lines = gc(eng)
-    for line in lines:
-        click.echo(line)
-    if not lines:
-        click.echo("nothing to clean up")
+def _gc(client: ladle.Client, args: argparse.Namespace) -> None:
+    lines = client.gc()
+    print("\n".join(lines) if lines else "nothing to clean up")

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from ladle import names
+from ladle._models import Base
 from ladle.engine.core import Engine
+from ladle.engine.snapshots import snapshot_name
 from ladle.errors import Exists, NotFound, UsageError
 from ladle.plan.steps import Step
 from ladle.state.steps import put
 
 
-def snapshot_name(eng: Engine, key: str) -> str:
-    """pot's convention: a snapshot is named by its Unix time; bumped if taken twice a second."""
-    stamp = int(time.time())
-    taken = {s for s in eng.snap.snapshots(key)}
-    while str(stamp) in taken:
-        stamp += 1
-    return str(stamp)
-
-
-def create_base(eng: Engine, release: str, name: str | None, from_tar: str | None) -> None:
+def create_base(eng: Engine, release: str, name: str | None, from_tar: str | None) -> str:
     name = names.name("base", name or release)
     if not from_tar:
         release = eng.host.canonical_release(release)
@@ -48,17 +40,18 @@ def create_base(eng: Engine, release: str, name: str | None, from_tar: str | Non
                "layer": key, "created": time.time()}
         steps.append(put("bases", {"name": name}, row, None))
         eng.execute("create-base", f"base:{name}", steps)
-    eng.say(f"created base {name}")
+    return f"created base {name}"
 
 
-def list_bases(eng: Engine) -> list[dict[str, Any]]:
+def list_bases(eng: Engine) -> list[Base]:
     users: dict[str, int] = {}
     for (base,) in eng.store.db.execute("SELECT base FROM pots"):
         users[base] = users.get(base, 0) + 1
-    return [{**row, "pots": users.get(row["name"], 0)} for row in eng.store.all("bases", order="name")]
+    return [Base(name=r["name"], release=r["release"], pots=users.get(r["name"], 0), source=r["source"],
+                 created=r["created"]) for r in eng.store.all("bases", order="name")]
 
 
-def destroy_base(eng: Engine, name: str, recursive: bool, force: bool) -> None:
+def destroy_base(eng: Engine, name: str, recursive: bool, force: bool) -> str:
     from ladle.engine.pots import destroy
 
     base = eng.base(name)
@@ -74,4 +67,4 @@ def destroy_base(eng: Engine, name: str, recursive: bool, force: bool) -> None:
     with eng.lock(f"base-{name}"):
         steps: list[Step] = [put("bases", {"name": name}, None, base), *eng.snap.remove(base["layer"])]
         eng.execute("destroy-base", f"base:{name}", steps, on_crash="finish")
-    eng.say(f"destroyed base {name}")
+    return f"destroyed base {name}"

@@ -1,15 +1,19 @@
 """The engine context: configuration, state store, storage backend, host driver and executor.
 
-Everything is opened lazily, so `ladle ls` pays for the state store and nothing else.
+An `Engine` serves one call of the library (one CLI command, or one `Client` method on one
+thread). Everything is opened lazily, so `ladle ls` pays for the state store and nothing else. It
+never prints: plans it runs are collected in `lines` (what ran, or in a dry run what would), and
+the verbs return what they did as data.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ladle.config import Config
 from ladle.errors import NotFound, UsageError
@@ -22,16 +26,20 @@ if TYPE_CHECKING:
     from ladle.plan.runner import Runner
     from ladle.plan.steps import Context, Step
     from ladle.storage.snapshotter import Snapshotter
+    from ladle.supervise.client import MonitorClient
 
 
 class Engine:
-    """One ladle command's view of a host."""
+    """One call's view of a host."""
 
     def __init__(self, cfg: Config, *, dry_run: bool = False, runner: Runner | None = None,
-                 out: TextIO | None = None) -> None:
+                 store: Callable[[], Store] | None = None,
+                 monitor: Callable[[], MonitorClient] | None = None) -> None:
         self.cfg = cfg
         self.dry_run = dry_run
-        self.out = out or sys.stdout
+        self.lines: list[str] = []
+        self._store = store
+        self._monitor = monitor
         if runner is None and cfg.host != this_host() and not dry_run:
             raise UsageError(f"this is a {this_host()} host: --host {cfg.host} needs --dry-run")
         if runner is not None:
@@ -48,12 +56,15 @@ class Engine:
     def root(self) -> str:
         return self.cfg.root
 
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.root, "ladle.db")
+
     @cached_property
     def store(self) -> Store:
-        path = os.path.join(self.root, "ladle.db")
-        if not os.path.exists(path):
+        if not os.path.exists(self.db_path):
             raise NotFound(f"ladle is not initialised in {self.root}: run 'ladle init' first")
-        return Store(path)
+        return self._store() if self._store else Store(self.db_path)
 
     @cached_property
     def host(self) -> Host:
@@ -65,29 +76,33 @@ class Engine:
         kind = self.store.setting("storage", "dir") or "dir"
         return open_backend(kind, self.root, self.store, self.store.setting("dataset"), self.runner)
 
+    def monitor(self) -> MonitorClient:
+        """The host's monitor, started on demand (the steps that run processes ask it)."""
+        if self._monitor is not None:
+            return self._monitor()
+        if "_own_monitor" not in self.__dict__:
+            from ladle.supervise.client import MonitorClient
+            self.__dict__["_own_monitor"] = MonitorClient(self.root, self.host.monitor_argv())
+        client: MonitorClient = self.__dict__["_own_monitor"]
+        return client
+
     @cached_property
     def ctx(self) -> Context:
         from ladle.plan.steps import Context
-        return Context(self.runner, self.store)
+        return Context(self.runner, self.store, self.monitor)
 
     # Running plans -----------------------------------------------------------------------------
 
     def execute(self, verb: str, subject: str, steps: list[Step], on_crash: OnCrash = "undo") -> None:
         from ladle.plan.executor import Executor
-        Executor(self.ctx, dry_run=self.dry_run, out=self.out).run(verb, subject, steps, on_crash)
+        self.lines += Executor(self.ctx, dry_run=self.dry_run).run(verb, subject, steps, on_crash)
 
-    def lock(self, name: str) -> Any:
+    def lock(self, name: str) -> AbstractContextManager[None]:
         """The lock for one object ('pot-web', 'base-busybox', 'global'); a no-op in dry runs."""
         if self.dry_run:
-            from contextlib import nullcontext
             return nullcontext()
         from ladle.state import locks
         return locks.hold(self.root, name)
-
-    def say(self, message: str) -> None:
-        """A confirmation for the user; silent in dry runs, where only the commands are printed."""
-        if not self.dry_run:
-            print(message, file=self.out)
 
     # Rows ------------------------------------------------------------------------------------
 

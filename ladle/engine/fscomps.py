@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from ladle import names
+from ladle._models import Fscomp
 from ladle.engine import lifecycle
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, UsageError
@@ -15,7 +15,7 @@ from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount
 
 
-def create_fscomp(eng: Engine, name: str) -> None:
+def create_fscomp(eng: Engine, name: str) -> str:
     names.name("fscomp", name)
     with eng.lock(f"fscomp-{name}"):
         if eng.store.get("fscomps", name=name):
@@ -24,10 +24,10 @@ def create_fscomp(eng: Engine, name: str) -> None:
         steps = eng.snap.new(key)
         steps.append(put("fscomps", {"name": name}, {"name": name, "layer": key, "created": time.time()}, None))
         eng.execute("create-fscomp", f"fscomp:{name}", steps)
-    eng.say(f"created fscomp {name}")
+    return f"created fscomp {name}"
 
 
-def clone_fscomp(eng: Engine, source: str, new: str, snap: str | None) -> None:
+def clone_fscomp(eng: Engine, source: str, new: str, snap: str | None) -> str:
     names.name("fscomp", new)
     with eng.lock(f"fscomp-{new}"):
         if eng.store.get("fscomps", name=new):
@@ -42,18 +42,18 @@ def clone_fscomp(eng: Engine, source: str, new: str, snap: str | None) -> None:
         steps = eng.snap.clone(key, f"{src['layer']}@{snap}")
         steps.append(put("fscomps", {"name": new}, {"name": new, "layer": key, "created": time.time()}, None))
         eng.execute("clone-fscomp", f"fscomp:{new}", steps)
-    eng.say(f"cloned fscomp {source} to {new}")
+    return f"cloned fscomp {source} to {new}"
 
 
-def list_fscomps(eng: Engine) -> list[dict[str, Any]]:
+def list_fscomps(eng: Engine) -> list[Fscomp]:
     users: dict[str, list[str]] = {}
     for row in eng.store.all("pot_mounts", kind="fscomp"):
         users.setdefault(row["source"], []).append(row["pot"])
-    return [{"name": r["name"], "path": eng.snap.path(r["layer"]), "pots": users.get(r["name"], [])}
+    return [Fscomp(r["name"], eng.snap.path(r["layer"]), users.get(r["name"], []))
             for r in eng.store.all("fscomps", order="name")]
 
 
-def destroy_fscomp(eng: Engine, name: str) -> None:
+def destroy_fscomp(eng: Engine, name: str) -> str:
     with eng.lock(f"fscomp-{name}"):
         row = eng.fscomp(name)
         users = sorted({r["pot"] for r in eng.store.all("pot_mounts", kind="fscomp", source=name)})
@@ -64,10 +64,10 @@ def destroy_fscomp(eng: Engine, name: str) -> None:
             raise UsageError(f"fscomp {name} is the origin of {', '.join(deps)}: promote or destroy them first")
         steps: list[Step] = [put("fscomps", {"name": name}, None, row), *eng.snap.remove(row["layer"])]
         eng.execute("destroy-fscomp", f"fscomp:{name}", steps, on_crash="finish")
-    eng.say(f"destroyed fscomp {name}")
+    return f"destroyed fscomp {name}"
 
 
-def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro: bool) -> None:
+def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro: bool) -> str:
     """add-fscomp (`kind` 'fscomp') and mount-in (`kind` 'dir'): at once in a running pot."""
     mountpoint = names.mountpoint(mountpoint)
     if kind == "fscomp":
@@ -91,11 +91,11 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
             path = eng.snap.path(eng.fscomp(source)["layer"]) if kind == "fscomp" else source
             steps += eng.host.live_mount_plan(s, live, Mount("bind", path, mountpoint, ("ro",) if ro else ()))
         eng.execute("mount-in", f"pot:{pot}", steps)
-    eng.say(f"{source} {'is' if live else 'will be'} mounted at {mountpoint} in pot {pot}"
+    return (f"{source} {'is' if live else 'will be'} mounted at {mountpoint} in pot {pot}"
             + (" (read-only)" if ro else "") + ("" if live else " from its next start"))
 
 
-def remove_mount(eng: Engine, pot: str, mountpoint: str) -> None:
+def remove_mount(eng: Engine, pot: str, mountpoint: str) -> str:
     mountpoint = names.mountpoint(mountpoint)
     with eng.lock(f"pot-{pot}"):
         prow = eng.pot(pot)
@@ -107,10 +107,10 @@ def remove_mount(eng: Engine, pot: str, mountpoint: str) -> None:
         if live:
             steps += eng.host.live_unmount_plan(lifecycle.spec(eng, prow), live, mountpoint)
         eng.execute("mount-out", f"pot:{pot}", steps)
-    eng.say(f"removed the mount at {mountpoint} from pot {pot}")
+    return f"removed the mount at {mountpoint} from pot {pot}"
 
 
-def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool) -> None:
+def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool) -> str:
     """copy-in / copy-out; the host driver never follows a symlink out of the pot's root."""
     pot_path = names.mountpoint(pot_path) if pot_path != "/" else "/"
     host_path = os.path.abspath(host_path)
@@ -125,6 +125,5 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
         steps = eng.host.copy_plan(spec, run, direction, host_path, pot_path, create_parents)
         eng.execute(f"copy-{direction}", f"pot:{pot}", steps)
     if direction == "in":
-        eng.say(f"copied {host_path} to {pot_path} in pot {pot}")
-    else:
-        eng.say(f"copied {pot_path} from pot {pot} to {host_path}")
+        return f"copied {host_path} to {pot_path} in pot {pot}"
+    return f"copied {pot_path} from pot {pot} to {host_path}"

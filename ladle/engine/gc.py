@@ -6,16 +6,16 @@ changes something, so a crash is repaired by the next command; `ladle gc` does t
 
 from __future__ import annotations
 
-import os
-import sys
+import logging
 
 from ladle.engine import lifecycle
 from ladle.engine.core import Engine
 from ladle.errors import Busy
-from ladle.hosts.base import RunRecord
 from ladle.plan.executor import finish, undo
-from ladle.plan.steps import Step
+from ladle.plan.steps import Step, UnknownStep
 from ladle.state import locks
+
+log = logging.getLogger("ladle")
 
 
 def recover(eng: Engine) -> list[str]:
@@ -36,8 +36,14 @@ def recover(eng: Engine) -> list[str]:
 
 
 def _repair(eng: Engine, op: dict[str, object]) -> str:
+    """Finish or undo one operation. One whose steps this ladle cannot rebuild is set aside as
+    'unrepairable' with a one-line reason, so it never blocks the commands that follow."""
     rows = eng.store.op_steps(int(str(op["id"])))
-    steps = [Step.from_json(r["step"]) for r in rows]
+    try:
+        steps = [Step.from_json(r["step"]) for r in rows]
+    except UnknownStep as e:
+        eng.store.op_end(int(str(op["id"])), "unrepairable", str(e))
+        return f"could not repair interrupted {op['verb']} of {op['subject']}: {e}"
     ran = [s for s, r in zip(steps, rows, strict=True) if r["state"] in ("started", "done")]
     if op["on_crash"] == "finish":
         todo = [s for s, r in zip(steps, rows, strict=True) if r["state"] in ("started", "pending")]
@@ -47,25 +53,34 @@ def _repair(eng: Engine, op: dict[str, object]) -> str:
         problems = undo(eng.ctx, ran)
         verb = "rolled back"
     for p in problems:
-        print(f"ladle: warning: {p}", file=sys.stderr)
+        log.warning("%s", p)
     eng.store.op_end(int(str(op["id"])), "done")
     return f"{verb} interrupted {op['verb']} of {op['subject']}"
 
 
 def gc(eng: Engine) -> list[str]:
-    """Everything `recover` does, plus: stop crashed pots, unmount leaked mounts, drop orphans."""
+    """Everything `recover` does, plus: tear down crashed pots, make sure the monitor owns every
+    live one, unmount leaked mounts, remove storage no state knows of.
+
+    A pot whose processes are alive is never stopped here, whatever happened to its monitor: the
+    monitor (started if need be) adopts it, and gc says so."""
     report = recover(eng)
-    for row in eng.store.all("runs", state="running"):
-        run = lifecycle.record(row)
-        if run is None or (eng.host.alive(run) and _supervised(run)):
+    rows = eng.store.all("runs", state="running")
+    runs = [r for r in (lifecycle.record(row) for row in rows) if r is not None]
+    alive = eng.host.alive_all(runs) if runs else []
+    for run, ok in zip(runs, alive, strict=True):
+        if ok:
             continue
-        with eng.lock(f"pot-{row['pot']}"):
-            pot = eng.store.get("pots", name=row["pot"])
-            if pot is None:
-                continue
-            lifecycle.stop_locked(eng, row["pot"])
-            report.append(f"cleaned up after crashed pot {row['pot']}")
-    report += _leaked_mounts(eng)
+        with eng.lock(f"pot-{run.pot}"):
+            if eng.store.get("pots", name=run.pot) is not None:
+                lifecycle.stop_locked(eng, run.pot)
+                report.append(f"cleaned up after crashed pot {run.pot}")
+    live = [r for r, ok in zip(runs, alive, strict=True) if ok]
+    if live:
+        monitor = eng.monitor().request("hello")["pid"]
+        report += [f"pot {r.pot} is running; its monitor {r.monitor_pid} had died, monitor {monitor} adopted it"
+                   for r in live if r.monitor_pid != monitor]
+    report += _leaked_mounts(eng, {r.pot for r in live})
     report += _orphans(eng)
     return report
 
@@ -89,21 +104,10 @@ def _orphans(eng: Engine) -> list[str]:
     return out
 
 
-def _supervised(run: RunRecord) -> bool:
-    from ladle import proc
-    return run.supervisor_pid is None or proc.alive(run.supervisor_pid, run.supervisor_start)
-
-
-def _leaked_mounts(eng: Engine) -> list[str]:
-    """Mounts under the state root on the host; pots mount inside their own namespace, so any
-    mount seen here was left by a crash in the middle of a host-side mount."""
-    if not os.path.exists("/proc/self/mounts"):
-        return []
-    prefix = os.path.join(eng.root, "run") + "/"
-    with open("/proc/self/mounts") as f:
-        targets = [line.split()[1].replace("\\040", " ") for line in f]
+def _leaked_mounts(eng: Engine, live: set[str]) -> list[str]:
+    """Mounts under the state root left by a crash (not those of a pot that runs), innermost first."""
     out = []
-    for target in sorted((t for t in targets if t.startswith(prefix)), key=len, reverse=True):
-        eng.runner.run(["umount", "-l", target], check=False)
-        out.append(f"unmounted leaked {target}")
+    for point in sorted(eng.host.leaked_mounts(live), key=len, reverse=True):
+        eng.host.force_unmount(point)
+        out.append(f"unmounted leaked {point}")
     return out

@@ -1,18 +1,20 @@
-"""Start, stop, exec, logs and run: the engine side of the supervisor (DESIGN §5)."""
+"""Start, stop, exec and logs: the engine side of the monitor (DESIGN §5)."""
 
 from __future__ import annotations
 
+import logging
 import os
-import shlex
-import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ladle import names
-from ladle.engine import pots
+from ladle._models import LastRun
 from ladle.engine.core import Engine
-from ladle.errors import NotFound, StateError, UsageError
+from ladle.errors import StateError, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.storage.snapshotter import Mount
+
+log = logging.getLogger("ladle")
 
 
 def record(row: dict[str, Any] | None) -> RunRecord | None:
@@ -22,16 +24,28 @@ def record(row: dict[str, Any] | None) -> RunRecord | None:
     return RunRecord(**{k: v for k, v in row.items() if k in fields})
 
 
-def status(eng: Engine, row: dict[str, Any] | None) -> str:
-    """'running', 'stopped', 'exited (N)', or 'crashed' when the record says running but it is gone."""
-    run = record(row)
+def _status(run: RunRecord | None, alive: bool) -> str:
+    """'running', 'stopped', 'exited (N)', 'failed', or 'crashed' when the record says running but
+    nothing of the pot is left."""
     if run is None:
         return "stopped"
     if run.state == "running":
-        return "running" if eng.host.alive(run) else "crashed"
+        return "running" if alive else "crashed"
     if run.state == "exited":
-        return f"exited ({run.exit_code})"
+        return f"exited ({'?' if run.exit_code is None else run.exit_code})"
     return run.state
+
+
+def status(eng: Engine, row: dict[str, Any] | None) -> str:
+    return statuses(eng, [row])[0]
+
+
+def statuses(eng: Engine, rows: Sequence[dict[str, Any] | None]) -> list[str]:
+    """The status of many pots, asking the host once (`jls` once on FreeBSD, not once a pot)."""
+    runs = [record(r) for r in rows]
+    live = [r for r in runs if r is not None and r.state == "running"]
+    alive = dict(zip((id(r) for r in live), eng.host.alive_all(live), strict=True)) if live else {}
+    return [_status(r, alive.get(id(r), False)) for r in runs]
 
 
 def live_run(eng: Engine, name: str) -> RunRecord | None:
@@ -56,14 +70,14 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
         log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name))
 
 
-def start(eng: Engine, name: str) -> None:
+def start(eng: Engine, name: str) -> str:
     with eng.lock(f"pot-{name}"):
         pot = eng.pot(name)
         if is_running(eng, name):
             raise StateError(f"pot {name} is already running")
         _clean_stale(eng, name)
         eng.execute("start", f"pot:{name}", eng.host.start_plan(spec(eng, pot)))
-    eng.say(f"started pot {name}")
+    return f"started pot {name}"
 
 
 def _clean_stale(eng: Engine, name: str) -> None:
@@ -73,13 +87,14 @@ def _clean_stale(eng: Engine, name: str) -> None:
         eng.execute("stop", f"pot:{name}", eng.host.stop_plan(spec(eng, eng.pot(name)), run), on_crash="finish")
 
 
-def stop(eng: Engine, name: str) -> None:
+def stop(eng: Engine, name: str) -> str:
+    """Stop a pot; stopping one that is not running is not an error (as in pot), but is said."""
     with eng.lock(f"pot-{name}"):
         eng.pot(name)
         if not stop_locked(eng, name):
-            print(f"ladle: pot {name} is not running", file=sys.stderr)
-            return
-    eng.say(f"stopped pot {name}")
+            log.warning("pot %s is not running", name)
+            return f"pot {name} was not running"
+    return f"stopped pot {name}"
 
 
 def stop_locked(eng: Engine, name: str) -> bool:
@@ -100,70 +115,51 @@ def running(eng: Engine, name: str) -> tuple[RuntimeSpec, RunRecord]:
     return spec(eng, pot), run
 
 
-def exec_(eng: Engine, name: str, argv: list[str], tty: bool, env: list[str]) -> int:
+def exec_env(env: dict[str, str] | None) -> dict[str, str]:
+    out = {}
+    for key, value in (env or {}).items():
+        names.env_pair(f"{key}=")
+        out[key] = value
+    return out
+
+
+def exec_(eng: Engine, name: str, argv: list[str], tty: bool, env: dict[str, str] | None) -> int:
     if not argv:
         raise UsageError("no command given: ladle exec NAME -- COMMAND [ARG...]")
-    extra = dict(names.env_pair(e) for e in env)
-    pot = eng.pot(name)
-    if eng.dry_run:
-        s = spec(eng, pot)
-        run = record(eng.store.get("runs", pot=name))
-        if run and run.state == "running":
-            s.extra["init_pid"] = run.init_pid
-        for line in eng.host.exec_render(s, argv, tty=tty):
-            print(line, file=eng.out)
-        return 0
     s, run = running(eng, name)
-    return eng.host.exec(s, run, argv, tty=tty, env=extra)
+    code = eng.host.exec(s, run, argv, eng.monitor(), tty=tty, env=exec_env(env))
+    return 255 if code is None else code
 
 
-def logs(eng: Engine, name: str, follow: bool) -> None:
+def exec_plan(eng: Engine, name: str, argv: list[str], tty: bool) -> list[str]:
+    """What `exec` would run, for --dry-run (the pot need not run)."""
+    if not argv:
+        raise UsageError("no command given: ladle exec NAME -- COMMAND [ARG...]")
+    s = spec(eng, eng.pot(name))
+    run = record(eng.store.get("runs", pot=name))
+    if run and run.state == "running":
+        s.extra["init_pid"] = run.init_pid
+    return eng.host.exec_render(s, argv, tty=tty)
+
+
+def logs(eng: Engine, name: str, follow: bool) -> Iterator[bytes]:
+    """The pot's log in chunks; with `follow`, also what is appended until the pot stops."""
     eng.pot(name)
     path = os.path.join(eng.root, "logs", f"{name}.log")
-    if not os.path.exists(path):
-        return
     if follow:
         from ladle.supervise.logs import follow as follow_log
-        follow_log(path, lambda: is_running(eng, name), sys.stdout.buffer)
+        yield from follow_log(path, lambda: is_running(eng, name))
         return
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 16):
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.buffer.flush()
-
-
-def set_attr(eng: Engine, name: str, attr: str, value: str) -> None:
-    changes = eng.host.expand_attr(attr, value)
-    pot = eng.pot(name)
-    pots.update(eng, name, "set-attr", attrs={**pot["attrs"], **changes})
-
-
-def get_attr(eng: Engine, name: str, attr: str) -> str:
-    attrs = eng.pot(name)["attrs"]
-    if attr not in attrs:
-        raise NotFound(f"pot {name} has no attribute {attr}")
-    return str(attrs[attr])
-
-
-def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, detach: bool,
-        network: str) -> int:
-    """Docker's `run`: create a non-persistent pot and run it attached; return the command's code."""
-    if not argv:
-        raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
-    name = name or f"run-{os.urandom(5).hex()}"
-    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), network,
-                attrs={"persistent": "NO"}, quiet=True)
-    if eng.dry_run:
-        print(f"# then start pot {name} attached to this terminal" + (" and destroy it" if remove else ""),
-              file=eng.out)
-        return 0
-    if detach:
-        start(eng, name)
-        return 0
     try:
-        with eng.lock(f"pot-{name}"):
-            s = spec(eng, eng.pot(name))
-        return eng.host.run_foreground(s, log=not remove)
-    finally:
-        if remove:
-            pots.destroy(eng, name, recursive=False, force=True, quiet=True)
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 16):
+                yield chunk
+    except FileNotFoundError:
+        return
+
+
+def last_run(eng: Engine, name: str) -> LastRun:
+    eng.pot(name)
+    row = eng.store.get("runs", pot=name) or {}
+    return LastRun(exit_code=row.get("exit_code"), state=str(row.get("state", "none")),
+                   started=row.get("started"), finished=row.get("finished"))

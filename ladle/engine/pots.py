@@ -1,4 +1,4 @@
-"""Pots: create, destroy, clone, rename, list and describe them (pot's types and levels)."""
+"""Pots: create, destroy, clone, rename, list, describe and configure them (pot's types and levels)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 from ladle import names
+from ladle._models import MountPoint, Pot, PotInfo, Run, Storage
+from ladle.engine import lifecycle
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, StateError, UsageError
 from ladle.plan.steps import RemoveTree, Rename, Step
@@ -31,7 +33,7 @@ def _latest(eng: Engine, key: str, owner: str) -> str:
 
 
 def create(eng: Engine, name: str, base: str | None, type_: str, level: int | None, potbase: str | None,
-           cmd: str | None, network: str, attrs: dict[str, str] | None = None, quiet: bool = False) -> None:
+           cmd: str | None, network: str, attrs: dict[str, str] | None = None) -> str:
     """pot's create: `single` pots own a whole tree; `multi` level 0 is the base itself, level 1 a
     writable layer on a base snapshot (or a copy of another pot's with -P), level 2 a writable
     layer on another level-1 pot's live tree (-P required)."""
@@ -81,8 +83,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
                "layer": key, "created": time.time()}
         steps.append(put("pots", {"name": name}, row, None))
         eng.execute("create", f"pot:{name}", steps)
-    if not quiet:
-        eng.say(f"created pot {name}")
+    return f"created pot {name}"
 
 
 def dependants(eng: Engine, name: str) -> list[str]:
@@ -97,9 +98,7 @@ def dependants(eng: Engine, name: str) -> list[str]:
     return sorted(found)
 
 
-def destroy(eng: Engine, name: str, recursive: bool, force: bool, quiet: bool = False) -> None:
-    from ladle.engine import lifecycle
-
+def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
     pot = eng.pot(name)
     deps = dependants(eng, name)
     if deps and not recursive:
@@ -123,11 +122,10 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool, quiet: bool = 
         steps += [RemoveTree(os.path.join(eng.root, "run", name)),
                   RemoveTree(os.path.join(eng.root, "logs", f"{name}.log"))]
         eng.execute("destroy", f"pot:{name}", steps, on_crash="finish")
-    if not quiet:
-        eng.say(f"destroyed pot {name}")
+    return f"destroyed pot {name}"
 
 
-def clone(eng: Engine, new: str, source: str, snap: str | None) -> None:
+def clone(eng: Engine, new: str, source: str, snap: str | None) -> str:
     """A new pot from a snapshot of another, sharing blocks where the backend can (ZFS clone)."""
     names.pot_name(new)
     with eng.lock(f"pot-{new}"):
@@ -149,12 +147,10 @@ def clone(eng: Engine, new: str, source: str, snap: str | None) -> None:
         for m in eng.store.all("pot_mounts", pot=source):
             steps.append(put("pot_mounts", {"pot": new, "mountpoint": m["mountpoint"]}, {**m, "pot": new}, None))
         eng.execute("clone", f"pot:{new}", steps)
-    eng.say(f"cloned pot {source} to {new}")
+    return f"cloned pot {source} to {new}"
 
 
-def rename(eng: Engine, old: str, new: str) -> None:
-    from ladle.engine import lifecycle
-
+def rename(eng: Engine, old: str, new: str) -> str:
     names.pot_name(new)
     with eng.lock(f"pot-{old}"), eng.lock(f"pot-{new}"):
         pot = eng.pot(old)
@@ -180,44 +176,70 @@ def rename(eng: Engine, old: str, new: str) -> None:
         if os.path.exists(log):
             steps.append(Rename(log, os.path.join(eng.root, "logs", f"{new}.log")))
         eng.execute("rename", f"pot:{old}", steps)
-    eng.say(f"renamed pot {old} to {new}")
+    return f"renamed pot {old} to {new}"
 
 
-def list_pots(eng: Engine) -> list[dict[str, Any]]:
-    from ladle.engine import lifecycle
-
+def list_pots(eng: Engine) -> list[Pot]:
     runs = {r["pot"]: r for r in eng.store.all("runs")}
-    out = []
-    for row in eng.store.all("pots", order="name"):
-        out.append({"name": row["name"], "base": row["base"], "type": row["type"], "level": row["level"],
-                    "network": row["network"], "status": lifecycle.status(eng, runs.get(row["name"]))})
-    return out
+    rows = eng.store.all("pots", order="name")
+    statuses = lifecycle.statuses(eng, [runs.get(r["name"]) for r in rows])
+    return [Pot(name=r["name"], status=status, base=r["base"], type=r["type"], level=r["level"],
+                network=r["network"]) for r, status in zip(rows, statuses, strict=True)]
 
 
-def info(eng: Engine, name: str) -> dict[str, Any]:
-    from ladle.engine import lifecycle
-
+def info(eng: Engine, name: str) -> PotInfo:
     pot = eng.pot(name)
     run = eng.store.get("runs", pot=name)
-    mounts = [{"mountpoint": m["mountpoint"], "kind": m["kind"], "source": m["source"], "ro": bool(m["ro"])}
+    mounts = [MountPoint(m["mountpoint"], m["kind"], m["source"], bool(m["ro"]))
               for m in eng.store.all("pot_mounts", order="seq", pot=name)]
     layer = eng.store.get("layers", key=pot["layer"]) or {}
-    return {
+    return PotInfo(
         **{k: pot[k] for k in ("name", "type", "level", "base", "potbase", "cmd", "network")},
-        "status": lifecycle.status(eng, run),
-        "persistent": pot["attrs"].get("persistent") == "YES",
-        "env": pot["env"], "attrs": pot["attrs"], "mounts": mounts,
-        "storage": {"backend": eng.snap.name, "layer": pot["layer"], "path": eng.snap.path(pot["layer"]),
-                    "parent": layer.get("parent"), "origin": layer.get("origin")},
-        "snapshots": eng.snap.snapshots(pot["layer"]) if pot["layer"] == f"pots/{name}" else [],
-        "run": {k: run[k] for k in ("state", "supervisor_pid", "init_pid", "main_pid", "started",
-                                    "finished", "exit_code", "error")} if run else None,
-        "log": os.path.join(eng.root, "logs", f"{name}.log"),
-    }
+        status=lifecycle.status(eng, run),
+        persistent=pot["attrs"].get("persistent") == "YES",
+        env=pot["env"], attrs=pot["attrs"], mounts=mounts,
+        storage=Storage(eng.snap.name, pot["layer"], eng.snap.path(pot["layer"]), layer.get("parent"),
+                        layer.get("origin")),
+        snapshots=eng.snap.snapshots(pot["layer"]) if pot["layer"] == f"pots/{name}" else [],
+        run=Run(**{k: run[k] for k in Run.__dataclass_fields__}) if run else None,
+        log=os.path.join(eng.root, "logs", f"{name}.log"),
+    )
 
 
-def update(eng: Engine, name: str, verb: str, **changes: Any) -> None:
+def update(eng: Engine, name: str, verb: str, **changes: Any) -> str:
     """Change columns of a pot's row (set-cmd, set-env, set-attr); applied at the next start."""
     with eng.lock(f"pot-{name}"):
         pot = eng.pot(name)
         eng.execute(verb, f"pot:{name}", [put("pots", {"name": name}, {**pot, **changes}, pot)])
+    what = ", ".join(sorted(changes))
+    return f"pot {name}: {what} set (applied at its next start)"
+
+
+def set_cmd(eng: Engine, name: str, cmd: str) -> str:
+    """pot's set-cmd: a shell command line; one pair of surrounding double quotes is pot's own
+    quoting and is dropped."""
+    if len(cmd) >= 2 and cmd[0] == cmd[-1] == '"':
+        cmd = cmd[1:-1]
+    if not cmd.strip():
+        raise UsageError("the command must not be empty")
+    return update(eng, name, "set-cmd", cmd=cmd)
+
+
+def set_env(eng: Engine, name: str, env: dict[str, str]) -> str:
+    for key in env:
+        names.env_pair(f"{key}=")
+    return update(eng, name, "set-env", env=dict(env))
+
+
+def set_attr(eng: Engine, name: str, attr: str, value: str) -> str:
+    changes = eng.host.expand_attr(attr, value)
+    pot = eng.pot(name)
+    update(eng, name, "set-attr", attrs={**pot["attrs"], **changes})
+    return f"pot {name}: {', '.join(f'{k}={v}' for k, v in changes.items())}"
+
+
+def get_attr(eng: Engine, name: str, attr: str) -> str:
+    attrs = eng.pot(name)["attrs"]
+    if attr not in attrs:
+        raise NotFound(f"pot {name} has no attribute {attr}")
+    return str(attrs[attr])

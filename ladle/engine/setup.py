@@ -17,7 +17,7 @@ _DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*
 SUBDIRS = ("locks", "logs", "run", "cache")
 
 
-def init(eng: Engine, storage: str, dataset: str | None) -> None:
+def init(eng: Engine, storage: str, dataset: str | None) -> str:
     """Create what is missing; refuse to switch an initialised root to another backend."""
     if storage not in BACKENDS:
         raise UsageError(f"unknown storage {storage!r} (choose from {', '.join(BACKENDS)})")
@@ -36,7 +36,7 @@ def init(eng: Engine, storage: str, dataset: str | None) -> None:
         raise UsageError(f"{root} is already initialised with {have} storage" + (f" on {had}" if had else ""))
     # The directories come before the database that would log them; a dry run plans against an
     # empty in-memory store.
-    Executor(Context(eng.runner, None), dry_run=eng.dry_run, out=eng.out).run("init", "global", dirs)
+    eng.lines += Executor(Context(eng.runner, None), dry_run=eng.dry_run).run("init", "global", dirs)
     store = existing or Store(":memory:" if eng.dry_run else db)
     eng.__dict__["store"] = store
     backend = open_backend(storage, root, store, dataset, eng.runner)
@@ -47,7 +47,7 @@ def init(eng: Engine, storage: str, dataset: str | None) -> None:
     steps += backend.init_steps()
     with eng.lock("global"):
         eng.execute("init", "global", steps)
-    eng.say(f"ladle initialised in {root} ({storage} storage{' on ' + dataset if dataset else ''})")
+    return f"ladle initialised in {root} ({storage} storage{' on ' + dataset if dataset else ''})"
 
 
 def _missing_ancestors(path: str) -> list[str]:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 from ladle import names
 from ladle.engine import lifecycle
-from ladle.engine.bases import snapshot_name
 from ladle.engine.core import Engine
 from ladle.errors import NotFound, StateError, UsageError
 from ladle.plan.steps import Step
+
+
+def snapshot_name(eng: Engine, key: str) -> str:
+    """pot's convention: a snapshot is named by its Unix time; bumped if taken twice a second."""
+    stamp = int(time.time())
+    taken = set(eng.snap.snapshots(key))
+    while str(stamp) in taken:
+        stamp += 1
+    return str(stamp)
 
 
 def _target(eng: Engine, pot: str | None, fscomp: str | None) -> tuple[str, str, str]:
@@ -23,43 +33,47 @@ def _target(eng: Engine, pot: str | None, fscomp: str | None) -> tuple[str, str,
     return f"fscomp-{fscomp}", row["layer"], f"fscomp {fscomp}"
 
 
+def _subject(lock: str) -> str:
+    """The intent log's subject for a lock name ('pot-web' -> 'pot:web'): recovery takes the same lock."""
+    return lock.replace("-", ":", 1)
+
+
 def _stopped(eng: Engine, pot: str | None) -> None:
     if pot and lifecycle.is_running(eng, pot):
         raise StateError(f"pot {pot} is running: stop it first")
 
 
-def snapshot(eng: Engine, pot: str | None, fscomp: str | None, name: str | None) -> None:
+def snapshot(eng: Engine, pot: str | None, fscomp: str | None, name: str | None) -> str:
     lock, key, label = _target(eng, pot, fscomp)
     with eng.lock(lock):
         _stopped(eng, pot)
         snap = names.name("snapshot", name) if name else snapshot_name(eng, key)
-        eng.execute("snapshot", key, eng.snap.snapshot(key, snap))
-    eng.say(f"snapshot {snap} of {label} taken")
+        eng.execute("snapshot", _subject(lock), eng.snap.snapshot(key, snap))
+    return f"snapshot {snap} of {label} taken"
 
 
-def rollback(eng: Engine, pot: str | None, fscomp: str | None, snap: str | None) -> None:
+def rollback(eng: Engine, pot: str | None, fscomp: str | None, snap: str | None) -> str:
     lock, key, label = _target(eng, pot, fscomp)
     with eng.lock(lock):
         _stopped(eng, pot)
         snap = snap or eng.snap.latest(key)
         if snap is None:
             raise NotFound(f"{label} has no snapshot")
-        eng.execute("rollback", key, eng.snap.rollback(key, snap))
-    eng.say(f"{label} rolled back to {snap}")
+        eng.execute("rollback", _subject(lock), eng.snap.rollback(key, snap))
+    return f"{label} rolled back to {snap}"
 
 
-def promote(eng: Engine, pot: str | None, fscomp: str | None) -> None:
+def promote(eng: Engine, pot: str | None, fscomp: str | None) -> str:
     lock, key, label = _target(eng, pot, fscomp)
     with eng.lock(lock):
         row = eng.store.get("layers", key=key) or {}
         if not row.get("origin"):
-            eng.say(f"{label} does not depend on another snapshot: nothing to promote")
-            return
-        eng.execute("promote", key, eng.snap.promote(key))
-    eng.say(f"{label} promoted")
+            return f"{label} does not depend on another snapshot: nothing to promote"
+        eng.execute("promote", _subject(lock), eng.snap.promote(key))
+    return f"{label} promoted"
 
 
-def purge(eng: Engine, pot: str | None, fscomp: str | None, keep: int, everything: bool) -> None:
+def purge(eng: Engine, pot: str | None, fscomp: str | None, keep: int, everything: bool) -> str:
     """pot's purge-snapshots keeps the latest; -k keeps more, -a none. Snapshots in use stay."""
     lock, key, label = _target(eng, pot, fscomp)
     if keep < 0:
@@ -71,8 +85,8 @@ def purge(eng: Engine, pot: str | None, fscomp: str | None, keep: int, everythin
         steps: list[Step] = []
         for s in doomed:
             steps += eng.snap.remove_snapshot(key, s)
-        eng.execute("purge-snapshots", key, steps, on_crash="finish")
-    eng.say(f"removed {len(doomed)} snapshot(s) of {label}")
+        eng.execute("purge-snapshots", _subject(lock), steps, on_crash="finish")
+    return f"removed {len(doomed)} snapshot(s) of {label}"
 
 
 def list_snapshots(eng: Engine, pot: str | None, fscomp: str | None) -> list[str]:

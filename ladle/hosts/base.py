@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ladle.plan.runner import Runner
     from ladle.plan.steps import Step
     from ladle.storage.snapshotter import Mount
+    from ladle.supervise.client import MonitorClient
 
 
 def yes_no(name: str, value: str) -> str:
@@ -64,11 +65,12 @@ class RunRecord:
 
     pot: str
     state: str  # 'running' | 'stopped' | 'exited' | 'failed'
-    supervisor_pid: int | None = None
-    supervisor_start: int | None = None
+    monitor_pid: int | None = None
+    monitor_start: int | None = None
     init_pid: int | None = None
     init_start: int | None = None
     main_pid: int | None = None
+    main_start: int | None = None
     exit_code: int | None = None
     error: str | None = None
 
@@ -110,24 +112,29 @@ class Host:
 
     # Life cycle ----------------------------------------------------------------------------------
 
+    def monitor_argv(self) -> list[str]:
+        """How the keeper starts this host's monitor (`ladle.supervise`) for the state root."""
+        raise NotImplementedError
+
+    def on_exit(self, name: str) -> list[str]:
+        """What the monitor runs when a pot ends by itself: `ladle stop`, which tears it down."""
+        import sys
+        return [sys.executable, "-m", "ladle", "--root", self.root, "--host", self.name, "stop", name]
+
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
-        """Steps that start the pot under a supervisor. The last one returns once the main process
-        runs, or raises with the reason; it records the run in the `runs` table."""
+        """Steps that start the pot; the last has the monitor start its command and returns once
+        that runs, or raises with the reason. The monitor records the run."""
         raise NotImplementedError
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         """Steps that stop a running pot (signal, wait up to stop_timeout, kill) and clean up after
-        it. They must also work when the supervisor or the pot already died (recovery)."""
+        it. They must also work when the monitor or the pot already died (recovery)."""
         raise NotImplementedError
 
-    def run_foreground(self, spec: RuntimeSpec, *, log: bool) -> int:
-        """Run the pot attached to this terminal (`ladle run`): stdin/stdout/stderr are ours, and
-        with `log` also copied to spec.log_path. Returns the main process's exit code."""
-        raise NotImplementedError
-
-    def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], *, tty: bool,
-             env: dict[str, str]) -> int:
-        """Run argv inside the running pot, attached to this terminal; return its exit code."""
+    def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
+             tty: bool, env: dict[str, str]) -> int | None:
+        """Run argv inside the running pot (through the monitor) on our stdin, stdout and stderr,
+        or on a new terminal relayed to ours; return its exit code."""
         raise NotImplementedError
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
@@ -137,12 +144,24 @@ class Host:
         """Is the pot of this run record still running?"""
         raise NotImplementedError
 
+    def alive_all(self, runs: list[RunRecord]) -> list[bool]:
+        """`alive` for many runs at once (a driver may ask the host once for all of them)."""
+        return [self.alive(r) for r in runs]
+
     def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
         """Steps that add `mount` to the running pot at once (mount-in, add-fscomp)."""
         raise NotImplementedError
 
     def live_unmount_plan(self, spec: RuntimeSpec, run: RunRecord, target: str) -> list[Step]:
         """Steps that remove the mount at in-pot path `target` from the running pot (mount-out)."""
+        raise NotImplementedError
+
+    def leaked_mounts(self, live: set[str]) -> list[str]:
+        """Mount points under the state root that a crash left (none of the pots in `live`)."""
+        raise NotImplementedError
+
+    def force_unmount(self, point: str) -> None:
+        """Unmount a leaked mount even if it is busy."""
         raise NotImplementedError
 
     # Files -------------------------------------------------------------------------------------

@@ -1,40 +1,44 @@
 """Runs plans: records each step in the intent log, undoes what was done when a step fails.
 
-`on_crash` tells `ladle gc` what to do with an operation whose process died half-way:
-"undo" rolls back the steps that ran (create, clone, ...); "finish" runs the rest (stop, destroy),
-because a half-torn-down pot is better finished than rebuilt.
+`on_crash` tells recovery (`ladle gc`, or the next command) what to do with an operation whose
+process died half-way: "undo" rolls back the steps that ran (create, clone, start, ...); "finish"
+runs the rest (stop, destroy), because a half-torn-down pot is better finished than rebuilt.
+
+Nothing here prints: a plan's rendering is returned to the caller, and what could not be undone is
+logged on the `ladle` logger (the CLI shows those as warnings).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import sys
-from typing import TYPE_CHECKING, Literal, TextIO
+from typing import Literal
 
 from ladle.errors import LadleError
 from ladle.plan.steps import Context, Step
 
-if TYPE_CHECKING:
-    pass
-
 OnCrash = Literal["undo", "finish"]
+log = logging.getLogger("ladle")
+
+
+def render(steps: list[Step]) -> list[str]:
+    """The exact commands of a plan, in order."""
+    return [line for step in steps for line in step.render()]
 
 
 class Executor:
-    """Applies plans for real, or prints them with `dry_run`."""
+    """Applies plans for real, or only renders them with `dry_run`."""
 
-    def __init__(self, ctx: Context, *, dry_run: bool = False, out: TextIO | None = None) -> None:
+    def __init__(self, ctx: Context, *, dry_run: bool = False) -> None:
         self.ctx = ctx
         self.dry_run = dry_run
-        self.out = out or sys.stdout
 
-    def run(self, verb: str, subject: str, steps: list[Step], on_crash: OnCrash = "undo") -> None:
+    def run(self, verb: str, subject: str, steps: list[Step], on_crash: OnCrash = "undo") -> list[str]:
+        """Apply `steps` (or not, in a dry run); return their rendering either way."""
+        lines = render(steps)
         if self.dry_run:
-            for step in steps:
-                for line in step.render():
-                    print(line, file=self.out)
-            return
+            return lines
         store = self.ctx.store
         op = store.op_begin(verb, subject, [s.to_json() for s in steps], on_crash) if store else 0
         done: list[Step] = []
@@ -51,12 +55,13 @@ class Executor:
                     os.kill(os.getpid(), signal.SIGKILL)
         except BaseException as exc:
             for problem in undo(self.ctx, done):
-                print(f"ladle: warning: could not undo {problem}", file=sys.stderr)
+                log.warning("could not undo %s", problem)
             if store:
                 store.op_end(op, "rolled-back", str(exc))
             raise
         if store:
             store.op_end(op, "done")
+        return lines
 
 
 def _fault(verb: str) -> int | None:
@@ -64,6 +69,11 @@ def _fault(verb: str) -> int | None:
     spec = os.environ.get("LADLE_FAULT", "")
     name, _, index = spec.partition(":")
     return int(index) if name == verb and index.isdigit() else None
+
+
+def _first_line(step: Step) -> str:
+    lines = step.render()
+    return lines[0] if lines else type(step).__name__
 
 
 def undo(ctx: Context, steps: list[Step]) -> list[str]:
@@ -74,7 +84,7 @@ def undo(ctx: Context, steps: list[Step]) -> list[str]:
             try:
                 inverse.apply(ctx)
             except (LadleError, OSError) as e:
-                problems.append(f"{inverse.render()[0]}: {e}")
+                problems.append(f"{_first_line(inverse)}: {e}")
     return problems
 
 
@@ -85,5 +95,5 @@ def finish(ctx: Context, steps: list[Step]) -> list[str]:
         try:
             step.apply(ctx)
         except (LadleError, OSError) as e:
-            problems.append(f"{step.render()[0] if step.render() else type(step).__name__}: {e}")
+            problems.append(f"{_first_line(step)}: {e}")
     return problems

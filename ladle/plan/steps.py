@@ -11,44 +11,49 @@ import json
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ladle.errors import HostError, UsageError
+from ladle.errors import HostError, LadleError, UsageError
 from ladle.plan.runner import Runner
 
 if TYPE_CHECKING:
     from ladle.state.store import Store
 
-# Modules that define steps; imported on demand when the intent log names a kind not yet loaded.
-STEP_MODULES = (
-    "ladle.plan.steps",
-    "ladle.state.steps",
-    "ladle.storage.dirfs",
-    "ladle.storage.zfs",
-    "ladle.storage.tarsafe",
-    "ladle.hosts.linux.steps",
-    "ladle.hosts.linux.live",
-    "ladle.hosts.freebsd.steps",
-)
+
+class UnknownStep(LadleError):
+    """The intent log names a step this ladle does not have (another version, another host)."""
 
 
 @dataclass
 class Context:
-    """What a step may touch while it applies: the command runner and the state store."""
+    """What a step may touch while it applies: the command runner, the state store, and the
+    host's monitor (connected on first use; steps that start or stop processes ask it)."""
 
     runner: Runner
     store: Store | None = None
+    monitor: Callable[[], Any] | None = None
+    attach: tuple[int, int] | None = None  # pipes that an attached `run` reads the command's output from
 
 
 class Step:
-    """One change to the host. Subclasses are dataclasses."""
+    """One change to the host. Subclasses are dataclasses.
+
+    Each subclass registers itself under its kind, ``module:Class``, when its module is imported;
+    an intent log entry names its kind, so rebuilding it imports exactly the module that defines it
+    and nothing else (a FreeBSD host never imports the Linux driver, and the reverse).
+    """
 
     registry: ClassVar[dict[str, type[Step]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Step.registry[cls.__name__] = cls
+        Step.registry[cls.kind()] = cls
+
+    @classmethod
+    def kind(cls) -> str:
+        return f"{cls.__module__}:{cls.__qualname__}"
 
     def render(self) -> list[str]:
         """The exact shell lines this step runs (comments for state-only steps)."""
@@ -62,17 +67,29 @@ class Step:
         return []
 
     def to_json(self) -> str:
-        return json.dumps({"kind": type(self).__name__, "args": asdict(self)})  # type: ignore[call-overload]
+        return json.dumps({"kind": self.kind(), "args": asdict(self)})  # type: ignore[call-overload]
 
     @staticmethod
     def from_json(text: str) -> Step:
-        data = json.loads(text)
-        kind = data["kind"]
-        for module in STEP_MODULES:
-            if kind in Step.registry:
-                break
-            importlib.import_module(module)
-        return Step.registry[kind](**data["args"])
+        """Rebuild a step from the intent log; UnknownStep (one line) if it cannot be."""
+        try:
+            data = json.loads(text)
+            kind, args = str(data["kind"]), dict(data["args"])
+        except (ValueError, KeyError, TypeError):
+            raise UnknownStep(f"unreadable step in the intent log: {text[:60]!r}") from None
+        module, sep, _ = kind.partition(":")
+        if kind not in Step.registry and sep and module.startswith("ladle."):
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise UnknownStep(f"step {kind}: cannot import {module}: {e}") from None
+        cls = Step.registry.get(kind)
+        if cls is None:
+            raise UnknownStep(f"unknown step {kind!r} in the intent log")
+        try:
+            return cls(**args)
+        except TypeError as e:
+            raise UnknownStep(f"step {kind} does not match this ladle: {e}") from None
 
 
 class Command(Step):

@@ -12,10 +12,21 @@ import sqlite3
 import time
 from typing import Any
 
-from ladle import proc
+from ladle import platform as proc
 from ladle.errors import HostError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# How to bring a database of version N-1 to version N (a fresh database gets _SCHEMA directly).
+_MIGRATIONS = {
+    2: """
+ALTER TABLE runs RENAME COLUMN supervisor_pid TO monitor_pid;
+ALTER TABLE runs RENAME COLUMN supervisor_start TO monitor_start;
+ALTER TABLE runs ADD COLUMN main_start INTEGER;
+ALTER TABLE runs ADD COLUMN persistent INTEGER;
+ALTER TABLE runs ADD COLUMN on_exit TEXT;
+""",
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,9 +56,9 @@ CREATE TABLE IF NOT EXISTS pot_mounts (
     ro INTEGER NOT NULL, seq REAL NOT NULL, PRIMARY KEY (pot, mountpoint)
 );
 CREATE TABLE IF NOT EXISTS runs (
-    pot TEXT PRIMARY KEY, state TEXT NOT NULL, supervisor_pid INTEGER, supervisor_start INTEGER,
-    init_pid INTEGER, init_start INTEGER, main_pid INTEGER, started REAL, finished REAL,
-    exit_code INTEGER, error TEXT
+    pot TEXT PRIMARY KEY, state TEXT NOT NULL, monitor_pid INTEGER, monitor_start INTEGER,
+    init_pid INTEGER, init_start INTEGER, main_pid INTEGER, main_start INTEGER,
+    persistent INTEGER, on_exit TEXT, started REAL, finished REAL, exit_code INTEGER, error TEXT
 );
 CREATE TABLE IF NOT EXISTS ops (
     id INTEGER PRIMARY KEY AUTOINCREMENT, verb TEXT NOT NULL, subject TEXT NOT NULL,
@@ -59,6 +70,17 @@ CREATE TABLE IF NOT EXISTS op_steps (
     PRIMARY KEY (op, seq)
 );
 """
+
+
+def _statements(script: str) -> list[str]:
+    """Split an SQL script into complete statements (comments may hold semicolons)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
 
 
 class Store:
@@ -77,10 +99,24 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
 
     def _create(self) -> None:
-        # executescript commits first, so the transaction lives inside the script; IF NOT EXISTS
-        # makes a race between two first commands harmless.
+        """Create the schema, or migrate an older one, in one transaction; the version is read
+        inside it, so two first commands racing do the work once."""
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            have = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if have > SCHEMA_VERSION:
+                raise HostError(f"state database {self.path} is of a newer ladle (schema {have})")
+            if have < SCHEMA_VERSION:
+                fresh = not self.db.execute("SELECT 1 FROM sqlite_master WHERE name='pots'").fetchone()
+                scripts = [_SCHEMA] if fresh else [_MIGRATIONS[v] for v in range(have + 1, SCHEMA_VERSION + 1)]
+                for statement in _statements("".join(scripts)):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()

@@ -13,8 +13,6 @@ FreeBSD manual pages) and runs them through the runner. Public API:
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 from ladle.hosts.base import Host, RunRecord, RuntimeSpec
@@ -27,6 +25,11 @@ if TYPE_CHECKING:
     from ladle.plan.runner import Runner
     from ladle.plan.steps import Step
     from ladle.storage.snapshotter import Mount
+    from ladle.supervise.client import MonitorClient
+
+START_FSTYPES = ("nullfs", "tmpfs", "devfs", "procfs", "fdescfs", "linprocfs")
+MONITOR = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; "
+           "from ladle.hosts.freebsd.monitor import main; main(sys.argv[1:])")
 
 __all__ = ["FreeBSDHost", "attr_defaults", "canonical_release", "check_attr", "copy_plan", "exec_argv",
            "expand_attr", "main_argv", "release_base_steps", "start_plan", "stop_plan"]
@@ -63,46 +66,36 @@ class FreeBSDHost(Host):
 
     # Life cycle ----------------------------------------------------------------------------------
 
+    def monitor_argv(self) -> list[str]:
+        from ladle.supervise.client import python_argv
+        return [*python_argv(MONITOR), self.root]
+
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
-        return plans.start_plan(spec)
+        return plans.start_plan(spec, self.on_exit(spec.name))
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         return plans.stop_plan(spec, run)
 
-    def run_foreground(self, spec: RuntimeSpec, *, log: bool) -> int:
-        """Set the pot up as `start` does, run its command attached to this terminal (with `log`,
-        its output is also appended to the log, stderr merged into stdout), then tear it down."""
-        from ladle.hosts.freebsd import spawn
-        from ladle.hosts.freebsd.steps import JailCommandStart
-        from ladle.plan.executor import Executor, finish
-        from ladle.plan.steps import Context
+    def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
+             tty: bool, env: dict[str, str]) -> int | None:
+        """`jexec -l` through the monitor, on our descriptors or on a new terminal."""
+        from ladle.supervise import attach
+        from ladle.supervise import tty as ttys
 
-        ctx = Context(self.runner)
-        steps = plans.start_plan(spec)
-        main = steps.pop()
-        assert isinstance(main, JailCommandStart)
-        Executor(ctx).run("run", f"pot:{spec.name}", steps)
+        request = {"pot": spec.name, "argv": exec_argv(spec, argv, env), "env": {}, "tty": tty}
+        if not tty:
+            pid = monitor.request("spawn", fds=[0, 1, 2], role="exec", **request)["pid"]
+            return attach.wait(monitor, {"pot": spec.name, "pid": pid})
+        master, slave = os.openpty()
         try:
-            proc = subprocess.Popen(main.argv, stdout=subprocess.PIPE if log else None,
-                                    stderr=subprocess.STDOUT if log else None)
-            spawn.wait_attached(proc, spec.name)
-            for argv in main.argvs():
-                self.runner.run(argv)
-            if log and proc.stdout is not None:
-                with open(spec.log_path, "ab") as f:
-                    while chunk := os.read(proc.stdout.fileno(), 65536):
-                        sys.stdout.buffer.write(chunk)
-                        sys.stdout.buffer.flush()
-                        f.write(chunk)
-            return proc.wait()
+            try:
+                pid = monitor.request("spawn", fds=[slave, slave, slave], role="exec", **request)["pid"]
+            finally:
+                os.close(slave)
+            with ttys.raw(0):
+                return attach.wait(monitor, {"pot": spec.name, "pid": pid}, terminal=master)
         finally:
-            for problem in finish(ctx, plans.stop_plan(spec, None)):
-                print(f"ladle: warning: {problem}", file=sys.stderr)
-
-    def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], *, tty: bool,
-             env: dict[str, str]) -> int:
-        """Interactive: the command has our terminal, so it runs directly, not through the runner."""
-        return subprocess.call(exec_argv(spec, argv, env))
+            os.close(master)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
         import shlex
@@ -113,6 +106,12 @@ class FreeBSDHost(Host):
         from ladle.hosts.freebsd.steps import jail_exists
         return jail_exists(self.runner, run.pot)
 
+    def alive_all(self, runs: list[RunRecord]) -> list[bool]:
+        """One `jls` for all of them."""
+        from ladle.hosts.freebsd.steps import jails
+        names = jails(self.runner)
+        return [r.pot in names for r in runs]
+
     def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
         from ladle.hosts.freebsd.steps import NullfsMount
         return [NullfsMount(mount.source, plans.jail_root(spec)[0], mount.target, mount.readonly)]
@@ -120,6 +119,28 @@ class FreeBSDHost(Host):
     def live_unmount_plan(self, spec: RuntimeSpec, run: RunRecord, target: str) -> list[Step]:
         from ladle.hosts.freebsd.steps import JailUnmount
         return [JailUnmount(plans.jail_root(spec)[0], target)]
+
+    def leaked_mounts(self, live: set[str]) -> list[str]:
+        """What `mount -p` lists under the state root that a pot's start mounts (nullfs, tmpfs,
+        devfs, procfs, fdescfs), for pots that do not run. ZFS pots are mounted at their dataset's
+        mountpoint (`zfs/pots/NAME`), the others at `run/NAME/root`, so both are looked under;
+        the datasets themselves (zfs) are not leaks."""
+        from ladle.hosts.freebsd.steps import mount_table
+
+        out = []
+        for point, fstype in mount_table(self.runner):
+            if fstype not in START_FSTYPES or not point.startswith(self.root.rstrip("/") + "/"):
+                continue
+            parts = point[len(self.root):].strip("/").split("/")
+            owner = parts[1] if parts[0] == "run" else parts[2] if parts[:2] in (["zfs", "pots"],
+                                                                                  ["storage", "pots"]) else None
+            if owner is None or owner not in live:
+                out.append(point)
+        return out
+
+    def force_unmount(self, point: str) -> None:
+        """`umount -f` (FreeBSD has no lazy unmount)."""
+        self.runner.run(["umount", "-f", point], check=False)
 
     # Files -------------------------------------------------------------------------------------
 

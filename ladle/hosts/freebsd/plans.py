@@ -16,12 +16,13 @@ from ladle.errors import NotFound, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import jailparams
 from ladle.hosts.freebsd.steps import (
-    JailCommandStart,
     JailCreate,
     JailLoopbackUp,
+    JailMain,
+    JailNotice,
+    JailRelease,
     JailRemove,
     JailRmdir,
-    JailRunFinished,
     JailTmpfsMount,
     JailUnmount,
     NullfsMount,
@@ -91,7 +92,7 @@ def exec_argv(spec: RuntimeSpec, argv: list[str], env: dict[str, str]) -> list[s
             *(["/usr/bin/env", *pairs] if pairs else []), *argv]
 
 
-def start_plan(spec: RuntimeSpec) -> list[Step]:
+def start_plan(spec: RuntimeSpec, on_exit: list[str]) -> list[Step]:
     name = names.pot_name(spec.name)
     attrs = jailparams.effective(spec.attrs)
     path, roots = jail_root(spec)
@@ -103,7 +104,8 @@ def start_plan(spec: RuntimeSpec) -> list[Step]:
                                                      str(osrelease) if osrelease else None)))
     if spec.network == "none":
         steps.append(JailLoopbackUp(name))
-    steps.append(JailCommandStart(name, main_argv(spec), spec.log_path, attrs["persistent"] == "YES"))
+    steps.append(JailMain(name, main_argv(spec), spec.log_path, spec.run_dir, attrs["persistent"] == "YES",
+                          on_exit))
     return steps
 
 
@@ -122,8 +124,8 @@ def teardown_steps(spec: RuntimeSpec) -> list[Step]:
 def stop_plan(spec: RuntimeSpec, run: RunRecord | None) -> list[Step]:
     name = names.pot_name(spec.name)
     attrs = jailparams.effective(spec.attrs)
-    return [JailRemove(name, attrs["exec_stop"], attrs["stop_timeout"]), *teardown_steps(spec),
-            JailRunFinished(name)]
+    return [JailNotice(name), JailRemove(name, attrs["exec_stop"], attrs["stop_timeout"]), *teardown_steps(spec),
+            JailRelease(name)]
 
 
 def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,

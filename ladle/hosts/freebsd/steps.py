@@ -12,14 +12,13 @@ import os
 import shlex
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from ladle.errors import CommandFailed, HostError
-from ladle.hosts.freebsd import spawn
 from ladle.hosts.freebsd.jailparams import stop_config
 from ladle.paths import resolve_in_root
 from ladle.plan.runner import Runner
 from ladle.plan.steps import Cmd, Command, Context, Step
-from ladle.state.steps import StatePut
 
 
 def host_path(root: str, target: str) -> str:
@@ -27,18 +26,28 @@ def host_path(root: str, target: str) -> str:
     return root if target == "/" else root.rstrip("/") + target
 
 
-def mounted(runner: Runner) -> set[str]:
-    """Mount points of the host, from `mount -p` (fstab(5) format: the second field)."""
-    points = set()
+def mount_table(runner: Runner) -> list[tuple[str, str]]:
+    """(mount point, file system type) of every mount, from `mount -p` (fstab(5) format)."""
+    rows = []
     for line in runner.run(["mount", "-p"]).splitlines():
         fields = line.split()
-        if len(fields) >= 2:
-            points.add(fields[1])
-    return points
+        if len(fields) >= 3:
+            rows.append((fields[1], fields[2]))
+    return rows
+
+
+def mounted(runner: Runner) -> set[str]:
+    """Mount points of the host."""
+    return {point for point, _ in mount_table(runner)}
 
 
 def jail_exists(runner: Runner, name: str) -> bool:
     return bool(runner.run(["jls", "-j", name, "jid"], check=False).strip())
+
+
+def jails(runner: Runner) -> set[str]:
+    """The names of every jail on the host, from one `jls name` (jls prints the parameter per jail)."""
+    return set(runner.run(["jls", "name"], check=False).split())
 
 
 class _MountStep(Command):
@@ -221,64 +230,69 @@ class JailLoopbackUp(Command):
         return [["jexec", self.name, "/sbin/ifconfig", "lo0", "inet", "127.0.0.1/8", "up"]]
 
 
+def _monitor(ctx: Context) -> Any:
+    if ctx.monitor is None:
+        raise HostError("starting a pot needs its monitor")
+    return ctx.monitor()
+
+
 @dataclass
-class JailCommandStart(Step):
-    """Start the pot's command in the background and record the run; returns once it is running.
+class JailMain(Step):
+    """The pot's command: `jexec` run by the monitor, which copies its output into the pot's log,
+    records the run, and runs `on_exit` (`ladle stop`) when a non-persistent pot's command ends.
 
-    The jail was created with `persist` so that set-up could run in it before any process does.
-    A non-persistent pot must die with its command (pot §5.6), so once the command is inside the
-    jail, `jail -m name=NAME nopersist` hands the jail's life to its processes: when the last one
-    exits the kernel removes the jail. Doing it earlier would remove the empty jail before the
-    command enters it; `spawn.SPAWN` returns only after the command has entered the jail.
-
-    The process is started through the `spawn.SPAWN` hook (subprocess.Popen for now, with stdout
-    and stderr appended to the pot's log) until the ladle supervisor takes it over.
-    """
+    The jail was made with `persist`, so that set-up could run in it before any process did; it
+    keeps it until `jail -r` (stop, or the teardown of a non-persistent pot)."""
 
     pot: str
     argv: list[str]
     log_path: str
+    run_dir: str
     persistent: bool
-
-    def nopersist(self) -> list[str]:
-        return ["jail", "-m", f"name={self.pot}", "nopersist"]
-
-    def argvs(self) -> list[list[str]]:
-        """The commands run through the runner (the spawned command goes through the hook)."""
-        return [] if self.persistent else [self.nopersist()]
+    on_exit: list[str]
 
     def render(self) -> list[str]:
-        lines = [f"# in the background, stdout and stderr appended to {self.log_path}:",
-                 shlex.join(self.argv)]
-        lines += [shlex.join(a) for a in self.argvs()]
-        return [*lines, f"# state: record runs pot={self.pot}"]
+        run = self.run_dir.rstrip("/")
+        return [f"# by the monitor, which copies the output to {self.log_path} and records the run:",
+                f"{shlex.join(self.argv)} </dev/null >{shlex.quote(run + '/out.fifo')} "
+                f"2>{shlex.quote(run + '/err.fifo')}"]
 
     def apply(self, ctx: Context) -> None:
-        pid = spawn.SPAWN(self.argv, self.log_path, self.pot)
-        for argv in self.argvs():
-            ctx.runner.run(argv)
-        if ctx.store is not None:
-            from ladle import proc
-            ctx.store.put("runs", {"pot": self.pot}, {
-                "pot": self.pot, "state": "running", "supervisor_pid": None, "supervisor_start": None,
-                "init_pid": pid, "init_start": proc.start_time(pid), "main_pid": pid,
-                "started": time.time(), "finished": None, "exit_code": None, "error": None})
+        fds = list(ctx.attach) if ctx.attach else []
+        _monitor(ctx).request("spawn", fds=fds, role="main", attach=bool(fds), pot=self.pot, argv=self.argv,
+                              env={}, persistent=self.persistent, on_exit=self.on_exit, log=self.log_path,
+                              run_dir=self.run_dir)
 
     def inverse(self) -> list[Step]:
-        return [StatePut("runs", {"pot": self.pot}, None)]
+        return [JailNotice(self.pot), JailRemove(self.pot), JailRelease(self.pot)]
 
 
 @dataclass
-class JailRunFinished(Step):
-    """Mark the pot's run record stopped (kept, so `ls` and `info` can show how it ended)."""
+class JailNotice(Step):
+    """Tell the monitor that the pot is being stopped (its end will be 'stopped')."""
 
     pot: str
 
     def render(self) -> list[str]:
-        return [f"# state: record runs pot={self.pot} stopped"]
+        return [f"# the monitor: pot {self.pot} is being stopped"]
 
     def apply(self, ctx: Context) -> None:
-        if ctx.store is None:
+        _monitor(ctx).request("notice", pot=self.pot)
+
+
+@dataclass
+class JailRelease(Step):
+    """Wait until the monitor has seen the pot's command end and recorded it; a run no monitor
+    knows any more (it died with everything) is marked stopped here."""
+
+    pot: str
+
+    def render(self) -> list[str]:
+        return [f"# the monitor records how pot {self.pot} ended"]
+
+    def apply(self, ctx: Context) -> None:
+        reply = _monitor(ctx).request("release", pot=self.pot)
+        if reply.get("state") is not None or ctx.store is None:
             return
         row = ctx.store.get("runs", pot=self.pot)
         if row is not None and row["state"] == "running":

@@ -1,26 +1,31 @@
 """The Linux host driver: pots as namespaces (mount, pid, uts, ipc, net), pivot_root into the pot's
 tree, a minimal /dev, /sys read-only, a reduced capability set (`caps`) and no_new_privs.
 
-Modules: `container` (processes inside the namespaces), `mounts` (the pot's file system), `caps`,
-`syscalls` (ctypes), `steps` (plan steps), `stop`, `copy`, `busybox` (the offline base). The
-supervisor, mini-init and logs live in `ladle.supervise`. Heavy modules are imported when used.
+Modules: `launch` (how the monitor starts a pot's pid 1 and processes), `monitor` (the monitor's
+entry point here), `rootfs` (the pot's tree as exact operations), `mounts` (mounting inside a
+root without following its symlinks), `container` (command line, environment, entering a running
+pot), `caps`, `syscalls` (ctypes), `steps` (plan steps), `stop`, `copy`, `live` (mounts into a
+running pot, host-side steps in its namespaces), `busybox` (the offline base). Heavy modules are
+imported when used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 from dataclasses import asdict
 from typing import TYPE_CHECKING, ClassVar
 
-from ladle import proc
-from ladle.errors import HostError, StateError, UsageError
+from ladle import platform
+from ladle.errors import StateError, UsageError
 from ladle.hosts.base import Host, RunRecord, RuntimeSpec, yes_no
 
 if TYPE_CHECKING:
     from ladle.plan.steps import Step
     from ladle.storage.snapshotter import Mount
+    from ladle.supervise.client import MonitorClient
+
+MONITOR = ("import sys; sys.path[:0] = [sys.argv.pop(1)]; "
+           "from ladle.hosts.linux.monitor import main; main(sys.argv[1:])")
 
 BOOLEAN_ATTRS = ("persistent", "procfs", "fdescfs", "mlock",
                  # pot's own attributes, the same on every host
@@ -33,7 +38,7 @@ DEFAULTS = {"persistent": "YES", "procfs": "YES", "fdescfs": "YES", "mlock": "NO
 
 
 class LinuxHost(Host):
-    """Runs pots in Linux namespaces under a per-pot supervisor."""
+    """Runs pots in Linux namespaces, their processes owned by the host's monitor."""
 
     name: ClassVar[str] = "linux"
 
@@ -83,12 +88,22 @@ class LinuxHost(Host):
 
     # Life cycle ----------------------------------------------------------------------------------
 
-    def start_plan(self, spec: RuntimeSpec) -> list[Step]:
-        from ladle.hosts.linux.container import check_spec
-        from ladle.hosts.linux.steps import LinuxStart, spec_to_json
+    def monitor_argv(self) -> list[str]:
+        from ladle.supervise.client import python_argv
+        return [*python_argv(MONITOR), self.root]
 
-        check_spec(spec)
-        return [LinuxStart(spec_to_json(spec))]
+    def start_plan(self, spec: RuntimeSpec) -> list[Step]:
+        from ladle.hosts.linux import container
+        from ladle.hosts.linux.steps import LinuxEnter, LinuxLinkUp, LinuxMain, LinuxSandbox, spec_to_json
+
+        container.check_spec(spec)
+        container.command_argv(spec.cmd)
+        data = spec_to_json(spec)
+        ns = container.namespaces(spec)
+        steps: list[Step] = [LinuxSandbox(spec.name, ns)]
+        if "net" in ns:  # host-side steps go here: they address the pot by its waiting pid 1
+            steps.append(LinuxLinkUp(spec.name, "lo"))
+        return [*steps, LinuxEnter(spec.name, data), LinuxMain(spec.name, data, self.on_exit(spec.name))]
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         from ladle.hosts.linux.steps import LinuxStop, spec_to_json
@@ -96,73 +111,50 @@ class LinuxHost(Host):
         return [LinuxStop(spec_to_json(spec), asdict(run))]
 
     def alive(self, run: RunRecord) -> bool:
-        return proc.alive(run.init_pid, run.init_start)
-
-    def store_path(self, spec: RuntimeSpec) -> str | None:
-        """Where supervisors record runs: spec.extra['store_path'], else <root>/ladle.db if any."""
-        path = spec.extra.get("store_path") or os.path.join(self.root, "ladle.db")
-        return str(path) if os.path.exists(path) else None
-
-    def run_foreground(self, spec: RuntimeSpec, *, log: bool) -> int:
-        from ladle.hosts.linux import container
-        from ladle.supervise import supervisor
-
-        container.check_spec(spec)
-
-        def launch(stdio: object, take_tty: bool) -> container.Launched:
-            return container.launch(spec, stdio, take_tty=take_tty)  # type: ignore[arg-type]
-
-        try:
-            return supervisor.foreground(spec.name, spec.log_path, self.store_path(spec), launch, log)
-        except container.SetupError as e:
-            raise HostError(str(e)) from None
+        return platform.alive(run.init_pid, run.init_start)
 
     # exec ----------------------------------------------------------------------------------------
 
-    def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], *, tty: bool,
-             env: dict[str, str]) -> int:
+    def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
+             tty: bool, env: dict[str, str]) -> int | None:
         from ladle.hosts.linux import container
-        from ladle.supervise import init
+        from ladle.supervise import attach
+        from ladle.supervise import tty as ttys
 
-        if not argv:
-            raise UsageError("exec needs a command")
         entry = container.open_entry(run.init_pid, run.init_start)
         if entry is None:
             raise StateError(f"pot {spec.name} is not running")
-        penv = container.pot_env(spec, env)
-        mlock = spec.attr_on("mlock")
+        request = {"pot": spec.name, "argv": argv, "env": container.pot_env(spec, env),
+                   "mlock": spec.attr_on("mlock"), "tty": tty}
         try:
-            if tty:
-                from ladle.supervise import tty as ttys
-
-                master, slave = _open_pty(entry)
-                try:
-                    pid = container.spawn_in(entry, argv, penv, mlock=mlock, tty=slave)
-                finally:
-                    os.close(slave)
-                try:
-                    status = ttys.relay(master, pid)
-                finally:
-                    os.close(master)
-            else:
-                status = _run_attached(entry, argv, penv, mlock)
-        except container.SetupError as e:
-            raise HostError(f"pot {spec.name}: {e}") from None
+            if not tty:
+                pid = monitor.request("spawn", fds=[0, 1, 2], role="exec", **request)["pid"]
+                return attach.wait(monitor, {"pot": spec.name, "pid": pid})
+            master, slave = _open_pty(entry)
         finally:
             entry.close()
-        return init.exit_code(status)
+        try:
+            try:
+                pid = monitor.request("spawn", fds=[slave, slave, slave], role="exec", **request)["pid"]
+            finally:
+                os.close(slave)
+            with ttys.raw(0):
+                return attach.wait(monitor, {"pot": spec.name, "pid": pid}, terminal=master)
+        finally:
+            os.close(master)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
         import shlex
 
         from ladle.hosts.linux import container
+        from ladle.hosts.linux.steps import caps_flags
 
-        pid = str(spec.extra.get("init_pid") or "<pid 1 of the pot>")
-        ns = ["--mount", "--uts", "--ipc", "--net", "--pid"]
+        pid = str(spec.extra.get("init_pid") or "$PID1")
         env = [f"{k}={v}" for k, v in container.pot_env(spec).items()]
-        line = shlex.join(["nsenter", "--target", pid, *ns, "--root", "--wd", "--", "env", "-i",
-                           *env, *argv])
-        return [line + ("  # with a new pseudo-terminal" if tty else "")]
+        line = shlex.join(["nsenter", "--target", pid, "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
+                           "--wd=/", "--", "setpriv", *caps_flags(spec.attr_on("mlock")), "--", "env", "-i",
+                           *env, *argv]).replace("'$PID1'", '"$PID1"')
+        return [line + ("  # on a new terminal of the pot's own devpts" if tty else "")]
 
     def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
         from ladle.hosts.linux.live import LinuxLiveMount
@@ -177,6 +169,17 @@ class LinuxHost(Host):
         assert run.init_pid is not None
         return [LinuxLiveUnmount(spec.name, run.init_pid, run.init_start, target)]
 
+    def leaked_mounts(self, live: set[str]) -> list[str]:
+        """A pot's mounts live in its own mount namespace, so a mount under `run/` seen on the
+        host was left by a crash in the middle of a host-side mount (a copy into a stopped pot)."""
+        prefix = os.path.join(self.root, "run") + "/"
+        with open("/proc/self/mounts") as f:
+            points = [line.split()[1].replace("\\040", " ") for line in f]
+        return [p for p in points if p.startswith(prefix)]
+
+    def force_unmount(self, point: str) -> None:
+        self.runner.run(["umount", "-l", point], check=False)
+
     # Files -------------------------------------------------------------------------------------
 
     def copy_plan(self, spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str,
@@ -189,29 +192,6 @@ class LinuxHost(Host):
         return [LinuxCopy(spec_to_json(spec), run.init_pid if live and run else None,
                           run.init_start if live and run else None, direction, host_path, pot_path,
                           create_parents)]
-
-
-def _run_attached(entry: object, argv: list[str], env: dict[str, str], mlock: bool) -> int:
-    """Run in the pot with our stdio; the terminal's Ctrl-C reaches the command (same process
-    group) and not us; SIGTERM/SIGHUP sent to us are passed on."""
-    from ladle.hosts.linux import container
-
-    assert isinstance(entry, container.Entry)
-    child = 0
-
-    def forward(sig: int, frame: object) -> None:
-        if child:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, sig)
-
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
-    old.update({s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGHUP)})
-    try:
-        child = container.spawn_in(entry, argv, env, mlock=mlock)
-        return os.waitpid(child, 0)[1]
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _open_pty(entry: object) -> tuple[int, int]:

@@ -25,17 +25,13 @@ Before = Callable[[], int | None]
 Inside = Callable[[int | None], None]
 
 
-def _in_pot(init_pid: int, init_start: int | None, name: str, before: Before, inside: Inside) -> None:
-    """In a forked child, run `before()` on the host, then join the pot's mount namespace and root
-    and run `inside(what before returned)`; raise the child's error here."""
-    entry = container.open_entry(init_pid, init_start, names=("mnt",))
-    if entry is None:
-        raise StateError(f"pot {name} is not running")
+def run_forked(name: str, fn: Callable[[], None]) -> None:
+    """Run `fn` in a forked child (which may change namespaces); raise its error here, one line."""
     r, w = os.pipe2(os.O_CLOEXEC)
     try:
         pid = os.fork()
         if pid == 0:
-            _child(entry, before, inside, w)
+            _child(fn, w)
         os.close(w)
         w = -1
         message = b""
@@ -43,7 +39,6 @@ def _in_pot(init_pid: int, init_start: int | None, name: str, before: Before, in
             message += chunk
         _, status = os.waitpid(pid, 0)
     finally:
-        entry.close()
         os.close(r)
         if w >= 0:
             os.close(w)
@@ -51,17 +46,11 @@ def _in_pot(init_pid: int, init_start: int | None, name: str, before: Before, in
         raise HostError(f"pot {name}: {message.decode(errors='replace') or 'failed'}")
 
 
-def _child(entry: container.Entry, before: Before, inside: Inside, w: int) -> NoReturn:
+def _child(fn: Callable[[], None], w: int) -> NoReturn:
     code = 1
     gc.disable()
     try:
-        held = before()
-        if "mnt" in entry.ns:
-            sc.setns(entry.ns["mnt"], sc.CLONE_NEWNS)
-        os.fchdir(entry.root)
-        os.chroot(".")
-        os.chdir("/")
-        inside(held)
+        fn()
         code = 0
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
@@ -69,6 +58,45 @@ def _child(entry: container.Entry, before: Before, inside: Inside, w: int) -> No
     except BaseException as e:
         os.write(w, f"{type(e).__name__}: {e}".encode())
     os._exit(code)
+
+
+def in_namespaces(init_pid: int, init_start: int | None, name: str, kinds: tuple[str, ...],
+                  fn: Callable[[], None]) -> None:
+    """Run `fn` in a child that joined the running pot's namespaces `kinds` (host-side steps)."""
+    entry = container.open_entry(init_pid, init_start, names=kinds)
+    if entry is None:
+        raise StateError(f"pot {name} is not running")
+
+    def inside() -> None:
+        container.join_namespaces(entry)
+        fn()
+
+    try:
+        run_forked(name, inside)
+    finally:
+        entry.close()
+
+
+def link_up(interface: str) -> None:
+    sc.interface_up(interface)
+
+
+def _in_pot(init_pid: int, init_start: int | None, name: str, before: Before, inside: Inside) -> None:
+    """In a forked child, run `before()` on the host, then join the pot's mount namespace and root
+    and run `inside(what before returned)`; raise the child's error here."""
+    entry = container.open_entry(init_pid, init_start, names=("mnt",))
+    if entry is None:
+        raise StateError(f"pot {name} is not running")
+
+    def child() -> None:
+        held = before()
+        container.join(entry)
+        inside(held)
+
+    try:
+        run_forked(name, child)
+    finally:
+        entry.close()
 
 
 @dataclass

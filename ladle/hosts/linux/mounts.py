@@ -19,9 +19,10 @@ from collections.abc import Iterable
 
 from ladle.hosts.linux import syscalls as sc
 from ladle.storage.snapshotter import Mount
+from ladle.supervise.spawn import SpawnError
 
 
-class MountError(Exception):
+class MountError(SpawnError):
     """A mount could not be made; the message is one line for the user."""
 
 

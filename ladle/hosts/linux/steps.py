@@ -1,13 +1,15 @@
 """Plan steps of the Linux driver: start and stop a pot, copy files in and out, lay out a busybox base.
 
-Start, stop and copy are done with system calls rather than commands, so their `render` shows the
-equivalent util-linux commands and says so; what matters for an operator reading `--dry-run` is
-which namespaces, mounts and limits the pot gets, and that is exact.
+A start is split so that host-side steps (network, cgroups) fit between its parts: `LinuxSandbox`
+(pid 1 waits in new namespaces), the host-side steps, `LinuxEnter` (pid 1 builds the tree and
+execs catatonit), `LinuxMain` (the command). ladle does them with system calls; each renders the
+util-linux commands that do exactly the same (`unshare`, `mount`, `mknod`, `pivot_root`,
+`setpriv`, `nsenter`, `ip`), from the same data it applies. `$PID1` stands for the pot's pid 1,
+whose pid is only known once it runs.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -16,8 +18,6 @@ from ladle.errors import HostError
 from ladle.hosts.base import RuntimeSpec
 from ladle.plan.steps import Context, Step
 from ladle.storage.snapshotter import Mount
-
-ILLUSTRATIVE = "# illustrative: ladle does this with system calls; equivalent commands:"
 
 
 def spec_to_json(spec: RuntimeSpec) -> dict[str, Any]:
@@ -42,112 +42,155 @@ def spec_from_json(data: dict[str, Any]) -> RuntimeSpec:
 
 
 def _mount_lines(mounts: list[Mount], root: str) -> list[str]:
-    lines = []
-    for m in mounts:
-        target = root if m.target in ("", "/") else root + "/" + m.target.strip("/")
-        if m.type in ("bind", "rbind", "nullfs"):
-            lines.append(shlex.join(["mount", "--rbind", m.source, target]))
-            if m.readonly:
-                lines.append(shlex.join(["mount", "-o", "remount,bind,ro", target]))
-        else:
-            opts = ",".join(m.options)
-            argv = ["mount", "-t", m.type, m.source, *(["-o", opts] if opts else []), target]
-            lines.append(shlex.join(argv))
-    return lines
+    from ladle.hosts.linux import rootfs
+
+    return rootfs.root_lines(mounts, root)
 
 
-def start_lines(spec: RuntimeSpec) -> list[str]:
-    """The equivalent of what the supervisor's pid 1 does, as readable commands."""
-    from ladle.hosts.linux import caps, container
+def caps_flags(mlock: bool) -> list[str]:
+    from ladle.hosts.linux import caps
 
-    root = spec.run_dir.rstrip("/") + "/root"
-    ns = ["--mount", "--uts"]
-    if spec.attrs.get("sysvipc", "new") != "inherit":
-        ns.append("--ipc")
-    if spec.network != "inherit":
-        ns.append("--net")
-    lines = [ILLUSTRATIVE,
-             shlex.join(["unshare", *ns, "--pid", "--fork", "--propagation", "private",
-                         "sh", "-c", "<the lines below>"]),
-             shlex.join(["mkdir", "-p", root])]
-    lines += _mount_lines(spec.root, root)
-    lines += _mount_lines(spec.mounts, root)
-    if spec.attr_on("procfs"):
-        lines.append(shlex.join(["mount", "-t", "proc", "proc", "-o", "nosuid,nodev,noexec",
-                                 root + "/proc"]))
-    lines += [shlex.join(["mount", "-t", "tmpfs", "tmpfs", "-o", "nosuid,strictatime,mode=755,size=65536k",
-                          root + "/dev"]),
-              f"mknod -m 666 {shlex.quote(root)}/dev/{{null,zero,full,random,urandom,tty}} ...",
-              shlex.join(["mount", "-t", "devpts", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620,gid=5",
-                          root + "/dev/pts"]),
-              shlex.join(["ln", "-s", "pts/ptmx", root + "/dev/ptmx"]),
-              shlex.join(["mount", "-t", "tmpfs", "shm", "-o", "nosuid,nodev,noexec,mode=1777",
-                          root + "/dev/shm"]),
-              shlex.join(["mount", "-t", "sysfs", "sysfs", "-o", "ro,nosuid,nodev,noexec", root + "/sys"]),
-              f"mount --bind -o ro {shlex.quote(root)}/proc/{{sys,sysrq-trigger,irq,bus,fs}}"
-              "  # and /dev/null over /proc/kcore, /proc/keys, ..."]
-    if spec.network != "inherit":
-        lines.append("ip link set lo up")
-    lines += [shlex.join(["hostname", spec.hostname]),
-              shlex.join(["cd", root]), "pivot_root . . && umount -l .",
-              "capsh --caps=" + ",".join("cap_" + c.lower() for c in caps.names(spec.attr_on("mlock")))
-              + "+eip --no-new-privs  # bounding set too"]
-    argv, _ = container.command_argv(spec.cmd) if spec.cmd.strip() else (["true"], None)
-    env = [f"{k}={v}" for k, v in container.pot_env(spec).items()]
-    lines.append(shlex.join(["exec", "env", "-i", *env, *argv]) + " </dev/null >>"
-                 + shlex.quote(spec.log_path) + " 2>&1")
-    return lines
+    keep = ",".join("+" + c.lower() for c in caps.names(mlock))
+    return [f"--bounding-set=-all,{keep}", f"--inh-caps=-all,{keep}", "--ambient-caps=-all", "--no-new-privs"]
+
+
+def _monitor(ctx: Context) -> Any:
+    if ctx.monitor is None:
+        raise HostError("starting a pot needs its monitor")
+    return ctx.monitor()
+
+
+def _ask(ctx: Context, pot: str, op: str, fds: list[int] | None = None, **args: Any) -> dict[str, Any]:
+    """A monitor request on behalf of `pot`; its failure says which pot."""
+    try:
+        reply: dict[str, Any] = _monitor(ctx).request(op, fds=fds or [], pot=pot, **args)
+    except HostError as e:
+        raise HostError(f"pot {pot}: {e}") from None
+    return reply
+
+
+PID1 = '"$PID1"'  # how the rendering names the pot's pid 1 (its pid is known only once it runs)
 
 
 @dataclass
-class LinuxStart(Step):
-    """Start the pot under a detached supervisor; returns once its command has exec'd."""
+class LinuxSandbox(Step):
+    """The pot's pid 1, forked by the monitor into new namespaces; it waits for `LinuxEnter`, so
+    that host-side steps can address the pot (by its pid) before anything runs in it."""
 
+    pot: str
+    namespaces: list[str]
+
+    def render(self) -> list[str]:
+        flags = [f"--{ {'mnt': 'mount'}.get(n, n)}" for n in self.namespaces]
+        return [f"# pot {self.pot}: its pid 1 (host pid $PID1) waits in new namespaces for the steps below",
+                shlex.join(["unshare", "--pid", "--fork", *flags, "--propagation", "private"])]
+
+    def apply(self, ctx: Context) -> None:
+        _ask(ctx, self.pot, "sandbox", namespaces=self.namespaces)
+
+    def inverse(self) -> list[Step]:
+        return [LinuxDiscard(self.pot)]
+
+
+@dataclass
+class LinuxDiscard(Step):
+    """Kill a pot's pid 1 that never ran the pot's command (undo of LinuxSandbox)."""
+
+    pot: str
+
+    def render(self) -> list[str]:
+        return [f"kill -KILL {PID1}"]
+
+    def apply(self, ctx: Context) -> None:
+        _monitor(ctx).request("stop", pot=self.pot, timeout=0)
+
+
+def _pid1(ctx: Context, pot: str) -> tuple[int, int | None]:
+    pots = _monitor(ctx).request("status")["pots"]
+    info = pots.get(pot) or {}
+    if not info.get("init_pid"):
+        raise HostError(f"pot {pot} has no pid 1")
+    from ladle import platform
+
+    pid = int(info["init_pid"])
+    return pid, platform.start_time(pid)
+
+
+@dataclass
+class LinuxLinkUp(Step):
+    """A host-side step: bring an interface of the pot's network namespace up (its loopback)."""
+
+    pot: str
+    interface: str = "lo"
+
+    def render(self) -> list[str]:
+        return [f"nsenter --target {PID1} --net -- " + shlex.join(["ip", "link", "set", self.interface, "up"])]
+
+    def apply(self, ctx: Context) -> None:
+        from ladle.hosts.linux import live
+
+        pid, start = _pid1(ctx, self.pot)
+        live.in_namespaces(pid, start, self.pot, ("net",), lambda: live.link_up(self.interface))
+
+
+@dataclass
+class LinuxEnter(Step):
+    """pid 1 builds the pot's tree, pivots into it, drops its capabilities and execs catatonit."""
+
+    pot: str
     spec: dict[str, Any]
 
     def render(self) -> list[str]:
-        return start_lines(spec_from_json(self.spec))
-
-    def apply(self, ctx: Context) -> None:
-        import json
-        import socket
-
-        from ladle.hosts.linux import container
-        from ladle.supervise import daemon, runs, supervisor
+        from ladle.hosts.linux import rootfs
 
         spec = spec_from_json(self.spec)
-        container.check_spec(spec)
-        store = ctx.store
-        store_path = store.path if store else None
-        exit_path = os.path.join(spec.run_dir, "exit")
+        root = spec.run_dir.rstrip("/") + "/root"
+        lines = [f"# by pid 1 of pot {self.pot}, inside its namespaces:", shlex.join(["mkdir", "-p", root])]
+        lines += _mount_lines(spec.root, root)
+        for op in rootfs.plan(spec):
+            lines += op.render(root)
+        lines += [shlex.join(["hostname", spec.hostname]), shlex.join(["cd", root]), "pivot_root . .",
+                  "umount -l .",
+                  shlex.join(["exec", "setpriv", *caps_flags(spec.attr_on("mlock")), "--", "env", "-i",
+                              "catatonit", "-P"]) + "  # from a sealed copy in memory"]
+        return lines
 
-        def launch(stdio: Any, take_tty: bool) -> container.Launched:
-            return container.launch(spec, stdio, take_tty=take_tty)
+    def apply(self, ctx: Context) -> None:
+        _ask(ctx, self.pot, "enter", spec=self.spec)
 
-        def body(chan: socket.socket) -> int:
-            return supervisor.supervise(spec.name, spec.log_path, store_path, exit_path, launch, chan)
 
-        report, chan = daemon.spawn(body)
-        try:
-            if not report.startswith("R "):
-                reason = report[2:] if report.startswith("E ") else report
-                reason = reason or f"pot {spec.name}: its supervisor died while starting it"
-                if store is not None:
-                    store.put("runs", {"pot": spec.name}, {"pot": spec.name, **runs.failed(None, None, reason)})
-                raise HostError(reason)
-            row = json.loads(report[2:])
-            try:
-                if store is not None:
-                    store.put("runs", {"pot": spec.name}, {"pot": spec.name, **row})
-                chan.sendall(supervisor.RECORDED)
-            except BaseException:
-                from ladle.hosts.linux import stop
+@dataclass
+class LinuxMain(Step):
+    """The pot's command, forked by the monitor into the pot; the monitor records the run."""
 
-                chan.close()  # without RECORDED the supervisor kills the pot; wait for that
-                stop.stop(spec, row, None)  # (a step that fails cleans up after itself)
-                raise
-        finally:
-            chan.close()
+    pot: str
+    spec: dict[str, Any]
+    on_exit: list[str]
+
+    def request(self) -> dict[str, Any]:
+        from ladle.hosts.linux import container
+
+        spec = spec_from_json(self.spec)
+        argv, probe = container.command_argv(spec.cmd)
+        return {"pot": self.pot, "argv": argv, "env": container.pot_env(spec), "probe": probe,
+                "mlock": spec.attr_on("mlock"), "cwd": "/", "persistent": spec.persistent,
+                "on_exit": self.on_exit, "log": spec.log_path, "run_dir": spec.run_dir}
+
+    def render(self) -> list[str]:
+        req = self.request()
+        run = req["run_dir"].rstrip("/")
+        env = [f"{k}={v}" for k, v in req["env"].items()]
+        argv = ["nsenter", "--target", "$PID1", "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd=/",
+                "--", "setpriv", *caps_flags(req["mlock"]), "--", "env", "-i", *env, *req["argv"]]
+        line = shlex.join(argv).replace("'$PID1'", PID1)
+        return [f"# by the monitor, which copies the output to {req['log']} and records the run:",
+                f"{line} </dev/null >{shlex.quote(run + '/out.fifo')} 2>{shlex.quote(run + '/err.fifo')}"]
+
+    def apply(self, ctx: Context) -> None:
+        fds = list(ctx.attach) if ctx.attach else []
+        request = self.request()
+        del request["pot"]
+        _ask(ctx, self.pot, "spawn", fds, role="main", attach=bool(fds), **request)
 
     def inverse(self) -> list[Step]:
         return [LinuxStop(self.spec, None)]
@@ -155,32 +198,30 @@ class LinuxStart(Step):
 
 @dataclass
 class LinuxStop(Step):
-    """Stop a pot: SIGTERM to its pid 1 (which forwards it), SIGKILL after stop_timeout (which
-    ends the whole pid namespace), wait for the supervisor; idempotent, and it recovers a run
-    whose supervisor or pot already died by marking it 'stopped'."""
+    """Stop a pot: its exec_stop inside, SIGTERM to its command, SIGKILL to its pid 1 after
+    stop_timeout (which ends the whole pid namespace); the monitor records how it ended.
+    Idempotent, and it also ends a pot that no monitor knows any more."""
 
     spec: dict[str, Any]
     run: dict[str, Any] | None
 
     def render(self) -> list[str]:
         spec = spec_from_json(self.spec)
-        pid = str(self.run["init_pid"]) if self.run and self.run.get("init_pid") else "<pid 1 of the pot>"
+        run = self.run or {}
+        pid1 = str(run["init_pid"]) if run.get("init_pid") else PID1
+        main = str(run["main_pid"]) if run.get("main_pid") else "$MAIN"
         lines = []
         exec_stop = spec.attrs.get("exec_stop", "")
         if exec_stop:
-            lines.append(shlex.join(["nsenter", "--target", pid, "--all", "--", "/bin/sh", "-c",
-                                     exec_stop]))
-        wait = f"# wait up to {spec.stop_timeout:g}s for it to exit (pidfd), then:"
-        return [*lines, f"kill -TERM {pid}", wait, f"kill -KILL {pid}"]
+            lines.append(shlex.join(["nsenter", "--target", pid1, "--all", "--", "/bin/sh", "-c", exec_stop]))
+        return [*lines, f"kill -TERM {main}",
+                f"# if it still runs after {spec.stop_timeout:g}s (waited for on a pidfd, not polled):",
+                f"kill -KILL {pid1}"]
 
     def apply(self, ctx: Context) -> None:
         from ladle.hosts.linux import stop
 
-        spec = spec_from_json(self.spec)
-        run = self.run
-        if run is None and ctx.store is not None:
-            run = ctx.store.get("runs", pot=spec.name)
-        stop.stop(spec, run or {}, ctx.store)
+        stop.stop(spec_from_json(self.spec), _monitor(ctx), ctx.store)
 
 
 @dataclass
@@ -197,14 +238,13 @@ class LinuxCopy(Step):
 
     def render(self) -> list[str]:
         spec = spec_from_json(self.spec)
+        head = ["# descriptor by descriptor, never following a symlink of the pot out of its root:"]
         if self.init_pid:
             root = f"/proc/{self.init_pid}/root"
-            head = [ILLUSTRATIVE.replace("equivalent commands", "confined to the pot's root, like")]
         else:
             root = spec.run_dir.rstrip("/") + "/root"
-            head = [ILLUSTRATIVE.replace("equivalent commands",
-                                         "in a private mount namespace, confined to the pot's root")]
-            head += _mount_lines(spec.root, root) + _mount_lines(spec.mounts, root)
+            head += [shlex.join(["unshare", "--mount", "--propagation", "private"]),
+                     *_mount_lines(spec.root, root), *_mount_lines(spec.mounts, root)]
         inside = root + "/" + self.pot_path.lstrip("/")
         lines = []
         if self.create_parents and self.direction == "in":

@@ -1,0 +1,293 @@
+"""`ladle.Client`: the library API. The CLI, a REST API and the Nomad driver are its presenters.
+
+Every verb is a method named for it (dashes become underscores), with keyword arguments named for
+what they mean. Methods return dataclasses from `ladle._models` and raise `ladle.LadleError`
+subclasses; nothing prints. Warnings (an undo that failed, a crashed operation repaired) go to the
+`ladle` logger.
+
+One Client may be used by many threads at once: each thread gets its own SQLite connection and
+monitor connection, every call builds its own engine, and the locks are flock locks that work from
+any thread and never use signals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ladle._models import Base, Change, Fscomp, LastRun, Pot, PotInfo, RunResult
+from ladle.config import load
+from ladle.engine.core import Engine
+from ladle.hosts import this_host
+
+if TYPE_CHECKING:
+    from ladle.plan.runner import Runner
+    from ladle.state.store import Store
+    from ladle.supervise.client import MonitorClient
+
+log = logging.getLogger("ladle")
+T = TypeVar("T")
+
+
+class Client:
+    """A ladle installation (a state root) on this host.
+
+    `root` None means $LADLE_ROOT, then the config file's `root`, then the default
+    (/var/lib/ladle on Linux, /var/db/ladle on FreeBSD). `host` plans for another host (only with
+    `dry_run`, which renders the exact commands of every change without making it).
+    """
+
+    def __init__(self, root: str | None = None, *, host: str | None = None, dry_run: bool = False,
+                 runner: Runner | None = None) -> None:
+        self.config = load(host or this_host(), root)
+        self.dry_run = dry_run
+        self._runner = runner
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._guard = threading.Lock()
+
+    @property
+    def root(self) -> str:
+        return self.config.root
+
+    # Plumbing ----------------------------------------------------------------------------------
+
+    def _store(self) -> Store:
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            from ladle.state.store import Store
+            store = Store(f"{self.root}/ladle.db")
+            self._local.store = store
+            with self._guard:
+                self._opened.append(store)
+        return store
+
+    def _monitor(self, eng: Engine) -> MonitorClient:
+        monitor: MonitorClient | None = getattr(self._local, "monitor", None)
+        if monitor is None:
+            from ladle.supervise.client import MonitorClient
+            monitor = MonitorClient(self.root, eng.host.monitor_argv())
+            self._local.monitor = monitor
+            with self._guard:
+                self._opened.append(monitor)
+        return monitor
+
+    def _engine(self, *, recover: bool) -> Engine:
+        eng = Engine(self.config, dry_run=self.dry_run, runner=self._runner, store=self._store,
+                     monitor=lambda: self._monitor(eng))
+        if recover and not self.dry_run:
+            from ladle.engine.gc import recover as repair
+            for line in repair(eng):
+                log.info("%s", line)
+        return eng
+
+    def _change(self, verb: Callable[[Engine], str], *, recover: bool = True) -> Change:
+        eng = self._engine(recover=recover)
+        message = verb(eng)
+        return Change("" if self.dry_run else message, tuple(eng.lines), self.dry_run)
+
+    def _read(self, query: Callable[[Engine], T]) -> T:
+        return query(self._engine(recover=False))
+
+    def close(self) -> None:
+        """Close this client's database and monitor connections (of every thread)."""
+        with self._guard:
+            opened, self._opened = self._opened, []
+        for thing in opened:
+            thing.close()
+        self._local = threading.local()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Set-up and bases --------------------------------------------------------------------------
+
+    def init(self, storage: str = "dir", dataset: str | None = None) -> Change:
+        """Create the state root, its database and storage (idempotent)."""
+        from ladle.engine.setup import init
+        return self._change(lambda e: init(e, storage, dataset), recover=False)
+
+    def create_base(self, release: str, name: str | None = None, from_tar: str | None = None) -> Change:
+        """A base: a FreeBSD release (base.txz, checked against MANIFEST), 'busybox' on Linux, or
+        any root file system tarball with `from_tar`."""
+        from ladle.engine.bases import create_base
+        return self._change(lambda e: create_base(e, release, name, from_tar))
+
+    def bases(self) -> list[Base]:
+        from ladle.engine.bases import list_bases
+        return self._read(list_bases)
+
+    def destroy_base(self, name: str, recursive: bool = False, force: bool = False) -> Change:
+        from ladle.engine.bases import destroy_base
+        return self._change(lambda e: destroy_base(e, name, recursive, force))
+
+    # Pots --------------------------------------------------------------------------------------
+
+    def create(self, name: str, base: str | None = None, *, type: str = "multi", level: int | None = None,
+               potbase: str | None = None, cmd: str | None = None, network: str = "none",
+               persistent: bool | None = None, attrs: dict[str, str] | None = None) -> Change:
+        """A pot, with pot's types and levels (see the README)."""
+        from ladle.engine.pots import create
+        all_attrs = dict(attrs or {})
+        if persistent is not None:
+            all_attrs["persistent"] = "YES" if persistent else "NO"
+        return self._change(lambda e: create(e, name, base, type, level, potbase, cmd, network, all_attrs))
+
+    def destroy(self, name: str, recursive: bool = False, force: bool = False) -> Change:
+        """Destroy a pot; `recursive` also its dependants, `force` stops running ones first."""
+        from ladle.engine.pots import destroy
+        return self._change(lambda e: destroy(e, name, recursive, force))
+
+    def pots(self) -> list[Pot]:
+        from ladle.engine.pots import list_pots
+        return self._read(list_pots)
+
+    def info(self, name: str) -> PotInfo:
+        from ladle.engine.pots import info
+        return self._read(lambda e: info(e, name))
+
+    def clone(self, new: str, source: str, snapshot: str | None = None) -> Change:
+        from ladle.engine.pots import clone
+        return self._change(lambda e: clone(e, new, source, snapshot))
+
+    def rename(self, old: str, new: str) -> Change:
+        from ladle.engine.pots import rename
+        return self._change(lambda e: rename(e, old, new))
+
+    def set_cmd(self, name: str, cmd: str) -> Change:
+        from ladle.engine.pots import set_cmd
+        return self._change(lambda e: set_cmd(e, name, cmd))
+
+    def set_env(self, name: str, env: dict[str, str]) -> Change:
+        """Replace the pot's environment."""
+        from ladle.engine.pots import set_env
+        return self._change(lambda e: set_env(e, name, env))
+
+    def set_attr(self, name: str, attr: str, value: str) -> Change:
+        from ladle.engine.pots import set_attr
+        return self._change(lambda e: set_attr(e, name, attr, value))
+
+    def get_attr(self, name: str, attr: str) -> str:
+        from ladle.engine.pots import get_attr
+        return self._read(lambda e: get_attr(e, name, attr))
+
+    # File-system components, mounts and copies -------------------------------------------------
+
+    def create_fscomp(self, name: str) -> Change:
+        from ladle.engine.fscomps import create_fscomp
+        return self._change(lambda e: create_fscomp(e, name))
+
+    def fscomps(self) -> list[Fscomp]:
+        from ladle.engine.fscomps import list_fscomps
+        return self._read(list_fscomps)
+
+    def clone_fscomp(self, source: str, new: str, snapshot: str | None = None) -> Change:
+        from ladle.engine.fscomps import clone_fscomp
+        return self._change(lambda e: clone_fscomp(e, source, new, snapshot))
+
+    def destroy_fscomp(self, name: str) -> Change:
+        from ladle.engine.fscomps import destroy_fscomp
+        return self._change(lambda e: destroy_fscomp(e, name))
+
+    def add_fscomp(self, pot: str, fscomp: str, mountpoint: str, readonly: bool = False) -> Change:
+        from ladle.engine.fscomps import add_mount
+        return self._change(lambda e: add_mount(e, pot, "fscomp", fscomp, mountpoint, readonly))
+
+    def mount_in(self, pot: str, hostdir: str, mountpoint: str, readonly: bool = False) -> Change:
+        from ladle.engine.fscomps import add_mount
+        return self._change(lambda e: add_mount(e, pot, "dir", hostdir, mountpoint, readonly))
+
+    def mount_out(self, pot: str, mountpoint: str) -> Change:
+        from ladle.engine.fscomps import remove_mount
+        return self._change(lambda e: remove_mount(e, pot, mountpoint))
+
+    def copy_in(self, pot: str, source: str, dest: str, create_parents: bool = False) -> Change:
+        """Copy host file or tree `source` to `dest` in the pot, never following a link out of it."""
+        from ladle.engine.fscomps import copy
+        return self._change(lambda e: copy(e, pot, "in", source, dest, create_parents))
+
+    def copy_out(self, pot: str, source: str, dest: str) -> Change:
+        """Copy `source` in the pot into the existing host directory `dest`."""
+        from ladle.engine.fscomps import copy
+        return self._change(lambda e: copy(e, pot, "out", dest, source, False))
+
+    # Snapshots ---------------------------------------------------------------------------------
+
+    def snapshot(self, pot: str | None = None, fscomp: str | None = None, name: str | None = None) -> Change:
+        from ladle.engine.snapshots import snapshot
+        return self._change(lambda e: snapshot(e, pot, fscomp, name))
+
+    def rollback(self, pot: str | None = None, fscomp: str | None = None, snapshot: str | None = None) -> Change:
+        from ladle.engine.snapshots import rollback
+        return self._change(lambda e: rollback(e, pot, fscomp, snapshot))
+
+    def snapshots(self, pot: str | None = None, fscomp: str | None = None) -> list[str]:
+        from ladle.engine.snapshots import list_snapshots
+        return self._read(lambda e: list_snapshots(e, pot, fscomp))
+
+    def promote(self, pot: str | None = None, fscomp: str | None = None) -> Change:
+        from ladle.engine.snapshots import promote
+        return self._change(lambda e: promote(e, pot, fscomp))
+
+    def purge_snapshots(self, pot: str | None = None, fscomp: str | None = None, keep: int = 1,
+                        everything: bool = False) -> Change:
+        from ladle.engine.snapshots import purge
+        return self._change(lambda e: purge(e, pot, fscomp, keep, everything))
+
+    # Life cycle --------------------------------------------------------------------------------
+
+    def start(self, name: str) -> Change:
+        """Start a pot; returns once its command runs, or raises with the reason."""
+        from ladle.engine.lifecycle import start
+        return self._change(lambda e: start(e, name))
+
+    def stop(self, name: str) -> Change:
+        from ladle.engine.lifecycle import stop
+        return self._change(lambda e: stop(e, name))
+
+    def exec(self, name: str, argv: list[str], *, tty: bool = False, env: dict[str, str] | None = None) -> int:
+        """Run `argv` in the running pot on this process's stdin, stdout and stderr (with `tty`, a
+        new terminal relayed to ours); return its exit code."""
+        from ladle.engine.lifecycle import exec_
+        return self._read(lambda e: exec_(e, name, argv, tty, env))
+
+    def exec_plan(self, name: str, argv: list[str], *, tty: bool = False) -> list[str]:
+        """The command `exec` runs, for --dry-run."""
+        from ladle.engine.lifecycle import exec_plan
+        return self._read(lambda e: exec_plan(e, name, argv, tty))
+
+    def logs(self, name: str, *, follow: bool = False) -> Iterator[bytes]:
+        """The pot's output; with `follow`, also what it writes until it stops."""
+        from ladle.engine.lifecycle import logs
+        return logs(self._engine(recover=False), name, follow)
+
+    def last_run_stats(self, name: str) -> LastRun:
+        """How the pot's command last ended (pot's `last-run-stats`)."""
+        from ladle.engine.lifecycle import last_run
+        return self._read(lambda e: last_run(e, name))
+
+    def run(self, base: str, argv: list[str], *, name: str | None = None, rm: bool = False,
+            network: str = "none", stdio: tuple[int, int, int] | None = None) -> RunResult:
+        """Create a non-persistent pot on `base`, run `argv` in it and wait for its exit code.
+
+        With `stdio` (three descriptors) the command uses them; without, its output is captured
+        in the result. `rm` destroys the pot afterwards, as Docker's --rm.
+        """
+        from ladle.engine.run import run
+        return run(self._engine(recover=True), base, argv, name, rm, network, stdio)
+
+    def run_detached(self, base: str, argv: list[str], *, name: str | None = None,
+                     network: str = "none") -> Change:
+        """`run -d`: start the pot and return at once; it is torn down when its command exits."""
+        from ladle.engine.run import run_detached
+        return self._change(lambda e: run_detached(e, base, argv, name, network))
+
+    def gc(self) -> list[str]:
+        """Finish or roll back interrupted operations; clean up after crashed pots and leaks."""
+        from ladle.engine.gc import gc
+        return gc(self._engine(recover=False))

@@ -1,0 +1,122 @@
+"""What the library returns: plain, frozen dataclasses (`dataclasses.asdict` gives the JSON the
+CLI prints with --json)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a verb that changes something did. `commands` are the exact host commands of its
+    plans: what ran, or in a dry run what would run (and nothing was changed)."""
+
+    message: str
+    commands: tuple[str, ...] = ()
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Pot:
+    """One line of `ladle ls`."""
+
+    name: str
+    status: str  # running, stopped, exited (N), failed, crashed
+    base: str
+    type: str
+    level: int
+    network: str
+
+
+@dataclass(frozen=True)
+class MountPoint:
+    mountpoint: str
+    kind: str  # fscomp or dir
+    source: str
+    ro: bool
+
+
+@dataclass(frozen=True)
+class Storage:
+    backend: str
+    layer: str
+    path: str
+    parent: str | None
+    origin: str | None
+
+
+@dataclass(frozen=True)
+class Run:
+    """The last (or current) run of a pot, as its monitor recorded it."""
+
+    state: str
+    monitor_pid: int | None
+    init_pid: int | None
+    main_pid: int | None
+    started: float | None
+    finished: float | None
+    exit_code: int | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class PotInfo:
+    """`ladle info`: everything about one pot."""
+
+    name: str
+    type: str
+    level: int
+    base: str
+    potbase: str | None
+    cmd: str
+    network: str
+    status: str
+    persistent: bool
+    env: dict[str, str]
+    attrs: dict[str, str]
+    mounts: list[MountPoint]
+    storage: Storage
+    snapshots: list[str]
+    run: Run | None
+    log: str
+
+
+@dataclass(frozen=True)
+class Base:
+    name: str
+    release: str
+    pots: int
+    source: str
+    created: float
+
+
+@dataclass(frozen=True)
+class Fscomp:
+    name: str
+    path: str
+    pots: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """`run`: the pot's name, its command's exit code, and its output when it was captured
+    (stdout and stderr in the order they were written). In a dry run, `commands` is the plan."""
+
+    name: str
+    exit_code: int
+    output: bytes | None = None
+    commands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """pot's `last-run-stats`: how the pot's command last ended, for orchestrators."""
+
+    exit_code: int | None
+    state: str
+    started: float | None
+    finished: float | None
+
+    def pot_json(self) -> dict[str, int]:
+        """pot's own format (`{"ExitCode": N}`, or `{}` when there is none)."""
+        return {} if self.exit_code is None else {"ExitCode": self.exit_code}

@@ -1,0 +1,83 @@
+"""Docker's `run`: create a non-persistent pot, run its command, and optionally destroy it."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Callable
+
+from ladle._models import RunResult
+from ladle.engine import lifecycle, pots
+from ladle.engine.core import Engine
+from ladle.errors import UsageError
+from ladle.supervise import attach
+
+
+def _name(name: str | None) -> str:
+    return name or f"run-{os.urandom(5).hex()}"
+
+
+def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, network: str,
+        stdio: tuple[int, int, int] | None) -> RunResult:
+    """Run `argv` in a new pot on `base` and wait for it; the pot is destroyed after with `remove`.
+
+    The command's stdout and stderr reach `stdio[1]` and `stdio[2]` (the monitor passes them on
+    through two pipes, and keeps them in the pot's log); with `stdio` None they are captured in
+    the result. Its stdin is /dev/null, as Docker's without -i. Signals this process gets are
+    passed on to the command.
+    """
+    if not argv:
+        raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
+    name = _name(name)
+    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), network, attrs={"persistent": "NO"})
+    if eng.dry_run:
+        with eng.lock(f"pot-{name}"):
+            eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, eng.pot(name))))
+        eng.lines.append("# then wait for its command" + (", then destroy the pot" if remove else ""))
+        return RunResult(name, 0, None, tuple(eng.lines))
+    captured = bytearray()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    code: int | None = None
+    try:
+        with eng.lock(f"pot-{name}"):
+            eng.ctx.attach = (out_w, err_w)
+            try:
+                eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, eng.pot(name))))
+            finally:
+                eng.ctx.attach = None
+                os.close(out_w)
+                os.close(err_w)
+        outputs = {out_r: _sink(stdio[1] if stdio else None, captured),
+                   err_r: _sink(stdio[2] if stdio else None, captured)}
+        code = attach.wait(eng.monitor(), {"pot": name}, outputs)
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+        if remove:
+            pots.destroy(eng, name, recursive=False, force=True)
+        else:
+            with eng.lock(f"pot-{name}"):
+                lifecycle.stop_locked(eng, name)
+    return RunResult(name, 255 if code is None else code, None if stdio else bytes(captured))
+
+
+def _sink(fd: int | None, captured: bytearray) -> Callable[[bytes], None]:
+    if fd is None:
+        return captured.extend
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    return write
+
+
+def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, network: str) -> str:
+    """`run -d`: create and start, return at once; the pot is torn down when its command exits."""
+    if not argv:
+        raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
+    name = _name(name)
+    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), network, attrs={"persistent": "NO"})
+    lifecycle.start(eng, name)
+    return name

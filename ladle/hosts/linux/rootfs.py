@@ -1,0 +1,270 @@
+"""A pot's file system on Linux as a list of operations, each able to print itself as the exact
+command that does the same (`mount`, `mknod`, `ln`) and to do it with system calls.
+
+`plan(spec)` is the one list both `--dry-run` and the pot's pid 1 use, so what is printed is what
+is done. Targets inside the pot are resolved from a descriptor of its root without following a
+symlink out of it (`mounts.open_in_root`); the printed paths are the same unless the pot holds
+such a link.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+from dataclasses import dataclass
+
+from ladle.hosts.base import RuntimeSpec
+from ladle.hosts.linux import mounts
+from ladle.hosts.linux import syscalls as sc
+from ladle.storage.snapshotter import Mount
+
+_FLAG_NAMES = ((sc.MS_RDONLY, "ro"), (sc.MS_NOSUID, "nosuid"), (sc.MS_NODEV, "nodev"),
+               (sc.MS_NOEXEC, "noexec"), (sc.MS_STRICTATIME, "strictatime"))
+_SYSTEM = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+
+
+def _options(flags: int, data: str | None = None) -> str:
+    words = [name for bit, name in _FLAG_NAMES if flags & bit]
+    return ",".join([*words, *([data] if data else [])])
+
+
+def _at(root: str, path: str) -> str:
+    return root.rstrip("/") + "/" + path.strip("/") if path.strip("/") else root
+
+
+class Op:
+    """One operation on the pot's tree (`root` is its host path before pivot_root)."""
+
+    def render(self, root: str) -> list[str]:
+        raise NotImplementedError
+
+    def what(self) -> str:
+        """What it does, for an error message ("cannot ...")."""
+        raise NotImplementedError
+
+    def apply(self, root_fd: int) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class BindMount(Op):
+    """A host tree at `target` (fscomps, mount-ins): `mount --rbind`, then read-only if asked."""
+
+    source: str
+    target: str
+    readonly: bool = False
+
+    def what(self) -> str:
+        return f"mount {self.source} on /{self.target.strip('/')}"
+
+    def render(self, root: str) -> list[str]:
+        lines = [shlex.join(["mount", "--rbind", self.source, _at(root, self.target)])]
+        if self.readonly:
+            lines.append(shlex.join(["mount", "-o", "remount,bind,ro", _at(root, self.target)]))
+        return lines
+
+    def apply(self, root_fd: int) -> None:
+        kind = "dir" if stat.S_ISDIR(os.stat(self.source).st_mode) else "file"
+        fd = mounts.open_in_root(root_fd, self.target, create=kind)
+        try:
+            sc.mount(self.source, mounts.fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+        finally:
+            os.close(fd)
+        if self.readonly:
+            _remount(root_fd, self.target, sc.MS_RDONLY)
+
+
+@dataclass(frozen=True)
+class FsMount(Op):
+    """`mount -t TYPE -o OPTIONS SOURCE TARGET` (proc, tmpfs, devpts, sysfs, other layers)."""
+
+    fstype: str
+    source: str
+    target: str
+    flags: int = 0
+    data: str = ""
+
+    def what(self) -> str:
+        return f"mount {self.fstype} on /{self.target.strip('/')}"
+
+    def render(self, root: str) -> list[str]:
+        opts = _options(self.flags, self.data)
+        return [shlex.join(["mount", "-t", self.fstype, *(["-o", opts] if opts else []), self.source,
+                            _at(root, self.target)])]
+
+    def apply(self, root_fd: int) -> None:
+        fd = mounts.open_in_root(root_fd, self.target, create="dir")
+        try:
+            sc.mount(self.source, mounts.fd_path(fd), self.fstype, self.flags, self.data or None)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class MakeNode(Op):
+    """`mknod -m 666 PATH c MAJOR MINOR`: one of the harmless character devices."""
+
+    path: str
+    major: int
+    minor: int
+
+    def what(self) -> str:
+        return f"make /{self.path}"
+
+    def render(self, root: str) -> list[str]:
+        return [shlex.join(["mknod", "-m", "666", _at(root, self.path), "c", str(self.major), str(self.minor)])]
+
+    def apply(self, root_fd: int) -> None:
+        parent, name = os.path.split(self.path)
+        dir_fd = mounts.open_in_root(root_fd, parent)
+        old = os.umask(0)
+        try:
+            os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(self.major, self.minor), dir_fd=dir_fd)
+        finally:
+            os.umask(old)
+            os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class Symlink(Op):
+    """`ln -s TARGET PATH`."""
+
+    target: str
+    path: str
+
+    def what(self) -> str:
+        return f"link /{self.path}"
+
+    def render(self, root: str) -> list[str]:
+        return [shlex.join(["ln", "-s", self.target, _at(root, self.path)])]
+
+    def apply(self, root_fd: int) -> None:
+        parent, name = os.path.split(self.path)
+        dir_fd = mounts.open_in_root(root_fd, parent)
+        try:
+            os.symlink(self.target, name, dir_fd=dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+@dataclass(frozen=True)
+class Mask(Op):
+    """Hide host information (Docker's masked paths): /dev/null over a file, an empty read-only
+    tmpfs over a directory. Skipped when the path does not exist in this kernel."""
+
+    path: str
+    directory: bool = False
+
+    def what(self) -> str:
+        return f"mask /{self.path}"
+
+    def render(self, root: str) -> list[str]:
+        if self.directory:
+            return [shlex.join(["mount", "-t", "tmpfs", "-o", "ro,size=0", "tmpfs", _at(root, self.path)])]
+        return [shlex.join(["mount", "--bind", "/dev/null", _at(root, self.path)])]
+
+    def apply(self, root_fd: int) -> None:
+        try:
+            fd = mounts.open_in_root(root_fd, self.path)
+        except OSError:
+            return
+        try:
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                sc.mount("tmpfs", mounts.fd_path(fd), "tmpfs", sc.MS_RDONLY, "size=0")
+            else:
+                sc.mount("/dev/null", mounts.fd_path(fd), None, sc.MS_BIND)
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class ReadOnly(Op):
+    """Kernel knobs the pot must not turn (Docker's read-only paths): bound on themselves, then
+    remounted read-only. Skipped when the path does not exist."""
+
+    path: str
+
+    def what(self) -> str:
+        return f"make /{self.path} read-only"
+
+    def render(self, root: str) -> list[str]:
+        at = _at(root, self.path)
+        return [shlex.join(["mount", "--rbind", at, at]),
+                shlex.join(["mount", "-o", "remount,bind," + _options(sc.MS_RDONLY | _SYSTEM), at])]
+
+    def apply(self, root_fd: int) -> None:
+        try:
+            fd = mounts.open_in_root(root_fd, self.path)
+        except OSError:
+            return
+        try:
+            sc.mount(mounts.fd_path(fd), mounts.fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
+        finally:
+            os.close(fd)
+        _remount(root_fd, self.path, sc.MS_RDONLY | _SYSTEM)
+
+
+def _remount(root_fd: int, path: str, flags: int) -> None:
+    """Change the flags of the mount now on top at `path` (not of what it covers)."""
+    fd = mounts.open_in_root(root_fd, path)
+    try:
+        sc.mount(None, mounts.fd_path(fd), None, sc.MS_BIND | sc.MS_REMOUNT | flags)
+    finally:
+        os.close(fd)
+
+
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
+MASKED = (("proc/kcore", False), ("proc/keys", False), ("proc/timer_list", False), ("proc/sched_debug", False),
+          ("proc/latency_stats", False), ("proc/acpi", True), ("proc/scsi", True), ("sys/firmware", True))
+READ_ONLY = ("proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs")
+
+
+def root_lines(root_mounts: list[Mount], root: str) -> list[str]:
+    """The commands that mount the pot's tree itself at `root` (the snapshotter's mounts)."""
+    lines = []
+    for m in root_mounts or [Mount("bind", root, "/")]:
+        if m.type in ("bind", "rbind", "nullfs"):
+            lines.append(shlex.join(["mount", "--rbind", m.source, root]))
+            if m.readonly:
+                lines.append(shlex.join(["mount", "-o", "remount,bind,ro", root]))
+        else:
+            opts = ",".join(m.options)
+            lines.append(shlex.join(["mount", "-t", m.type, *(["-o", opts] if opts else []), m.source, root]))
+    return lines
+
+
+def plan(spec: RuntimeSpec) -> list[Op]:
+    """Everything mounted and made inside the pot's root, in order, after the root itself."""
+    ops: list[Op] = [BindMount(m.source, m.target, m.readonly) if m.type in ("bind", "rbind", "nullfs")
+                     else FsMount(m.type, m.source, m.target, *mounts.parse_options(m.options))
+                     for m in spec.mounts]
+    procfs = spec.attr_on("procfs")
+    if procfs:
+        ops.append(FsMount("proc", "proc", "proc", _SYSTEM))
+    ops.append(FsMount("tmpfs", "tmpfs", "dev", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"))
+    ops += [MakeNode(f"dev/{name}", major, minor) for name, major, minor in DEVICES]
+    ops.append(Symlink("pts/ptmx", "dev/ptmx"))
+    if procfs and spec.attr_on("fdescfs"):
+        ops.append(Symlink("/proc/self/fd", "dev/fd"))
+        ops += [Symlink(f"/proc/self/fd/{i}", f"dev/{name}") for i, name in enumerate(("stdin", "stdout", "stderr"))]
+    ops += [FsMount("devpts", "devpts", "dev/pts", sc.MS_NOSUID | sc.MS_NOEXEC,
+                    "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+            FsMount("tmpfs", "shm", "dev/shm", _SYSTEM, "mode=1777,size=65536k"),
+            FsMount("sysfs", "sysfs", "sys", sc.MS_RDONLY | _SYSTEM)]
+    ops += [Mask(path, directory) for path, directory in MASKED]
+    ops += [ReadOnly(path) for path in READ_ONLY]
+    return ops
+
+
+def build(spec: RuntimeSpec, root: str) -> None:
+    """In the pot's own mount namespace (made private): its tree at `root`, then every op."""
+    root_fd = mounts.mount_tree(spec.root, [], root)
+    try:
+        for op in plan(spec):
+            try:
+                op.apply(root_fd)
+            except OSError as e:
+                raise mounts.MountError(f"cannot {op.what()}: {e.strerror}") from None
+    finally:
+        os.close(root_fd)

@@ -1,0 +1,107 @@
+"""A real monitor with the FreeBSD launcher, on Linux: `jexec` is tests/fakes/jexec (it runs the
+command here, as if the jail were this host), and the plans' jail commands go to a recording
+runner. The two fakes sit at the command boundary, the only place the project allows one."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ladle
+from ladle import platform
+from ladle.hosts.freebsd import FreeBSDHost
+from ladle.hosts.freebsd.steps import JailMain, JailNotice, JailRelease
+from ladle.plan.executor import Executor
+from ladle.plan.steps import Context
+from ladle.state.store import Store
+from ladle.supervise.client import MonitorClient
+from tests.recording_runner import RecordingRunner
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+def wait_gone(pid: int, start: int | None, timeout: float = 10) -> None:
+    """Wait on a pidfd until `pid` (if it is still the process that started at `start`) exits."""
+    if not platform.alive(pid, start):
+        return
+    fd = os.pidfd_open(pid)
+    try:
+        if platform.alive(pid, start):
+            assert select.select([fd], [], [], timeout)[0], f"process {pid} still runs after {timeout}s"
+    finally:
+        os.close(fd)
+
+
+class FreeBSDPots:
+    """Pots started by a real monitor with the FreeBSD launcher; `jexec` is tests/fakes/jexec, and
+    the jail commands of the plans go to a recording runner (the one allowed fake)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        ladle.Client(str(root)).init()
+        self.runner = RecordingRunner()
+        self.host = FreeBSDHost(self.runner, str(root))
+        self.store = Store(str(root / "ladle.db"))
+        self.monitor = MonitorClient(str(root), self.host.monitor_argv())
+        self.ctx = Context(self.runner, self.store, lambda: self.monitor)
+
+    def start(self, name: str, argv: list[str], persistent: bool = True,
+              on_exit: list[str] | None = None) -> dict[str, object]:
+        jexec = ["jexec", "-U", "root", name, *argv]
+        step = JailMain(name, jexec, str(self.root / "logs" / f"{name}.log"), str(self.root / "run" / name),
+                        persistent, on_exit or [])
+        Executor(self.ctx).run("start", f"pot:{name}", [step])
+        return self.row(name)
+
+    def row(self, name: str) -> dict[str, object]:
+        row = self.store.get("runs", pot=name)
+        assert row is not None
+        return row
+
+    def stop(self, name: str) -> None:
+        """As the FreeBSD stop plan does, with `jail -r` played by SIGTERM to the command."""
+        Executor(self.ctx).run("stop", f"pot:{name}", [JailNotice(name)])
+        row = self.row(name)
+        if platform.alive(int(str(row["main_pid"])), row["main_start"]):  # type: ignore[arg-type]
+            os.kill(int(str(row["main_pid"])), signal.SIGTERM)
+        Executor(self.ctx).run("stop", f"pot:{name}", [JailRelease(name)])
+
+    def log(self, name: str) -> str:
+        return (self.root / "logs" / f"{name}.log").read_text()
+
+    def monitor_pid(self) -> int:
+        return int(self.monitor.request("hello")["pid"])
+
+    def wait_ended(self, name: str, timeout: float = 10) -> dict[str, object]:
+        """Until the run records an exit code (the pot's 'wait' answers when its command exits)."""
+        self.monitor.request("wait", pot=name)  # answered once the command has exited
+        deadline = time.monotonic() + timeout
+        while self.row(name)["exit_code"] is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # the row is written right after the event
+        return self.row(name)
+
+    def close(self) -> None:
+        for row in self.store.all("runs", state="running"):
+            for pid, start in ((row["main_pid"], row["main_start"]),):
+                if pid and platform.alive(pid, start):
+                    os.kill(pid, signal.SIGKILL)
+                    wait_gone(pid, start)
+        self.monitor.close()
+        self.store.close()
+
+
+@pytest.fixture
+def freebsd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FreeBSDPots]:
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("LADLE_FAKE_JEXEC_LOG", str(tmp_path / "jexec.log"))
+    pots = FreeBSDPots(tmp_path / "root")
+    try:
+        yield pots
+    finally:
+        pots.close()
