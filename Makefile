@@ -16,6 +16,7 @@ run: bootstrap
 lint: bootstrap
 	$(VENV)/bin/ruff check ladle tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider

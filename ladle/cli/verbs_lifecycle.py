@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 import ladle
-from ladle.cli.app import change, pot_arg, pot_name, verb
+from ladle.cli.common import change, pot_arg, pot_name, verb
 from ladle.cli.output import show_change
 
 

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 import ladle
-from ladle.cli.app import change, pot_arg, pot_name, verb
+from ladle.cli.common import change, pot_arg, pot_name, verb
 from ladle.cli.output import as_json, names, table
 
 

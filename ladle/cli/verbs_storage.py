@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 import ladle
-from ladle.cli.app import Parser, change, verb
+from ladle.cli.common import Parser, change, verb
 from ladle.cli.output import as_json, table
 
 

@@ -1,0 +1,60 @@
+"""What every verb module shares: the parser class, adding a verb, pot names, printing a Change."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import ladle
+from ladle.cli.output import show_change
+
+Verb = Callable[[ladle.Client, argparse.Namespace], "int | None"]
+HOSTS = ("linux", "freebsd")
+
+
+class Refused(Exception):
+    """Bad command-line syntax: one line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument VERB: invalid choice: "):
+            verb = message.split(": ", 2)[2].split(" (", 1)[0]
+            raise Refused(f"unknown verb {verb} (see ladle --help)")
+        where = self.prog.removeprefix("ladle").strip()
+        raise Refused(f"{where}: {message}" if where else message)
+
+
+def verb(verbs: Any, name: str, func: Verb, help: str, *, changes: bool = False,
+         aliases: tuple[str, ...] = ()) -> Parser:
+    """Add a verb. One that `changes` the host also takes --dry-run and --host after its name."""
+    p: Parser = verbs.add_parser(name, help=help, description=help, aliases=list(aliases))
+    p.set_defaults(func=func)
+    if changes:
+        p.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
+                       help="print the exact steps instead of running them")
+        p.add_argument("--host", choices=HOSTS, default=argparse.SUPPRESS, help="plan for this host")
+    return p
+
+
+def pot_arg(p: Parser) -> None:
+    """pot's `-p NAME` and Docker's positional NAME, interchangeably."""
+    p.add_argument("positional", nargs="?", metavar="NAME")
+    p.add_argument("-p", dest="pot", metavar="NAME")
+
+
+def pot_name(args: argparse.Namespace) -> str:
+    if args.positional and args.pot and args.positional != args.pot:
+        raise ladle.UsageError(f"two pot names given: {args.positional} and {args.pot}")
+    name = args.pot or args.positional
+    if not name:
+        raise ladle.UsageError("no pot given: use NAME or -p NAME")
+    return str(name)
+
+
+def change(func: Callable[[ladle.Client, argparse.Namespace], ladle.Change]) -> Verb:
+    """A verb whose result is a Change: print its message, or its commands in a dry run."""
+    def run(client: ladle.Client, args: argparse.Namespace) -> None:
+        show_change(func(client, args))
+    return run
