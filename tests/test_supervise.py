@@ -24,7 +24,7 @@ from ladle.platform.freebsd import parse_kinfo_proc
 from ladle.storage.snapshotter import Mount
 from ladle.supervise import logs, protocol
 from ladle.supervise.client import MonitorClient
-from ladle.supervise.monitor import exit_code
+from ladle.supervise.records import exit_code
 from tests.freebsd_monitor import FreeBSDPots, wait_gone
 from tests.recording_runner import RecordingRunner
 

@@ -1,121 +1,53 @@
 """The monitor: one process per host that owns every running pot's processes.
 
 It starts each pot's processes through the host's `Launcher`, copies their output into the pot's
-log, records how each run ends in the `runs` table, forwards signals, and tears down a
-non-persistent pot when its command exits (by running `ladle stop` for it). One single-threaded
-event loop serves every pot and every command, so a running pot costs a few file descriptors and
-a few hundred bytes here, not a process.
+log (`output`), records how each run ends in the `runs` table (`runs`), forwards signals, and tears
+down a non-persistent pot when its command exits (by running `ladle stop` for it). One
+single-threaded event loop serves every pot and every command, so a running pot costs a few file
+descriptors and a few hundred bytes here, not a process.
 
-Nothing about a pot lives only in this process:
-- the main process writes into two FIFOs (`run/<pot>/out.fifo`, `err.fifo`) that it holds open
-  for reading and writing itself, so the pipes outlive a monitor, never raise SIGPIPE, and a new
-  monitor reopens them and finds every byte the pot wrote meanwhile;
-- the keeper (our parent) is the reaper of our descendants, so when we die the pots' processes
-  become its children and it records their exit statuses (`run/exits/`, and tells us), and it
-  holds a descriptor of each FIFO so that what a pot writes while no monitor runs is kept;
-- the `runs` table says which processes belong to which pot; a new monitor adopts them from it.
+Nothing about a pot lives only in this process: its output goes through FIFOs that outlive us, the
+keeper (our parent) reaps and records the pots' processes when we die and holds their FIFOs, and
+the `runs` table says which processes are whose. Killing the monitor therefore stops nothing: the
+keeper starts another at once, which adopts every pot it finds alive (`adopt`). The monitor exits
+by itself when it has had nothing to do for a while.
 
-Killing the monitor therefore stops nothing: the keeper starts another at once, which adopts
-every pot it finds alive. The monitor exits by itself when it has had nothing to do for a while.
+Requests (`protocol`): hello, status, sandbox, enter, spawn (main | exec), signal, stop, notice,
+release, wait. A request that starts something is answered once it runs (the child's report pipe
+says so); stop, release and wait are answered when what they wait for has happened.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import heapq
 import itertools
-import json
 import os
 import selectors
 import signal
 import socket
-import stat
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ladle import platform
 from ladle.errors import LadleError, StateError, UsageError
 from ladle.state.store import Store
 from ladle.supervise import protocol
+from ladle.supervise.adopt import adopt
 from ladle.supervise.keeper import exits_dir
-from ladle.supervise.launcher import Launcher, Sandbox
+from ladle.supervise.launcher import Launcher
+from ladle.supervise.output import Output
+from ladle.supervise.records import Conn, PotState, Proc, Refusal, exit_code
+from ladle.supervise.runs import Runs
 from ladle.supervise.spawn import fork_child
 
 STOPPED_BY_SIGNAL = 3        # exit code when asked to stop: the keeper starts another monitor
-SINK_LIMIT = 4 << 20         # bytes buffered for a slow attached client before it is dropped
 STATUS_WAIT = 5.0            # seconds to wait for the keeper's record of an adopted process
-PIPE_SIZE = 1 << 20          # FIFO capacity while no monitor reads (F_SETPIPE_SZ, Linux)
-
-
-def exit_code(status: int | None) -> int | None:
-    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
-    if status is None:
-        return None
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    return 255
-
-
-class Refusal(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-@dataclass
-class Conn:
-    sock: socket.socket
-    owns: set[str] = field(default_factory=set)  # pots whose sandbox dies with this connection
-
-
-@dataclass
-class Sink:
-    """An attached client's pipe for one stream; written without ever blocking the monitor."""
-
-    fd: int
-    buf: bytearray = field(default_factory=bytearray)
-    closing: bool = False
-
-
-@dataclass
-class Proc:
-    pid: int
-    start: int | None
-    pot: str
-    role: str  # pid1 | main | exec | teardown
-    ours: bool  # our child (waitpid gives its status) or adopted (the keeper records it)
-    conn: Conn | None = None
-    rid: Any = None
-
-
-@dataclass
-class PotState:
-    name: str
-    sandbox: Sandbox | None = None
-    report: int = -1  # a waiting pid 1's report pipe, until `enter`
-    owner: Conn | None = None
-    main: Proc | None = None
-    persistent: bool = True
-    on_exit: list[str] | None = None
-    fifos: dict[int, int] = field(default_factory=dict)  # FIFO read end -> 1 (stdout) or 2 (stderr)
-    log: int = -1
-    sinks: dict[int, Sink] = field(default_factory=dict)  # 1/2 -> sink
-    waiters: list[tuple[Conn, Any]] = field(default_factory=list)
-    stoppers: list[tuple[Conn, Any]] = field(default_factory=list)
-    attached: Conn | None = None  # an attached `run` that tears the pot down itself
-    stopping: bool = False
-    tearing: bool = False
-    signalled: bool = False
-    main_done: bool = False
-    exit_code: int | None = None
-    error: str | None = None
+Reply = dict[str, Any] | None
+_KINDS = {UsageError: "usage", StateError: "state"}
 
 
 class Monitor:
@@ -124,21 +56,21 @@ class Monitor:
         self.root = root
         self.launcher = launcher
         self.listener = listener
+        self.keeper = keeper
         self.idle = idle
         self.sel = selectors.DefaultSelector()
         self.watch = platform.current.exit_watcher()
-        self.store = Store(os.path.join(root, "ladle.db"))
+        self.me = os.getpid()
+        self.runs = Runs(Store(os.path.join(root, "ladle.db")), self.me, platform.start_time(self.me))
+        self.output = Output(self.sel, self._hold, self._send_exit_events)
         self.pots: dict[str, PotState] = {}
         self.procs: dict[int, Proc] = {}
-        self.statuses: dict[tuple[int, int | None], int] = {}  # from the keeper
-        self.awaiting: dict[int, float] = {}  # adopted pids that exited, waiting for their status
+        self.conns: set[Conn] = set()
+        self.statuses: dict[tuple[int, int | None], int] = {}  # from the keeper, before the exit was seen
+        self.awaiting: set[int] = set()  # adopted pids that exited, waiting for the keeper's status
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self.seq = itertools.count()
-        self.me = os.getpid()
-        self.my_start = platform.start_time(self.me)
-        self.keeper = keeper
         self.quiet_since = time.monotonic()
-        self.conns: set[int] = set()
         listener.setblocking(False)
         self.sel.register(listener, selectors.EVENT_READ, self._accept)
         self.sel.register(self.watch.fileno(), selectors.EVENT_READ, self._exits)
@@ -148,23 +80,21 @@ class Monitor:
     # The loop ------------------------------------------------------------------------------------
 
     def serve(self) -> int:
-        self.adopt()
+        adopt(self)
         while True:
-            timeout = self._timeout()
-            for key, mask in self.sel.select(timeout):
+            for key, mask in self.sel.select(self._timeout()):
                 key.data(key.fileobj, mask)
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
-                _, _, fn = heapq.heappop(self.timers)
-                fn()
+                heapq.heappop(self.timers)[2]()
             if self._idle() and now - self.quiet_since >= self.idle:
                 return 0
 
     def _idle(self) -> bool:
-        busy = bool(self.pots or self.procs or self.conns)
-        if busy:
+        if self.pots or self.procs or self.conns:
             self.quiet_since = time.monotonic()
-        return not busy
+            return False
+        return True
 
     def _timeout(self) -> float | None:
         deadline = self.timers[0][0] if self.timers else None
@@ -176,7 +106,7 @@ class Monitor:
     def later(self, delay: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self.timers, (time.monotonic() + delay, next(self.seq), fn))
 
-    # Connections and requests ------------------------------------------------------------------
+    # Connections -------------------------------------------------------------------------------
 
     def _accept(self, sock: Any, mask: int) -> None:
         try:
@@ -184,7 +114,7 @@ class Monitor:
         except (BlockingIOError, InterruptedError):
             return
         conn = Conn(conn_sock)
-        self.conns.add(conn_sock.fileno())
+        self.conns.add(conn)
         self.sel.register(conn_sock, selectors.EVENT_READ, lambda s, m: self._readable(conn))
 
     def _readable(self, conn: Conn) -> None:
@@ -196,17 +126,16 @@ class Monitor:
             self._hang_up(conn)
             return
         rid = message.get("id")
+        reply: Reply
         try:
             handler = getattr(self, f"op_{str(message.get('op', '')).replace('-', '_')}", None)
             if handler is None:
                 raise Refusal("usage", f"unknown monitor request {message.get('op')!r}")
-            reply = handler(conn, rid, message, fds)
-            fds = []  # the handler owns them now
+            reply, fds = handler(conn, rid, message, fds), []  # the handler owns the descriptors now
         except Refusal as e:
             reply = {"error": str(e), "kind": e.kind}
         except LadleError as e:
-            reply = {"error": str(e), "kind": "usage" if isinstance(e, UsageError) else
-                     "state" if isinstance(e, StateError) else "host"}
+            reply = {"error": str(e), "kind": _KINDS.get(type(e), "host")}
         except OSError as e:
             reply = {"error": f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", "kind": "host"}
         finally:
@@ -220,7 +149,7 @@ class Monitor:
             protocol.send(conn.sock, {"id": rid, **body})
 
     def _hang_up(self, conn: Conn) -> None:
-        self.conns.discard(conn.sock.fileno())
+        self.conns.discard(conn)
         self.sel.unregister(conn.sock)
         conn.sock.close()
         for name in list(conn.owns):  # a command that died half-way through a start
@@ -233,12 +162,14 @@ class Monitor:
             if pot.attached is conn:  # the `run` that was to tear it down went away
                 pot.attached = None
                 for stream in list(pot.sinks):
-                    self._drop_sink(pot, stream)
+                    self.output.drop_sink(pot, stream)
                 if pot.main_done and not pot.persistent and not pot.stopping:
-                    self._teardown(pot)
+                    self.teardown(pot)
         for proc in self.procs.values():
             if proc.conn is conn:
                 proc.conn = None
+
+    # Requests ----------------------------------------------------------------------------------
 
     def _pot(self, message: dict[str, Any]) -> PotState:
         name = str(message.get("pot", ""))
@@ -247,16 +178,17 @@ class Monitor:
             raise Refusal("state", f"pot {name} is not running")
         return pot
 
-    def op_hello(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        return {"pid": self.me, "start": self.my_start, "launcher": self.launcher.name}
+    def op_hello(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
+        return {"pid": self.me, "start": self.runs.start, "launcher": self.launcher.name}
 
-    def op_status(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+    def op_status(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         return {"pid": self.me, "pots": {
             p.name: {"init_pid": p.sandbox.pid if p.sandbox else None,
                      "main_pid": p.main.pid if p.main else None, "main_done": p.main_done,
                      "exit_code": p.exit_code, "stopping": p.stopping} for p in self.pots.values()}}
 
-    def op_sandbox(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> None:
+    def op_sandbox(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
+        """A pot's pid 1 in new namespaces, waiting; answered once the namespaces exist."""
         name = str(m["pot"])
         if name in self.pots:
             raise Refusal("state", f"pot {name} is already running")
@@ -278,7 +210,8 @@ class Monitor:
         self._await_report(child.report, child.pid, failed, ready, must_live=True)
         return None
 
-    def op_enter(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> None:
+    def op_enter(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
+        """Let the waiting pid 1 build the pot's tree and exec its init; answered once it has."""
         pot = self._pot(m)
         sandbox = pot.sandbox
         if sandbox is None or sandbox.control < 0 or pot.report < 0:
@@ -287,25 +220,22 @@ class Monitor:
         self.launcher.enter(sandbox, m)
 
         def done(error: str | None) -> None:
-            if error:
-                self.reply(conn, rid, {"error": error, "kind": "host"})
-            else:
-                self.reply(conn, rid, {"pid": sandbox.pid})
+            self.reply(conn, rid, {"error": error, "kind": "host"} if error else {"pid": sandbox.pid})
 
         self._await_report(report, sandbox.pid, done, must_live=True)
         return None
 
-    def op_spawn(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> None:
-        role = m.get("role")
-        if role == "main":
+    def op_spawn(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
+        """The pot's command (`main`) or a command run in it (`exec`); answered once it runs."""
+        if m.get("role") == "main":
             self._spawn_main(conn, rid, m, fds)
-        elif role == "exec":
+        elif m.get("role") == "exec":
             self._spawn_exec(conn, rid, m, fds)
         else:
-            raise Refusal("usage", f"unknown role {role!r}")
+            raise Refusal("usage", f"unknown role {m.get('role')!r}")
+        return None
 
-    def op_signal(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> dict[str, Any]:
-        sig = int(m["signal"])
+    def op_signal(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         pid = m.get("pid")
         if pid is not None:
             proc = self.procs.get(int(pid))
@@ -313,15 +243,15 @@ class Monitor:
                 raise Refusal("state", f"process {pid} is not one of pot {m.get('pot')}'s")
         else:
             pot = self._pot(m)
-            proc = pot.main if pot.main and not pot.main_done else None
-            if proc is None:
+            if pot.main is None or pot.main_done:
                 raise Refusal("state", f"the command of pot {pot.name} is not running")
-        self._kill(proc, sig)
+            proc = pot.main
+        self._kill(proc, int(m["signal"]))
         return {}
 
-    def op_stop(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
-        """Stop a pot: SIGTERM to its command, SIGKILL to its pid 1 after `timeout` (or at once
-        when the command has ended); answered when everything of it is gone."""
+    def op_stop(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
+        """Stop a pot: SIGTERM to its command's process group, SIGKILL to its pid 1 after
+        `timeout` (at once when the command has ended); answered when everything of it is gone."""
         pot = self.pots.get(str(m.get("pot")))
         if pot is None:
             return {"state": None}
@@ -338,7 +268,7 @@ class Monitor:
         self._maybe_finished(pot)
         return None
 
-    def op_notice(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+    def op_notice(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         """A stop is coming from outside (`jail -r` on FreeBSD): the end will be 'stopped'."""
         pot = self.pots.get(str(m.get("pot")))
         if pot is not None:
@@ -346,7 +276,7 @@ class Monitor:
             pot.signalled = pot.signalled or bool(pot.main and not pot.main_done)
         return {}
 
-    def op_release(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
+    def op_release(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         """Answered once every process of the pot is gone and its end is recorded."""
         pot = self.pots.get(str(m.get("pot")))
         if pot is None:
@@ -356,7 +286,7 @@ class Monitor:
         self._maybe_finished(pot)
         return None
 
-    def op_wait(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> dict[str, Any] | None:
+    def op_wait(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         """Answered when the pot's command exits (at once if it has)."""
         pot = self.pots.get(str(m.get("pot")))
         if pot is None or pot.main_done:
@@ -389,46 +319,12 @@ class Monitor:
                 self.sel.unregister(fd)
                 os.close(fd)
                 error = next((ln[2:] for ln in text.splitlines() if ln.startswith("E ")), None)
-                if error is None and must_live and self._exited(pid):
+                if error is None and must_live and _exited(pid):
                     error = "it died while it was being set up"
                 done(error)
 
         os.set_blocking(fd, False)
         self.sel.register(fd, selectors.EVENT_READ, readable)
-
-    def _exited(self, pid: int) -> bool:
-        try:
-            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-        except ChildProcessError:
-            return True
-
-    def _open_fifos(self, pot: PotState, run_dir: str, split: bool) -> list[int]:
-        """The FIFOs of a pot's output: read ends for us, read-write ends for the command's stdout
-        and stderr. Both go into one FIFO (so the log keeps their order) unless `split` (an
-        attached `run`, whose caller gets stdout and stderr apart)."""
-        os.makedirs(run_dir, mode=0o700, exist_ok=True)
-        ends: list[int] = []
-        for n, name in ((1, "out.fifo"), (2, "err.fifo")):
-            path = os.path.join(run_dir, name)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            if n == 2 and not split:
-                ends.append(ends[0])
-                break
-            os.mkfifo(path, 0o600)
-            r = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            w = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-            with contextlib.suppress(OSError):
-                import fcntl
-                fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
-            self._add_fifo(pot, r, n)
-            ends.append(w)
-        return ends
-
-    def _add_fifo(self, pot: PotState, fd: int, stream: int) -> None:
-        pot.fifos[fd] = stream
-        self.sel.register(fd, selectors.EVENT_READ, lambda f, m: self._fifo(pot, fd))
-        self._hold(f"{pot.name}/{stream}", fd)
 
     def _spawn_main(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> None:
         name = str(m["pot"])
@@ -436,53 +332,47 @@ class Monitor:
         if pot is None:
             if self.launcher.name == "linux":
                 raise Refusal("state", f"pot {name} has no sandbox")
-            pot = PotState(name, owner=conn)
+            pot = PotState(name, owner=conn)  # a jail is its own sandbox: the start plan made it
             self.pots[name] = pot
             conn.owns.add(name)
         if pot.main is not None:
             raise Refusal("state", f"pot {name} already runs its command")
         pot.persistent = bool(m.get("persistent", True))
         pot.on_exit = list(m["on_exit"]) if m.get("on_exit") else None
-        log_path = str(m["log"])
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
-        pot.log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        writers = self._open_fifos(pot, str(m["run_dir"]), split=bool(m.get("attach")))
+        attach = bool(m.get("attach"))
+        writers = self.output.open(pot, str(m["log"]), str(m["run_dir"]), split=attach)
         null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
         try:
             child = self.launcher.spawn(name, pot.sandbox, m, [null, *writers], tty=False)
         except BaseException:
-            self._close_pot_fds(pot)
+            self.output.close(pot)
             if not pot.sandbox:
                 self._forget(pot)
             raise
         finally:
             for fd in {null, *writers}:
                 os.close(fd)
-        if m.get("attach"):
-            for stream, fd in zip((1, 2), fds, strict=False):
-                os.set_blocking(fd, False)
-                pot.sinks[stream] = Sink(fd)
+        if attach:
+            self.output.attach(pot, fds)
             pot.waiters.append((conn, rid))
             pot.attached = conn
-        start = platform.start_time(child.pid)
-        proc = Proc(child.pid, start, name, "main", True)
+        proc = Proc(child.pid, platform.start_time(child.pid), name, "main", True)
         self.procs[child.pid] = proc
         self.watch.add(child.pid)
 
         def execd(error: str | None) -> None:
             if error:
-                pot.waiters = [(c, r) for c, r in pot.waiters if r is not rid or c is not conn]
+                pot.waiters = [(c, r) for c, r in pot.waiters if c is not conn or r != rid]
                 pot.attached = None
-                self._close_sinks(pot)
-                self._record_failure(name, error)
+                self.output.close_sinks(pot)
+                self.runs.failed(name, error)
                 self.reply(conn, rid, {"error": error, "kind": "host"})
                 self._kill(proc, signal.SIGKILL)
                 return
-            pot.main = proc
-            pot.owner = None
+            pot.main, pot.owner = proc, None
             conn.owns.discard(name)
-            self._record_start(pot, m)
-            self.reply(conn, rid, {"pid": child.pid, "start": start})
+            self.runs.started(pot)
+            self.reply(conn, rid, {"pid": proc.pid, "start": proc.start})
 
         self._await_report(child.report, child.pid, execd)
 
@@ -509,108 +399,46 @@ class Monitor:
 
         self._await_report(child.report, child.pid, execd)
 
-    # Output ------------------------------------------------------------------------------------
-
-    def _fifo(self, pot: PotState, fd: int) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
+    def _kill(self, proc: Proc, sig: int, group: bool = False) -> None:
+        """Signal a process (with `group`, its process group: a pot's command leads its own, so a
+        shell and the programs it waits for all get it, as from a terminal or `jail -r`)."""
+        if not proc.ours and not platform.alive(proc.pid, proc.start):
             return
-        if not data:
-            self._drop_fifo(pot, fd)
-            return
-        self._deliver(pot, pot.fifos[fd], data)
-
-    def _deliver(self, pot: PotState, stream: int, data: bytes) -> None:
-        if pot.log >= 0:
-            _write_all(pot.log, data)
-        sink = pot.sinks.get(stream)
-        if sink is not None and not sink.closing:
-            sink.buf.extend(data)
-            if len(sink.buf) > SINK_LIMIT:
-                self._drop_sink(pot, stream)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if group:
+                os.killpg(proc.pid, sig)
             else:
-                self._flush(pot, stream)
+                os.kill(proc.pid, sig)
 
-    def _drain(self, pot: PotState) -> None:
-        """Everything the FIFOs hold now, without waiting for more."""
-        for fd, stream in list(pot.fifos.items()):
-            while True:
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    break
-                if not data:
-                    self._drop_fifo(pot, fd)
-                    break
-                self._deliver(pot, stream, data)
-
-    def _drop_fifo(self, pot: PotState, fd: int) -> None:
-        if fd in pot.fifos:
-            del pot.fifos[fd]
-            self.sel.unregister(fd)
-            os.close(fd)
-
-    def _flush(self, pot: PotState, stream: int) -> None:
-        sink = pot.sinks[stream]
-        try:
-            while sink.buf:
-                n = os.write(sink.fd, sink.buf[:65536])
-                del sink.buf[:n]
-        except BlockingIOError:
-            pass
-        except OSError:
-            self._drop_sink(pot, stream)
-            return
-        key = self.sel.get_map().get(sink.fd)
-        if sink.buf and key is None:
-            self.sel.register(sink.fd, selectors.EVENT_WRITE, lambda f, m: self._flush(pot, stream))
-        elif not sink.buf and key is not None:
-            self.sel.unregister(sink.fd)
-        if not sink.buf and sink.closing:
-            self._drop_sink(pot, stream)
-
-    def _drop_sink(self, pot: PotState, stream: int) -> None:
-        sink = pot.sinks.pop(stream, None)
-        if sink is None:
-            return
-        if self.sel.get_map().get(sink.fd) is not None:
-            self.sel.unregister(sink.fd)
-        os.close(sink.fd)
-        if not pot.sinks:
-            self._send_exit_events(pot)
-
-    def _close_sinks(self, pot: PotState) -> None:
-        """Deliver what is buffered, then close: the attached client sees EOF after the output."""
-        for stream in list(pot.sinks):
-            pot.sinks[stream].closing = True
-            self._flush(pot, stream)
-
-    # Exits -----------------------------------------------------------------------------------------
+    # Exits -------------------------------------------------------------------------------------
 
     def _exits(self, fd: Any, mask: int) -> None:
         for pid in self.watch.exited():
             proc = self.procs.get(pid)
             if proc is None:
                 continue
-            status: int | None
             if proc.ours:
                 try:
-                    status = os.waitpid(pid, 0)[1]
+                    status: int | None = os.waitpid(pid, 0)[1]
                 except ChildProcessError:
                     status = None
-                self._ended(proc, status)
-                continue
-            status = self.statuses.pop((pid, proc.start), None)
-            if status is not None:
-                self._ended(proc, status)
+                self.ended(proc, status)
             else:
-                self.awaiting[pid] = time.monotonic()
-                self.later(STATUS_WAIT, functools.partial(self._status_lost, proc))
+                self.await_status(proc)
+
+    def await_status(self, proc: Proc) -> None:
+        """An adopted process exited: its status comes from the keeper (it reaped it)."""
+        status = self.statuses.pop((proc.pid, proc.start), None)
+        if status is not None:
+            self.ended(proc, status)
+            return
+        self.awaiting.add(proc.pid)
+        self.later(STATUS_WAIT, functools.partial(self._status_lost, proc))
 
     def _status_lost(self, proc: Proc) -> None:
-        if self.awaiting.pop(proc.pid, None) is not None:
-            self._ended(proc, None)
+        if proc.pid in self.awaiting:
+            self.awaiting.discard(proc.pid)
+            self.ended(proc, None)
 
     def _from_keeper(self, sock: Any, mask: int) -> None:
         """The keeper tells of an orphan's exit: a process of a pot adopted from a dead monitor."""
@@ -626,17 +454,17 @@ class Monitor:
             self.keeper.close()
             self.keeper = None
             return
-        if message.get("op") == "exit":
-            self._orphan_exited(int(message["pid"]), message.get("start"), int(message["status"]))
-
-    def _orphan_exited(self, pid: int, start: int | None, status: int) -> None:
+        if message.get("op") != "exit":
+            return
+        pid, start, status = int(message["pid"]), message.get("start"), int(message["status"])
         proc = self.procs.get(pid)
         if proc is None or proc.ours or (proc.start is not None and start is not None and proc.start != start):
             return
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(exits_dir(self.root), f"{pid}.{'-' if start is None else start}"))
-        if self.awaiting.pop(pid, None) is not None:
-            self._ended(proc, status)
+        if pid in self.awaiting:
+            self.awaiting.discard(pid)
+            self.ended(proc, status)
         else:
             self.statuses[(pid, proc.start)] = status
 
@@ -648,10 +476,9 @@ class Monitor:
             protocol.send(self.keeper, {"op": "hold" if fd is not None else "drop", "key": key},
                           [fd] if fd is not None else [])
 
-    def _ended(self, proc: Proc, status: int | None) -> None:
+    def ended(self, proc: Proc, status: int | None) -> None:
         self.procs.pop(proc.pid, None)
         code = exit_code(status)
-        pot = self.pots.get(proc.pot)
         if proc.role == "exec":
             if proc.conn is not None:
                 with contextlib.suppress(OSError):
@@ -662,18 +489,19 @@ class Monitor:
             if code:
                 print(f"ladle monitor: teardown of pot {proc.pot} ended with {code}", file=sys.stderr)
             return
+        pot = self.pots.get(proc.pot)
         if pot is None:
             return
         if proc.role == "main":
             self._main_ended(pot, code, status is None)
         elif proc.role == "pid1":
             pot.sandbox = None
-            if not pot.main_done and pot.main is None:
+            if pot.main is None:
                 self._forget(pot)  # a sandbox that never ran its command
                 return
             if not pot.stopping:
                 pot.error = pot.error or "its pid 1 died"
-                self._teardown(pot)
+                self.teardown(pot)
         self._maybe_finished(pot)
 
     def _main_ended(self, pot: PotState, code: int | None, lost: bool) -> None:
@@ -681,17 +509,18 @@ class Monitor:
         pot.exit_code = code
         if lost:
             pot.error = "its exit status was lost (its monitor and keeper were killed)"
-        self._drain(pot)
-        self._update_run(pot, exit_code=code, finished=time.time(), error=pot.error)
-        self._close_sinks(pot)
+        self.output.drain(pot)
+        self.runs.update(pot, exit_code=code, finished=time.time(), error=pot.error)
+        self.output.close_sinks(pot)
         if not pot.sinks:
             self._send_exit_events(pot)
         if pot.stopping:  # the command obeyed the stop: what is left of the pot goes at once
             self._end_sandbox(pot)
         elif not pot.persistent and not pot.attached:  # an attached `run` tears it down itself
-            self._teardown(pot)
+            self.teardown(pot)
 
     def _send_exit_events(self, pot: PotState) -> None:
+        """Tell whoever waits for the command (`wait`, an attached `run`, after all its output)."""
         if not pot.main_done:
             return
         waiters, pot.waiters = pot.waiters, []
@@ -699,7 +528,9 @@ class Monitor:
             with contextlib.suppress(OSError):
                 protocol.send(conn.sock, {"event": "exit", "id": rid, "pot": pot.name, "exit_code": pot.exit_code})
 
-    def _teardown(self, pot: PotState) -> None:
+    # Ending pots -------------------------------------------------------------------------------
+
+    def teardown(self, pot: PotState) -> None:
         """Run the pot's `on_exit` command (`ladle stop POT`) as our child, once."""
         if pot.tearing:
             return
@@ -728,22 +559,17 @@ class Monitor:
             return
         if self.pots.get(pot.name) is not pot:
             return
-        state = "stopped" if pot.signalled or pot.persistent else "exited"
-        if pot.main is None:
-            state = "stopped"
-        self._update_run(pot, state=state, finished=time.time())
-        body = {"state": state, "exit_code": pot.exit_code}
+        state = "stopped" if pot.main is None or pot.signalled or pot.persistent else "exited"
+        self.runs.update(pot, state=state, finished=time.time())
         for conn, rid in pot.stoppers:
-            self.reply(conn, rid, body)
+            self.reply(conn, rid, {"state": state, "exit_code": pot.exit_code})
         pot.stoppers = []
         self._forget(pot)
 
     def _forget(self, pot: PotState) -> None:
         if pot.sandbox is not None:
             self.launcher.kill_sandbox(pot.sandbox)
-        self._drain(pot)
-        self._close_sinks(pot)
-        self._close_pot_fds(pot)
+        self.output.close(pot)
         if pot.report >= 0:
             os.close(pot.report)
             pot.report = -1
@@ -756,141 +582,18 @@ class Monitor:
 
     def _discard(self, pot: PotState) -> None:
         """Undo a sandbox that never got its command (the starter failed or went away)."""
-        if pot.sandbox is not None:
-            self.launcher.kill_sandbox(pot.sandbox)
         pot.stopping = True
-        if pot.sandbox is None or not self.procs.get(pot.sandbox.pid):
+        if pot.sandbox is not None and pot.sandbox.pid in self.procs:
+            self.launcher.kill_sandbox(pot.sandbox)  # its exit forgets the pot
+        else:
             self._forget(pot)
 
-    def _close_pot_fds(self, pot: PotState) -> None:
-        for fd in list(pot.fifos):
-            self._drop_fifo(pot, fd)
-        for stream in (1, 2):
-            self._hold(f"{pot.name}/{stream}", None)
-        if pot.log >= 0:
-            os.close(pot.log)
-            pot.log = -1
 
-    def _kill(self, proc: Proc, sig: int, group: bool = False) -> None:
-        """Signal a process (with `group`, its process group: a pot's command leads its own, so a
-        shell and the programs it waits for all get it, as from a terminal or `jail -r`)."""
-        if not proc.ours and not platform.alive(proc.pid, proc.start):
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                os.kill(proc.pid, sig)
-
-    # The runs table ------------------------------------------------------------------------------
-
-    def _record_start(self, pot: PotState, m: dict[str, Any]) -> None:
-        assert pot.main is not None
-        row = {"pot": pot.name, "state": "running", "monitor_pid": self.me, "monitor_start": self.my_start,
-               "init_pid": pot.sandbox.pid if pot.sandbox else None,
-               "init_start": pot.sandbox.start if pot.sandbox else None,
-               "main_pid": pot.main.pid, "main_start": pot.main.start, "persistent": int(pot.persistent),
-               "on_exit": json.dumps(pot.on_exit) if pot.on_exit else None, "started": time.time(),
-               "finished": None, "exit_code": None, "error": None}
-        self.store.put("runs", {"pot": pot.name}, row)
-
-    def _record_failure(self, name: str, error: str) -> None:
-        now = time.time()
-        self.store.put("runs", {"pot": name}, {
-            "pot": name, "state": "failed", "monitor_pid": self.me, "monitor_start": self.my_start,
-            "init_pid": None, "init_start": None, "main_pid": None, "main_start": None, "persistent": None,
-            "on_exit": None, "started": now, "finished": now, "exit_code": None, "error": error})
-
-    def _update_run(self, pot: PotState, **changes: Any) -> None:
-        """Change the pot's run row, only while it is still this run's (same main process)."""
-        if pot.main is None:
-            return
-        sets = ", ".join(f"{k}=?" for k in changes)
-        self.store.db.execute(f"UPDATE runs SET {sets} WHERE pot=? AND main_pid=? AND main_start IS ?",
-                              (*changes.values(), pot.name, pot.main.pid, pot.main.start))
-
-    # Adopting the pots of a monitor that died ------------------------------------------------------
-
-    def adopt(self) -> None:
-        recorded = self._recorded_exits()
-        for row in self.store.all("runs", state="running"):
-            try:
-                self._adopt(row, recorded)
-            except (OSError, ValueError) as e:
-                print(f"ladle monitor: cannot adopt pot {row['pot']}: {e}", file=sys.stderr)
-        for path in recorded.values():  # exits of processes no pot claims
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-
-    def _recorded_exits(self) -> dict[tuple[int, int | None], str]:
-        found: dict[tuple[int, int | None], str] = {}
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.listdir(exits_dir(self.root)):
-                pid_s, _, start_s = entry.partition(".")
-                if pid_s.isdigit() and not entry.endswith(".tmp"):
-                    key = (int(pid_s), None if start_s == "-" else int(start_s))
-                    found[key] = os.path.join(exits_dir(self.root), entry)
-        return found
-
-    def _adopt(self, row: dict[str, Any], recorded: dict[tuple[int, int | None], str]) -> None:
-        name = row["pot"]
-        pot = PotState(name, persistent=bool(row.get("persistent", 1)),
-                       on_exit=json.loads(row["on_exit"]) if row.get("on_exit") else None)
-        if row.get("init_pid"):
-            if platform.alive(row["init_pid"], row["init_start"]):
-                pot.sandbox = Sandbox(row["init_pid"], row["init_start"])
-                self.procs[pot.sandbox.pid] = Proc(pot.sandbox.pid, pot.sandbox.start, name, "pid1", False)
-                if not self.watch.add(pot.sandbox.pid):
-                    pot.sandbox = None
-            if pot.sandbox is None and row.get("exit_code") is None and not recorded.get(
-                    (row["main_pid"], row.get("main_start"))):
-                return  # nothing of it is left and nothing to record: gc tears it down
-        if row.get("main_pid") is None:
-            return
-        main = Proc(row["main_pid"], row.get("main_start"), name, "main", False)
-        pot.main = main
-        self.pots[name] = pot
-        run_dir = os.path.join(self.root, "run", name)
-        for n, fifo in ((1, "out.fifo"), (2, "err.fifo")):
-            path = os.path.join(run_dir, fifo)
-            if os.path.exists(path) and stat.S_ISFIFO(os.lstat(path).st_mode):
-                self._add_fifo(pot, os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), n)
-        log_path = os.path.join(self.root, "logs", f"{name}.log")
-        pot.log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        self.store.db.execute("UPDATE runs SET monitor_pid=?, monitor_start=? WHERE pot=?",
-                              (self.me, self.my_start, name))
-        if row.get("exit_code") is not None:  # its command had ended before (a persistent pot)
-            pot.main_done, pot.exit_code = True, row["exit_code"]
-        elif platform.alive(main.pid, main.start):
-            self.procs[main.pid] = main
-            if not self.watch.add(main.pid):
-                self._exits_of(main, recorded)
-        else:
-            self._exits_of(main, recorded)
-        if pot.sandbox is None and self.launcher.name == "linux" and pot.main_done and not pot.stopping:
-            pot.error = pot.error or "its pid 1 died"
-            self._teardown(pot)
-
-    def _exits_of(self, main: Proc, recorded: dict[tuple[int, int | None], str]) -> None:
-        path = recorded.pop((main.pid, main.start), None)
-        status = None
-        if path is not None:
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                with open(path) as f:
-                    status = int(f.read().split()[2])
-                os.unlink(path)
-        self.procs[main.pid] = main
-        self._ended(main, status)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except OSError as e:
-            if e.errno != errno.EINTR:
-                return
+def _exited(pid: int) -> bool:
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
 
 
 def serve(launcher: Launcher, args: list[str]) -> None:
@@ -903,5 +606,4 @@ def serve(launcher: Launcher, args: list[str]) -> None:
     launcher.prepare_monitor()
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(STOPPED_BY_SIGNAL))
     listener = socket.socket(fileno=listen_fd)
-    monitor = Monitor(root, launcher, listener, socket.socket(fileno=keeper_fd), idle)
-    sys.exit(monitor.serve())
+    sys.exit(Monitor(root, launcher, listener, socket.socket(fileno=keeper_fd), idle).serve())
