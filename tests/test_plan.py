@@ -13,7 +13,7 @@ import pytest
 from ladle.errors import CommandFailed
 from ladle.plan.executor import Executor
 from ladle.plan.runner import SubprocessRunner
-from ladle.plan.steps import Cmd, Context, MakeDir, Step, WriteFile
+from ladle.plan.steps import Cmd, Context, MakeDir, Step, UnknownStep, WriteFile
 from ladle.state.steps import put
 from ladle.state.store import Store
 
@@ -82,3 +82,31 @@ def test_a_killed_plan_is_rolled_back_or_finished_by_recovery(tmp_path: Path, on
     else:
         assert "finished" in report[0] and a.is_dir() and b.is_dir()
     assert eng.store.all("ops") == [] and recover(eng) == []
+
+
+def test_an_unknown_step_sets_its_operation_aside_with_one_line(tmp_path: Path) -> None:
+    """An intent log written by another ladle (or for another host) never wedges later commands."""
+    from ladle import Client
+
+    client = Client(str(tmp_path / "root"))
+    client.init()
+    store = client._store()
+    store.op_begin("frobnicate", "pot:web", ['{"kind": "ladle.nosuch:Step", "args": {}}'], "undo")
+    store.db.execute("UPDATE ops SET pid=1, pid_start=0")  # its process is gone
+    report = client.gc()
+    assert report == ["could not repair interrupted frobnicate of pot:web: step ladle.nosuch:Step: cannot load "
+                      "ladle.nosuch here (ModuleNotFoundError: No module named 'ladle.nosuch')"]
+    assert client.gc() == []  # set aside once, not again
+    assert client.pots() == []
+    client.close()
+
+
+def test_steps_name_their_module_and_rebuild_from_it(tmp_path: Path) -> None:
+    step = MakeDir(str(tmp_path / "x"))
+    assert step.kind() == "ladle.plan.steps:MakeDir"
+    with pytest.raises(UnknownStep, match="unknown step 'NoSuchStep'"):
+        Step.from_json('{"kind": "NoSuchStep", "args": {}}')
+    with pytest.raises(UnknownStep, match="does not match this ladle"):
+        Step.from_json('{"kind": "ladle.plan.steps:MakeDir", "args": {"nope": 1}}')
+    with pytest.raises(UnknownStep, match="unreadable step"):
+        Step.from_json("not json")

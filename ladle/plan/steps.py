@@ -81,8 +81,8 @@ class Step:
         if kind not in Step.registry and sep and module.startswith("ladle."):
             try:
                 importlib.import_module(module)
-            except ImportError as e:
-                raise UnknownStep(f"step {kind}: cannot import {module}: {e}") from None
+            except Exception as e:  # not this version's, or another host's (its libc lacks symbols)
+                raise UnknownStep(f"step {kind}: cannot load {module} here ({type(e).__name__}: {e})") from None
         cls = Step.registry.get(kind)
         if cls is None:
             raise UnknownStep(f"unknown step {kind!r} in the intent log")

@@ -89,7 +89,7 @@ class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         try:
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         except sqlite3.Error as e:
             raise HostError(f"cannot open state database {path}: {e}") from None
         self.db.row_factory = sqlite3.Row

@@ -126,12 +126,12 @@ class MonitorClient:
                 self.close()
                 if attempt == 2:
                     raise HostError("the monitor went away") from None
-        while True:  # a later answer (`wait`) comes as an event that carries the request's id
+        while True:  # events (a process's exit) may come first: they are kept for wait_event
             message = self._receive()
-            if message.get("id") == rid:
-                break
             if message.get("event"):
                 self._events.append(message)
+            elif message.get("id") == rid:
+                break
         if "error" in message:
             kind = _ERRORS.get(str(message.get("kind")), MonitorError)
             raise kind(str(message["error"]))

@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -83,7 +84,14 @@ class Monitor:
         adopt(self)
         while True:
             for key, mask in self.sel.select(self._timeout()):
-                key.data(key.fileobj, mask)
+                if self.sel.get_map().get(key.fd) is not key:
+                    continue  # closed by an earlier event of this round (its number may be reused)
+                try:
+                    key.data(key.fileobj, mask)
+                except Exception:  # a bug must not take every pot's monitor down: say it, go on
+                    traceback.print_exc()
+                    if self.sel.get_map().get(key.fd) is key:
+                        self.sel.unregister(key.fd)
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 heapq.heappop(self.timers)[2]()
@@ -131,7 +139,7 @@ class Monitor:
             handler = getattr(self, f"op_{str(message.get('op', '')).replace('-', '_')}", None)
             if handler is None:
                 raise Refusal("usage", f"unknown monitor request {message.get('op')!r}")
-            reply, fds = handler(conn, rid, message, fds), []  # the handler owns the descriptors now
+            reply = handler(conn, rid, message, fds)  # a handler takes the descriptors it keeps out of fds
         except Refusal as e:
             reply = {"error": str(e), "kind": e.kind}
         except LadleError as e:
@@ -157,7 +165,7 @@ class Monitor:
             if pot is not None and pot.owner is conn:
                 self._discard(pot)
         for pot in list(self.pots.values()):
-            pot.waiters = [(c, r) for c, r in pot.waiters if c is not conn]
+            pot.waiters = [w for w in pot.waiters if w[0] is not conn]
             pot.stoppers = [(c, r) for c, r in pot.stoppers if c is not conn]
             if pot.attached is conn:  # the `run` that was to tear it down went away
                 pot.attached = None
@@ -291,7 +299,7 @@ class Monitor:
         pot = self.pots.get(str(m.get("pot")))
         if pot is None or pot.main_done:
             return {"exit_code": pot.exit_code if pot else None}
-        pot.waiters.append((conn, rid))
+        pot.waiters.append((conn, rid, False))
         return None
 
     # Starting processes ------------------------------------------------------------------------
@@ -353,8 +361,8 @@ class Monitor:
             for fd in {null, *writers}:
                 os.close(fd)
         if attach:
-            self.output.attach(pot, fds)
-            pot.waiters.append((conn, rid))
+            self.output.attach(pot, _take(fds))
+            pot.waiters.append((conn, rid, True))
             pot.attached = conn
         proc = Proc(child.pid, platform.start_time(child.pid), name, "main", True)
         self.procs[child.pid] = proc
@@ -362,7 +370,7 @@ class Monitor:
 
         def execd(error: str | None) -> None:
             if error:
-                pot.waiters = [(c, r) for c, r in pot.waiters if c is not conn or r != rid]
+                pot.waiters = [w for w in pot.waiters if w[0] is not conn or w[1] != rid]
                 pot.attached = None
                 self.output.close_sinks(pot)
                 self.runs.failed(name, error)
@@ -380,10 +388,11 @@ class Monitor:
         if len(fds) != 3:
             raise Refusal("usage", "exec needs three descriptors (stdin, stdout, stderr)")
         pot = self._pot(m)
+        stdio = _take(fds)
         try:
-            child = self.launcher.spawn(pot.name, pot.sandbox, m, fds, tty=bool(m.get("tty")))
+            child = self.launcher.spawn(pot.name, pot.sandbox, m, stdio, tty=bool(m.get("tty")))
         finally:
-            for fd in fds:
+            for fd in stdio:
                 os.close(fd)
         proc = Proc(child.pid, platform.start_time(child.pid), pot.name, "exec", True, conn, rid)
         self.procs[child.pid] = proc
@@ -524,9 +533,10 @@ class Monitor:
         if not pot.main_done:
             return
         waiters, pot.waiters = pot.waiters, []
-        for conn, rid in waiters:
+        for conn, rid, event in waiters:
+            body = {"id": rid, "pot": pot.name, "exit_code": pot.exit_code}
             with contextlib.suppress(OSError):
-                protocol.send(conn.sock, {"event": "exit", "id": rid, "pot": pot.name, "exit_code": pot.exit_code})
+                protocol.send(conn.sock, {"event": "exit", **body} if event else body)
 
     # Ending pots -------------------------------------------------------------------------------
 
@@ -587,6 +597,13 @@ class Monitor:
             self.launcher.kill_sandbox(pot.sandbox)  # its exit forgets the pot
         else:
             self._forget(pot)
+
+
+def _take(fds: list[int]) -> list[int]:
+    """Take the descriptors a request came with (what is left in `fds` is closed after it)."""
+    taken = list(fds)
+    fds.clear()
+    return taken
 
 
 def _exited(pid: int) -> bool:

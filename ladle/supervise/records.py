@@ -74,7 +74,8 @@ class PotState:
     fifos: dict[int, int] = field(default_factory=dict)  # FIFO read end -> 1 (stdout) or 2 (stderr)
     log: int = -1
     sinks: dict[int, Sink] = field(default_factory=dict)  # 1/2 -> an attached client's pipe
-    waiters: list[tuple[Conn, Any]] = field(default_factory=list)  # answered when the command ends
+    waiters: list[tuple[Conn, Any, bool]] = field(default_factory=list)  # told when the command ends
+    # (as an event for an attached `run`, as the answer to a `wait`)
     stoppers: list[tuple[Conn, Any]] = field(default_factory=list)  # answered when the pot is gone
     attached: Conn | None = None  # an attached `run`, which tears the pot down itself
     stopping: bool = False
