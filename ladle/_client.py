@@ -12,11 +12,11 @@ any thread and never use signals.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ladle import _log
 from ladle._models import Base, Change, Fscomp, LastRun, Pot, PotInfo, RunResult
 from ladle.config import load
 from ladle.engine.core import Engine
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from ladle.state.store import Store
     from ladle.supervise.client import MonitorClient
 
-log = logging.getLogger("ladle")
 T = TypeVar("T")
 
 
@@ -80,7 +79,7 @@ class Client:
         if recover and not self.dry_run:
             from ladle.engine.gc import recover as repair
             for line in repair(eng):
-                log.info("%s", line)
+                _log.info(line)
         return eng
 
     def _change(self, verb: Callable[[Engine], str], *, recover: bool = True) -> Change:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Change:
-    """What a verb that changes something did. `commands` are the exact host commands of its
-    plans: what ran, or in a dry run what would run (and nothing was changed)."""
+    """What a verb that changes something did; in a dry run (nothing changed), `commands` are
+    the exact host commands its plans would run."""
 
     message: str
     commands: tuple[str, ...] = ()

@@ -76,7 +76,8 @@ def test_a_linux_step_in_the_intent_log_is_one_line_on_freebsd() -> None:
             print(e)
     """)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("step ladle.hosts.linux.live:LinuxLiveUnmount: cannot load ladle.hosts.linux.live here")
+    first = "step ladle.hosts.linux.live:LinuxLiveUnmount: cannot load ladle.hosts.linux.live here"
+    assert proc.stdout.startswith(first)
     assert "undefined symbol" in proc.stdout and len(proc.stdout.splitlines()) == 1
 
 

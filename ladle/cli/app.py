@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import ladle
-from ladle.cli.common import HOSTS, Parser, Refused
+from ladle.cli.common import HOSTS, Parser, Refused, Verbs
+
+# Every verb, with its aliases (kept in step with the verb modules by test_cli_pots).
+VERBS = frozenset((
+    "init", "create-base", "bases", "create", "destroy", "ls", "list", "info", "clone", "rename", "set-cmd",
+    "set-env", "set-attr", "get-attr", "gc", "create-fscomp", "fscomps", "clone-fscomp", "add-fscomp",
+    "mount-in", "mount-out", "copy-in", "copy-out", "snapshot", "snap", "rollback", "revert", "snapshots",
+    "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "last-run-stats", "run"))
+_VALUED = ("--root", "--host")
 
 
-def _parser() -> Parser:
+def named_verb(argv: list[str]) -> str | None:
+    """The verb of a command line, if it names a known one (global options may come first)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _VALUED:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg if arg in VERBS else None
+    return None
+
+
+def _parser(argv: list[str]) -> Parser:
     top = Parser(prog="ladle", description="ladle: pots (containers) on FreeBSD jails and Linux "
                  "namespaces, with ZFS layering.")
     top.add_argument("--root", metavar="DIR", help="state root (default: $LADLE_ROOT, the config file, "
@@ -17,33 +35,23 @@ def _parser() -> Parser:
     top.add_argument("--host", choices=HOSTS, help="plan for this host (default: this one; needs --dry-run)")
     top.add_argument("--dry-run", action="store_true", help="print the exact steps instead of running them")
     top.add_argument("-V", "--version", action="version", version=f"ladle {ladle.__version__}")
-    verbs = top.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser)
+    verbs = Verbs(top.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser), named_verb(argv))
     from ladle.cli import verbs_lifecycle, verbs_pots, verbs_storage
     for module in (verbs_pots, verbs_storage, verbs_lifecycle):
         module.register(verbs)
     return top
 
 
-class _OneLine(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        prefix = "ladle: warning: " if record.levelno >= logging.WARNING else "ladle: "
-        return prefix + record.getMessage()
-
-
-def _log_to_stderr() -> None:
-    logger = logging.getLogger("ladle")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_OneLine())
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+def _one_line(level: str, message: str) -> None:
+    """The library's warnings and notices, as the CLI prints them: one line on stderr each."""
+    print(f"ladle: warning: {message}" if level == "warning" else f"ladle: {message}", file=sys.stderr)
 
 
 def run(argv: list[str]) -> int:
-    _log_to_stderr()
+    from ladle import _log
+    _log.to_presenter = _one_line
     try:
-        args = _parser().parse_args(argv)
+        args = _parser(argv).parse_args(argv)
         if not args.verb:
             raise Refused("no verb given (see ladle --help)")
         client = ladle.Client(args.root, host=args.host, dry_run=args.dry_run)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 import ladle
-from ladle.cli.common import change, pot_arg, pot_name, verb
+from ladle.cli.common import Verbs, change, pot_arg, pot_name, verb
 from ladle.cli.output import show_change
 
 
-def register(verbs: Any) -> None:
+def register(verbs: Verbs) -> None:
     p = verb(verbs, "start", change(lambda c, a: c.start(pot_name(a))),
              "start a pot; returns once its command runs, or fails with the reason", changes=True)
     pot_arg(p)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import ladle
-from ladle.cli.common import change, pot_arg, pot_name, verb
+from ladle.cli.common import Verbs, change, pot_arg, pot_name, verb
 from ladle.cli.output import as_json, names, table
 
 
-def register(verbs: Any) -> None:
+def register(verbs: Verbs) -> None:
     p = verb(verbs, "init", change(lambda c, a: c.init(a.storage, a.dataset)),
              "set up the state root, its database and the storage backend (idempotent)", changes=True)
     p.add_argument("--storage", choices=("dir", "zfs"), default="dir", help="storage backend (default: dir)")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import ladle
-from ladle.cli.common import Parser, change, verb
+from ladle.cli.common import Parser, Verbs, change, verb
 from ladle.cli.output import as_json, table
 
 
-def register(verbs: Any) -> None:
+def register(verbs: Verbs) -> None:
     p = verb(verbs, "create-fscomp", change(lambda c, a: c.create_fscomp(a.name)),
              "create a file-system component (a dataset or directory to mount into pots)", changes=True)
     p.add_argument("-f", dest="name", required=True, metavar="NAME")

@@ -2,8 +2,8 @@
 
 An `Engine` serves one call of the library (one CLI command, or one `Client` method on one
 thread). Everything is opened lazily, so `ladle ls` pays for the state store and nothing else. It
-never prints: plans it runs are collected in `lines` (what ran, or in a dry run what would), and
-the verbs return what they did as data.
+never prints: in a dry run the plans' commands are collected in `lines`, and the verbs return
+what they did as data.
 """
 
 from __future__ import annotations

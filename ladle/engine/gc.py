@@ -6,16 +6,13 @@ changes something, so a crash is repaired by the next command; `ladle gc` does t
 
 from __future__ import annotations
 
-import logging
-
+from ladle import _log
 from ladle.engine import lifecycle
 from ladle.engine.core import Engine
 from ladle.errors import Busy
 from ladle.plan.executor import finish, undo
 from ladle.plan.steps import Step, UnknownStep
 from ladle.state import locks
-
-log = logging.getLogger("ladle")
 
 
 def recover(eng: Engine) -> list[str]:
@@ -53,7 +50,7 @@ def _repair(eng: Engine, op: dict[str, object]) -> str:
         problems = undo(eng.ctx, ran)
         verb = "rolled back"
     for p in problems:
-        log.warning("%s", p)
+        _log.warning(p)
     eng.store.op_end(int(str(op["id"])), "done")
     return f"{verb} interrupted {op['verb']} of {op['subject']}"
 

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ladle import names
+from ladle import _log, names
 from ladle._models import LastRun
 from ladle.engine.core import Engine
 from ladle.errors import StateError, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.storage.snapshotter import Mount
-
-log = logging.getLogger("ladle")
 
 
 def record(row: dict[str, Any] | None) -> RunRecord | None:
@@ -92,7 +89,7 @@ def stop(eng: Engine, name: str) -> str:
     with eng.lock(f"pot-{name}"):
         eng.pot(name)
         if not stop_locked(eng, name):
-            log.warning("pot %s is not running", name)
+            _log.warning(f"pot {name} is not running")
             return f"pot {name} was not running"
     return f"stopped pot {name}"
 

@@ -10,16 +10,15 @@ logged on the `ladle` logger (the CLI shows those as warnings).
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from typing import Literal
 
+from ladle import _log
 from ladle.errors import LadleError
 from ladle.plan.steps import Context, Step
 
 OnCrash = Literal["undo", "finish"]
-log = logging.getLogger("ladle")
 
 
 def render(steps: list[Step]) -> list[str]:
@@ -35,10 +34,10 @@ class Executor:
         self.dry_run = dry_run
 
     def run(self, verb: str, subject: str, steps: list[Step], on_crash: OnCrash = "undo") -> list[str]:
-        """Apply `steps` (or not, in a dry run); return their rendering either way."""
-        lines = render(steps)
+        """Apply `steps`, or in a dry run return their rendering (a real run renders nothing: the
+        commands are the plan's to print, not a cost of every start)."""
         if self.dry_run:
-            return lines
+            return render(steps)
         store = self.ctx.store
         op = store.op_begin(verb, subject, [s.to_json() for s in steps], on_crash) if store else 0
         done: list[Step] = []
@@ -55,13 +54,13 @@ class Executor:
                     os.kill(os.getpid(), signal.SIGKILL)
         except BaseException as exc:
             for problem in undo(self.ctx, done):
-                log.warning("could not undo %s", problem)
+                _log.warning(f"could not undo {problem}")
             if store:
                 store.op_end(op, "rolled-back", str(exc))
             raise
         if store:
             store.op_end(op, "done")
-        return lines
+        return []
 
 
 def _fault(verb: str) -> int | None:

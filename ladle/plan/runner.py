@@ -4,8 +4,6 @@ The FreeBSD driver is tested here by replacing this class with one that records 
 answers from a table, which is the one fake the project allows.
 """
 
-import subprocess
-
 from ladle.errors import CommandFailed, HostError
 
 
@@ -25,6 +23,8 @@ class SubprocessRunner(Runner):
     """Runs commands on this host."""
 
     def run(self, argv: list[str], *, input: bytes | None = None, check: bool = True) -> str:
+        import subprocess  # here: most commands never run one, and the import costs 2 ms
+
         try:
             proc = subprocess.run(argv, input=input, capture_output=True, check=False)
         except FileNotFoundError:
@@ -34,6 +34,8 @@ class SubprocessRunner(Runner):
         return proc.stdout.decode(errors="replace")
 
     def pipeline(self, argvs: list[list[str]]) -> None:
+        import subprocess
+
         procs: list[subprocess.Popen[bytes]] = []
         prev = None
         try:
