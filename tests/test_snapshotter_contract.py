@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-from ladle.errors import LadleError
+from ladle.errors import LadleError, UsageError
 from ladle.plan.executor import Executor
 from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Context, Step
 from ladle.state.store import Store
 from ladle.storage import open_backend
-from ladle.storage.snapshotter import Snapshotter
+from ladle.storage.snapshotter import Mount, Snapshotter
 from tests.zfs_pool import ladle_zfs
 
 
@@ -54,6 +57,30 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     finally:
         store.close()
         shutil.rmtree(root)
+
+
+@contextlib.contextmanager
+def mounted(mounts: list[Mount]) -> Iterator[str]:
+    """Perform a layer's mounts (one whole tree at '/') on a scratch directory, as a host driver
+    does; unmounted afterwards."""
+    (m,) = mounts
+    target = tempfile.mkdtemp(prefix="ladle-mnt-")
+    try:
+        how = ["--bind"] if m.type == "bind" else ["-t", m.type]
+        subprocess.run(["mount", *how, *(["-o", ",".join(m.options)] if m.options else []), m.source, target],
+                       check=True, capture_output=True)
+        try:
+            yield target
+        finally:
+            subprocess.run(["umount", target], check=True)
+    finally:
+        os.rmdir(target)
+
+
+def text(tree: str, name: str = "f") -> str | None:
+    """The content of file `name` in `tree`, or None if it is not there."""
+    path = Path(tree, name)
+    return path.read_text() if path.exists() else None
 
 
 def layer(b: Backend, key: str, *snaps: str) -> None:
@@ -142,3 +169,30 @@ def test_a_failed_plan_leaves_nothing(backend: Backend) -> None:
     assert [r["key"] for r in backend.store.all("layers")] == ["bases/b"]
     assert not os.path.exists(backend.snap.path("pots/c"))
     assert not os.path.exists(backend.snap.path("pots/d"))
+
+
+def test_level_two_starts_from_a_snapshot_that_later_changes_do_not_reach(backend: Backend) -> None:
+    layer(backend, "bases/b")
+    backend.write("bases/b", "base", name="gone")
+    backend.write("bases/b", "base", name="kept")
+    backend.do(backend.snap.snapshot("bases/b", "1"))
+    backend.do(backend.snap.prepare("pots/l1", "bases/b@1"))
+    backend.do(backend.snap.snapshot("pots/l1", "r"))
+    with mounted(backend.snap.mounts("pots/l1")) as tree:  # through the mount, so overlayfs records the removal
+        Path(tree, "f").write_text("l1 at s")
+        Path(tree, "gone").unlink()
+    backend.do(backend.snap.snapshot("pots/l1", "s"))
+    backend.do(backend.snap.prepare("pots/l2", "pots/l1@s"))
+    with mounted(backend.snap.mounts("pots/l1")) as tree:
+        Path(tree, "f").write_text("l1 later")
+        Path(tree, "g").write_text("new in l1")
+    with mounted(backend.snap.mounts("pots/l2")) as tree:
+        assert [text(tree, name) for name in ("f", "g", "gone", "kept")] == ["l1 at s", None, None, "base"]
+        Path(tree, "f").write_text("l2's own")
+    with mounted(backend.snap.mounts("pots/l1")) as tree:
+        assert text(tree) == "l1 later"
+    assert backend.snap.dependants("pots/l1") == ["pots/l2"]
+    with pytest.raises(UsageError, match="snapshot pots/l1@s is used by pots/l2: it cannot be removed"):
+        backend.snap.remove_snapshot("pots/l1", "s")
+    with pytest.raises(UsageError, match="pots/l1@s is used by pots/l2: rolling back to r would destroy it"):
+        backend.snap.rollback("pots/l1", "r")

@@ -5,6 +5,13 @@ upper directory), ``work/`` is overlayfs's work directory, and ``snaps/<name>/``
 as full copies of ``fs/``. Snapshots and clones therefore cost a copy (``cp -a``, which reflinks
 where the file system can), unlike ZFS; a clone is an independent copy, so ``promote`` has
 nothing to do. Overlay layers need Linux; on other hosts use full layers (``copy``).
+
+An overlay layer's lower directories are always snapshot copies, never a live ``fs/``: overlayfs
+documents changing a lower layer under a mounted overlay as undefined. A snapshot of an overlay
+layer is a copy of its upper directory, so layers stack: a pot of level 2 prepared from
+``pots/web@S`` (itself on ``bases/b@B``) mounts ``lowerdir=pots/web/snaps/S:bases/b/snaps/B``
+under its own upper. Later changes to ``pots/web`` do not reach it; ``pots/web@S`` cannot be
+removed or rolled past while it exists.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 
-from ladle.errors import NotFound, UsageError
+from ladle.errors import NotFound, StateError, UsageError
 from ladle.plan.steps import CopyTree, MakeDir, RemoveTree, Rename, Step
 from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
@@ -51,7 +58,11 @@ class DirSnapshotter(Snapshotter):
         layer = self._layer(key)
         if layer["kind"] == "full":
             return [Mount("bind", self.path(key), "/", ("ro",) if readonly else ())]
-        lowers = self._lowers(layer["parent"] or "")
+        parent = layer["parent"] or ""
+        if "@" not in parent:  # ladle 0.2 made level 2 on a live tree
+            raise StateError(f"storage layer {key} is layered on the live tree of {parent}: "
+                             "create it again (level 2 now starts from a snapshot)")
+        lowers = self._lowers(parent)
         if readonly:
             return [Mount("overlay", "overlay", "/", ("lowerdir=" + ":".join([self.path(key), *lowers]), "ro"))]
         work = os.path.join(self._dir(key), "work")
@@ -59,10 +70,10 @@ class DirSnapshotter(Snapshotter):
         return [Mount("overlay", "overlay", "/", opts)]
 
     def _lowers(self, parent: str) -> list[str]:
-        """Directories under an overlay layer, top first: the parent's tree and its own parents."""
-        key, snap = split_ref(parent)
-        layer = self._layer(key)
-        top = self._snapdir(parent) if snap else self.path(key)
+        """Directories under an overlay layer, top first: its parent snapshot's, then the
+        snapshots that one's layer stacks on."""
+        layer = self._layer(split_ref(parent)[0])
+        top = self._snapdir(parent)
         if layer["kind"] == "full":
             return [top]
         return [top, *self._lowers(layer["parent"] or "")]
