@@ -21,7 +21,7 @@ DEFAULT_CMD = "sh /etc/rc"
 def _free(eng: Engine, name: str) -> None:
     if eng.store.get("pots", name=name):
         raise Exists(f"pot {name} already exists")
-    if eng.store.get("layers", key=f"pots/{name}"):
+    if eng.snap.exists(f"pots/{name}"):
         raise Exists(f"storage layer pots/{name} already exists (run 'ladle gc')")
 
 
@@ -205,14 +205,13 @@ def info(eng: Engine, name: str) -> PotInfo:
     run = eng.store.get("runs", pot=name)
     mounts = [MountPoint(m["mountpoint"], m["kind"], m["source"], bool(m["ro"]))
               for m in eng.store.all("pot_mounts", order="seq", pot=name)]
-    layer = eng.store.get("layers", key=pot["layer"]) or {}
+    layer = eng.snap.info(pot["layer"])
     return PotInfo(
         **{k: pot[k] for k in ("name", "type", "level", "base", "potbase", "cmd", "network")},
         status=lifecycle.status(eng, run),
         persistent=pot["attrs"].get("persistent") == "YES",
         env=pot["env"], attrs=pot["attrs"], mounts=mounts,
-        storage=Storage(eng.snap.name, pot["layer"], eng.snap.path(pot["layer"]), layer.get("parent"),
-                        layer.get("origin")),
+        storage=Storage(eng.snap.name, pot["layer"], eng.snap.path(pot["layer"]), layer.parent, layer.origin),
         snapshots=eng.snap.snapshots(pot["layer"]) if pot["layer"] == f"pots/{name}" else [],
         run=Run(**{k: run[k] for k in Run.__dataclass_fields__}) if run else None,
         log=os.path.join(eng.root, "logs", f"{name}.log"),
