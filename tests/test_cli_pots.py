@@ -49,12 +49,18 @@ def test_busybox_base_and_a_pot_on_it(bb: Ladle) -> None:
 
 
 def test_levels_follow_pot(bb: Ladle, tmp_path: Path) -> None:
-    """level 1 -P copies its reference; level 2 shares the reference's tree; single owns a tree."""
+    """level 1 -P copies its reference's latest snapshot; level 2 is a layer on that snapshot (so
+    later changes to the reference do not reach it); single owns a tree."""
     f = tmp_path / "f"
     f.write_text("v1\n")
     bb("create", "-p", "l1", "-b", "busybox")
     bb("copy-in", "-p", "l1", "-s", str(f), "-d", "/data/f", "-c")
-    bb("snapshot", "-p", "l1")
+    before = state(bb)
+    assert "pot l1 has no snapshot: take one with 'ladle snapshot -p l1'" in bb.fails(
+        "create", "-p", "l2", "-b", "busybox", "-l", "2", "-P", "l1")
+    assert state(bb) == before
+    bb("snapshot", "-p", "l1", "-n", "early")
+    bb("snapshot", "-p", "l1", "-n", "s1")
     bb("create", "-p", "copy", "-b", "busybox", "-P", "l1")
     bb("create", "-p", "l2", "-b", "busybox", "-l", "2", "-P", "l1")
     bb("create", "-p", "s0", "-t", "single", "-b", "busybox")
@@ -62,10 +68,16 @@ def test_levels_follow_pot(bb: Ladle, tmp_path: Path) -> None:
     f.write_text("v2\n")
     bb("copy-in", "-p", "l1", "-s", str(f), "-d", "/data/f")
     out = tmp_path / "out"
-    for pot, want in (("copy", "v1\n"), ("l2", "v2\n")):
+    for pot, want in (("copy", "v1\n"), ("l2", "v1\n"), ("l1", "v2\n")):
         (out / pot).mkdir(parents=True)
         bb("copy-out", "-p", pot, "-s", "/data/f", "-d", str(out / pot))
         assert (out / pot / "f").read_text() == want, pot
+    before = state(bb)
+    assert "snapshot pots/l1@s1 is used by pots/l2: it cannot be removed" in bb.fails(
+        "purge-snapshots", "-p", "l1", "-a")
+    assert "snapshot pots/l1@s1 is used by pots/l2: rolling back to early would destroy it" in bb.fails(
+        "rollback", "-p", "l1", "-s", "early")
+    assert state(bb) == before and bb("snapshots", "-p", "l1").stdout.split() == ["early", "s1"]
     levels = {p["name"]: (p["type"], p["level"]) for p in json.loads(bb("ls", "--json").stdout)}
     assert levels == {"l1": ("multi", 1), "copy": ("multi", 1), "l2": ("multi", 2), "s0": ("single", 0),
                       "m0": ("multi", 0)}
@@ -73,6 +85,7 @@ def test_levels_follow_pot(bb: Ladle, tmp_path: Path) -> None:
 
 def test_destroy_refuses_to_orphan_dependants(bb: Ladle) -> None:
     bb("create", "-p", "l1", "-b", "busybox")
+    bb("snapshot", "-p", "l1")
     bb("create", "-p", "l2", "-b", "busybox", "-l", "2", "-P", "l1")
     before = state(bb)
     assert "used by l2" in bb.fails("destroy", "-p", "l1")
@@ -162,11 +175,13 @@ def test_unsafe_tarballs_are_refused_and_leave_nothing(ladle: Ladle, tmp_path: P
 
 def test_rename_moves_the_pot_and_its_references(bb: Ladle) -> None:
     bb("create", "-p", "old", "-b", "busybox")
+    bb("snapshot", "-p", "old")
     bb("create", "-p", "child", "-b", "busybox", "-l", "2", "-P", "old")
     bb("rename", "-p", "old", "-n", "new")
     pots = {p["name"] for p in json.loads(bb("ls", "--json").stdout)}
     assert pots == {"new", "child"}
-    assert json.loads(bb("info", "-p", "child", "--json").stdout)["potbase"] == "new"
+    child = json.loads(bb("info", "-p", "child", "--json").stdout)
+    assert child["potbase"] == "new" and child["storage"]["parent"].startswith("pots/new@")
     assert "pot new already exists" in bb.fails("rename", "-p", "child", "-n", "new")
 
 

@@ -81,6 +81,18 @@ def test_clone_is_independent_and_promote_works(store: Ladle, tmp_path: Path) ->
     assert get(store, "c", tmp_path) == "original"
 
 
+def test_level_two_starts_from_the_latest_snapshot(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "l1", "-b", "busybox")
+    put(store, "l1", tmp_path, "at the snapshot")
+    assert "take one with 'ladle snapshot -p l1'" in store.fails("create", "-p", "l2", "-l", "2", "-P", "l1")
+    store("snapshot", "-p", "l1", "-n", "s1")
+    store("create", "-p", "l2", "-l", "2", "-P", "l1")
+    put(store, "l1", tmp_path, "later")
+    assert get(store, "l2", tmp_path) == "at the snapshot"
+    assert json.loads(store("info", "-p", "l2", "--json").stdout)["storage"]["parent"] == "pots/l1@s1"
+    assert "used by pots/l2" in store.fails("purge-snapshots", "-p", "l1", "-a")
+
+
 def test_purge_snapshots_keeps_the_newest(store: Ladle) -> None:
     store("create", "-p", "a", "-b", "busybox")
     for n in ("s1", "s2", "s3"):

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from ladle.config import Config
-from ladle.engine import bases, fscomps, lifecycle, pots, setup, snapshots
+from ladle.engine import bases, fscomps, gc, lifecycle, pots, setup, snapshots
 from ladle.engine.core import Engine
 from ladle.hosts.freebsd import FreeBSDHost
+from ladle.state.store import Store
 from ladle.supervise.client import MonitorClient
 from tests.freebsd_monitor import FAKES
 from tests.freebsd_syntax import check_line
@@ -92,6 +93,7 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
                                                                  None, "none")),
         ("snapshot -p web -n s1", lambda: snapshots.snapshot(eng, "web", None, "s1")),
         ("create -p l2 -l 2 -P web", lambda: pots.create(eng, "l2", None, "multi", 2, "web", None, "none")),
+        ("info -p l2", lambda: pots.info(eng, "l2")),
         ("create -p copy -P web", lambda: pots.create(eng, "copy", None, "multi", 1, "web", None, "none")),
         ("create-fscomp -f data", lambda: fscomps.create_fscomp(eng, "data")),
         ("add-fscomp -p web -f data -m /data --ro", lambda: fscomps.add_mount(eng, "web", "fscomp", "data",
@@ -113,6 +115,7 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
         ("snapshot -f data -n f1", lambda: snapshots.snapshot(eng, None, "data", "f1")),
         ("clone-fscomp -F data -f data2", lambda: fscomps.clone_fscomp(eng, "data", "data2", None)),
         ("purge-snapshots -p copy2 -a", lambda: snapshots.purge(eng, "copy2", None, 1, True)),
+        ("gc (with a dataset no state knows of)", lambda: orphaned(runner, lambda: gc.gc(eng))),
         ("destroy -p l2", lambda: pots.destroy(eng, "l2", False, False)),
         ("destroy -b 14.2 -r", lambda: bases.destroy_base(eng, "14.2", True, False)),
         ("destroy -f data2", lambda: fscomps.destroy_fscomp(eng, "data2")),
@@ -135,6 +138,41 @@ def running(runner: Transcribing, verb: Callable[[], object]) -> object:
         return verb()
     finally:
         runner.answer(r"^jls ", NOT_RUNNING)
+
+
+def orphaned(runner: Transcribing, verb: Callable[[], object]) -> object:
+    """While `verb` runs, ZFS has a pot's dataset that no state row knows of."""
+    runner.answer(r"^zfs list -H -o name,origin ", "zroot/ladle/pots/ghost\t-\n")
+    try:
+        return verb()
+    finally:
+        runner.answer(r"^zfs list -H -o name,origin ", "")
+
+
+class WatchedStore(Store):
+    """A store that notes the modules that read the snapshotter's tables (layers, snapshots)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.readers: set[str] = set()
+        self.db.set_trace_callback(self._note)
+
+    def _note(self, sql: str) -> None:
+        if sql.lstrip().upper().startswith("SELECT") and re.search(r"\b(layers|snapshots)\b", sql):
+            frame = sys._getframe(1)  # the code that called execute: the store, or past it
+            while frame.f_back is not None and frame.f_globals["__name__"].startswith("ladle.state"):
+                frame = frame.f_back
+            self.readers.add(frame.f_globals["__name__"])
+
+
+def test_the_engine_asks_the_snapshotter_and_never_reads_its_tables(engine: tuple[Engine, Transcribing],
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    eng, runner = engine
+    monkeypatch.setattr(setup, "Store", WatchedStore)  # the store that init opens, and every verb uses
+    transcript(eng, runner, tmp_path)
+    assert isinstance(eng.store, WatchedStore)
+    assert {name.rpartition(".")[0] for name in eng.store.readers} == {"ladle.storage"}, eng.store.readers
 
 
 def test_every_verb_renders_its_exact_freebsd_commands(engine: tuple[Engine, Transcribing],

@@ -131,29 +131,11 @@ def test_prepare_from_a_snapshot_is_a_clone(env: Env) -> None:
     env.do(env.zfs.prepare("pots/web", "bases/b@1"))
     assert env.read("pots/web", "f") == "1"
     assert env.store.get("layers", key="pots/web") == {
-        "key": "pots/web", "kind": "full", "parent": "bases/b@1", "origin": "bases/b@1"}
+        "key": "pots/web", "kind": "active", "layout": "full", "parent": "bases/b@1", "origin": "bases/b@1"}
     assert env.origins()["pots/web"] == "bases/b@1"
     assert env.zfs.dependants("bases/b") == ["pots/web"]
     assert env.zfs.mounts("pots/web", readonly=True)[0].readonly
     env.check()
-
-
-def test_prepare_from_a_live_key_clones_its_latest_snapshot(env: Env) -> None:
-    base(env, "pots/one", ("1", "2"))
-    env.do(env.zfs.prepare("pots/two", "pots/one"))
-    assert env.store.get("layers", key="pots/two")["origin"] == "pots/one@2"  # type: ignore[index]
-    assert env.read("pots/two", "f") == "2"
-    env.check()
-
-
-def test_prepare_needs_a_snapshot(env: Env) -> None:
-    base(env, "pots/one", ())
-    with pytest.raises(UsageError, match="no snapshot"):
-        env.zfs.prepare("pots/two", "pots/one")
-    with pytest.raises(NotFound):
-        env.zfs.prepare("pots/two", "pots/one@nope")
-    with pytest.raises(NotFound):
-        env.zfs.prepare("pots/two", "pots/nope@1")
 
 
 def test_clone_is_cheap_and_depends_on_its_origin(env: Env) -> None:
@@ -174,7 +156,7 @@ def test_copy_is_independent(env: Env) -> None:
     env.do(env.zfs.copy("pots/b", "pots/a@1"))
     assert env.read("pots/b", "f") == "1"
     assert env.store.get("layers", key="pots/b") == {
-        "key": "pots/b", "kind": "full", "parent": None, "origin": None}
+        "key": "pots/b", "kind": "active", "layout": "full", "parent": None, "origin": None}
     assert env.zfs.snapshots("pots/b") == ["1"]  # the received snapshot is kept
     assert env.zfs.dependants("pots/a") == []
     env.check()

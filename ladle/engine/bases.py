@@ -26,7 +26,7 @@ def create_base(eng: Engine, release: str, name: str | None, from_tar: str | Non
         if eng.store.get("bases", name=name):
             raise Exists(f"base {name} already exists")
         key = f"bases/{name}"
-        if eng.store.get("layers", key=key):
+        if eng.snap.exists(key):
             raise Exists(f"storage layer {key} already exists")
         steps = eng.snap.new(key)
         if from_tar:

@@ -93,7 +93,7 @@ def _orphans(eng: Engine) -> list[str]:
         category, name = key.split("/", 1)
         try:
             with locks.hold(eng.root, f"{_LOCK[category]}-{name}", timeout=0):
-                if not eng.store.get("layers", key=key):  # still unknown now that we hold its lock
+                if not eng.snap.exists(key):  # still unknown now that we hold its lock
                     eng.execute("gc", f"{_LOCK[category]}:{name}", eng.snap.remove_orphan(key), on_crash="finish")
                     out.append(f"removed orphaned storage {key}")
         except Busy:

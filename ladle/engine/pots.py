@@ -21,22 +21,37 @@ DEFAULT_CMD = "sh /etc/rc"
 def _free(eng: Engine, name: str) -> None:
     if eng.store.get("pots", name=name):
         raise Exists(f"pot {name} already exists")
-    if eng.store.get("layers", key=f"pots/{name}"):
+    if eng.snap.exists(f"pots/{name}"):
         raise Exists(f"storage layer pots/{name} already exists (run 'ladle gc')")
 
 
-def _latest(eng: Engine, key: str, owner: str) -> str:
+def _latest(eng: Engine, key: str, owner: str, fix: str) -> str:
+    """The ref of `key`'s latest snapshot; without one, a line naming `owner` and how to `fix` it."""
     snap = eng.snap.latest(key)
     if snap is None:
-        raise UsageError(f"{owner} has no snapshot: take one with 'ladle snapshot'")
+        raise UsageError(f"{owner} has no snapshot: {fix}")
     return f"{key}@{snap}"
+
+
+def _pot_latest(eng: Engine, pot: dict[str, Any]) -> str:
+    name = pot["name"]
+    return _latest(eng, pot["layer"], f"pot {name}", f"take one with 'ladle snapshot -p {name}'")
+
+
+def _base_latest(eng: Engine, base: dict[str, Any]) -> str:
+    return _latest(eng, base["layer"], f"base {base['name']}", "create the base again")
 
 
 def create(eng: Engine, name: str, base: str | None, type_: str, level: int | None, potbase: str | None,
            cmd: str | None, network: str, attrs: dict[str, str] | None = None) -> str:
     """pot's create: `single` pots own a whole tree; `multi` level 0 is the base itself, level 1 a
     writable layer on a base snapshot (or a copy of another pot's with -P), level 2 a writable
-    layer on another level-1 pot's live tree (-P required)."""
+    layer on a level-1 pot's latest snapshot (-P required).
+
+    Level 2 is never layered on the level-1 pot's live tree: overlayfs leaves changing a lower
+    layer under a mount undefined, and ZFS can only clone a snapshot. Without a snapshot it is
+    refused rather than taking one: pot never snapshots implicitly, a snapshot needs the level-1
+    pot stopped, and which state the level-2 pot starts from is the user's choice."""
     names.pot_name(name)
     if type_ not in ("single", "multi"):
         raise UsageError(f"invalid type {type_!r}: use single or multi")
@@ -47,7 +62,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
     if level not in (0, 1, 2) or (type_ == "single" and level != 0):
         raise UsageError(f"invalid level {level} for a {type_} pot (single: 0; multi: 0, 1 or 2)")
     if level == 2 and not potbase:
-        raise UsageError("a level 2 pot needs -P POT (the level 1 pot whose tree it shares)")
+        raise UsageError("a level 2 pot needs -P POT (the level 1 pot whose latest snapshot it starts from)")
     if potbase and type_ == "multi" and level == 0:
         raise UsageError("-P cannot be used with a level 0 pot")
     with eng.lock(f"pot-{name}"):
@@ -68,13 +83,11 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
         if type_ == "multi" and level == 0:
             key, steps = brow["layer"], []
         elif type_ == "single":
-            src = _latest(eng, ref["layer"], f"pot {potbase}") if ref else _latest(eng, brow["layer"], f"base {base}")
-            steps = eng.snap.copy(key, src)
+            steps = eng.snap.copy(key, _pot_latest(eng, ref) if ref else _base_latest(eng, brow))
         elif level == 1:
-            steps = (eng.snap.copy(key, _latest(eng, ref["layer"], f"pot {potbase}")) if ref
-                     else eng.snap.prepare(key, _latest(eng, brow["layer"], f"base {base}")))
+            steps = eng.snap.copy(key, _pot_latest(eng, ref)) if ref else eng.snap.prepare(key, _base_latest(eng, brow))
         else:
-            steps = eng.snap.prepare(key, ref["layer"])  # type: ignore[index]
+            steps = eng.snap.prepare(key, _pot_latest(eng, ref))  # type: ignore[arg-type]
         defaults = eng.host.attr_defaults()
         for k, v in (attrs or {}).items():
             defaults.update(eng.host.expand_attr(k, v))
@@ -134,7 +147,7 @@ def clone(eng: Engine, new: str, source: str, snap: str | None) -> str:
         if src["layer"] != f"pots/{source}":
             raise UsageError(f"pot {source} is a level 0 pot (its tree is base {src['base']}): it cannot be cloned")
         if snap is None:
-            ref = _latest(eng, src["layer"], f"pot {source}")
+            ref = _pot_latest(eng, src)
         else:
             names.name("snapshot", snap)
             if snap not in eng.snap.snapshots(src["layer"]):
@@ -192,14 +205,13 @@ def info(eng: Engine, name: str) -> PotInfo:
     run = eng.store.get("runs", pot=name)
     mounts = [MountPoint(m["mountpoint"], m["kind"], m["source"], bool(m["ro"]))
               for m in eng.store.all("pot_mounts", order="seq", pot=name)]
-    layer = eng.store.get("layers", key=pot["layer"]) or {}
+    layer = eng.snap.info(pot["layer"])
     return PotInfo(
         **{k: pot[k] for k in ("name", "type", "level", "base", "potbase", "cmd", "network")},
         status=lifecycle.status(eng, run),
         persistent=pot["attrs"].get("persistent") == "YES",
         env=pot["env"], attrs=pot["attrs"], mounts=mounts,
-        storage=Storage(eng.snap.name, pot["layer"], eng.snap.path(pot["layer"]), layer.get("parent"),
-                        layer.get("origin")),
+        storage=Storage(eng.snap.name, pot["layer"], eng.snap.path(pot["layer"]), layer.parent, layer.origin),
         snapshots=eng.snap.snapshots(pot["layer"]) if pot["layer"] == f"pots/{name}" else [],
         run=Run(**{k: run[k] for k in Run.__dataclass_fields__}) if run else None,
         log=os.path.join(eng.root, "logs", f"{name}.log"),

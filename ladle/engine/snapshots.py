@@ -66,8 +66,7 @@ def rollback(eng: Engine, pot: str | None, fscomp: str | None, snap: str | None)
 def promote(eng: Engine, pot: str | None, fscomp: str | None) -> str:
     lock, key, label = _target(eng, pot, fscomp)
     with eng.lock(lock):
-        row = eng.store.get("layers", key=key) or {}
-        if not row.get("origin"):
+        if not eng.snap.info(key).origin:
             return f"{label} does not depend on another snapshot: nothing to promote"
         eng.execute("promote", _subject(lock), eng.snap.promote(key))
     return f"{label} promoted"

@@ -15,7 +15,7 @@ from typing import Any
 from ladle import platform as proc
 from ladle.errors import HostError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # How to bring a database of version N-1 to version N (a fresh database gets _SCHEMA directly).
 _MIGRATIONS = {
@@ -26,14 +26,19 @@ ALTER TABLE runs ADD COLUMN main_start INTEGER;
 ALTER TABLE runs ADD COLUMN persistent INTEGER;
 ALTER TABLE runs ADD COLUMN on_exit TEXT;
 """,
+    3: """
+ALTER TABLE layers RENAME COLUMN kind TO layout;
+ALTER TABLE layers ADD COLUMN kind TEXT NOT NULL DEFAULT 'active';
+""",
 }
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS layers (
     key TEXT PRIMARY KEY,       -- e.g. bases/busybox, pots/web, fscomps/data
-    kind TEXT NOT NULL,         -- full: a whole tree; overlay: an upper layer over `parent`
-    parent TEXT,                -- what it is layered on: 'key@snap' (committed) or 'key' (live, ro)
+    kind TEXT NOT NULL,         -- active (writable) or view (read-only); committed ones are `snapshots`
+    layout TEXT NOT NULL,       -- full: a whole tree; overlay: an upper layer over `parent`'s tree
+    parent TEXT,                -- the committed snapshot 'key@snap' it was made from
     origin TEXT                 -- ZFS clone origin 'key@snap': a dependency until promoted
 );
 CREATE TABLE IF NOT EXISTS snapshots (

@@ -5,6 +5,14 @@ upper directory), ``work/`` is overlayfs's work directory, and ``snaps/<name>/``
 as full copies of ``fs/``. Snapshots and clones therefore cost a copy (``cp -a``, which reflinks
 where the file system can), unlike ZFS; a clone is an independent copy, so ``promote`` has
 nothing to do. Overlay layers need Linux; on other hosts use full layers (``copy``).
+
+An overlay layer's lower directories are always snapshot copies, never a live ``fs/``: overlayfs
+documents changing a lower layer under a mounted overlay as undefined. A snapshot of an overlay
+layer is a copy of its upper directory, so layers stack: a pot of level 2 prepared from
+``pots/web@S`` (itself on ``bases/b@B``) mounts ``lowerdir=pots/web/snaps/S:bases/b/snaps/B``
+under its own upper. Later changes to ``pots/web`` do not reach it; ``pots/web@S`` cannot be
+removed or rolled past while it exists. A view is the same stack without an upper, mounted
+read-only (a bind mount when the snapshot is of a full layer); it has no tree of its own.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 
-from ladle.errors import NotFound, UsageError
+from ladle.errors import StateError, UsageError
 from ladle.plan.steps import CopyTree, MakeDir, RemoveTree, Rename, Step
 from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
@@ -30,12 +38,6 @@ class DirSnapshotter(Snapshotter):
             raise UsageError(f"{ref!r} is not a snapshot reference")
         return os.path.join(self._dir(key), "snaps", snap)
 
-    def _layer(self, key: str) -> dict[str, str | None]:
-        row = self.store.get("layers", key=key)
-        if row is None:
-            raise NotFound(f"storage layer {key} does not exist")
-        return row
-
     def init_steps(self) -> list[Step]:
         """Create the storage tree on `ladle init` (idempotent: only what is missing)."""
         base = os.path.join(self.root, "storage")
@@ -49,9 +51,17 @@ class DirSnapshotter(Snapshotter):
 
     def mounts(self, key: str, readonly: bool = False) -> list[Mount]:
         layer = self._layer(key)
-        if layer["kind"] == "full":
+        if layer["kind"] == "active" and layer["layout"] == "full":
             return [Mount("bind", self.path(key), "/", ("ro",) if readonly else ())]
-        lowers = self._lowers(layer["parent"] or "")
+        parent = layer["parent"] or ""
+        if "@" not in parent:  # ladle 0.2 made level 2 on a live tree
+            raise StateError(f"storage layer {key} is layered on the live tree of {parent}: "
+                             "create it again (level 2 now starts from a snapshot)")
+        lowers = self._lowers(parent)
+        if layer["kind"] == "view":
+            if len(lowers) == 1:
+                return [Mount("bind", lowers[0], "/", ("ro",))]
+            return [Mount("overlay", "overlay", "/", ("lowerdir=" + ":".join(lowers), "ro"))]
         if readonly:
             return [Mount("overlay", "overlay", "/", ("lowerdir=" + ":".join([self.path(key), *lowers]), "ro"))]
         work = os.path.join(self._dir(key), "work")
@@ -59,11 +69,11 @@ class DirSnapshotter(Snapshotter):
         return [Mount("overlay", "overlay", "/", opts)]
 
     def _lowers(self, parent: str) -> list[str]:
-        """Directories under an overlay layer, top first: the parent's tree and its own parents."""
-        key, snap = split_ref(parent)
-        layer = self._layer(key)
-        top = self._snapdir(parent) if snap else self.path(key)
-        if layer["kind"] == "full":
+        """Directories under an overlay layer, top first: its parent snapshot's, then the
+        snapshots that one's layer stacks on."""
+        layer = self._layer(split_ref(parent)[0])
+        top = self._snapdir(parent)
+        if layer["layout"] == "full":
             return [top]
         return [top, *self._lowers(layer["parent"] or "")]
 
@@ -72,7 +82,7 @@ class DirSnapshotter(Snapshotter):
         for category in ("bases", "pots", "fscomps"):
             top = os.path.join(self.root, "storage", category)
             for entry in sorted(os.listdir(top)) if os.path.isdir(top) else []:
-                if not self.store.get("layers", key=f"{category}/{entry}"):
+                if not self.exists(f"{category}/{entry}"):
                     found.append(f"{category}/{entry}")
         return found
 
@@ -81,34 +91,30 @@ class DirSnapshotter(Snapshotter):
     def remove_orphan(self, key: str) -> list[Step]:
         return [RemoveTree(self._dir(key))]
 
-    def _record(self, key: str, kind: str, parent: str | None) -> Step:
-        return put("layers", {"key": key}, {"key": key, "kind": kind, "parent": parent, "origin": None}, None)
-
     def new(self, key: str) -> list[Step]:
         d = self._dir(key)
         return [MakeDir(d), MakeDir(os.path.join(d, "fs")), MakeDir(os.path.join(d, "snaps")),
-                self._record(key, "full", None)]
+                self._record(key, "active", "full", None, None)]
 
     def prepare(self, key: str, parent: str) -> list[Step]:
-        pkey, snap = split_ref(parent)
-        self._layer(pkey)
-        if snap and snap not in self.snapshots(pkey):
-            raise NotFound(f"snapshot {parent} does not exist")
+        self.committed(parent)
         d = self._dir(key)
         return [MakeDir(d), *(MakeDir(os.path.join(d, sub)) for sub in ("fs", "work", "snaps")),
-                self._record(key, "overlay", parent)]
+                self._record(key, "active", "overlay", parent, None)]
+
+    def view(self, key: str, parent: str) -> list[Step]:
+        """Nothing to make but the layer's directory: its mounts are the snapshot's, read-only."""
+        layout = self._layer(split_ref(self.committed(parent))[0])["layout"]
+        return [MakeDir(self._dir(key)), self._record(key, "view", layout, parent, None)]
 
     def copy(self, key: str, source: str) -> list[Step]:
-        skey, snap = split_ref(source)
-        layer = self._layer(skey)
-        if snap not in self.snapshots(skey):
-            raise NotFound(f"snapshot {source} does not exist")
+        layer = self._layer(split_ref(self.committed(source))[0])
         d = self._dir(key)
         steps: list[Step] = [MakeDir(d), CopyTree(self._snapdir(source), os.path.join(d, "fs")),
                              MakeDir(os.path.join(d, "snaps"))]
-        if layer["kind"] == "overlay":
+        if layer["layout"] == "overlay":
             steps.append(MakeDir(os.path.join(d, "work")))
-        return [*steps, self._record(key, str(layer["kind"]), layer["parent"])]
+        return [*steps, self._record(key, "active", layer["layout"], layer["parent"], None)]
 
     def clone(self, key: str, source: str) -> list[Step]:
         """A copy: directories cannot share blocks, and a copy leaves nothing to promote."""
@@ -116,6 +122,7 @@ class DirSnapshotter(Snapshotter):
 
     def snapshot(self, key: str, snap: str) -> list[Step]:
         # No check that the layer exists: a plan may snapshot a layer it creates (create-base).
+        self._writable(key)
         if snap in self.snapshots(key):
             raise UsageError(f"snapshot {key}@{snap} already exists")
         row = {"key": key, "name": snap, "created": time.time()}
@@ -145,7 +152,7 @@ class DirSnapshotter(Snapshotter):
 
     def rename(self, key: str, new_key: str) -> list[Step]:
         layer = self._layer(key)
-        if self.store.get("layers", key=new_key) or os.path.lexists(self._dir(new_key)):
+        if self.exists(new_key) or os.path.lexists(self._dir(new_key)):
             raise UsageError(f"storage layer {new_key} already exists")
         steps: list[Step] = [Rename(self._dir(key), self._dir(new_key)),
                              put("layers", {"key": key}, None, layer),

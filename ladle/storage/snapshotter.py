@@ -2,31 +2,47 @@
 
 Vocabulary, used everywhere:
 - a *key* names a layer: ``bases/<b>``, ``pots/<p>``, ``fscomps/<f>``;
-- a *snapshot ref* names a committed, read-only state of a layer: ``<key>@<snap>``;
-- a layer is ``full`` (a whole tree of its own) or ``overlay`` (a writable upper over its *parent*);
-- a *parent* is a snapshot ref, or a bare key meaning "that layer, live and read-only" (pot level 2);
-- an *origin* is a snapshot ref the layer was cloned from and depends on until promoted (ZFS).
+- a *snapshot ref* ``<key>@<snap>`` names a snapshot of that layer;
+- every key or ref is of one *kind* (containerd's): an **active** snapshot is a writable layer (a
+  pot's own tree, an fscomp, a base being filled); a **committed** snapshot is a read-only state
+  of an active one, taken by ``snapshot``; a **view** is a read-only layer showing one committed
+  snapshot. Only a committed snapshot can be a *parent*: ``prepare``, ``view``, ``copy`` and
+  ``clone`` refuse an active key or a view, so nothing is ever layered on a tree that changes;
+- a layer's *layout* is ``full`` (a whole tree of its own) or ``overlay`` (a writable upper over
+  its parent's tree);
+- a *parent* is the committed snapshot a layer was made from; an *origin* is the snapshot a ZFS
+  clone depends on until promoted. A snapshot that is a parent or origin cannot be removed, nor
+  destroyed by a rollback (``removable``).
+
+Unlike containerd's ``Commit``, ``snapshot`` leaves the active layer in place and writable (as
+``zfs snapshot`` does): a pot keeps its tree and gains rollback points.
 
 Every method that changes something returns a list of plan steps instead of doing it, so the same
 call serves a real run, ``--dry-run`` and the FreeBSD rendering; layer and snapshot rows are
-written by those steps too (``ladle.state.steps``), so undo covers them.
+written by those steps too (``ladle.state.steps``), so undo covers them. The rows are the
+snapshotter's own: callers ask ``exists``, ``info``, ``snapshots`` and ``dependants``.
 
 Life of a pot, as the engine uses it::
 
-    new("bases/busybox")                        # empty full layer; fill it at path(...)
-    snapshot("bases/busybox", "1700000000")     # commit it
-    prepare("pots/web", "bases/busybox@1700000000")   # level 1: writable layer on the base
+    new("bases/busybox")                        # active, empty, full; fill it at path(...)
+    snapshot("bases/busybox", "1700000000")     # committed: bases/busybox@1700000000
+    prepare("pots/web", "bases/busybox@1700000000")   # level 1: an active layer on it
     mounts("pots/web")                          # -> [Mount(...)] performed by the host driver
     snapshot("pots/web", "1700000100"); rollback("pots/web", "1700000100")
+    prepare("pots/app", "pots/web@1700000100")  # level 2: on web's snapshot, never on web itself
+    view("pots/look", "pots/web@1700000100")    # read-only: mounts("pots/look") are all 'ro'
     clone("pots/web2", "pots/web@1700000100")   # cheap copy (ZFS clone: origin dependency)
     promote("pots/web2")                        # reverse that dependency (ZFS)
-    remove("pots/web2"); remove("pots/web")
+    remove("pots/look"); remove("pots/app"); remove("pots/web"); remove("pots/web2")
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
+
+from ladle.errors import NotFound, UsageError
+from ladle.state.steps import put
 
 if TYPE_CHECKING:
     from ladle.plan.steps import Step
@@ -58,6 +74,22 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     return key, snap or None
 
 
+Kind = Literal["active", "committed", "view"]
+
+
+@dataclass(frozen=True)
+class Info:
+    """What the snapshotter knows of one key or snapshot ref (containerd's Stat): enough for
+    existence checks, parent resolution and telling the kinds apart. A committed snapshot has its
+    layer's layout, parent and origin."""
+
+    name: str
+    kind: Kind
+    layout: str
+    parent: str | None
+    origin: str | None
+
+
 class Snapshotter:
     """Base class of the storage backends; see the module docstring for the life cycle."""
 
@@ -74,8 +106,48 @@ class Snapshotter:
         raise NotImplementedError
 
     def mounts(self, key: str, readonly: bool = False) -> list[Mount]:
-        """How to mount the layer as a whole tree at target '/'."""
+        """How to mount the layer as a whole tree at target '/' (a view's are always read-only)."""
         raise NotImplementedError
+
+    def exists(self, name: str) -> bool:
+        """Whether a layer (key) or a committed snapshot (ref) is known."""
+        key, snap = split_ref(name)
+        if snap is None:
+            return self.store.get("layers", key=key) is not None
+        return self.store.get("snapshots", key=key, name=snap) is not None
+
+    def info(self, name: str) -> Info:
+        """The kind, layout, parent and origin of a key or snapshot ref; NotFound if unknown."""
+        key, snap = split_ref(name)
+        layer = self._layer(key)
+        if snap is not None and not self.exists(name):
+            raise NotFound(f"snapshot {name} does not exist")
+        return Info(name, "committed" if snap else layer["kind"], layer["layout"], layer["parent"],
+                    layer["origin"])
+
+    def _layer(self, key: str) -> dict[str, Any]:
+        row = self.store.get("layers", key=key)
+        if row is None:
+            raise NotFound(f"storage layer {key} does not exist")
+        return row
+
+    def committed(self, ref: str) -> str:
+        """`ref`, checked to name a committed snapshot: the one check of every parent and source."""
+        key, snap = split_ref(ref)
+        layer = self._layer(key)
+        if snap is None:
+            if layer["kind"] == "view":
+                raise UsageError(f"{key} is a view, not a committed snapshot: use {layer['parent']}")
+            raise UsageError(f"{key} is an active layer, not a committed snapshot: snapshot it and use {key}@SNAP")
+        if snap not in self.snapshots(key):
+            raise NotFound(f"snapshot {ref} does not exist")
+        return ref
+
+    def _writable(self, key: str) -> None:
+        """Refuse to change a view (containerd: a view cannot be committed)."""
+        row = self.store.get("layers", key=key)
+        if row is not None and row["kind"] == "view":
+            raise UsageError(f"{key} is a read-only view of {row['parent']}")
 
     def snapshots(self, key: str) -> list[str]:
         """Snapshot names of a layer, oldest first."""
@@ -86,11 +158,11 @@ class Snapshotter:
         return snaps[-1] if snaps else None
 
     def dependants(self, key: str) -> list[str]:
-        """Keys of layers whose parent or origin is this layer or one of its snapshots."""
+        """Keys of layers whose parent or origin is one of this layer's snapshots."""
         at = key + "@"
         rows = self.store.db.execute(
-            "SELECT key FROM layers WHERE parent=? OR substr(parent, 1, ?)=? OR substr(origin, 1, ?)=? ORDER BY key",
-            (key, len(at), at, len(at), at)).fetchall()
+            "SELECT key FROM layers WHERE substr(parent, 1, ?)=? OR substr(origin, 1, ?)=? ORDER BY key",
+            (len(at), at, len(at), at)).fetchall()
         return [r[0] for r in rows]
 
     def users(self, ref: str) -> list[str]:
@@ -101,8 +173,6 @@ class Snapshotter:
     def removable(self, key: str, snap: str, later: bool = False) -> list[str]:
         """Check that `snap` exists; return it (or, with `later`, the snapshots after it, which a
         rollback destroys) after refusing if another layer was made from any of them."""
-        from ladle.errors import NotFound, UsageError
-
         snaps = self.snapshots(key)
         if snap not in snaps:
             raise NotFound(f"snapshot {key}@{snap} does not exist")
@@ -119,6 +189,10 @@ class Snapshotter:
 
     # Changes (each returns plan steps) ---------------------------------------------------------
 
+    def _record(self, key: str, kind: Kind, layout: str, parent: str | None, origin: str | None) -> Step:
+        row = {"key": key, "kind": kind, "layout": layout, "parent": parent, "origin": origin}
+        return put("layers", {"key": key}, row, None)
+
     def remove_orphan(self, key: str) -> list[Step]:
         """Remove a layer that `orphans` found; there are no rows to forget."""
         raise NotImplementedError
@@ -128,11 +202,16 @@ class Snapshotter:
         raise NotImplementedError
 
     def new(self, key: str) -> list[Step]:
-        """An empty full writable layer."""
+        """An empty, full, active layer."""
         raise NotImplementedError
 
     def prepare(self, key: str, parent: str) -> list[Step]:
-        """A writable layer whose content starts as `parent` (a snapshot ref, or a live key)."""
+        """An active layer whose content starts as the committed snapshot `parent`."""
+        raise NotImplementedError
+
+    def view(self, key: str, parent: str) -> list[Step]:
+        """A read-only layer showing the committed snapshot `parent` (containerd's View), e.g. to
+        read a stopped pot's snapshot; `parent` cannot be removed while the view exists."""
         raise NotImplementedError
 
     def copy(self, key: str, source: str) -> list[Step]:
@@ -144,6 +223,7 @@ class Snapshotter:
         raise NotImplementedError
 
     def snapshot(self, key: str, snap: str) -> list[Step]:
+        """Commit the layer's current content as `key@snap`; the layer stays active."""
         raise NotImplementedError
 
     def rollback(self, key: str, snap: str) -> list[Step]:

@@ -2,7 +2,8 @@
 
 Layout: layer key ``K`` is dataset ``<dataset>/K``, mounted at ``<root>/zfs/K`` because every
 dataset inherits its mountpoint from ``<dataset>`` (``mountpoint=<root>/zfs``); snapshot ref
-``K@S`` is ``<dataset>/K@S``. All layers are ``full``: a clone is a whole tree that shares blocks.
+``K@S`` is ``<dataset>/K@S``. All layers are ``full``: a clone is a whole tree that shares blocks,
+and a view is a clone with ``readonly=on``.
 
 The same commands must drive Debian's zfs-fuse (pool version 23) and native OpenZFS on FreeBSD and
 Linux, so only their common subset is used: no ``zfs list -p``, no ``create -u``, no lz4, no
@@ -348,6 +349,7 @@ class ZfsSnapshotter(Snapshotter):
         return os.path.join(self.root, "zfs", key)
 
     def mounts(self, key: str, readonly: bool = False) -> list[Mount]:
+        readonly = readonly or self._layer(key)["kind"] == "view"
         return [Mount("bind", self.path(key), "/", ("ro",) if readonly else ())]
 
     def datasets(self) -> dict[str, str]:
@@ -359,7 +361,7 @@ class ZfsSnapshotter(Snapshotter):
         prefix = self.dataset + "/"
         keys = [name[len(prefix):] for name in self.datasets() if name.startswith(prefix) and "@" not in name]
         return sorted(k for k in keys if k.count("/") == 1 and k.split("/")[0] in CATEGORIES
-                      and not self.store.get("layers", key=k))
+                      and not self.exists(k))
 
     def remove_orphan(self, key: str) -> list[Step]:
         return [ZfsDestroy(self.ds(key), recursive=True)]
@@ -376,28 +378,10 @@ class ZfsSnapshotter(Snapshotter):
         steps += [ZfsCreate(self.ds(c)) for c in CATEGORIES if self.ds(c) not in have]
         return steps
 
-    def _layer(self, key: str) -> dict[str, Any]:
-        row = self.store.get("layers", key=key)
-        if row is None:
-            raise NotFound(f"storage layer {key} does not exist")
-        return row
-
     def _absent(self, key: str) -> None:
         _check_key(key)
-        if self.store.get("layers", key=key):
+        if self.exists(key):
             raise Exists(f"storage layer {key} already exists")
-
-    def _source(self, ref: str) -> str:
-        """A snapshot ref to copy or clone from; a bare key means that layer's latest snapshot."""
-        key, snap = split_ref(ref)
-        self._layer(key)
-        if snap is None:
-            snap = self.latest(key)
-            if snap is None:
-                raise UsageError(f"storage layer {key} has no snapshot to start from")
-        elif snap not in self.snapshots(key):
-            raise NotFound(f"snapshot {ref} does not exist")
-        return f"{key}@{snap}"
 
     def _referrers(self, key: str) -> list[dict[str, Any]]:
         """Layer rows whose parent or origin names `key` or one of its snapshots."""
@@ -405,10 +389,6 @@ class ZfsSnapshotter(Snapshotter):
                 if key in (split_ref(r["parent"] or "")[0], split_ref(r["origin"] or "")[0])]
 
     # Changes -----------------------------------------------------------------------------------
-
-    def _record(self, key: str, parent: str | None, origin: str | None) -> Step:
-        row = {"key": key, "kind": "full", "parent": parent, "origin": origin}
-        return put("layers", {"key": key}, row, None)
 
     def _snap_row(self, key: str, snap: str) -> Step:
         row = {"key": key, "name": snap, "created": time.time()}
@@ -420,19 +400,26 @@ class ZfsSnapshotter(Snapshotter):
 
     def new(self, key: str) -> list[Step]:
         self._absent(key)
-        return [ZfsCreate(self.ds(key)), self._record(key, None, None)]
+        return [ZfsCreate(self.ds(key)), self._record(key, "active", "full", None, None)]
 
     def prepare(self, key: str, parent: str) -> list[Step]:
-        """A clone of `parent`; a bare key (pot level 2) means a clone of its latest snapshot.
+        """A clone of snapshot `parent`, recorded as both its parent and its origin.
 
-        Level 2 cannot share its parent live here as overlayfs does on the dir backend: Linux
-        overlayfs refuses a zfs-fuse upper directory ("upper fs missing required features"), and
-        on FreeBSD a clone is what pot's level 2 effectively starts from. The row records the
-        resolved snapshot as both parent and origin, since that is what the layer depends on.
+        Every layer here is a whole tree (overlayfs refuses a zfs-fuse upper directory, "upper fs
+        missing required features", and FreeBSD has no overlayfs), so a pot of level 2 is a
+        clone of its level-1 pot's snapshot, as a pot of level 1 is of its base's.
         """
         self._absent(key)
-        ref = self._source(parent)
-        return [ZfsClone(self.zref(ref), self.ds(key)), self._record(key, ref, ref)]
+        ref = self.committed(parent)
+        return [ZfsClone(self.zref(ref), self.ds(key)), self._record(key, "active", "full", ref, ref)]
+
+    def view(self, key: str, parent: str) -> list[Step]:
+        """A clone with `readonly=on` (as containerd's ZFS snapshotter makes a view): zfs-fuse can
+        mount neither a snapshot nor its `.zfs/snapshot` directory, and a clone costs nothing."""
+        self._absent(key)
+        ref = self.committed(parent)
+        return [ZfsClone(self.zref(ref), self.ds(key), {"readonly": "on"}),
+                self._record(key, "view", "full", ref, ref)]
 
     def clone(self, key: str, source: str) -> list[Step]:
         """`zfs clone`: O(1), and the new layer depends on `source` until promoted."""
@@ -445,13 +432,14 @@ class ZfsSnapshotter(Snapshotter):
         layer's first snapshot, since it costs nothing and is a rollback point to its start.
         """
         self._absent(key)
-        ref = self._source(source)
+        ref = self.committed(source)
         snap = split_ref(ref)[1] or ""
-        return [ZfsSendReceive(self.zref(ref), self.ds(key)), self._record(key, None, None),
+        return [ZfsSendReceive(self.zref(ref), self.ds(key)), self._record(key, "active", "full", None, None),
                 self._snap_row(key, snap)]
 
     def snapshot(self, key: str, snap: str) -> list[Step]:
         # No check that the layer exists: a plan may snapshot a layer it creates (create-base).
+        self._writable(key)
         if not snap or any(c in snap for c in "@/ \t\n"):
             raise UsageError(f"invalid snapshot name {snap!r}")
         if snap in self.snapshots(key):
@@ -474,6 +462,7 @@ class ZfsSnapshotter(Snapshotter):
         the clone takes over the origin layer's own parent and origin, and the origin layer
         becomes a clone of the clone's copy of that snapshot. Clones of moved snapshots follow.
         """
+        self._writable(key)
         layer = self._layer(key)
         if not layer["origin"]:
             raise UsageError(f"storage layer {key} is not a clone; there is nothing to promote")

@@ -1,0 +1,27 @@
+"""The state store's schema migrations: a database of an older ladle opens with its rows intact."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ladle.state.store import Store
+
+
+def test_schema_2_layers_become_active_layers_that_keep_their_layout(tmp_path: Path) -> None:
+    path = str(tmp_path / "ladle.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("""
+        DROP TABLE layers;
+        CREATE TABLE layers (key TEXT PRIMARY KEY, kind TEXT NOT NULL, parent TEXT, origin TEXT);
+        INSERT INTO layers VALUES ('pots/web', 'overlay', 'bases/b@1', NULL);
+        PRAGMA user_version=2;
+    """)
+    db.close()
+    store = Store(path)
+    try:
+        assert store.get("layers", key="pots/web") == {
+            "key": "pots/web", "kind": "active", "layout": "overlay", "parent": "bases/b@1", "origin": None}
+    finally:
+        store.close()
