@@ -21,11 +21,14 @@ os.environ.setdefault("LADLE_MONITOR_IDLE", "0.5")
 
 
 @pytest.fixture(autouse=True, scope="session")
-def no_leaks_in_session() -> Iterator[None]:
-    """The whole run fails if anything it made is still on the host at the end."""
+def no_leaks_in_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The whole run fails if anything it made is still on the host at the end, monitors of its
+    state roots included (they go by themselves once idle: a test that left a pot keeps one)."""
     before = leaks.snapshot(with_zfs=True)
     yield
     left = leaks.leaked(before, leaks.snapshot(with_zfs=True))
+    monitors = leaks.monitors_gone(str(tmp_path_factory.getbasetemp()), timeout=10)
+    left += [f"monitor: {pid} {cmd}" for pid, cmd in sorted(monitors.items())]
     assert not left, "the test run leaked:\n" + "\n".join(left)
 
 

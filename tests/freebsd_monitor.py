@@ -67,9 +67,9 @@ class FreeBSDPots:
     def stop(self, name: str) -> None:
         """As the FreeBSD stop plan does, with `jail -r` played by SIGTERM to the command."""
         Executor(self.ctx).run("stop", f"pot:{name}", [JailNotice(name)])
-        row = self.row(name)
-        if platform.alive(int(str(row["main_pid"])), row["main_start"]):  # type: ignore[arg-type]
-            os.kill(int(str(row["main_pid"])), signal.SIGTERM)
+        row = self.store.get("runs", pot=name) or {}
+        if row.get("main_pid") and platform.alive(row["main_pid"], row["main_start"]):
+            os.kill(row["main_pid"], signal.SIGTERM)
         Executor(self.ctx).run("stop", f"pot:{name}", [JailRelease(name)])
 
     def log(self, name: str) -> str:
@@ -87,11 +87,9 @@ class FreeBSDPots:
         return self.row(name)
 
     def close(self) -> None:
-        for row in self.store.all("runs", state="running"):
-            for pid, start in ((row["main_pid"], row["main_start"]),):
-                if pid and platform.alive(pid, start):
-                    os.kill(pid, signal.SIGKILL)
-                    wait_gone(pid, start)
+        """Stop what is still running (as `jail -r` would), so the monitor forgets it and goes."""
+        for name in self.monitor.request("status")["pots"]:
+            self.stop(name)
         self.monitor.close()
         self.store.close()
 

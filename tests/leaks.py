@@ -68,3 +68,40 @@ def snapshot(with_zfs: bool = False) -> dict[str, set[str]]:
 
 def leaked(before: dict[str, set[str]], after: dict[str, set[str]]) -> list[str]:
     return [f"{kind}: {item}" for kind in before for item in sorted(after[kind] - before[kind])]
+
+
+def monitors(prefix: str) -> dict[int, str]:
+    """Keepers and monitors of state roots under `prefix` (pid -> command line)."""
+    found = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if cmd.startswith("ladle-mon") and len(cmd.split()) > 1 and cmd.split()[1].startswith(prefix):
+            found[int(pid)] = cmd
+    return found
+
+
+def monitors_gone(prefix: str, timeout: float) -> dict[int, str]:
+    """Wait (on pidfds) for the monitors under `prefix` to exit; those still there after `timeout`."""
+    import select
+    import time
+
+    deadline = time.monotonic() + timeout
+    left = monitors(prefix)
+    for pid in list(left):
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            left.pop(pid)
+            continue
+        try:
+            if select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                left.pop(pid)
+        finally:
+            os.close(fd)
+    return left

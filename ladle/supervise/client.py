@@ -40,6 +40,10 @@ class MonitorError(HostError):
     """The monitor refused or failed a request."""
 
 
+class _Gone(Exception):
+    """The monitor closed the connection."""
+
+
 class MonitorClient:
     """One connection to the monitor of the state root `root`."""
 
@@ -119,23 +123,35 @@ class MonitorClient:
         self._next += 1
         rid = self._next
         for attempt in (1, 2):
+            fresh = self._sock is None
             try:
                 protocol.send(self.sock, {"id": rid, "op": op, **args}, fds)
-                break
-            except (BrokenPipeError, ConnectionResetError):  # a monitor that went away: once more
+            except (BrokenPipeError, ConnectionResetError):  # a monitor that died since: it never saw it
                 self.close()
                 if attempt == 2:
                     raise HostError("the monitor went away") from None
+                continue
+            try:
+                message = self._answer(rid)
+                break
+            except _Gone:
+                # A connection that went away before its first answer was never served (the
+                # monitor went idle as we connected): connect again, once.
+                self.close()
+                if attempt == 2 or not fresh:
+                    raise HostError("the monitor went away while ladle waited for it") from None
+        if "error" in message:
+            kind = _ERRORS.get(str(message.get("kind")), MonitorError)
+            raise kind(str(message["error"]))
+        return message
+
+    def _answer(self, rid: int) -> dict[str, Any]:
         while True:  # events (a process's exit) may come first: they are kept for wait_event
             message = self._receive()
             if message.get("event"):
                 self._events.append(message)
             elif message.get("id") == rid:
-                break
-        if "error" in message:
-            kind = _ERRORS.get(str(message.get("kind")), MonitorError)
-            raise kind(str(message["error"]))
-        return message
+                return message
 
     def _receive(self, timeout: float | None = None) -> dict[str, Any]:
         if timeout is not None:
@@ -151,15 +167,18 @@ class MonitorClient:
         for fd in fds:
             os.close(fd)
         if message is None:
-            self.close()
-            raise HostError("the monitor went away while ladle waited for it")
+            raise _Gone
         return message
 
     def wait_event(self, timeout: float | None = None) -> dict[str, Any]:
         """The next event on this connection (a process's exit...)."""
         if self._events:
             return self._events.pop(0)
-        return self._receive(timeout)
+        try:
+            return self._receive(timeout)
+        except _Gone:
+            self.close()
+            raise HostError("the monitor went away while ladle waited for it") from None
 
     def pending_events(self) -> bool:
         return bool(self._events)

@@ -96,8 +96,11 @@ class Keeper:
         code = os.waitstatus_to_exitcode(status)
         if self.stopping:
             return
-        if code == 0:  # it was idle; come back when a command needs it
-            self.stopping = True
+        if code == 0:  # it was idle: go too, unless a command connected meanwhile
+            if select.select([self.listener], [], [], 0)[0]:
+                self.respawn_at = time.monotonic()
+            else:
+                self.stopping = True
             return
         quick = time.monotonic() - self.started < QUICK
         self.failures = self.failures + 1 if quick else 0

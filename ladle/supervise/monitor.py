@@ -24,6 +24,7 @@ import functools
 import heapq
 import itertools
 import os
+import select
 import selectors
 import signal
 import socket
@@ -95,7 +96,7 @@ class Monitor:
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 heapq.heappop(self.timers)[2]()
-            if self._idle() and now - self.quiet_since >= self.idle:
+            if self._idle() and now - self.quiet_since >= self.idle and not self._knocking():
                 return 0
 
     def _idle(self) -> bool:
@@ -103,6 +104,14 @@ class Monitor:
             self.quiet_since = time.monotonic()
             return False
         return True
+
+    def _knocking(self) -> bool:
+        """A command connected in the very moment we were going idle (its connection waits in
+        the backlog): serve it."""
+        if select.select([self.listener], [], [], 0)[0]:
+            self.quiet_since = time.monotonic()
+            return True
+        return False
 
     def _timeout(self) -> float | None:
         deadline = self.timers[0][0] if self.timers else None
