@@ -22,8 +22,9 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "Client": "ladle._client",
-    **{name: "ladle._models" for name in ("Base", "Change", "Fscomp", "LastRun", "MountPoint", "Pot",
-                                           "PotInfo", "Run", "RunResult", "Storage")},
+    **{name: "ladle._models" for name in ("Base", "Fscomp", "LastRun", "MountPoint", "Pot", "PotInfo", "Run",
+                                           "Storage")},
+    "Change": "ladle._results", "RunResult": "ladle._results",
     **{name: "ladle.errors" for name in ("Busy", "CommandFailed", "Exists", "HostError", "LadleError",
                                           "NotFound", "StateError", "UsageError")},
 }
@@ -32,15 +33,15 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # the names as mypy and IDEs see them (re-exported explicitly)
     from ladle._client import Client as Client
     from ladle._models import Base as Base
-    from ladle._models import Change as Change
     from ladle._models import Fscomp as Fscomp
     from ladle._models import LastRun as LastRun
     from ladle._models import MountPoint as MountPoint
     from ladle._models import Pot as Pot
     from ladle._models import PotInfo as PotInfo
     from ladle._models import Run as Run
-    from ladle._models import RunResult as RunResult
     from ladle._models import Storage as Storage
+    from ladle._results import Change as Change
+    from ladle._results import RunResult as RunResult
     from ladle.errors import Busy as Busy
     from ladle.errors import CommandFailed as CommandFailed
     from ladle.errors import Exists as Exists

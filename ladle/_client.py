@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ladle import _log
-from ladle._models import Base, Change, Fscomp, LastRun, Pot, PotInfo, RunResult
+from ladle._results import Change
 from ladle.config import load
 from ladle.engine.core import Engine
 from ladle.hosts import this_host
 
 if TYPE_CHECKING:
+    from ladle._models import Base, Fscomp, LastRun, Pot, PotInfo
+    from ladle._results import RunResult
     from ladle.plan.runner import Runner
     from ladle.state.store import Store
     from ladle.supervise.client import MonitorClient

@@ -1,19 +1,10 @@
-"""What the library returns: plain, frozen dataclasses (`dataclasses.asdict` gives the JSON the
-CLI prints with --json)."""
+"""What the library's queries return: plain, frozen dataclasses (`dataclasses.asdict` gives the
+JSON the CLI prints with --json). What its actions return is in `_results`, so a command that
+changes something does not pay for building these classes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a verb that changes something did; in a dry run (nothing changed), `commands` are
-    the exact host commands its plans would run."""
-
-    message: str
-    commands: tuple[str, ...] = ()
-    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,17 +86,6 @@ class Fscomp:
     name: str
     path: str
     pots: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """`run`: the pot's name, its command's exit code, and its output when it was captured
-    (stdout and stderr in the order they were written). In a dry run, `commands` is the plan."""
-
-    name: str
-    exit_code: int
-    output: bytes | None = None
-    commands: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ def _ns(pid: str, kind: str) -> str | None:
 
 
 def foreign_processes() -> set[str]:
-    """Processes in a pid or net namespace other than ours: pots that outlived their test."""
+    """Processes in a pid or net namespace other than ours: pots that outlived their test. A pid 1
+    still waiting (`ladle-pid1 ROOT`: the spare a monitor keeps for its next start) goes with its
+    monitor; the session checks that those are gone (`monitors`)."""
     mine = (_ns("self", "pid"), _ns("self", "net"))
     found = set()
     for pid in os.listdir("/proc"):
@@ -34,7 +36,8 @@ def foreign_processes() -> set[str]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        found.add(f"{pid} {cmd}")
+        if not cmd.startswith("ladle-pid1 "):
+            found.add(f"{pid} {cmd}")
     return found
 
 
@@ -71,7 +74,7 @@ def leaked(before: dict[str, set[str]], after: dict[str, set[str]]) -> list[str]
 
 
 def monitors(prefix: str) -> dict[int, str]:
-    """Keepers and monitors of state roots under `prefix` (pid -> command line)."""
+    """Keepers, monitors and their waiting pid 1s, of state roots under `prefix` (pid -> command line)."""
     found = {}
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -81,7 +84,7 @@ def monitors(prefix: str) -> dict[int, str]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
-        if cmd.startswith("ladle-mon") and len(cmd.split()) > 1 and cmd.split()[1].startswith(prefix):
+        if cmd.startswith(("ladle-mon", "ladle-pid1")) and len(cmd.split()) > 1 and cmd.split()[1].startswith(prefix):
             found[int(pid)] = cmd
     return found
 

@@ -17,7 +17,28 @@ class Refused(Exception):
     """Bad command-line syntax: one line, exit code 2."""
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse makes a formatter for every option it adds, and the default one imports shutil
+    (2 ms) to ask for the terminal's width; the width matters only when help is printed."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, width or _columns())
+
+
+def _columns() -> int:
+    import os
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")) - 2)
+    except ValueError:
+        return 78
+
+
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         if message.startswith("argument VERB: invalid choice: "):
             verb = message.split(": ", 2)[2].split(" (", 1)[0]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 from ladle import names
-from ladle._models import Base
 from ladle.engine.core import Engine
+
+if TYPE_CHECKING:
+    from ladle._models import Base
 from ladle.engine.snapshots import snapshot_name
 from ladle.errors import Exists, NotFound, UsageError
 from ladle.plan.steps import Step
@@ -44,6 +47,8 @@ def create_base(eng: Engine, release: str, name: str | None, from_tar: str | Non
 
 
 def list_bases(eng: Engine) -> list[Base]:
+    from ladle._models import Base
+
     users: dict[str, int] = {}
     for (base,) in eng.store.db.execute("SELECT base FROM pots"):
         users[base] = users.get(base, 0) + 1

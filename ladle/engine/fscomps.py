@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import time
+from typing import TYPE_CHECKING
 
 from ladle import names
-from ladle._models import Fscomp
 from ladle.engine import lifecycle
 from ladle.engine.core import Engine
+
+if TYPE_CHECKING:
+    from ladle._models import Fscomp
 from ladle.errors import Exists, NotFound, UsageError
 from ladle.plan.steps import Step
 from ladle.state.steps import put
@@ -46,6 +49,8 @@ def clone_fscomp(eng: Engine, source: str, new: str, snap: str | None) -> str:
 
 
 def list_fscomps(eng: Engine) -> list[Fscomp]:
+    from ladle._models import Fscomp
+
     users: dict[str, list[str]] = {}
     for row in eng.store.all("pot_mounts", kind="fscomp"):
         users.setdefault(row["source"], []).append(row["pot"])

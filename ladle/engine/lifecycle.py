@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ladle import _log, names
-from ladle._models import LastRun
 from ladle.engine.core import Engine
+
+if TYPE_CHECKING:
+    from ladle._models import LastRun
 from ladle.errors import StateError, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.storage.snapshotter import Mount
@@ -156,6 +158,8 @@ def logs(eng: Engine, name: str, follow: bool) -> Iterator[bytes]:
 
 
 def last_run(eng: Engine, name: str) -> LastRun:
+    from ladle._models import LastRun
+
     eng.pot(name)
     row = eng.store.get("runs", pot=name) or {}
     return LastRun(exit_code=row.get("exit_code"), state=str(row.get("state", "none")),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ladle import names
-from ladle._models import MountPoint, Pot, PotInfo, Run, Storage
 from ladle.engine import lifecycle
 from ladle.engine.core import Engine
+
+if TYPE_CHECKING:
+    from ladle._models import Pot, PotInfo
 from ladle.errors import Exists, NotFound, StateError, UsageError
 from ladle.plan.steps import RemoveTree, Rename, Step
 from ladle.state.steps import put
@@ -193,6 +195,8 @@ def rename(eng: Engine, old: str, new: str) -> str:
 
 
 def list_pots(eng: Engine) -> list[Pot]:
+    from ladle._models import Pot
+
     runs = {r["pot"]: r for r in eng.store.all("runs")}
     rows = eng.store.all("pots", order="name")
     statuses = lifecycle.statuses(eng, [runs.get(r["name"]) for r in rows])
@@ -201,6 +205,8 @@ def list_pots(eng: Engine) -> list[Pot]:
 
 
 def info(eng: Engine, name: str) -> PotInfo:
+    from ladle._models import MountPoint, PotInfo, Run, Storage
+
     pot = eng.pot(name)
     run = eng.store.get("runs", pot=name)
     mounts = [MountPoint(m["mountpoint"], m["kind"], m["source"], bool(m["ro"]))

@@ -6,7 +6,7 @@ import os
 import shlex
 from collections.abc import Callable
 
-from ladle._models import RunResult
+from ladle._results import RunResult
 from ladle.engine import lifecycle, pots
 from ladle.engine.core import Engine
 from ladle.errors import UsageError

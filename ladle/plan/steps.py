@@ -10,7 +10,6 @@ import importlib
 import json
 import os
 import shlex
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -156,6 +155,7 @@ class RemoveTree(Step):
         if os.path.islink(self.path) or os.path.isfile(self.path):
             os.unlink(self.path)
         elif os.path.isdir(self.path):
+            import shutil
             shutil.rmtree(self.path)
 
 

@@ -40,7 +40,7 @@ from ladle.state.store import Store
 from ladle.supervise import protocol
 from ladle.supervise.adopt import adopt
 from ladle.supervise.keeper import exits_dir
-from ladle.supervise.launcher import Launcher
+from ladle.supervise.launcher import Launcher, Sandbox
 from ladle.supervise.output import Output
 from ladle.supervise.records import Conn, PotState, Proc, Refusal, exit_code
 from ladle.supervise.runs import Runs
@@ -70,6 +70,7 @@ class Monitor:
         self.conns: set[Conn] = set()
         self.statuses: dict[tuple[int, int | None], int] = {}  # from the keeper, before the exit was seen
         self.awaiting: set[int] = set()  # adopted pids that exited, waiting for the keeper's status
+        self.spares: dict[tuple[str, ...], tuple[Sandbox, int]] = {}  # namespaces -> (pid 1, report)
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
         self.seq = itertools.count()
         self.quiet_since = time.monotonic()
@@ -97,10 +98,11 @@ class Monitor:
             while self.timers and self.timers[0][0] <= now:
                 heapq.heappop(self.timers)[2]()
             if self._idle() and now - self.quiet_since >= self.idle and not self._knocking():
+                self._end_spares()
                 return 0
 
     def _idle(self) -> bool:
-        if self.pots or self.procs or self.conns:
+        if self.pots or self.conns or any(p.role != "spare" for p in self.procs.values()):
             self.quiet_since = time.monotonic()
             return False
         return True
@@ -205,15 +207,23 @@ class Monitor:
                      "exit_code": p.exit_code, "stopping": p.stopping} for p in self.pots.values()}}
 
     def op_sandbox(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
-        """A pot's pid 1 in new namespaces, waiting; answered once the namespaces exist."""
+        """A pot's pid 1 in new namespaces, waiting; answered once the namespaces exist. A spare
+        one made after the last start is taken when it has the namespaces asked for (making one
+        is most of a start's time in the monitor), and another spare is made for the next."""
         name = str(m["pot"])
         if name in self.pots:
             raise Refusal("state", f"pot {name} is already running")
-        sandbox, child = self.launcher.sandbox(name, m)
-        pot = PotState(name, sandbox=sandbox, owner=conn)
-        self.pots[name] = pot
-        conn.owns.add(name)
-        self.procs[sandbox.pid] = Proc(sandbox.pid, sandbox.start, name, "pid1", True)
+        namespaces = tuple(m.get("namespaces", ()))
+        pot = PotState(name, owner=conn)
+        spare = self.spares.pop(namespaces, None)
+        if spare is not None and platform.alive(spare[0].pid, spare[0].start):
+            pot.sandbox, pot.report = spare
+            self._adopt_sandbox(pot, conn)
+            self.later(0, functools.partial(self._make_spare, namespaces))  # after this answer
+            return {"pid": pot.sandbox.pid, "start": pot.sandbox.start}
+        sandbox, child = self.launcher.sandbox(name, {**m, "title": f"ladle-pid1 {self.root}"})
+        pot.sandbox = sandbox
+        self._adopt_sandbox(pot, conn)
         self.watch.add(sandbox.pid)
 
         def failed(error: str | None) -> None:
@@ -223,9 +233,40 @@ class Monitor:
         def ready() -> None:
             pot.report = child.report
             self.reply(conn, rid, {"pid": sandbox.pid, "start": sandbox.start})
+            self._make_spare(namespaces)
 
         self._await_report(child.report, child.pid, failed, ready, must_live=True)
         return None
+
+    def _adopt_sandbox(self, pot: PotState, conn: Conn) -> None:
+        assert pot.sandbox is not None
+        self.pots[pot.name] = pot
+        conn.owns.add(pot.name)
+        self.procs[pot.sandbox.pid] = Proc(pot.sandbox.pid, pot.sandbox.start, pot.name, "pid1", True)
+
+    def _end_spares(self) -> None:
+        for proc in [p for p in self.procs.values() if p.role == "spare"]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
+
+    def _make_spare(self, namespaces: tuple[str, ...]) -> None:
+        """A waiting pid 1 for the next start with these namespaces. A spare does not keep the
+        monitor from going idle; when the monitor goes, its control pipe closes and it exits."""
+        if namespaces in self.spares or any(p.role == "spare" and p.rid == namespaces for p in self.procs.values()):
+            return
+        sandbox, child = self.launcher.sandbox("spare", {"namespaces": list(namespaces),
+                                                         "title": f"ladle-pid1 {self.root}"})
+        self.procs[sandbox.pid] = Proc(sandbox.pid, sandbox.start, "", "spare", True, rid=namespaces)
+        self.watch.add(sandbox.pid)
+
+        def ready() -> None:
+            if sandbox.pid in self.procs:
+                self.spares[namespaces] = (sandbox, child.report)
+
+        self._await_report(child.report, child.pid, lambda error: self.launcher.kill_sandbox(sandbox), ready,
+                           must_live=True)
 
     def op_enter(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         """Let the waiting pid 1 build the pot's tree and exec its init; answered once it has."""
@@ -506,6 +547,12 @@ class Monitor:
         if proc.role == "teardown":
             if code:
                 print(f"ladle monitor: teardown of pot {proc.pot} ended with {code}", file=sys.stderr)
+            return
+        if proc.role == "spare":
+            for namespaces, (sandbox, report) in list(self.spares.items()):
+                if sandbox.pid == proc.pid:
+                    del self.spares[namespaces]
+                    os.close(report)
             return
         pot = self.pots.get(proc.pot)
         if pot is None:

@@ -54,7 +54,7 @@ class Proc:
     pid: int
     start: int | None
     pot: str
-    role: str  # pid1 | main | exec | teardown
+    role: str  # pid1 | main | exec | teardown | spare (a waiting pid 1 for the next start)
     ours: bool  # our child (waitpid gives its status) or adopted (the keeper records it)
     conn: Conn | None = None  # who waits for an exec's exit
     rid: Any = None

@@ -141,16 +141,11 @@ def open_entry(init_pid: int | None, init_start: int | None, names: Sequence[str
     return Entry(init_pid, ns, root)
 
 
-def join_namespaces(entry: Entry) -> None:
-    """In a forked child: join the pot's namespaces (but pid, which applies to children only)."""
+def join(entry: Entry, cwd: str = "/") -> None:
+    """In a forked child: join the pot's namespaces (pid applies to its children only) and root."""
     for name in ("ipc", "uts", "net", "mnt"):
         if name in entry.ns:
             sc.setns(entry.ns[name], _NS_FLAGS[name])
-
-
-def join(entry: Entry, cwd: str = "/") -> None:
-    """In a forked child: join the pot's namespaces and its root."""
-    join_namespaces(entry)
     os.fchdir(entry.root)
     os.chroot(".")
     os.chdir(cwd)

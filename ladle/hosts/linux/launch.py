@@ -100,6 +100,7 @@ class LinuxLauncher(Launcher):
         for name in request.get("namespaces", ["mnt", "uts", "ipc", "net"]):
             flags |= _NS[name]
         init = self._init()
+        title = str(request.get("title", f"ladle-pid1 {pot}"))
         ctl_r, ctl_w = os.pipe2(os.O_CLOEXEC)
         rep_r, rep_w = os.pipe2(os.O_CLOEXEC)
         own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
@@ -109,7 +110,7 @@ class LinuxLauncher(Launcher):
             try:
                 pid = os.fork()
                 if pid == 0:
-                    _pid1(flags, ctl_r, rep_w, init)
+                    _pid1(flags, ctl_r, rep_w, init, title)
             finally:
                 if pid != 0:
                     sc.setns(own, sc.CLONE_NEWPID)
@@ -172,11 +173,12 @@ class LinuxLauncher(Launcher):
                 os.kill(sandbox.pid, signal.SIGKILL)
 
 
-def _pid1(flags: int, ctl: int, rep: int, init: int) -> NoReturn:
-    """The pot's pid 1, between fork and exec."""
+def _pid1(flags: int, ctl: int, rep: int, init: int, title: str) -> NoReturn:
+    """The pot's pid 1, between fork and exec (named `title` in ps while it waits)."""
     gc.disable()
     try:
         close_all_but([ctl, rep, init])
+        platform.current.set_title(title)
         null = os.open("/dev/null", os.O_RDWR)
         for std in (0, 1, 2):
             os.dup2(null, std)

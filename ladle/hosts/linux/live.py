@@ -60,27 +60,6 @@ def _child(fn: Callable[[], None], w: int) -> NoReturn:
     os._exit(code)
 
 
-def in_namespaces(init_pid: int, init_start: int | None, name: str, kinds: tuple[str, ...],
-                  fn: Callable[[], None]) -> None:
-    """Run `fn` in a child that joined the running pot's namespaces `kinds` (host-side steps)."""
-    entry = container.open_entry(init_pid, init_start, names=kinds)
-    if entry is None:
-        raise StateError(f"pot {name} is not running")
-
-    def inside() -> None:
-        container.join_namespaces(entry)
-        fn()
-
-    try:
-        run_forked(name, inside)
-    finally:
-        entry.close()
-
-
-def link_up(interface: str) -> None:
-    sc.interface_up(interface)
-
-
 def _in_pot(init_pid: int, init_start: int | None, name: str, before: Before, inside: Inside) -> None:
     """In a forked child, run `before()` on the host, then join the pot's mount namespace and root
     and run `inside(what before returned)`; raise the child's error here."""

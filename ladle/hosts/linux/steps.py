@@ -127,10 +127,10 @@ class LinuxLinkUp(Step):
         return [f"nsenter --target {PID1} --net -- " + shlex.join(["ip", "link", "set", self.interface, "up"])]
 
     def apply(self, ctx: Context) -> None:
-        from ladle.hosts.linux import live
+        from ladle.hosts.linux import netns
 
         pid, start = _pid1(ctx, self.pot)
-        live.in_namespaces(pid, start, self.pot, ("net",), lambda: live.link_up(self.interface))
+        netns.run_in(pid, start, self.pot, lambda: netns.link_up(self.interface))
 
 
 @dataclass
