@@ -25,6 +25,7 @@ bench: bootstrap
 	@bash scripts/bootstrap.sh --bench
 	$(PY) bench/run_latency
 	$(PY) bench/ls_many
+	$(PY) bench/memory
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
@@ -11,7 +12,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-LADLE = [sys.executable, "-m", "ladle"]
+# The console script next to the interpreter (what users run), else the module.
+_SCRIPT = os.path.join(os.path.dirname(sys.executable), "ladle")
+LADLE = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "ladle"]
 # The same interpreter and site as ladle's (the virtualenv's), not a wrapper script such as pyenv's
 # shim, which adds tens of milliseconds, nor the base interpreter with its own site-packages.
 PYTHON = sys.executable

@@ -17,14 +17,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ladle import _log
-from ladle._results import Change
 from ladle.config import load
 from ladle.engine.core import Engine
 from ladle.hosts import this_host
 
 if TYPE_CHECKING:
     from ladle._models import Base, Fscomp, LastRun, Pot, PotInfo
-    from ladle._results import RunResult
+    from ladle._results import Change, RunResult
     from ladle.plan.runner import Runner
     from ladle.state.store import Store
     from ladle.supervise.client import MonitorClient
@@ -85,6 +84,8 @@ class Client:
         return eng
 
     def _change(self, verb: Callable[[Engine], str], *, recover: bool = True) -> Change:
+        from ladle._results import Change
+
         eng = self._engine(recover=recover)
         message = verb(eng)
         return Change("" if self.dry_run else message, tuple(eng.lines), self.dry_run)
@@ -145,11 +146,11 @@ class Client:
         return self._change(lambda e: destroy(e, name, recursive, force))
 
     def pots(self) -> list[Pot]:
-        from ladle.engine.pots import list_pots
+        from ladle.engine.show import list_pots
         return self._read(list_pots)
 
     def info(self, name: str) -> PotInfo:
-        from ladle.engine.pots import info
+        from ladle.engine.show import info
         return self._read(lambda e: info(e, name))
 
     def clone(self, new: str, source: str, snapshot: str | None = None) -> Change:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ladle.config import Config
-from ladle.engine import bases, fscomps, gc, lifecycle, pots, setup, snapshots
+from ladle.engine import bases, fscomps, gc, lifecycle, pots, setup, show, snapshots
 from ladle.engine.core import Engine
 from ladle.hosts.freebsd import FreeBSDHost
 from ladle.state.store import Store
@@ -93,7 +93,7 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
                                                                  None, "none")),
         ("snapshot -p web -n s1", lambda: snapshots.snapshot(eng, "web", None, "s1")),
         ("create -p l2 -l 2 -P web", lambda: pots.create(eng, "l2", None, "multi", 2, "web", None, "none")),
-        ("info -p l2", lambda: pots.info(eng, "l2")),
+        ("info -p l2", lambda: show.info(eng, "l2")),
         ("create -p copy -P web", lambda: pots.create(eng, "copy", None, "multi", 1, "web", None, "none")),
         ("create-fscomp -f data", lambda: fscomps.create_fscomp(eng, "data")),
         ("add-fscomp -p web -f data -m /data --ro", lambda: fscomps.add_mount(eng, "web", "fscomp", "data",

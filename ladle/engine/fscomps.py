@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ladle import names
-from ladle.engine import lifecycle
+from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
         mount = {"pot": pot, "mountpoint": mountpoint, "kind": kind, "source": source, "ro": int(ro),
                  "seq": time.time()}
         steps: list[Step] = [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, mount, None)]
-        live = lifecycle.live_run(eng, pot)
+        live = runs.live_run(eng, pot)
         if live:
             s = lifecycle.spec(eng, row)
             path = eng.snap.path(eng.fscomp(source)["layer"]) if kind == "fscomp" else source
@@ -108,7 +108,7 @@ def remove_mount(eng: Engine, pot: str, mountpoint: str) -> str:
         if row is None:
             raise NotFound(f"pot {pot} has no mount at {mountpoint}")
         steps: list[Step] = [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, None, row)]
-        live = lifecycle.live_run(eng, pot)
+        live = runs.live_run(eng, pot)
         if live:
             steps += eng.host.live_unmount_plan(lifecycle.spec(eng, prow), live, mountpoint)
         eng.execute("mount-out", f"pot:{pot}", steps)
@@ -126,7 +126,7 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
     with eng.lock(f"pot-{pot}"):
         row = eng.pot(pot)
         spec = lifecycle.spec(eng, row)
-        run = lifecycle.live_run(eng, pot)
+        run = runs.live_run(eng, pot)
         steps = eng.host.copy_plan(spec, run, direction, host_path, pot_path, create_parents)
         eng.execute(f"copy-{direction}", f"pot:{pot}", steps)
     if direction == "in":

@@ -7,7 +7,7 @@ changes something, so a crash is repaired by the next command; `ladle gc` does t
 from __future__ import annotations
 
 from ladle import _log
-from ladle.engine import lifecycle
+from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
 from ladle.errors import Busy
 from ladle.plan.executor import finish, undo
@@ -63,16 +63,16 @@ def gc(eng: Engine) -> list[str]:
     monitor (started if need be) adopts it, and gc says so."""
     report = recover(eng)
     rows = eng.store.all("runs", state="running")
-    runs = [r for r in (lifecycle.record(row) for row in rows) if r is not None]
-    alive = eng.host.alive_all(runs) if runs else []
-    for run, ok in zip(runs, alive, strict=True):
+    recorded = [r for r in (runs.record(row) for row in rows) if r is not None]
+    alive = eng.host.alive_all(recorded) if recorded else []
+    for run, ok in zip(recorded, alive, strict=True):
         if ok:
             continue
         with eng.lock(f"pot-{run.pot}"):
             if eng.store.get("pots", name=run.pot) is not None:
                 lifecycle.stop_locked(eng, run.pot)
                 report.append(f"cleaned up after crashed pot {run.pot}")
-    live = [r for r, ok in zip(runs, alive, strict=True) if ok]
+    live = [r for r, ok in zip(recorded, alive, strict=True) if ok]
     if live:
         monitor = eng.monitor().request("hello")["pid"]
         report += [f"pot {r.pot} is running; its monitor {r.monitor_pid} had died, monitor {monitor} adopted it"

@@ -3,58 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ladle import _log, names
 from ladle.engine.core import Engine
+from ladle.engine.runs import is_running, live_run, record
 
 if TYPE_CHECKING:
     from ladle._models import LastRun
 from ladle.errors import StateError, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.storage.snapshotter import Mount
-
-
-def record(row: dict[str, Any] | None) -> RunRecord | None:
-    if not row:
-        return None
-    fields = RunRecord.__dataclass_fields__
-    return RunRecord(**{k: v for k, v in row.items() if k in fields})
-
-
-def _status(run: RunRecord | None, alive: bool) -> str:
-    """'running', 'stopped', 'exited (N)', 'failed', or 'crashed' when the record says running but
-    nothing of the pot is left."""
-    if run is None:
-        return "stopped"
-    if run.state == "running":
-        return "running" if alive else "crashed"
-    if run.state == "exited":
-        return f"exited ({'?' if run.exit_code is None else run.exit_code})"
-    return run.state
-
-
-def status(eng: Engine, row: dict[str, Any] | None) -> str:
-    return statuses(eng, [row])[0]
-
-
-def statuses(eng: Engine, rows: Sequence[dict[str, Any] | None]) -> list[str]:
-    """The status of many pots, asking the host once (`jls` once on FreeBSD, not once a pot)."""
-    runs = [record(r) for r in rows]
-    live = [r for r in runs if r is not None and r.state == "running"]
-    alive = dict(zip((id(r) for r in live), eng.host.alive_all(live), strict=True)) if live else {}
-    return [_status(r, alive.get(id(r), False)) for r in runs]
-
-
-def live_run(eng: Engine, name: str) -> RunRecord | None:
-    """The run record of a pot that is running now, or None."""
-    run = record(eng.store.get("runs", pot=name))
-    return run if run is not None and run.state == "running" and eng.host.alive(run) else None
-
-
-def is_running(eng: Engine, name: str) -> bool:
-    return live_run(eng, name) is not None
 
 
 def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:

@@ -7,11 +7,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ladle import names
-from ladle.engine import lifecycle
+from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
 
 if TYPE_CHECKING:
-    from ladle._models import Pot, PotInfo
+    pass
 from ladle.errors import Exists, NotFound, StateError, UsageError
 from ladle.plan.steps import RemoveTree, Rename, Step
 from ladle.state.steps import put
@@ -122,7 +122,7 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
         if eng.store.get("pots", name=dep):
             destroy(eng, dep, recursive=True, force=force)
     with eng.lock(f"pot-{name}"):
-        if lifecycle.is_running(eng, name):
+        if runs.is_running(eng, name):
             if not force:
                 raise StateError(f"pot {name} is running: stop it first, or use -F")
             lifecycle.stop_locked(eng, name)
@@ -170,7 +170,7 @@ def rename(eng: Engine, old: str, new: str) -> str:
     with eng.lock(f"pot-{old}"), eng.lock(f"pot-{new}"):
         pot = eng.pot(old)
         _free(eng, new)
-        if lifecycle.is_running(eng, old):
+        if runs.is_running(eng, old):
             raise StateError(f"pot {old} is running: stop it first")
         steps: list[Step] = []
         layer = pot["layer"]
@@ -192,36 +192,6 @@ def rename(eng: Engine, old: str, new: str) -> str:
             steps.append(Rename(log, os.path.join(eng.root, "logs", f"{new}.log")))
         eng.execute("rename", f"pot:{old}", steps)
     return f"renamed pot {old} to {new}"
-
-
-def list_pots(eng: Engine) -> list[Pot]:
-    from ladle._models import Pot
-
-    runs = {r["pot"]: r for r in eng.store.all("runs")}
-    rows = eng.store.all("pots", order="name")
-    statuses = lifecycle.statuses(eng, [runs.get(r["name"]) for r in rows])
-    return [Pot(name=r["name"], status=status, base=r["base"], type=r["type"], level=r["level"],
-                network=r["network"]) for r, status in zip(rows, statuses, strict=True)]
-
-
-def info(eng: Engine, name: str) -> PotInfo:
-    from ladle._models import MountPoint, PotInfo, Run, Storage
-
-    pot = eng.pot(name)
-    run = eng.store.get("runs", pot=name)
-    mounts = [MountPoint(m["mountpoint"], m["kind"], m["source"], bool(m["ro"]))
-              for m in eng.store.all("pot_mounts", order="seq", pot=name)]
-    layer = eng.snap.info(pot["layer"])
-    return PotInfo(
-        **{k: pot[k] for k in ("name", "type", "level", "base", "potbase", "cmd", "network")},
-        status=lifecycle.status(eng, run),
-        persistent=pot["attrs"].get("persistent") == "YES",
-        env=pot["env"], attrs=pot["attrs"], mounts=mounts,
-        storage=Storage(eng.snap.name, pot["layer"], eng.snap.path(pot["layer"]), layer.parent, layer.origin),
-        snapshots=eng.snap.snapshots(pot["layer"]) if pot["layer"] == f"pots/{name}" else [],
-        run=Run(**{k: run[k] for k in Run.__dataclass_fields__}) if run else None,
-        log=os.path.join(eng.root, "logs", f"{name}.log"),
-    )
 
 
 def update(eng: Engine, name: str, verb: str, **changes: Any) -> str:

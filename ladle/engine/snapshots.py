@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ladle import names
-from ladle.engine import lifecycle
+from ladle.engine import runs
 from ladle.engine.core import Engine
 from ladle.errors import NotFound, StateError, UsageError
 from ladle.plan.steps import Step
@@ -39,7 +39,7 @@ def _subject(lock: str) -> str:
 
 
 def _stopped(eng: Engine, pot: str | None) -> None:
-    if pot and lifecycle.is_running(eng, pot):
+    if pot and runs.is_running(eng, pot):
         raise StateError(f"pot {pot} is running: stop it first")
 
 
