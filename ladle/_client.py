@@ -252,6 +252,16 @@ class Client:
         from ladle.engine.lifecycle import stop
         return self._change(lambda e: stop(e, name))
 
+    def signal(self, name: str, signal: str = "TERM") -> Change:
+        """pot's `signal`: send `signal` (a name or number) to the pot's command."""
+        from ladle.engine.lifecycle import signal_
+        return self._change(lambda e: signal_(e, name, signal))
+
+    def wait(self, name: str) -> int | None:
+        """Block until the pot's command exits; its exit code (None if it never ran or was lost)."""
+        from ladle.engine.lifecycle import wait
+        return self._read(lambda e: wait(e, name))
+
     def exec(self, name: str, argv: list[str], *, tty: bool = False, env: dict[str, str] | None = None) -> int:
         """Run `argv` in the running pot on this process's stdin, stdout and stderr (with `tty`, a
         new terminal relayed to ours); return its exit code."""

@@ -137,3 +137,16 @@ def test_logs_follow_prints_until_the_pot_stops(bb: Ladle) -> None:
     followed = bb("logs", "-f", "job", timeout=30).stdout
     assert followed.splitlines() == ["line 1", "line 2", "line 3"]
     assert status(bb, "job") == "exited (0)"
+
+
+def test_signal_reaches_the_command_and_wait_returns_its_code(bb: Ladle) -> None:
+    bb("create", "-p", "job", "-b", "busybox", "-c",
+       "sh -c 'trap \"echo got-HUP; exit 5\" HUP; echo ready; while :; do sleep 0.1; done'")
+    bb("set-attr", "-p", "job", "-A", "persistent", "-V", "NO")
+    bb("start", "job")
+    assert "unknown signal 'NOPE'" in bb.fails("signal", "-p", "job", "-s", "NOPE")
+    assert "no signal number 999" in bb.fails("signal", "-p", "job", "-s", "999")
+    assert bb("signal", "-p", "job", "-s", "hup").stdout == "sent SIGHUP to the command of pot job\n"
+    assert bb("wait", "job", timeout=30).stdout == "5\n"
+    assert "got-HUP" in bb("logs", "job").stdout
+    assert "not running" in bb.fails("signal", "job")

@@ -196,3 +196,15 @@ def test_dry_run_prints_the_steps_and_changes_nothing(bb: Ladle) -> None:
     assert "rm -rf --" in bb("destroy", "-p", "web", "--dry-run").stdout
     assert bb("exec", "--dry-run", "web", "--", "ps").stdout.startswith("nsenter --target")
     assert "web" in bb("ls").stdout
+
+
+def test_the_fast_parser_knows_every_verb() -> None:
+    """`ladle VERB` builds only VERB's parser, found by name in cli.app.VERBS: that list must be
+    exactly the verbs the modules register (with their aliases)."""
+    import argparse
+
+    from ladle.cli import app
+
+    top = app._parser([])
+    registered = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(registered.choices) == app.VERBS

@@ -12,7 +12,8 @@ VERBS = frozenset((
     "init", "create-base", "bases", "create", "destroy", "ls", "list", "info", "clone", "rename", "set-cmd",
     "set-env", "set-attr", "get-attr", "gc", "create-fscomp", "fscomps", "clone-fscomp", "add-fscomp",
     "mount-in", "mount-out", "copy-in", "copy-out", "snapshot", "snap", "rollback", "revert", "snapshots",
-    "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "last-run-stats", "run"))
+    "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "signal", "wait", "last-run-stats",
+    "run"))
 _VALUED = ("--root", "--host")
 
 

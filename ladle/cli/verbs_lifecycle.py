@@ -34,6 +34,14 @@ def register(verbs: Verbs) -> None:
     pot_arg(p)
     p.add_argument("-f", dest="follow", action="store_true", help="keep printing new output until the pot stops")
 
+    p = verb(verbs, "signal", change(lambda c, a: c.signal(pot_name(a), a.signal)),
+             "send a signal to a running pot's command (pot's signal; default TERM)")
+    pot_arg(p)
+    p.add_argument("-s", dest="signal", default="TERM", metavar="SIGNAL", help="a name (HUP, SIGUSR1) or number")
+
+    p = verb(verbs, "wait", _wait, "wait until a pot's command exits, and print its exit code (Docker's wait)")
+    pot_arg(p)
+
     p = verb(verbs, "last-run-stats", _last_run_stats,
              "how the pot's command last ended, as pot prints it: {\"ExitCode\": N}")
     pot_arg(p)
@@ -89,6 +97,11 @@ def _logs(client: ladle.Client, args: argparse.Namespace) -> None:
         if args.follow:
             out.flush()
     out.flush()
+
+
+def _wait(client: ladle.Client, args: argparse.Namespace) -> None:
+    code = client.wait(pot_name(args))
+    print("" if code is None else code)
 
 
 def _last_run_stats(client: ladle.Client, args: argparse.Namespace) -> None:

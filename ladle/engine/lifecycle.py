@@ -124,3 +124,43 @@ def last_run(eng: Engine, name: str) -> LastRun:
     row = eng.store.get("runs", pot=name) or {}
     return LastRun(exit_code=row.get("exit_code"), state=str(row.get("state", "none")),
                    started=row.get("started"), finished=row.get("finished"))
+
+
+def signal_(eng: Engine, name: str, sig: str) -> str:
+    """pot's `signal`: send a signal to the pot's command (its main process)."""
+    number = signal_number(sig)
+    running(eng, name)
+    eng.monitor().request("signal", pot=name, signal=number)
+    return f"sent SIG{signal_name(number)} to the command of pot {name}"
+
+
+def wait(eng: Engine, name: str) -> int | None:
+    """Block until the pot's command exits (at once if it has); its exit code."""
+    eng.pot(name)
+    if live_run(eng, name) is not None:
+        eng.monitor().request("wait", pot=name)
+    row = eng.store.get("runs", pot=name) or {}
+    code = row.get("exit_code")
+    return None if code is None else int(code)
+
+
+def signal_number(sig: str) -> int:
+    """A signal by name (`HUP`, `SIGHUP`, any case) or number, as this host numbers them."""
+    import signal
+
+    text = sig.strip().upper()
+    if text.isdigit():
+        number = int(text)
+        if number not in {int(s) for s in signal.valid_signals()}:
+            raise UsageError(f"no signal number {number} on this host")
+        return number
+    found = getattr(signal, text if text.startswith("SIG") else f"SIG{text}", None)
+    if not isinstance(found, signal.Signals):
+        raise UsageError(f"unknown signal {sig!r} (e.g. HUP, TERM, USR1, or a number)")
+    return int(found)
+
+
+def signal_name(number: int) -> str:
+    import signal
+
+    return signal.Signals(number).name.removeprefix("SIG")
