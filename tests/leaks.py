@@ -19,6 +19,14 @@ def _ns(pid: str, kind: str) -> str | None:
         return None
 
 
+def cmdline(pid: str) -> str | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return None
+
+
 def foreign_processes() -> set[str]:
     """Processes in a pid or net namespace other than ours: pots that outlived their test. A pid 1
     still waiting (`ladle-pid1 ROOT`: the spare a monitor keeps for its next start) goes with its
@@ -31,10 +39,8 @@ def foreign_processes() -> set[str]:
         theirs = (_ns(pid, "pid"), _ns(pid, "net"))
         if None in theirs or theirs == mine:
             continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
+        cmd = cmdline(pid)
+        if cmd is None:
             continue
         if not cmd.startswith("ladle-pid1 "):
             found.add(f"{pid} {cmd}")
@@ -77,12 +83,8 @@ def monitors(prefix: str) -> dict[int, str]:
     """Keepers, monitors and their waiting pid 1s, of state roots under `prefix` (pid -> command line)."""
     found = {}
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
+        cmd = cmdline(pid) if pid.isdigit() else None
+        if cmd is None:
             continue
         if cmd.startswith(("ladle-mon", "ladle-pid1")) and len(cmd.split()) > 1 and cmd.split()[1].startswith(prefix):
             found[int(pid)] = cmd

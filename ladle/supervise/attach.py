@@ -103,6 +103,28 @@ def wait(monitor: MonitorClient, signal_target: dict[str, Any], outputs: dict[in
     return code
 
 
+def exec_in(monitor: MonitorClient, request: dict[str, Any], terminal: tuple[int, int] | None) -> int | None:
+    """Run a command in a pot (the monitor's `exec`) on our stdin, stdout and stderr, or on a
+    terminal (`master`, `slave`: the slave is the command's, the master is relayed to ours in raw
+    mode); both ends are closed here. Returns its exit code."""
+    from ladle.supervise import tty
+
+    target = {"pot": request["pot"]}
+    if terminal is None:
+        target["pid"] = monitor.request("spawn", fds=[0, 1, 2], role="exec", **request)["pid"]
+        return wait(monitor, target)
+    master, slave = terminal
+    try:
+        try:
+            target["pid"] = monitor.request("spawn", fds=[slave, slave, slave], role="exec", **request)["pid"]
+        finally:
+            os.close(slave)
+        with tty.raw(0):
+            return wait(monitor, target, terminal=master)
+    finally:
+        os.close(master)
+
+
 def _matches(event: dict[str, Any], target: dict[str, Any]) -> bool:
     if "pid" in target:
         return bool(event.get("pid") == target["pid"])

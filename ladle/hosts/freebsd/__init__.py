@@ -80,22 +80,9 @@ class FreeBSDHost(Host):
              tty: bool, env: dict[str, str]) -> int | None:
         """`jexec -l` through the monitor, on our descriptors or on a new terminal."""
         from ladle.supervise import attach
-        from ladle.supervise import tty as ttys
 
         request = {"pot": spec.name, "argv": exec_argv(spec, argv, env), "env": {}, "tty": tty}
-        if not tty:
-            pid = monitor.request("spawn", fds=[0, 1, 2], role="exec", **request)["pid"]
-            return attach.wait(monitor, {"pot": spec.name, "pid": pid})
-        master, slave = os.openpty()
-        try:
-            try:
-                pid = monitor.request("spawn", fds=[slave, slave, slave], role="exec", **request)["pid"]
-            finally:
-                os.close(slave)
-            with ttys.raw(0):
-                return attach.wait(monitor, {"pot": spec.name, "pid": pid}, terminal=master)
-        finally:
-            os.close(master)
+        return attach.exec_in(monitor, request, os.openpty() if tty else None)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
         import shlex

@@ -119,29 +119,17 @@ class LinuxHost(Host):
              tty: bool, env: dict[str, str]) -> int | None:
         from ladle.hosts.linux import container
         from ladle.supervise import attach
-        from ladle.supervise import tty as ttys
 
         entry = container.open_entry(run.init_pid, run.init_start)
         if entry is None:
             raise StateError(f"pot {spec.name} is not running")
-        request = {"pot": spec.name, "argv": argv, "env": container.pot_env(spec, env),
-                   "mlock": spec.attr_on("mlock"), "tty": tty}
         try:
-            if not tty:
-                pid = monitor.request("spawn", fds=[0, 1, 2], role="exec", **request)["pid"]
-                return attach.wait(monitor, {"pot": spec.name, "pid": pid})
-            master, slave = _open_pty(entry)
+            terminal = _open_pty(entry) if tty else None  # from the pot's own devpts
         finally:
             entry.close()
-        try:
-            try:
-                pid = monitor.request("spawn", fds=[slave, slave, slave], role="exec", **request)["pid"]
-            finally:
-                os.close(slave)
-            with ttys.raw(0):
-                return attach.wait(monitor, {"pot": spec.name, "pid": pid}, terminal=master)
-        finally:
-            os.close(master)
+        request = {"pot": spec.name, "argv": argv, "env": container.pot_env(spec, env),
+                   "mlock": spec.attr_on("mlock"), "tty": tty}
+        return attach.exec_in(monitor, request, terminal)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
         import shlex

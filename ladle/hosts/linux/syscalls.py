@@ -46,10 +46,8 @@ MNT_DETACH = 2
 # prctl(2) options.
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-PR_SET_NAME = 15
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
-PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -70,8 +68,6 @@ _libc.setns.argtypes = [_c_int, _c_int]
 _libc.sethostname.argtypes = [_c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [_c_int, _c_ulong, _c_ulong, _c_ulong, _c_ulong]
 _libc.syscall.restype = ctypes.c_long
-_libc.inotify_init1.argtypes = [_c_int]
-_libc.inotify_add_watch.argtypes = [_c_int, _c_char_p, ctypes.c_uint32]
 
 
 def _check(ret: int, what: str) -> int:
@@ -117,34 +113,6 @@ def sethostname(name: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl")
-
-
-def set_name(name: str) -> None:
-    """Set this process's command name (/proc/PID/comm, 15 bytes): what `ps` and `top` show."""
-    buf = ctypes.create_string_buffer(name.encode()[:15])
-    _check(_libc.prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0), "prctl(PR_SET_NAME)")
-
-
-def set_title(title: str) -> None:
-    """Show `title` as this process's command line in ps (and /proc/PID/cmdline), by overwriting
-    the original argv area in place, as setproctitle does; the name (comm) is set too. A forked
-    supervisor would otherwise look like the command that started it."""
-    set_name(title)
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        start, end = int(fields[45]), int(fields[46])
-    except (OSError, IndexError, ValueError):
-        return
-    if end <= start:
-        return
-    raw = title.encode()[: end - start - 1]
-    ctypes.memset(start, 0, end - start)
-    ctypes.memmove(start, raw, len(raw))
-
-
-def set_child_subreaper() -> None:
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def set_no_new_privs() -> None:
@@ -196,27 +164,6 @@ def capget() -> tuple[int, int, int]:
     return eff, prm, inh
 
 
-# inotify ------------------------------------------------------------------------------------------
-
-IN_MODIFY = 0x002
-IN_ATTRIB = 0x004
-IN_CLOSE_WRITE = 0x008
-IN_MOVED_TO = 0x080
-IN_CREATE = 0x100
-IN_DELETE_SELF = 0x400
-IN_MOVE_SELF = 0x800
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
-
-
-def inotify_init(flags: int = IN_NONBLOCK | IN_CLOEXEC) -> int:
-    return _check(_libc.inotify_init1(flags), "inotify_init1")
-
-
-def inotify_add_watch(fd: int, path: str, mask: int) -> int:
-    return _check(_libc.inotify_add_watch(fd, os.fsencode(path), mask), f"inotify_add_watch {path}")
-
-
 # Network interfaces -------------------------------------------------------------------------------
 
 SIOCGIFFLAGS = 0x8913
@@ -236,22 +183,6 @@ def interface_up(name: str) -> None:
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
-
-
-# File descriptors ---------------------------------------------------------------------------------
-
-_libc.close_range.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int]
-
-
-def close_from(first: int, keep: tuple[int, ...] = ()) -> None:
-    """Close every descriptor >= `first` except those in `keep`, with close_range(2): a forked
-    process must not hold the parent's lock files or pipes (a held flock outlives the parent)."""
-    start = first
-    for fd in sorted(k for k in keep if k >= first):
-        if fd > start:
-            _check(_libc.close_range(start, fd - 1, 0), "close_range")
-        start = fd + 1
-    _check(_libc.close_range(start, 0xFFFFFFFF, 0), "close_range")
 
 
 # The new mount API (Linux 5.2+; mount_setattr 5.12+): a tree cloned on the host can be moved into
