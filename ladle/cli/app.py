@@ -9,7 +9,6 @@ import ladle
 from ladle.cli.common import HOSTS, Parser, Refused
 
 
-
 def _parser() -> Parser:
     top = Parser(prog="ladle", description="ladle: pots (containers) on FreeBSD jails and Linux "
                  "namespaces, with ZFS layering.")
