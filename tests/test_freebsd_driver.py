@@ -81,10 +81,11 @@ def nonpersistent() -> RuntimeSpec:
 
 def attrs_on() -> RuntimeSpec:
     """Attributes turned on: mlock, procfs, fdescfs, sysvipc=inherit, mount+nullfs with
-    enforce_statfs=1, children, another devfs ruleset, no tmpfs; osrelease from the tree."""
+    enforce_statfs=1, children, another devfs ruleset, no tmpfs; socket_af and chflags turned
+    off; osrelease from the tree."""
     attrs = {"mlock": "YES", "procfs": "YES", "fdescfs": "YES", "mount": "YES", "nullfs": "YES",
              "enforce_statfs": "1", "children": "2", "devfs_ruleset": "10", "no-tmpfs": "YES",
-             **jailparams.expand_attr("sysvipc", "inherit")}
+             "socket_af": "NO", "chflags": "NO", **jailparams.expand_attr("sysvipc", "inherit")}
     return make_spec("lab", attrs=attrs, extra={"osrelease": "13.5-RELEASE"})
 
 
@@ -163,9 +164,9 @@ def test_every_rendered_line_passes_the_man_page_checker(case: str) -> None:
 def test_attr_defaults_are_pots_creation_defaults() -> None:
     assert jailparams.attr_defaults() == {
         "persistent": "YES", "no-tmpfs": "NO", "enforce_statfs": "2", "mount": "NO", "fdescfs": "NO",
-        "linprocfs": "NO", "nullfs": "NO", "procfs": "NO", "tmpfs": "NO", "zfs": "NO", "raw_sockets": "NO",
-        "sysvshm": "new", "sysvsem": "new", "sysvmsg": "new", "children": "0", "mlock": "NO",
-        "devfs_ruleset": "4", "exec_stop": "", "stop_timeout": "10"}
+        "linprocfs": "NO", "nullfs": "NO", "procfs": "NO", "tmpfs": "NO", "zfs": "NO", "raw_sockets": "YES",
+        "socket_af": "YES", "chflags": "YES", "sysvshm": "new", "sysvsem": "new", "sysvmsg": "new",
+        "children": "0", "mlock": "NO", "devfs_ruleset": "4", "exec_stop": "", "stop_timeout": "10"}
 
 
 @pytest.mark.parametrize(("name", "value", "stored"), [
@@ -188,6 +189,17 @@ def test_check_attr_rejects_with_one_clear_line(name: str, value: str, message: 
     with pytest.raises(UsageError, match=message) as e:
         jailparams.check_attr(name, value)
     assert "\n" not in str(e.value)
+
+
+def test_pots_always_on_permissions_are_defaults_that_can_be_turned_off() -> None:
+    def allows(attrs: dict[str, str]) -> list[str]:
+        params = jailparams.create_params("web", "/j", "web", {**jailparams.attr_defaults(), **attrs}, "inherit")
+        return [p for p in params if p.startswith("allow.")]
+
+    assert allows({}) == ["allow.set_hostname=false", "allow.raw_sockets", "allow.socket_af", "allow.chflags"]
+    assert allows({"raw_sockets": "no", "chflags": "off"}) == ["allow.set_hostname=false", "allow.socket_af"]
+    assert allows({"socket_af": "NO", "mlock": "YES"}) == ["allow.set_hostname=false", "allow.mlock",
+                                                           "allow.raw_sockets", "allow.chflags"]
 
 
 def test_sysvipc_sets_all_three_even_when_stored_unexpanded() -> None:

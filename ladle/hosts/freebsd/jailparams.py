@@ -41,7 +41,10 @@ ATTRS: dict[str, Attr] = {
     "procfs": Attr(BOOL, "NO", "mount.procfs"),
     "tmpfs": Attr(BOOL, "NO", "allow.mount.tmpfs"),
     "zfs": Attr(BOOL, "NO", "allow.mount.zfs"),
-    "raw_sockets": Attr(BOOL, "NO", "allow.raw_sockets"),
+    # pot's start passes these three always; here they are defaults that set-attr can turn off.
+    "raw_sockets": Attr(BOOL, "YES", "allow.raw_sockets"),
+    "socket_af": Attr(BOOL, "YES", "allow.socket_af"),
+    "chflags": Attr(BOOL, "YES", "allow.chflags"),
     "sysvshm": Attr(SYSV, "new", "sysvshm"),
     "sysvsem": Attr(SYSV, "new", "sysvsem"),
     "sysvmsg": Attr(SYSV, "new", "sysvmsg"),
@@ -57,7 +60,7 @@ ATTRS: dict[str, Attr] = {
 SHORTHANDS = {"sysvipc": SYSV_ATTRS}
 
 # The order in which boolean allow.* attributes appear on the `jail -c` line.
-ALLOW_ORDER = ("mlock", "mount", "nullfs", "tmpfs", "zfs", "linprocfs", "raw_sockets")
+ALLOW_ORDER = ("mlock", "mount", "nullfs", "tmpfs", "zfs", "linprocfs", "raw_sockets", "socket_af", "chflags")
 
 
 def attr_defaults() -> dict[str, str]:
@@ -121,7 +124,8 @@ def create_params(name: str, path: str, hostname: str, attrs: dict[str, str], ne
     Always: name, path, host.hostname, `persist` (only while setting up: the start plan turns it
     off once the command runs, for non-persistent pots), devfs with the pot's ruleset,
     enforce_statfs, children.max, no hostname changes from inside. Then only the allow.* and
-    mount.* that attributes turn on, the SysV IPC modes, the stop settings, exec.clean and the
+    mount.* that attributes turn on (raw_sockets, socket_af and chflags are on unless turned
+    off), the SysV IPC modes, the stop settings, exec.clean and the
     network: 'inherit' shares the host's stack, 'none' gives the jail its own (VNET) stack that
     holds only lo0.
     """
