@@ -82,11 +82,11 @@ def nonpersistent() -> RuntimeSpec:
 def attrs_on() -> RuntimeSpec:
     """Attributes turned on: mlock, procfs, fdescfs, sysvipc=inherit, mount+nullfs with
     enforce_statfs=1, children, another devfs ruleset, no tmpfs; socket_af and chflags turned
-    off; osrelease from the tree."""
+    off; a dual IPv4 and IPv6 stack; osrelease from the tree."""
     attrs = {"mlock": "YES", "procfs": "YES", "fdescfs": "YES", "mount": "YES", "nullfs": "YES",
              "enforce_statfs": "1", "children": "2", "devfs_ruleset": "10", "no-tmpfs": "YES",
              "socket_af": "NO", "chflags": "NO", **jailparams.expand_attr("sysvipc", "inherit")}
-    return make_spec("lab", attrs=attrs, extra={"osrelease": "13.5-RELEASE"})
+    return make_spec("lab", attrs=attrs, stack="dual", extra={"osrelease": "13.5-RELEASE"})
 
 
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
@@ -200,6 +200,18 @@ def test_pots_always_on_permissions_are_defaults_that_can_be_turned_off() -> Non
     assert allows({"raw_sockets": "no", "chflags": "off"}) == ["allow.set_hostname=false", "allow.socket_af"]
     assert allows({"socket_af": "NO", "mlock": "YES"}) == ["allow.set_hostname=false", "allow.mlock",
                                                            "allow.raw_sockets", "allow.chflags"]
+
+
+@pytest.mark.parametrize(("stack", "params"), [
+    ("ipv4", ["ip4=inherit", "ip6=disable"]), ("ipv6", ["ip4=disable", "ip6=inherit"]),
+    ("dual", ["ip4=inherit", "ip6=inherit"])])
+def test_an_inherited_network_gives_only_the_ip_versions_of_the_stack(stack: str, params: list[str]) -> None:
+    assert jailparams.network_params("inherit", stack) == params
+    assert jailparams.network_params("none", stack) == ["vnet=new"]
+    jail = next(x for x in render(start_plan(make_spec("web", stack=stack), ON_EXIT)) if x.startswith("jail -c"))
+    assert jail.endswith(" exec.clean " + " ".join(params))
+    with pytest.raises(UsageError, match="network stack 'ip4'"):
+        jailparams.network_params("inherit", "ip4")
 
 
 def test_sysvipc_sets_all_three_even_when_stored_unexpanded() -> None:

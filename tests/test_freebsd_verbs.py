@@ -155,6 +155,17 @@ def test_every_rendered_command_follows_the_man_pages(engine: tuple[Engine, Tran
     assert problems == []
 
 
+def test_the_stack_setting_reaches_the_jail(engine: tuple[Engine, Transcribing]) -> None:
+    eng, _ = engine
+    eng.cfg.stack = "ipv6"
+    setup.init(eng, "zfs", "zroot/ladle")
+    bases.create_base(eng, "14.2", None, None)
+    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", "inherit")
+    plan = eng.host.start_plan(lifecycle.spec(eng, eng.pot("web")))
+    jail = next(line for step in plan for line in step.render() if line.startswith("jail -c"))
+    assert jail.endswith(" exec.clean ip4=disable ip6=inherit")
+
+
 def test_dry_run_from_linux_prints_the_same_commands(tmp_path: Path) -> None:
     """`ladle --host freebsd --dry-run` on a Linux host prints and changes nothing."""
     cli = [sys.executable, "-m", "ladle", "--root", str(tmp_path / "r"), "--host", "freebsd", "--dry-run"]

@@ -67,7 +67,8 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
     return RuntimeSpec(
         name=name, hostname=name, root=eng.snap.mounts(pot["layer"]), mounts=mounts, cmd=pot["cmd"],
         env=dict(pot["env"]), attrs=dict(pot["attrs"]), network=pot["network"],
-        log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name))
+        log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name),
+        stack=eng.cfg.stack)
 
 
 def start(eng: Engine, name: str) -> str:

@@ -32,7 +32,8 @@ class RuntimeSpec:
     in order, with targets inside the pot. `cmd` is pot's command line, parsed by /bin/sh like
     pot's tinirc does (`exec <cmd>`). `attrs` hold pot attributes as strings ('YES'/'NO', numbers,
     'new'/'inherit'/'disable'). `network` is 'inherit' (host stack) or 'none' (own stack, loopback
-    only); bridges come later.
+    only); bridges come later. `stack` is the IP versions the pot may use ('ipv4', 'ipv6' or
+    'dual', the host's `stack` setting; per pot with the networking modes).
     """
 
     name: str
@@ -45,6 +46,7 @@ class RuntimeSpec:
     network: str
     log_path: str
     run_dir: str  # per-pot runtime directory under the state root (mountpoint for the root, ...)
+    stack: str = "ipv4"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def attr_on(self, name: str) -> bool:

@@ -101,7 +101,7 @@ def start_plan(spec: RuntimeSpec, on_exit: list[str]) -> list[Step]:
         steps.append(JailTmpfsMount(path, "/tmp"))
     osrelease = spec.extra.get("osrelease")
     steps.append(JailCreate(jailparams.create_params(name, path, spec.hostname, spec.attrs, spec.network,
-                                                     str(osrelease) if osrelease else None)))
+                                                     str(osrelease) if osrelease else None, spec.stack)))
     if spec.network == "none":
         steps.append(JailLoopbackUp(name))
     steps.append(JailMain(name, main_argv(spec), spec.log_path, spec.run_dir, attrs["persistent"] == "YES",
