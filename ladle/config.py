@@ -26,7 +26,7 @@ class Config:
     host: str
     root: str
     mirror: str = "https://download.freebsd.org/releases"
-    arch: str = "amd64"
+    arch: str = ""  # hw.machine of FreeBSD bases; '' for this host's (uname -m, uname -p)
     stop_timeout: int = 10
     stack: str = "ipv4"
 

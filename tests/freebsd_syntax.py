@@ -331,6 +331,14 @@ def check_cat(args: list[str]) -> Problems:
     return getopt(args, "belnstuv").problems
 
 
+def check_uname(args: list[str]) -> Problems:
+    """uname(1): uname [-abiKmnoprsUv] (-m is hw.machine, make's MACHINE; -p hw.machine_arch,
+    MACHINE_ARCH); no operands."""
+    p = getopt(args, "abiKmnoprsUv")
+    _count(p, 0, 0, "operands")
+    return p.problems
+
+
 CHFLAGS_WORDS = {"arch", "archived", "nodump", "opaque", "sappnd", "sappend", "schg", "schange", "simmutable",
                  "snapshot", "sunlnk", "sunlink", "uappnd", "uappend", "uarch", "uarchive", "uchg", "uchange",
                  "uimmutable", "uhidden", "hidden", "uoffline", "offline", "urdonly", "rdonly", "readonly",
@@ -572,7 +580,7 @@ CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
     "jail": check_jail, "jexec": check_jexec, "jls": check_jls, "mount": check_mount,
     "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
     "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
-    "cat": check_cat, "chflags": check_chflags,
+    "cat": check_cat, "chflags": check_chflags, "uname": check_uname,
 }
 INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
 # Where the base system installs them (hier(7)), for commands run inside a jail by full path.

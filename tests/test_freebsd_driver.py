@@ -18,7 +18,7 @@ from ladle.errors import CommandFailed, HostError, UsageError
 from ladle.hosts import open_host
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import FreeBSDHost, canonical_release, jailparams
-from ladle.hosts.freebsd.bases import release_base_steps
+from ladle.hosts.freebsd.bases import release_base_steps, userland_version
 from ladle.hosts.freebsd.plans import copy_plan, exec_argv, start_plan, stop_plan
 from ladle.hosts.freebsd.steps import (
     BaseVerify,
@@ -82,11 +82,11 @@ def nonpersistent() -> RuntimeSpec:
 def attrs_on() -> RuntimeSpec:
     """Attributes turned on: mlock, procfs, fdescfs, sysvipc=inherit, mount+nullfs with
     enforce_statfs=1, children, another devfs ruleset, no tmpfs; socket_af and chflags turned
-    off; a dual IPv4 and IPv6 stack; osrelease from the tree."""
+    off; a dual IPv4 and IPv6 stack (and in `sections`, an osrelease as read from the tree)."""
     attrs = {"mlock": "YES", "procfs": "YES", "fdescfs": "YES", "mount": "YES", "nullfs": "YES",
              "enforce_statfs": "1", "children": "2", "devfs_ruleset": "10", "no-tmpfs": "YES",
              "socket_af": "NO", "chflags": "NO", **jailparams.expand_attr("sysvipc", "inherit")}
-    return make_spec("lab", attrs=attrs, stack="dual", extra={"osrelease": "13.5-RELEASE"})
+    return make_spec("lab", attrs=attrs, stack="dual")
 
 
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
@@ -105,7 +105,8 @@ def sections(case: str) -> dict[str, list[str]]:
     if case in SPECS:
         spec = SPECS[case]()
         host = FreeBSDHost(RecordingRunner(), ROOT)
-        out = {"start": render(start_plan(spec, ON_EXIT)), "stop": render(stop_plan(spec, RUNNING)),
+        osrelease = "13.5-RELEASE" if case == "attrs" else None
+        out = {"start": render(start_plan(spec, ON_EXIT, osrelease)), "stop": render(stop_plan(spec, RUNNING)),
                "exec sh": host.exec_render(spec, ["/bin/sh"], tty=True)}
         if case == "single_zfs":
             out["exec with -e"] = [shlex.join(exec_argv(spec, ["env"], {"DEBUG": "1"}))]
@@ -127,7 +128,7 @@ def sections(case: str) -> dict[str, list[str]]:
                 render(release_base_steps("14.2", f"{ROOT}/zfs/bases/14.2", "/var/cache/ladle")),
             "13.5-rc1 for arm64 from another mirror":
                 render(release_base_steps("13.5-rc1", f"{ROOT}/storage/bases/b/fs", "/var/cache/ladle",
-                                          "https://mirror.example.org/FreeBSD/releases/", "arm64")),
+                                          "https://mirror.example.org/FreeBSD/releases/", ("arm64", "aarch64"))),
         }
     raise KeyError(case)
 
@@ -255,6 +256,62 @@ def test_release_names_are_canonical(given: str, canonical: str) -> None:
 def test_bad_release_names_are_refused(bad: str) -> None:
     with pytest.raises(UsageError, match="invalid FreeBSD release"):
         canonical_release(bad)
+
+
+USERLAND = ('#!/bin/sh\nset -ef\n\nUSERLAND_VERSION="14.2-RELEASE-p1"\n\n: ${ROOT:=}\n'
+            'userland_version() {\n\techo $USERLAND_VERSION\n}\n')
+
+
+def tree_with(tmp_path: Path, text: str = USERLAND) -> Path:
+    (tmp_path / "tree" / "bin").mkdir(parents=True)
+    (tmp_path / "tree" / "bin" / "freebsd-version").write_text(text)
+    return tmp_path / "tree"
+
+
+def test_osrelease_is_the_userland_version_of_the_pots_tree(tmp_path: Path) -> None:
+    tree = tree_with(tmp_path)
+    host = FreeBSDHost(RecordingRunner(), ROOT)
+    jail = next(line for line in render(host.start_plan(make_spec("web", root=[Mount("bind", str(tree), "/")])))
+                if line.startswith("jail -c"))
+    assert f"path={tree} host.hostname=web.example.org osrelease=14.2-RELEASE-p1 persist " in jail
+    assert check_line(jail) == []
+    base = make_spec("app", root=[Mount("bind", str(tree), "/", ("ro",)), Mount("bind", "/u", "/usr/local")])
+    assert any("osrelease=14.2-RELEASE-p1" in line for line in render(host.start_plan(base)))  # from the base
+    empty = make_spec("web", root=[Mount("bind", str(tmp_path / "nothing"), "/")])
+    assert not any(" osrelease=" in line for line in render(host.start_plan(empty)))  # the host's own, then
+
+
+@pytest.mark.parametrize("plant", ["absolute link", "relative link", "fifo", "bad value"])
+def test_osrelease_is_never_read_outside_the_tree_nor_from_anything_but_a_file(tmp_path: Path, plant: str) -> None:
+    host_file = tmp_path / "host-freebsd-version"
+    host_file.write_text('USERLAND_VERSION="99.9-HOST"\n')
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    target = tree / "bin" / "freebsd-version"
+    if plant == "absolute link":
+        os.symlink(host_file, target)
+    elif plant == "relative link":
+        os.symlink("../" * 12 + str(host_file).lstrip("/"), target)
+    elif plant == "fifo":
+        os.mkfifo(target)  # reading it would block for ever
+    else:
+        target.write_text('USERLAND_VERSION="14.2-RELEASE path=/etc"\n')
+    assert userland_version(str(tree)) is None
+
+
+def test_the_release_directory_is_this_hosts_machine_unless_the_setting_says() -> None:
+    runner = RecordingRunner().answer(r"^uname -m$", "arm64\n").answer(r"^uname -p$", "aarch64\n")
+    steps = FreeBSDHost(runner, ROOT).release_base_steps("14.2", "/d", "/c", "")
+    assert runner.lines == ["uname -m", "uname -p"]
+    assert "https://download.freebsd.org/releases/arm64/aarch64/14.2-RELEASE/base.txz" in render(steps)[2]
+    quiet = RecordingRunner()
+    for host, url in ((FreeBSDHost(quiet, ROOT, "riscv"), "/riscv/riscv64/"),
+                      (FreeBSDHost(quiet, ROOT, offline=True), "/amd64/amd64/")):
+        assert url in render(host.release_base_steps("14.2", "/d", "/c", ""))[2]
+    assert quiet.lines == []  # the setting, or a dry run from another host: nothing asked
+    odd = RecordingRunner().answer(r"^uname -m$", "amd64\n").answer(r"^uname -p$", "x86 64\n")
+    with pytest.raises(UsageError, match="invalid architecture 'x86 64'"):
+        FreeBSDHost(odd, ROOT).release_base_steps("14.2", "/d", "/c", "")
 
 
 def test_bad_mirror_is_refused() -> None:
@@ -465,6 +522,7 @@ GOOD = [
     "fetch -a -q --timeout=30 -o /c/base.txz https://x.example/base.txz",
     "sha256 -q /c/base.txz", "tar -x -p -f /c/base.txz -C /d", "tar -xpf /c/base.txz -C /d",
     "tar -t -f /c/base.txz", "mkdir -p /a/b", "rmdir /a", "rm -f /a", "cat /a", "chflags -R noschg /d",
+    "uname -m", "uname -p", "uname -mp", "uname -K",
 ]
 BAD = [
     ("jail name=web persist", "one of -c, -e, -m, -r"),
@@ -516,6 +574,7 @@ BAD = [
     ("tar -x -C /d", "policy: give the archive with -f"),
     ("mkdir", "expected at least 1"),
     ("chflags -R noschgg /d", "unknown file flag"),
+    ("uname -M", "unknown option -M"), ("uname -m amd64", "expected 0 operands"),
     ("frobnicate /a", "no checker"),
     ("mount_nullfs 'unterminated", "does not parse"),
 ]

@@ -65,6 +65,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[En
     runner.answer(r"^cat .*MANIFEST$", f"base.txz\t{DIGEST}\t26000\tbase\t\"Base system\"\ton\n")
     runner.answer(r"^sha256 -q ", DIGEST + "\n")
     runner.answer(r"^jls ", NOT_RUNNING)
+    runner.answer(r"^uname -[mp]$", "amd64\n")
     monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monitor = WatchedMonitor(str(tmp_path), runner)
     real_time = time.time
@@ -83,6 +84,9 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
     motd.write_text("hi\n")
     outdir = tmp_path / "out"
     outdir.mkdir()
+    tree = tmp_path / "zfs" / "pots" / "web"  # what `zfs clone` would mount, with base.txz's freebsd-version
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "freebsd-version").write_text('#!/bin/sh\nUSERLAND_VERSION="14.2-RELEASE"\n')
     verbs: list[tuple[str, Callable[[], object]]] = [
         ("init --storage zfs --dataset zroot/ladle", lambda: setup.init(eng, "zfs", "zroot/ladle")),
         ("create-base -r 14.2", lambda: bases.create_base(eng, "14.2", None, None)),

@@ -83,9 +83,10 @@ class Host:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, runner: Runner, root: str) -> None:
+    def __init__(self, runner: Runner, root: str, offline: bool = False) -> None:
         self.runner = runner
         self.root = root
+        self.offline = offline  # planning a dry run on another host: there is no host to ask
 
     # Attributes --------------------------------------------------------------------------------
 

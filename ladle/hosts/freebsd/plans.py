@@ -92,16 +92,15 @@ def exec_argv(spec: RuntimeSpec, argv: list[str], env: dict[str, str]) -> list[s
             *(["/usr/bin/env", *pairs] if pairs else []), *argv]
 
 
-def start_plan(spec: RuntimeSpec, on_exit: list[str]) -> list[Step]:
+def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = None) -> list[Step]:
     name = names.pot_name(spec.name)
     attrs = jailparams.effective(spec.attrs)
     path, roots = jail_root(spec)
     steps = mount_steps(path, roots) + mount_steps(path, spec.mounts)
     if attrs["no-tmpfs"] != "YES":
         steps.append(JailTmpfsMount(path, "/tmp"))
-    osrelease = spec.extra.get("osrelease")
     steps.append(JailCreate(jailparams.create_params(name, path, spec.hostname, spec.attrs, spec.network,
-                                                     str(osrelease) if osrelease else None, spec.stack)))
+                                                     osrelease, spec.stack)))
     if spec.network == "none":
         steps.append(JailLoopbackUp(name))
     steps.append(JailMain(name, main_argv(spec), spec.log_path, spec.run_dir, attrs["persistent"] == "YES",
