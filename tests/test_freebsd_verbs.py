@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from ladle.config import Config
-from ladle.engine import bases, fscomps, lifecycle, pots, setup, snapshots
+from ladle.engine import bases, fscomps, lifecycle, pots, run, setup, snapshots
 from ladle.engine.core import Engine
+from ladle.errors import UsageError
 from ladle.hosts.freebsd import FreeBSDHost
 from ladle.supervise.client import MonitorClient
 from tests.freebsd_monitor import FAKES
@@ -168,6 +169,28 @@ def test_the_stack_setting_reaches_the_jail(engine: tuple[Engine, Transcribing])
     plan = eng.host.start_plan(lifecycle.spec(eng, eng.pot("web")))
     jail = next(line for step in plan for line in step.render() if line.startswith("jail -c"))
     assert jail.endswith(" exec.clean ip4=disable ip6=inherit")
+
+
+def test_dir_storage_refuses_layered_pots_at_create_and_run(engine: tuple[Engine, Transcribing],
+                                                              tmp_path: Path) -> None:
+    """Overlay layers cannot be stacked with nullfs: said at create, with the way out, and nothing
+    is made (not at the pot's first start)."""
+    eng, runner = engine
+    setup.init(eng, "dir", None)
+    bases.create_base(eng, "14.2", None, None)
+    before = len(runner.log)
+    for verb in (lambda: pots.create(eng, "web", "14.2", "multi", None, None, None, "inherit"),
+                 lambda: pots.create(eng, "web", "14.2", "multi", 2, "solo", None, "inherit"),
+                 lambda: run.run(eng, "14.2", ["true"], "web", True, "none", None)):
+        with pytest.raises(UsageError) as refused:
+            verb()
+        assert str(refused.value) == ("on FreeBSD a multi level 1 or 2 pot needs zfs storage: ladle init --storage"
+                                      " zfs --dataset POOL/PATH (or create it with -t single)")
+    assert runner.log[before:] == []
+    assert eng.store.all("pots") == [] and not (tmp_path / "storage" / "pots" / "web").exists()
+    pots.create(eng, "solo", "14.2", "single", None, None, None, "inherit")
+    pots.create(eng, "patch", "14.2", "multi", 0, None, None, "inherit")  # the base itself: a full tree
+    assert [p["name"] for p in eng.store.all("pots", order="name")] == ["patch", "solo"]
 
 
 def test_dry_run_from_linux_prints_the_same_commands(tmp_path: Path) -> None:

@@ -102,6 +102,12 @@ class Host:
         """The attributes to store for name=value (a shorthand may stand for several)."""
         return {name: self.check_attr(name, value)}
 
+    # Pots --------------------------------------------------------------------------------------
+
+    def check_layout(self, storage: str, type_: str, level: int) -> None:
+        """Refuse at create a pot this host could never start on `storage` ('dir' or 'zfs'),
+        rather than at its first start."""
+
     # Bases -------------------------------------------------------------------------------------
 
     def canonical_release(self, release: str) -> str:

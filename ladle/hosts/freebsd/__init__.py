@@ -16,6 +16,7 @@ import os
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from ladle.errors import UsageError
 from ladle.hosts.base import Host, RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import jailparams, plans
 from ladle.hosts.freebsd.bases import (
@@ -77,6 +78,15 @@ class FreeBSDHost(Host):
     def expand_attr(self, name: str, value: str) -> dict[str, str]:
         """The attributes to store for name=value (`sysvipc` sets sysvshm, sysvsem and sysvmsg)."""
         return jailparams.expand_attr(name, value)
+
+    # Pots --------------------------------------------------------------------------------------
+
+    def check_layout(self, storage: str, type_: str, level: int) -> None:
+        """A multi level 1 or 2 pot on dir storage is an overlay layer, which nullfs cannot
+        stack: it needs ZFS clones."""
+        if storage == "dir" and type_ == "multi" and level in (1, 2):
+            raise UsageError("on FreeBSD a multi level 1 or 2 pot needs zfs storage: ladle init --storage zfs"
+                             " --dataset POOL/PATH (or create it with -t single)")
 
     # Bases -------------------------------------------------------------------------------------
 
