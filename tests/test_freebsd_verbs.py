@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from ladle.engine import bases, fscomps, lifecycle, pots, run, setup, snapshots
 from ladle.engine.core import Engine
 from ladle.errors import UsageError
 from ladle.hosts.freebsd import FreeBSDHost
+from ladle.storage import open_backend
 from ladle.supervise.client import MonitorClient
 from tests.freebsd_monitor import FAKES
 from tests.freebsd_syntax import check_line
@@ -191,6 +193,41 @@ def test_dir_storage_refuses_layered_pots_at_create_and_run(engine: tuple[Engine
     pots.create(eng, "solo", "14.2", "single", None, None, None, "inherit")
     pots.create(eng, "patch", "14.2", "multi", 0, None, None, "inherit")  # the base itself: a full tree
     assert [p["name"] for p in eng.store.all("pots", order="name")] == ["patch", "solo"]
+
+
+def test_dir_storage_clears_file_flags_before_removing_a_tree(engine: tuple[Engine, Transcribing],
+                                                              tmp_path: Path) -> None:
+    """base.txz's schg files cannot be removed until the flag is cleared: rollback and destroy run
+    chflags on each tree they remove, while it is still there, and rm after it."""
+    eng, runner = engine
+    setup.init(eng, "dir", None)
+    bases.create_base(eng, "14.2", None, None)
+    pots.create(eng, "solo", "14.2", "single", None, None, None, "inherit")
+    snapshots.snapshot(eng, "solo", None, "s1")
+    layer = tmp_path / "storage" / "pots" / "solo"
+    for made_by_cp in (layer / "fs", layer / "snaps" / "s1"):  # the recording runner copies nothing
+        made_by_cp.mkdir()
+    seen: list[tuple[str, bool]] = []
+    record = runner.run
+
+    def watching(argv: list[str], **kw: Any) -> str:
+        if argv[0] == "chflags":
+            seen.append((shlex.join(argv), os.path.isdir(argv[-1])))
+        return record(argv, **kw)
+
+    runner.run = watching  # type: ignore[method-assign]
+    snapshots.rollback(eng, "solo", None, None)
+    assert seen == [(f"chflags -R -x noschg {layer}/fs.rollback", True)]
+    assert not (layer / "fs.rollback").exists()
+    pots.destroy(eng, "solo", False, False)
+    assert seen[1:] == [(f"chflags -R -x noschg {layer}", True)]
+    assert not layer.exists()
+    plan = [line for step in eng.snap.remove("bases/14.2") for line in step.render()]
+    base = tmp_path / "storage" / "bases" / "14.2"
+    assert plan[-2:] == [f"chflags -R -x noschg {base}", f"rm -rf -- {base}"]
+    assert check_line(plan[-2]) == []
+    linux = open_backend("dir", str(tmp_path), eng.store, None, runner)
+    assert not any(line.startswith("chflags") for step in linux.remove("bases/14.2") for line in step.render())
 
 
 def test_dry_run_from_linux_prints_the_same_commands(tmp_path: Path) -> None:
