@@ -24,7 +24,7 @@ from ladle.hosts.freebsd import FreeBSDHost
 from ladle.storage import open_backend
 from ladle.supervise.client import MonitorClient
 from tests.freebsd_monitor import FAKES
-from tests.freebsd_syntax import check_line
+from tests.freebsd_syntax import check_line, check_rendering
 from tests.recording_runner import Fail, RecordingRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd" / "verbs.txt"
@@ -228,6 +228,70 @@ def test_dir_storage_clears_file_flags_before_removing_a_tree(engine: tuple[Engi
     assert check_line(plan[-2]) == []
     linux = open_backend("dir", str(tmp_path), eng.store, None, runner)
     assert not any(line.startswith("chflags") for step in linux.remove("bases/14.2") for line in step.render())
+
+
+TRAPPED = ("jls", "jail", "jexec", "uname", "zfs", "mount", "mount_nullfs", "umount", "chflags", "cp", "mkdir",
+           "rmdir", "rm", "fetch", "sha256", "tar", "cat")
+
+
+def offline_cli(tmp_path: Path, root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The CLI planning for FreeBSD from this Linux host, with every FreeBSD command it could run
+    replaced on the PATH by one that writes its name to `trapped.log`."""
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    for name in TRAPPED:
+        (trap / name).write_text(f"#!/bin/sh\necho {name} \"$@\" >> {tmp_path}/trapped.log\nexit 1\n")
+        (trap / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{trap}:{os.environ['PATH']}", "LADLE_CONFIG": str(tmp_path / "none.toml")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ladle", "--root", str(root), "--host", "freebsd", "--dry-run",
+                               *args], capture_output=True, text=True, env=env)
+    return cli
+
+
+def test_a_dry_run_from_another_host_runs_nothing_and_trusts_the_run_records(
+        engine: tuple[Engine, Transcribing], tmp_path: Path) -> None:
+    eng, _ = engine
+    setup.init(eng, "zfs", "zroot/ladle")
+    bases.create_base(eng, "14.2", None, None)
+    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", "inherit")
+    fscomps.create_fscomp(eng, "data")
+    eng.store.put("runs", {"pot": "web"}, {"pot": "web", "state": "running", "main_pid": 4242, "main_start": 1})
+    cli = offline_cli(tmp_path, tmp_path)
+    listing = cli("ls")
+    assert listing.returncode == 0 and listing.stdout.splitlines()[1].split()[:2] == ["web", "running"]
+    jail = f"{tmp_path}/zfs/pots/web"
+    for args, wanted in [
+        (("stop", "web"), f"umount {jail}/tmp"),
+        (("destroy", "-p", "web", "-F"), "zfs destroy -r zroot/ladle/pots/web"),
+        (("add-fscomp", "-p", "web", "-f", "data", "-m", "/data"),
+         f"mount_nullfs {tmp_path}/zfs/fscomps/data {jail}/data"),
+        (("create-base", "-r", "13.5"), f"fetch -o {tmp_path}/cache/13.5-RELEASE/base.txz"
+         " https://download.freebsd.org/releases/amd64/amd64/13.5-RELEASE/base.txz"),
+    ]:
+        proc = cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert wanted in lines, proc.stdout
+        assert check_rendering([x for x in lines if not x.startswith("mkdir -m")]) == []
+        if args[0] in ("stop", "destroy"):
+            assert "jail -f - -q -r web <<'EOF'" in lines  # planned as running: it is stopped first
+    assert not (tmp_path / "trapped.log").exists()
+    assert eng.store.get("runs", pot="web")["state"] == "running" and eng.store.get("pots", name="web")
+    start = cli("start", "web")
+    assert start.returncode != 0 and start.stderr.strip() == "ladle: pot web is already running"
+
+
+def test_a_layered_pot_on_dir_storage_is_refused_in_one_line_from_the_cli(engine: tuple[Engine, Transcribing],
+                                                                         tmp_path: Path) -> None:
+    eng, _ = engine
+    setup.init(eng, "dir", None)
+    bases.create_base(eng, "14.2", None, None)
+    proc = offline_cli(tmp_path, tmp_path)("create", "-p", "web", "-b", "14.2")
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.splitlines() == ["ladle: on FreeBSD a multi level 1 or 2 pot needs zfs storage: ladle init"
+                                        " --storage zfs --dataset POOL/PATH (or create it with -t single)"]
 
 
 def test_dry_run_from_linux_prints_the_same_commands(tmp_path: Path) -> None:

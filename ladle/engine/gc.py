@@ -67,7 +67,7 @@ def gc(eng: Engine) -> list[str]:
     report = recover(eng)
     rows = eng.store.all("runs", state="running")
     runs = [r for r in (lifecycle.record(row) for row in rows) if r is not None]
-    alive = eng.host.alive_all(runs) if runs else []
+    alive = lifecycle.alive_all(eng, runs)
     for run, ok in zip(runs, alive, strict=True):
         if ok:
             continue
