@@ -299,7 +299,8 @@ def check_sh(args: list[str]) -> Problems:
 
 
 def check_cp(args: list[str]) -> Problems:
-    """cp(1): cp [-R [-H | -L | -P]] [-f | -i | -n] [-alNpsvx] source_file ... target"""
+    """cp(1): cp [-R [-H | -L | -P]] [-f | -i | -n] [-alNpsvx] source_file ... target
+    (-a is -RpP; -f removes an existing destination and creates a new file)"""
     p = getopt(args, "RHLPfinalNpsvx")
     _count(p, 2, None, "operands (source ... target)")
     return p.problems
@@ -580,7 +581,7 @@ CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
     "jail": check_jail, "jexec": check_jexec, "jls": check_jls, "mount": check_mount,
     "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
     "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
-    "cat": check_cat, "chflags": check_chflags, "uname": check_uname,
+    "cat": check_cat, "chflags": check_chflags, "uname": check_uname, "cp": check_cp,
 }
 INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
 # Where the base system installs them (hier(7)), for commands run inside a jail by full path.

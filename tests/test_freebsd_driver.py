@@ -22,6 +22,7 @@ from ladle.hosts.freebsd.bases import release_base_steps, userland_version
 from ladle.hosts.freebsd.plans import copy_plan, exec_argv, start_plan, stop_plan
 from ladle.hosts.freebsd.steps import (
     BaseVerify,
+    JailCopyHostFile,
     JailMain,
     JailNotice,
     JailRelease,
@@ -355,7 +356,12 @@ def runner_argvs(steps: list[Step]) -> list[list[str]]:
 
 
 def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
-    """The spec with its log and run directory in the test's state root (the monitor writes them)."""
+    """The spec with its log and run directory in the test's state root (the monitor writes them),
+    and a pot that runs in its own tree given one here, with base.txz's /etc."""
+    if len(spec.root) == 1:
+        tree = pots.root / "trees" / spec.name
+        (tree / "etc").mkdir(parents=True)
+        spec = replace(spec, root=[replace(spec.root[0], source=str(tree))])
     return replace(spec, log_path=str(pots.root / "logs" / f"{spec.name}.log"),
                    run_dir=str(pots.root / "run" / spec.name))
 
@@ -411,13 +417,35 @@ def test_a_command_that_cannot_start_removes_the_jail_then_the_mounts(freebsd: F
     monkeypatch.setenv("PATH", "/nonexistent")  # the monitor's jexec is found on the PATH it started with
     with pytest.raises(HostError, match="cannot run 'jexec': No such file or directory"):
         Executor(freebsd.ctx).run("start", "pot:job", start_plan(spec, []))
-    jail = f"{ROOT}/zfs/pots/job"
+    jail = spec.root[0].source
     lines = freebsd.runner.lines
     after = lines[lines.index("jexec job /sbin/ifconfig lo0 inet 127.0.0.1/8 up") + 1:]
     assert after == ["jail -f - -q -r job", f"umount {jail}/dev", f"umount {jail}/tmp"]
     remove = freebsd.runner.calls[-3]
     assert remove.input is not None and b"stop.timeout = 30;" in remove.input
     assert b'exec.stop = "/bin/sh -c \\"echo bye \\$USER\\"";' in remove.input
+
+
+def test_the_hosts_resolv_conf_is_copied_into_the_pot_without_following_its_links(tmp_path: Path) -> None:
+    host_etc = tmp_path / "host-etc"
+    host_etc.mkdir()
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    os.symlink(str(host_etc / "shadow"), tree / "etc" / "resolv.conf")  # replaced by cp -f, not followed
+    runner = RecordingRunner()
+    step = next(s for s in start_plan(make_spec("web", root=[Mount("bind", str(tree), "/")]), ON_EXIT)
+                if isinstance(s, JailCopyHostFile))
+    assert step.render() == [f"cp -f /etc/resolv.conf {tree}/etc/resolv.conf"]
+    step.apply(Context(runner))
+    assert runner.lines == step.render()
+    (tree / "etc").rename(tree / "etc.old")
+    os.symlink(str(host_etc), tree / "etc")  # /etc leads out of the pot: resolved inside, it is not there
+    step.apply(Context(runner))
+    assert runner.lines == step.render()  # nothing more ran
+    read_only = make_spec("app", root=[Mount("bind", "/b", "/", ("ro",)), Mount("bind", "/p", "/usr/local")])
+    assert not any(isinstance(s, JailCopyHostFile) for s in start_plan(read_only, ON_EXIT))
+    etc_rw = replace(read_only, mounts=[Mount("bind", "/srv/etc", "/etc")])
+    assert any(isinstance(s, JailCopyHostFile) for s in start_plan(etc_rw, ON_EXIT))
 
 
 def test_stop_runs_what_it_renders_and_feeds_jail_its_stop_settings(freebsd: FreeBSDPots) -> None:
@@ -431,14 +459,15 @@ def test_stop_runs_what_it_renders_and_feeds_jail_its_stop_settings(freebsd: Fre
 
 
 def test_stop_after_a_crash_tolerates_what_is_already_gone(freebsd: FreeBSDPots) -> None:
-    jail = f"{ROOT}/zfs/pots/web"
+    spec = here(single_zfs(), freebsd)
+    jail = spec.root[0].source
     (freebsd.runner.answer(r"^jail -f - -q -r web$", Fail('jail: "web" not found'))
      .answer(r"^jls -j web jid$", Fail("jls: jail \"web\" not found", stdout=""))
      .answer(r"^umount ", Fail("umount: not a file system root directory"))
      .answer(r"^mount -p$", f"zroot/ladle/pots/web\t{jail}\tzfs\trw\t0 0\n"))
     freebsd.store.put("runs", {"pot": "web"}, {"pot": "web", "state": "running", "main_pid": 4242, "main_start": 1,
                                               "persistent": 1})
-    steps = stop_plan(here(single_zfs(), freebsd), RUNNING)
+    steps = stop_plan(spec, RUNNING)
     Executor(freebsd.ctx).run("stop", "pot:web", steps, on_crash="finish")
     assert freebsd.runner.lines == ["jail -f - -q -r web", "jls -j web jid", f"umount {jail}/dev", "mount -p",
                                     f"umount {jail}/tmp", "mount -p"]
@@ -522,7 +551,7 @@ GOOD = [
     "fetch -a -q --timeout=30 -o /c/base.txz https://x.example/base.txz",
     "sha256 -q /c/base.txz", "tar -x -p -f /c/base.txz -C /d", "tar -xpf /c/base.txz -C /d",
     "tar -t -f /c/base.txz", "mkdir -p /a/b", "rmdir /a", "rm -f /a", "cat /a", "chflags -R noschg /d",
-    "uname -m", "uname -p", "uname -mp", "uname -K",
+    "uname -m", "uname -p", "uname -mp", "uname -K", "cp -f /etc/resolv.conf /j/etc/resolv.conf", "cp -a /a /b/",
 ]
 BAD = [
     ("jail name=web persist", "one of -c, -e, -m, -r"),
@@ -575,6 +604,7 @@ BAD = [
     ("mkdir", "expected at least 1"),
     ("chflags -R noschgg /d", "unknown file flag"),
     ("uname -M", "unknown option -M"), ("uname -m amd64", "expected 0 operands"),
+    ("cp /etc/resolv.conf", "expected at least 2"), ("cp --remove-destination /a /b", "unknown option --"),
     ("frobnicate /a", "no checker"),
     ("mount_nullfs 'unterminated", "does not parse"),
 ]

@@ -87,8 +87,9 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
     motd.write_text("hi\n")
     outdir = tmp_path / "out"
     outdir.mkdir()
-    tree = tmp_path / "zfs" / "pots" / "web"  # what `zfs clone` would mount, with base.txz's freebsd-version
-    (tree / "bin").mkdir(parents=True)
+    tree = tmp_path / "zfs" / "pots" / "web"  # what `zfs clone` would mount: base.txz's etc, freebsd-version
+    for sub in ("bin", "etc"):
+        (tree / sub).mkdir(parents=True)
     (tree / "bin" / "freebsd-version").write_text('#!/bin/sh\nUSERLAND_VERSION="14.2-RELEASE"\n')
     verbs: list[tuple[str, Callable[[], object]]] = [
         ("init --storage zfs --dataset zroot/ladle", lambda: setup.init(eng, "zfs", "zroot/ladle")),

@@ -49,6 +49,16 @@ class RuntimeSpec:
     stack: str = "ipv4"
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def read_only_at(self, path: str) -> bool:
+        """Whether in-pot `path` lies on a read-only mount: the innermost of the root's and the
+        pot's mounts that holds it (of several at one place, the last)."""
+        held, depth = False, -1
+        for m in [*self.root, *self.mounts]:
+            target = "/" + m.target.strip("/")
+            if (path == target or path.startswith(target.rstrip("/") + "/")) and len(target) >= depth:
+                held, depth = m.readonly, len(target)
+        return held
+
     def attr_on(self, name: str) -> bool:
         return self.attrs.get(name, "NO").upper() in ("YES", "ON", "TRUE", "1")
 

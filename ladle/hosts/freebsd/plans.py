@@ -1,8 +1,9 @@
 """The FreeBSD start, stop and copy plans, after pot's (pot reference §5.2, §5.4, §4.5).
 
 Start: mount the root (when it is not already a whole tree at one path), the fscomps and
-mount-ins in order, tmpfs on /tmp; `jail -c` with explicit parameters and `persist`; lo0 for a
-VNET jail; then the pot's command in the background. Stop: `jail -r` (exec.stop, SIGTERM, wait,
+mount-ins in order, tmpfs on /tmp; the host's /etc/resolv.conf into the pot (pot's default DNS,
+unless its /etc is read-only); `jail -c` with explicit parameters and `persist`; lo0 for a VNET
+jail; then the pot's command in the background. Stop: `jail -r` (exec.stop, SIGTERM, wait,
 kill, all by jail(8)), then every mount in reverse order, each tolerant of being gone already.
 """
 
@@ -16,6 +17,7 @@ from ladle.errors import NotFound, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import jailparams
 from ladle.hosts.freebsd.steps import (
+    JailCopyHostFile,
     JailCreate,
     JailLoopbackUp,
     JailMain,
@@ -32,6 +34,7 @@ from ladle.plan.steps import Cmd, Step
 from ladle.storage.snapshotter import Mount
 
 DEFAULT_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+RESOLV_CONF = "/etc/resolv.conf"
 
 
 def jail_root(spec: RuntimeSpec) -> tuple[str, list[Mount]]:
@@ -99,6 +102,8 @@ def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = No
     steps = mount_steps(path, roots) + mount_steps(path, spec.mounts)
     if attrs["no-tmpfs"] != "YES":
         steps.append(JailTmpfsMount(path, "/tmp"))
+    if not spec.read_only_at("/etc"):
+        steps.append(JailCopyHostFile(RESOLV_CONF, path, RESOLV_CONF))
     steps.append(JailCreate(jailparams.create_params(name, path, spec.hostname, spec.attrs, spec.network,
                                                      osrelease, spec.stack)))
     if spec.network == "none":

@@ -143,6 +143,27 @@ class JailRmdir(Command):
                 raise
 
 
+@dataclass
+class JailCopyHostFile(Command):
+    """`cp -f SOURCE DEST`: a host file into the pot before it starts (/etc/resolv.conf, which
+    pot copies at every start). The directory is resolved inside the pot's root; cp -f removes
+    what is at the name and creates a new file, so a symbolic link the pot planted there is
+    replaced, never followed. Skipped when the pot has no such directory, as pot does."""
+
+    source: str
+    root: str
+    target: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["cp", "-f", self.source, host_path(self.root, self.target)]]
+
+    def apply(self, ctx: Context) -> None:
+        parent, name = os.path.split(self.target)
+        where = resolve_in_root(self.root, parent)
+        if os.path.isdir(where) and not os.path.islink(where):
+            ctx.runner.run(["cp", "-f", self.source, os.path.join(where, name)])
+
+
 def _param(params: list[str], name: str) -> str | None:
     for p in params:
         key, eq, value = p.partition("=")
