@@ -618,6 +618,11 @@ def check_line(line: str, stdin: list[str] | None = None) -> Problems:
     return problems
 
 
+def untoken(text: str) -> str:
+    """A copy's random token (in its stage and temporary directory) as TOKEN, for golden files."""
+    return re.sub(r"\b(copy|ladle-copy-in|ladle-copy-out)\.[0-9a-f]{8}\b", r"\1.TOKEN", text)
+
+
 def check_rendering(lines: list[str]) -> Problems:
     """Check every command of a rendering; '#' lines are comments, `CMD <<'EOF'` feeds stdin."""
     problems: Problems = []

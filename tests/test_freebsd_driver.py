@@ -7,6 +7,7 @@ undo in reverse when a step fails."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
@@ -34,7 +35,7 @@ from ladle.plan.executor import Executor
 from ladle.plan.steps import Context, Step
 from ladle.storage.snapshotter import Mount
 from tests.freebsd_monitor import FreeBSDPots
-from tests.freebsd_syntax import check_argv, check_jail_conf, check_line, check_rendering
+from tests.freebsd_syntax import check_argv, check_jail_conf, check_line, check_rendering, untoken
 from tests.recording_runner import Fail, RecordingRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd"
@@ -141,7 +142,7 @@ def text_of(case: str) -> str:
     parts = []
     for title, lines in sections(case).items():
         parts.append(f"## {title}\n" + "".join(line + "\n" for line in lines))
-    return "\n".join(parts)
+    return untoken("\n".join(parts))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -497,13 +498,53 @@ def test_copy_into_a_stopped_pot_runs_what_it_renders() -> None:
     assert runner.argvs == runner_argvs(steps)
 
 
-def test_a_failed_copy_unmounts_and_removes_its_temporary_directory() -> None:
+def nullfs_sources(lines: list[str]) -> list[tuple[str, str]]:
+    """(source, options) of every mount_nullfs a rendering runs."""
+    return [(argv[-2], " ".join(argv[1:-2])) for argv in map(shlex.split, lines) if argv[0] == "mount_nullfs"]
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_a_copy_shows_the_jail_only_a_fresh_stage_holding_what_is_copied(running: bool, tmp_path: Path) -> None:
+    """copy-in of /etc/hosts used to nullfs-mount the host's whole /etc into the jail, and copy-out
+    mounted the destination directory read-write into it: both go through a private stage now."""
+    run = RUNNING if running else None
+    pot = f"{ROOT}/zfs/pots/web"
+    lines = render(copy_plan(single_zfs(), run, "in", "/etc/hosts", "/etc/hosts", False))
+    stage = shlex.split(lines[1])[-1]
+    assert re.fullmatch(rf"{ROOT}/run/web/copy\.[0-9a-f]{{8}}", stage)
+    assert lines[:3] == [f"mkdir -p -m 700 {ROOT}/run/web", f"mkdir -m 700 {stage}", f"cp -a /etc/hosts {stage}/"]
+    assert nullfs_sources(lines) == [(stage, "-o ro")]
+    assert lines[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+    out = render(copy_plan(single_zfs(), run, "out", str(tmp_path), "/var/log/messages", False))
+    stage = shlex.split(out[1])[-1]
+    assert nullfs_sources(out) == [(stage, "")]  # read-write, and empty
+    cp_in_jail = next(i for i, x in enumerate(out) if "/bin/cp -a /var/log/messages /tmp/ladle-copy-out." in x)
+    unmounted = out.index(f"umount {pot}/tmp/{os.path.basename(shlex.split(out[3])[-1])}")
+    assert cp_in_jail < unmounted < out.index(f"cp -a {stage}/messages {tmp_path}/")  # out of the jail's reach
+    assert out[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+    first, second = (copy_plan(single_zfs(), run, "in", "/etc/hosts", "/x", False)[0] for _ in range(2))
+    assert first != second  # a fresh stage every time
+
+
+def test_a_failed_copy_unmounts_and_removes_its_stage() -> None:
     runner = RecordingRunner().answer(r"/bin/cp ", Fail("cp: /opt/etc: Permission denied"))
     steps = copy_plan(single_zfs(), RUNNING, "in", "/etc", "/opt/etc", False)
     with pytest.raises(CommandFailed, match="Permission denied"):
         Executor(Context(runner)).run("copy-in", "pot:web", steps)
     tmp = next(s for s in runner.lines if s.startswith("mount_nullfs")).split()[-1]
-    assert runner.lines[-2:] == [f"umount {tmp}", f"rmdir {tmp}"]
+    stage = runner.argvs[1][-1]
+    assert runner.lines[-4:] == [f"umount {tmp}", f"rmdir {tmp}", f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+    for step in steps:
+        assert Step.from_json(step.to_json()) == step  # the undo survives a crash, too
+
+
+def test_a_copy_out_that_cannot_reach_its_destination_removes_its_stage() -> None:
+    runner = RecordingRunner().answer(r"^cp -a .*/copy\.[0-9a-f]{8}/log /", Fail("cp: /log: Read-only file system"))
+    steps = copy_plan(single_zfs(), RUNNING, "out", "/", "/var/log", False)
+    with pytest.raises(CommandFailed, match="Read-only"):
+        Executor(Context(runner)).run("copy-out", "pot:web", steps)
+    stage = runner.argvs[1][-1]
+    assert runner.lines[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
 
 
 def test_copy_arguments_are_checked() -> None:

@@ -5,7 +5,6 @@ commands): the exact commands are pinned in a golden file and checked against th
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from ladle.hosts.freebsd import FreeBSDHost
 from ladle.storage import open_backend
 from ladle.supervise.client import MonitorClient
 from tests.freebsd_monitor import FAKES
-from tests.freebsd_syntax import check_line, check_rendering
+from tests.freebsd_syntax import check_line, check_rendering, untoken
 from tests.recording_runner import Fail, RecordingRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd" / "verbs.txt"
@@ -133,7 +132,7 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
         lines = runner.log[first:]
         out.append(f"## {title}\n" + "".join(f"{line}\n" for line in lines))
     text = "\n".join(out).replace(str(tmp_path), ROOT)
-    return re.sub(r"ladle-copy-(in|out)\.[0-9a-f]{8}", r"ladle-copy-\1.HASH", text)  # hash of the tmp path
+    return untoken(text)
 
 
 def running(runner: Transcribing, verb: Callable[[], object]) -> object:

@@ -164,6 +164,37 @@ class JailCopyHostFile(Command):
             ctx.runner.run(["cp", "-f", self.source, os.path.join(where, name)])
 
 
+@dataclass
+class CopyStage(Command):
+    """A copy's stage: a fresh directory on the host, private to root (0700), in the pot's run
+    directory; the only host directory a copy ever shows the jail. Undone by removing it."""
+
+    path: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["mkdir", "-p", "-m", "700", os.path.dirname(self.path)], ["mkdir", "-m", "700", self.path]]
+
+    def inverse(self) -> list[Step]:
+        return [RemoveStage(self.path)]
+
+
+@dataclass
+class RemoveStage(Command):
+    """`chflags -R -x noschg STAGE`, then `rm -rf STAGE`: cp -a keeps file flags, so a stage can
+    hold system-immutable files (a copy of libc), which rm cannot remove until they are cleared.
+    chflags may fail (a stage already gone); rm -rf says whether the stage is gone."""
+
+    path: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["chflags", "-R", "-x", "noschg", self.path], ["rm", "-rf", self.path]]
+
+    def apply(self, ctx: Context) -> None:
+        clear, remove = self.argvs()
+        ctx.runner.run(clear, check=False)
+        ctx.runner.run(remove)
+
+
 def _param(params: list[str], name: str) -> str | None:
     for p in params:
         key, eq, value = p.partition("=")
