@@ -125,8 +125,7 @@ def create_params(name: str, path: str, hostname: str, attrs: dict[str, str], ne
     off once the command runs, for non-persistent pots), devfs with the pot's ruleset,
     enforce_statfs, children.max, no hostname changes from inside. Then only the allow.* and
     mount.* that attributes turn on (raw_sockets, socket_af and chflags are on unless turned
-    off), the SysV IPC modes, the stop settings, exec.clean and the
-    network (`network_params`).
+    off), the SysV IPC modes, the stop settings, exec.clean and the network (`network_params`).
     """
     a = effective(attrs)
     params = [f"name={name}", f"path={path}", f"host.hostname={hostname}"]
