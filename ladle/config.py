@@ -6,6 +6,7 @@ The file is TOML (`/etc/ladle/ladle.toml` on Linux, `/usr/local/etc/ladle.toml` 
     root = "/srv/ladle"
     mirror = "https://download.freebsd.org/releases"
     arch = "amd64"
+    stack = "dual"      # ipv4 (default), ipv6 or dual: the IP versions a pot may use, as pot's POT_NETWORK_STACK
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ladle.errors import UsageError
 
 _DEFAULT_ROOT = {"linux": "/var/lib/ladle", "freebsd": "/var/db/ladle"}
 _CONFIG_PATH = {"linux": "/etc/ladle/ladle.toml", "freebsd": "/usr/local/etc/ladle.toml"}
+STACKS = ("ipv4", "ipv6", "dual")
 
 
 @dataclass
@@ -24,8 +26,9 @@ class Config:
     host: str
     root: str
     mirror: str = "https://download.freebsd.org/releases"
-    arch: str = "amd64"
+    arch: str = ""  # hw.machine of FreeBSD bases; '' for this host's (uname -m, uname -p)
     stop_timeout: int = 10
+    stack: str = "ipv4"
 
 
 def load(host: str, root: str | None = None) -> Config:
@@ -57,3 +60,5 @@ def _apply_file(cfg: Config, path: str) -> None:
         if not isinstance(value, type(getattr(cfg, key))):
             raise UsageError(f"config {path}: {key} must be a {type(getattr(cfg, key)).__name__}")
         setattr(cfg, key, value)
+    if cfg.stack not in STACKS:
+        raise UsageError(f"config {path}: stack must be {', '.join(STACKS)}, not {cfg.stack!r}")

@@ -299,7 +299,8 @@ def check_sh(args: list[str]) -> Problems:
 
 
 def check_cp(args: list[str]) -> Problems:
-    """cp(1): cp [-R [-H | -L | -P]] [-f | -i | -n] [-alNpsvx] source_file ... target"""
+    """cp(1): cp [-R [-H | -L | -P]] [-f | -i | -n] [-alNpsvx] source_file ... target
+    (-a is -RpP; -f removes an existing destination and creates a new file)"""
     p = getopt(args, "RHLPfinalNpsvx")
     _count(p, 2, None, "operands (source ... target)")
     return p.problems
@@ -329,6 +330,14 @@ def check_rm(args: list[str]) -> Problems:
 def check_cat(args: list[str]) -> Problems:
     """cat(1): cat [-belnstuv] [file ...]"""
     return getopt(args, "belnstuv").problems
+
+
+def check_uname(args: list[str]) -> Problems:
+    """uname(1): uname [-abiKmnoprsUv] (-m is hw.machine, make's MACHINE; -p hw.machine_arch,
+    MACHINE_ARCH); no operands."""
+    p = getopt(args, "abiKmnoprsUv")
+    _count(p, 0, 0, "operands")
+    return p.problems
 
 
 CHFLAGS_WORDS = {"arch", "archived", "nodump", "opaque", "sappnd", "sappend", "schg", "schange", "simmutable",
@@ -572,7 +581,7 @@ CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
     "jail": check_jail, "jexec": check_jexec, "jls": check_jls, "mount": check_mount,
     "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
     "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
-    "cat": check_cat, "chflags": check_chflags,
+    "cat": check_cat, "chflags": check_chflags, "uname": check_uname, "cp": check_cp,
 }
 INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
 # Where the base system installs them (hier(7)), for commands run inside a jail by full path.
@@ -607,6 +616,11 @@ def check_line(line: str, stdin: list[str] | None = None) -> Problems:
         else:
             problems.append("a here-document is only expected for jail -f -")
     return problems
+
+
+def untoken(text: str) -> str:
+    """A copy's random token (in its stage and temporary directory) as TOKEN, for golden files."""
+    return re.sub(r"\b(copy|ladle-copy-in|ladle-copy-out)\.[0-9a-f]{8}\b", r"\1.TOKEN", text)
 
 
 def check_rendering(lines: list[str]) -> Problems:

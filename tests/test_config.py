@@ -19,6 +19,14 @@ def test_default_roots_follow_the_host() -> None:
     assert load("freebsd").root == "/var/db/ladle"
 
 
+def test_the_network_stack_is_ipv4_unless_the_file_says(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert load("freebsd").stack == "ipv4"  # pot's POT_NETWORK_STACK default
+    conf = tmp_path / "ladle.toml"
+    conf.write_text('stack = "dual"\n')
+    monkeypatch.setenv("LADLE_CONFIG", str(conf))
+    assert load("freebsd").stack == "dual"
+
+
 def test_file_then_environment_then_flag(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     conf = tmp_path / "ladle.toml"
     conf.write_text('root = "/srv/from-file"\nmirror = "https://mirror.example/releases"\narch = "arm64"\n')
@@ -34,6 +42,8 @@ def test_file_then_environment_then_flag(monkeypatch: pytest.MonkeyPatch, tmp_pa
     ('nosuch = 1\n', "unknown key 'nosuch'"),
     ('root = 5\n', "root must be a str"),
     ('root = \n', "cannot read config"),
+    ('stack = "ipv5"\n', "stack must be ipv4, ipv6, dual, not 'ipv5'"),
+    ('stack = 6\n', "stack must be a str"),
 ])
 def test_bad_config_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str,
                                        error: str) -> None:

@@ -7,6 +7,7 @@ undo in reverse when a step fails."""
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,10 +19,11 @@ from ladle.errors import CommandFailed, HostError, UsageError
 from ladle.hosts import open_host
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import FreeBSDHost, canonical_release, jailparams
-from ladle.hosts.freebsd.bases import release_base_steps
+from ladle.hosts.freebsd.bases import release_base_steps, userland_version
 from ladle.hosts.freebsd.plans import copy_plan, exec_argv, start_plan, stop_plan
 from ladle.hosts.freebsd.steps import (
     BaseVerify,
+    JailCopyHostFile,
     JailMain,
     JailNotice,
     JailRelease,
@@ -33,7 +35,7 @@ from ladle.plan.executor import Executor
 from ladle.plan.steps import Context, Step
 from ladle.storage.snapshotter import Mount
 from tests.freebsd_monitor import FreeBSDPots
-from tests.freebsd_syntax import check_argv, check_jail_conf, check_line, check_rendering
+from tests.freebsd_syntax import check_argv, check_jail_conf, check_line, check_rendering, untoken
 from tests.recording_runner import Fail, RecordingRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd"
@@ -81,11 +83,12 @@ def nonpersistent() -> RuntimeSpec:
 
 def attrs_on() -> RuntimeSpec:
     """Attributes turned on: mlock, procfs, fdescfs, sysvipc=inherit, mount+nullfs with
-    enforce_statfs=1, children, another devfs ruleset, no tmpfs; osrelease from the tree."""
+    enforce_statfs=1, children, another devfs ruleset, no tmpfs; socket_af and chflags turned
+    off; a dual IPv4 and IPv6 stack (and in `sections`, an osrelease as read from the tree)."""
     attrs = {"mlock": "YES", "procfs": "YES", "fdescfs": "YES", "mount": "YES", "nullfs": "YES",
              "enforce_statfs": "1", "children": "2", "devfs_ruleset": "10", "no-tmpfs": "YES",
-             **jailparams.expand_attr("sysvipc", "inherit")}
-    return make_spec("lab", attrs=attrs, extra={"osrelease": "13.5-RELEASE"})
+             "socket_af": "NO", "chflags": "NO", **jailparams.expand_attr("sysvipc", "inherit")}
+    return make_spec("lab", attrs=attrs, stack="dual")
 
 
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
@@ -104,7 +107,8 @@ def sections(case: str) -> dict[str, list[str]]:
     if case in SPECS:
         spec = SPECS[case]()
         host = FreeBSDHost(RecordingRunner(), ROOT)
-        out = {"start": render(start_plan(spec, ON_EXIT)), "stop": render(stop_plan(spec, RUNNING)),
+        osrelease = "13.5-RELEASE" if case == "attrs" else None
+        out = {"start": render(start_plan(spec, ON_EXIT, osrelease)), "stop": render(stop_plan(spec, RUNNING)),
                "exec sh": host.exec_render(spec, ["/bin/sh"], tty=True)}
         if case == "single_zfs":
             out["exec with -e"] = [shlex.join(exec_argv(spec, ["env"], {"DEBUG": "1"}))]
@@ -126,7 +130,7 @@ def sections(case: str) -> dict[str, list[str]]:
                 render(release_base_steps("14.2", f"{ROOT}/zfs/bases/14.2", "/var/cache/ladle")),
             "13.5-rc1 for arm64 from another mirror":
                 render(release_base_steps("13.5-rc1", f"{ROOT}/storage/bases/b/fs", "/var/cache/ladle",
-                                          "https://mirror.example.org/FreeBSD/releases/", "arm64")),
+                                          "https://mirror.example.org/FreeBSD/releases/", ("arm64", "aarch64"))),
         }
     raise KeyError(case)
 
@@ -138,7 +142,7 @@ def text_of(case: str) -> str:
     parts = []
     for title, lines in sections(case).items():
         parts.append(f"## {title}\n" + "".join(line + "\n" for line in lines))
-    return "\n".join(parts)
+    return untoken("\n".join(parts))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -163,9 +167,9 @@ def test_every_rendered_line_passes_the_man_page_checker(case: str) -> None:
 def test_attr_defaults_are_pots_creation_defaults() -> None:
     assert jailparams.attr_defaults() == {
         "persistent": "YES", "no-tmpfs": "NO", "enforce_statfs": "2", "mount": "NO", "fdescfs": "NO",
-        "linprocfs": "NO", "nullfs": "NO", "procfs": "NO", "tmpfs": "NO", "zfs": "NO", "raw_sockets": "NO",
-        "sysvshm": "new", "sysvsem": "new", "sysvmsg": "new", "children": "0", "mlock": "NO",
-        "devfs_ruleset": "4", "exec_stop": "", "stop_timeout": "10"}
+        "linprocfs": "NO", "nullfs": "NO", "procfs": "NO", "tmpfs": "NO", "zfs": "NO", "raw_sockets": "YES",
+        "socket_af": "YES", "chflags": "YES", "sysvshm": "new", "sysvsem": "new", "sysvmsg": "new",
+        "children": "0", "mlock": "NO", "devfs_ruleset": "4", "exec_stop": "", "stop_timeout": "10"}
 
 
 @pytest.mark.parametrize(("name", "value", "stored"), [
@@ -188,6 +192,29 @@ def test_check_attr_rejects_with_one_clear_line(name: str, value: str, message: 
     with pytest.raises(UsageError, match=message) as e:
         jailparams.check_attr(name, value)
     assert "\n" not in str(e.value)
+
+
+def test_pots_always_on_permissions_are_defaults_that_can_be_turned_off() -> None:
+    def allows(attrs: dict[str, str]) -> list[str]:
+        params = jailparams.create_params("web", "/j", "web", {**jailparams.attr_defaults(), **attrs}, "inherit")
+        return [p for p in params if p.startswith("allow.")]
+
+    assert allows({}) == ["allow.set_hostname=false", "allow.raw_sockets", "allow.socket_af", "allow.chflags"]
+    assert allows({"raw_sockets": "no", "chflags": "off"}) == ["allow.set_hostname=false", "allow.socket_af"]
+    assert allows({"socket_af": "NO", "mlock": "YES"}) == ["allow.set_hostname=false", "allow.mlock",
+                                                           "allow.raw_sockets", "allow.chflags"]
+
+
+@pytest.mark.parametrize(("stack", "params"), [
+    ("ipv4", ["ip4=inherit", "ip6=disable"]), ("ipv6", ["ip4=disable", "ip6=inherit"]),
+    ("dual", ["ip4=inherit", "ip6=inherit"])])
+def test_an_inherited_network_gives_only_the_ip_versions_of_the_stack(stack: str, params: list[str]) -> None:
+    assert jailparams.network_params("inherit", stack) == params
+    assert jailparams.network_params("none", stack) == ["vnet=new"]
+    jail = next(x for x in render(start_plan(make_spec("web", stack=stack), ON_EXIT)) if x.startswith("jail -c"))
+    assert jail.endswith(" exec.clean " + " ".join(params))
+    with pytest.raises(UsageError, match="network stack 'ip4'"):
+        jailparams.network_params("inherit", "ip4")
 
 
 def test_sysvipc_sets_all_three_even_when_stored_unexpanded() -> None:
@@ -233,6 +260,62 @@ def test_bad_release_names_are_refused(bad: str) -> None:
         canonical_release(bad)
 
 
+USERLAND = ('#!/bin/sh\nset -ef\n\nUSERLAND_VERSION="14.2-RELEASE-p1"\n\n: ${ROOT:=}\n'
+            'userland_version() {\n\techo $USERLAND_VERSION\n}\n')
+
+
+def tree_with(tmp_path: Path, text: str = USERLAND) -> Path:
+    (tmp_path / "tree" / "bin").mkdir(parents=True)
+    (tmp_path / "tree" / "bin" / "freebsd-version").write_text(text)
+    return tmp_path / "tree"
+
+
+def test_osrelease_is_the_userland_version_of_the_pots_tree(tmp_path: Path) -> None:
+    tree = tree_with(tmp_path)
+    host = FreeBSDHost(RecordingRunner(), ROOT)
+    jail = next(line for line in render(host.start_plan(make_spec("web", root=[Mount("bind", str(tree), "/")])))
+                if line.startswith("jail -c"))
+    assert f"path={tree} host.hostname=web.example.org osrelease=14.2-RELEASE-p1 persist " in jail
+    assert check_line(jail) == []
+    base = make_spec("app", root=[Mount("bind", str(tree), "/", ("ro",)), Mount("bind", "/u", "/usr/local")])
+    assert any("osrelease=14.2-RELEASE-p1" in line for line in render(host.start_plan(base)))  # from the base
+    empty = make_spec("web", root=[Mount("bind", str(tmp_path / "nothing"), "/")])
+    assert not any(" osrelease=" in line for line in render(host.start_plan(empty)))  # the host's own, then
+
+
+@pytest.mark.parametrize("plant", ["absolute link", "relative link", "fifo", "bad value"])
+def test_osrelease_is_never_read_outside_the_tree_nor_from_anything_but_a_file(tmp_path: Path, plant: str) -> None:
+    host_file = tmp_path / "host-freebsd-version"
+    host_file.write_text('USERLAND_VERSION="99.9-HOST"\n')
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    target = tree / "bin" / "freebsd-version"
+    if plant == "absolute link":
+        os.symlink(host_file, target)
+    elif plant == "relative link":
+        os.symlink("../" * 12 + str(host_file).lstrip("/"), target)
+    elif plant == "fifo":
+        os.mkfifo(target)  # reading it would block for ever
+    else:
+        target.write_text('USERLAND_VERSION="14.2-RELEASE path=/etc"\n')
+    assert userland_version(str(tree)) is None
+
+
+def test_the_release_directory_is_this_hosts_machine_unless_the_setting_says() -> None:
+    runner = RecordingRunner().answer(r"^uname -m$", "arm64\n").answer(r"^uname -p$", "aarch64\n")
+    steps = FreeBSDHost(runner, ROOT).release_base_steps("14.2", "/d", "/c", "")
+    assert runner.lines == ["uname -m", "uname -p"]
+    assert "https://download.freebsd.org/releases/arm64/aarch64/14.2-RELEASE/base.txz" in render(steps)[2]
+    quiet = RecordingRunner()
+    for host, url in ((FreeBSDHost(quiet, ROOT, "riscv"), "/riscv/riscv64/"),
+                      (FreeBSDHost(quiet, ROOT, offline=True), "/amd64/amd64/")):
+        assert url in render(host.release_base_steps("14.2", "/d", "/c", ""))[2]
+    assert quiet.lines == []  # the setting, or a dry run from another host: nothing asked
+    odd = RecordingRunner().answer(r"^uname -m$", "amd64\n").answer(r"^uname -p$", "x86 64\n")
+    with pytest.raises(UsageError, match="invalid architecture 'x86 64'"):
+        FreeBSDHost(odd, ROOT).release_base_steps("14.2", "/d", "/c", "")
+
+
 def test_bad_mirror_is_refused() -> None:
     with pytest.raises(UsageError, match="mirror"):
         release_base_steps("14.2", "/d", "/c", "download.freebsd.org/releases")
@@ -274,7 +357,12 @@ def runner_argvs(steps: list[Step]) -> list[list[str]]:
 
 
 def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
-    """The spec with its log and run directory in the test's state root (the monitor writes them)."""
+    """The spec with its log and run directory in the test's state root (the monitor writes them),
+    and a pot that runs in its own tree given one here, with base.txz's /etc."""
+    if len(spec.root) == 1:
+        tree = pots.root / "trees" / spec.name
+        (tree / "etc").mkdir(parents=True)
+        spec = replace(spec, root=[replace(spec.root[0], source=str(tree))])
     return replace(spec, log_path=str(pots.root / "logs" / f"{spec.name}.log"),
                    run_dir=str(pots.root / "run" / spec.name))
 
@@ -330,13 +418,35 @@ def test_a_command_that_cannot_start_removes_the_jail_then_the_mounts(freebsd: F
     monkeypatch.setenv("PATH", "/nonexistent")  # the monitor's jexec is found on the PATH it started with
     with pytest.raises(HostError, match="cannot run 'jexec': No such file or directory"):
         Executor(freebsd.ctx).run("start", "pot:job", start_plan(spec, []))
-    jail = f"{ROOT}/zfs/pots/job"
+    jail = spec.root[0].source
     lines = freebsd.runner.lines
     after = lines[lines.index("jexec job /sbin/ifconfig lo0 inet 127.0.0.1/8 up") + 1:]
     assert after == ["jail -f - -q -r job", f"umount {jail}/dev", f"umount {jail}/tmp"]
     remove = freebsd.runner.calls[-3]
     assert remove.input is not None and b"stop.timeout = 30;" in remove.input
     assert b'exec.stop = "/bin/sh -c \\"echo bye \\$USER\\"";' in remove.input
+
+
+def test_the_hosts_resolv_conf_is_copied_into_the_pot_without_following_its_links(tmp_path: Path) -> None:
+    host_etc = tmp_path / "host-etc"
+    host_etc.mkdir()
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    os.symlink(str(host_etc / "shadow"), tree / "etc" / "resolv.conf")  # replaced by cp -f, not followed
+    runner = RecordingRunner()
+    step = next(s for s in start_plan(make_spec("web", root=[Mount("bind", str(tree), "/")]), ON_EXIT)
+                if isinstance(s, JailCopyHostFile))
+    assert step.render() == [f"cp -f /etc/resolv.conf {tree}/etc/resolv.conf"]
+    step.apply(Context(runner))
+    assert runner.lines == step.render()
+    (tree / "etc").rename(tree / "etc.old")
+    os.symlink(str(host_etc), tree / "etc")  # /etc leads out of the pot: resolved inside, it is not there
+    step.apply(Context(runner))
+    assert runner.lines == step.render()  # nothing more ran
+    read_only = make_spec("app", root=[Mount("bind", "/b", "/", ("ro",)), Mount("bind", "/p", "/usr/local")])
+    assert not any(isinstance(s, JailCopyHostFile) for s in start_plan(read_only, ON_EXIT))
+    etc_rw = replace(read_only, mounts=[Mount("bind", "/srv/etc", "/etc")])
+    assert any(isinstance(s, JailCopyHostFile) for s in start_plan(etc_rw, ON_EXIT))
 
 
 def test_stop_runs_what_it_renders_and_feeds_jail_its_stop_settings(freebsd: FreeBSDPots) -> None:
@@ -350,14 +460,15 @@ def test_stop_runs_what_it_renders_and_feeds_jail_its_stop_settings(freebsd: Fre
 
 
 def test_stop_after_a_crash_tolerates_what_is_already_gone(freebsd: FreeBSDPots) -> None:
-    jail = f"{ROOT}/zfs/pots/web"
+    spec = here(single_zfs(), freebsd)
+    jail = spec.root[0].source
     (freebsd.runner.answer(r"^jail -f - -q -r web$", Fail('jail: "web" not found'))
      .answer(r"^jls -j web jid$", Fail("jls: jail \"web\" not found", stdout=""))
      .answer(r"^umount ", Fail("umount: not a file system root directory"))
      .answer(r"^mount -p$", f"zroot/ladle/pots/web\t{jail}\tzfs\trw\t0 0\n"))
     freebsd.store.put("runs", {"pot": "web"}, {"pot": "web", "state": "running", "main_pid": 4242, "main_start": 1,
                                               "persistent": 1})
-    steps = stop_plan(here(single_zfs(), freebsd), RUNNING)
+    steps = stop_plan(spec, RUNNING)
     Executor(freebsd.ctx).run("stop", "pot:web", steps, on_crash="finish")
     assert freebsd.runner.lines == ["jail -f - -q -r web", "jls -j web jid", f"umount {jail}/dev", "mount -p",
                                     f"umount {jail}/tmp", "mount -p"]
@@ -387,13 +498,53 @@ def test_copy_into_a_stopped_pot_runs_what_it_renders() -> None:
     assert runner.argvs == runner_argvs(steps)
 
 
-def test_a_failed_copy_unmounts_and_removes_its_temporary_directory() -> None:
+def nullfs_sources(lines: list[str]) -> list[tuple[str, str]]:
+    """(source, options) of every mount_nullfs a rendering runs."""
+    return [(argv[-2], " ".join(argv[1:-2])) for argv in map(shlex.split, lines) if argv[0] == "mount_nullfs"]
+
+
+@pytest.mark.parametrize("running", [True, False])
+def test_a_copy_shows_the_jail_only_a_fresh_stage_holding_what_is_copied(running: bool, tmp_path: Path) -> None:
+    """copy-in of /etc/hosts used to nullfs-mount the host's whole /etc into the jail, and copy-out
+    mounted the destination directory read-write into it: both go through a private stage now."""
+    run = RUNNING if running else None
+    pot = f"{ROOT}/zfs/pots/web"
+    lines = render(copy_plan(single_zfs(), run, "in", "/etc/hosts", "/etc/hosts", False))
+    stage = shlex.split(lines[1])[-1]
+    assert re.fullmatch(rf"{ROOT}/run/web/copy\.[0-9a-f]{{8}}", stage)
+    assert lines[:3] == [f"mkdir -p -m 700 {ROOT}/run/web", f"mkdir -m 700 {stage}", f"cp -a /etc/hosts {stage}/"]
+    assert nullfs_sources(lines) == [(stage, "-o ro")]
+    assert lines[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+    out = render(copy_plan(single_zfs(), run, "out", str(tmp_path), "/var/log/messages", False))
+    stage = shlex.split(out[1])[-1]
+    assert nullfs_sources(out) == [(stage, "")]  # read-write, and empty
+    cp_in_jail = next(i for i, x in enumerate(out) if "/bin/cp -a /var/log/messages /tmp/ladle-copy-out." in x)
+    unmounted = out.index(f"umount {pot}/tmp/{os.path.basename(shlex.split(out[3])[-1])}")
+    assert cp_in_jail < unmounted < out.index(f"cp -a {stage}/messages {tmp_path}/")  # out of the jail's reach
+    assert out[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+    first, second = (copy_plan(single_zfs(), run, "in", "/etc/hosts", "/x", False)[0] for _ in range(2))
+    assert first != second  # a fresh stage every time
+
+
+def test_a_failed_copy_unmounts_and_removes_its_stage() -> None:
     runner = RecordingRunner().answer(r"/bin/cp ", Fail("cp: /opt/etc: Permission denied"))
     steps = copy_plan(single_zfs(), RUNNING, "in", "/etc", "/opt/etc", False)
     with pytest.raises(CommandFailed, match="Permission denied"):
         Executor(Context(runner)).run("copy-in", "pot:web", steps)
     tmp = next(s for s in runner.lines if s.startswith("mount_nullfs")).split()[-1]
-    assert runner.lines[-2:] == [f"umount {tmp}", f"rmdir {tmp}"]
+    stage = runner.argvs[1][-1]
+    assert runner.lines[-4:] == [f"umount {tmp}", f"rmdir {tmp}", f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+    for step in steps:
+        assert Step.from_json(step.to_json()) == step  # the undo survives a crash, too
+
+
+def test_a_copy_out_that_cannot_reach_its_destination_removes_its_stage() -> None:
+    runner = RecordingRunner().answer(r"^cp -a .*/copy\.[0-9a-f]{8}/log /", Fail("cp: /log: Read-only file system"))
+    steps = copy_plan(single_zfs(), RUNNING, "out", "/", "/var/log", False)
+    with pytest.raises(CommandFailed, match="Read-only"):
+        Executor(Context(runner)).run("copy-out", "pot:web", steps)
+    stage = runner.argvs[1][-1]
+    assert runner.lines[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
 
 
 def test_copy_arguments_are_checked() -> None:
@@ -441,6 +592,7 @@ GOOD = [
     "fetch -a -q --timeout=30 -o /c/base.txz https://x.example/base.txz",
     "sha256 -q /c/base.txz", "tar -x -p -f /c/base.txz -C /d", "tar -xpf /c/base.txz -C /d",
     "tar -t -f /c/base.txz", "mkdir -p /a/b", "rmdir /a", "rm -f /a", "cat /a", "chflags -R noschg /d",
+    "uname -m", "uname -p", "uname -mp", "uname -K", "cp -f /etc/resolv.conf /j/etc/resolv.conf", "cp -a /a /b/",
 ]
 BAD = [
     ("jail name=web persist", "one of -c, -e, -m, -r"),
@@ -492,6 +644,8 @@ BAD = [
     ("tar -x -C /d", "policy: give the archive with -f"),
     ("mkdir", "expected at least 1"),
     ("chflags -R noschgg /d", "unknown file flag"),
+    ("uname -M", "unknown option -M"), ("uname -m amd64", "expected 0 operands"),
+    ("cp /etc/resolv.conf", "expected at least 2"), ("cp --remove-destination /a /b", "unknown option --"),
     ("frobnicate /a", "no checker"),
     ("mount_nullfs 'unterminated", "does not parse"),
 ]

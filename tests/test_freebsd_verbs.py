@@ -12,17 +12,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ladle.config import Config
-from ladle.engine import bases, fscomps, gc, lifecycle, pots, setup, show, snapshots
+from ladle.engine import bases, fscomps, gc, lifecycle, pots, run, setup, show, snapshots
 from ladle.engine.core import Engine
+from ladle.errors import UsageError
 from ladle.hosts.freebsd import FreeBSDHost
 from ladle.state.store import Store
+from ladle.storage import open_backend
 from ladle.supervise.client import MonitorClient
 from tests.freebsd_monitor import FAKES
-from tests.freebsd_syntax import check_line
+from tests.freebsd_syntax import check_line, check_rendering, untoken
 from tests.recording_runner import Fail, RecordingRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd" / "verbs.txt"
@@ -66,6 +69,7 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[En
     runner.answer(r"^cat .*MANIFEST$", f"base.txz\t{DIGEST}\t26000\tbase\t\"Base system\"\ton\n")
     runner.answer(r"^sha256 -q ", DIGEST + "\n")
     runner.answer(r"^jls ", NOT_RUNNING)
+    runner.answer(r"^uname -[mp]$", "amd64\n")
     monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monitor = WatchedMonitor(str(tmp_path), runner)
     real_time = time.time
@@ -84,6 +88,10 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
     motd.write_text("hi\n")
     outdir = tmp_path / "out"
     outdir.mkdir()
+    tree = tmp_path / "zfs" / "pots" / "web"  # what `zfs clone` would mount: base.txz's etc, freebsd-version
+    for sub in ("bin", "etc"):
+        (tree / sub).mkdir(parents=True)
+    (tree / "bin" / "freebsd-version").write_text('#!/bin/sh\nUSERLAND_VERSION="14.2-RELEASE"\n')
     verbs: list[tuple[str, Callable[[], object]]] = [
         ("init --storage zfs --dataset zroot/ladle", lambda: setup.init(eng, "zfs", "zroot/ladle")),
         ("create-base -r 14.2", lambda: bases.create_base(eng, "14.2", None, None)),
@@ -128,7 +136,7 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
         lines = runner.log[first:]
         out.append(f"## {title}\n" + "".join(f"{line}\n" for line in lines))
     text = "\n".join(out).replace(str(tmp_path), ROOT)
-    return re.sub(r"ladle-copy-(in|out)\.[0-9a-f]{8}", r"ladle-copy-\1.HASH", text)  # hash of the tmp path
+    return untoken(text)
 
 
 def running(runner: Transcribing, verb: Callable[[], object]) -> object:
@@ -191,6 +199,138 @@ def test_every_rendered_command_follows_the_man_pages(engine: tuple[Engine, Tran
     lines = [line.split("  #")[0] for line in runner.log]
     problems = [f"{line}: {p}" for line in lines for part in line.split(" | ") for p in check_line(part)]
     assert problems == []
+
+
+def test_the_stack_setting_reaches_the_jail(engine: tuple[Engine, Transcribing]) -> None:
+    eng, _ = engine
+    eng.cfg.stack = "ipv6"
+    setup.init(eng, "zfs", "zroot/ladle")
+    bases.create_base(eng, "14.2", None, None)
+    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", "inherit")
+    plan = eng.host.start_plan(lifecycle.spec(eng, eng.pot("web")))
+    jail = next(line for step in plan for line in step.render() if line.startswith("jail -c"))
+    assert jail.endswith(" exec.clean ip4=disable ip6=inherit")
+
+
+def test_dir_storage_refuses_layered_pots_at_create_and_run(engine: tuple[Engine, Transcribing],
+                                                              tmp_path: Path) -> None:
+    """Overlay layers cannot be stacked with nullfs: said at create, with the way out, and nothing
+    is made (not at the pot's first start)."""
+    eng, runner = engine
+    setup.init(eng, "dir", None)
+    bases.create_base(eng, "14.2", None, None)
+    before = len(runner.log)
+    for verb in (lambda: pots.create(eng, "web", "14.2", "multi", None, None, None, "inherit"),
+                 lambda: pots.create(eng, "web", "14.2", "multi", 2, "solo", None, "inherit"),
+                 lambda: run.run(eng, "14.2", ["true"], "web", True, "none", None)):
+        with pytest.raises(UsageError) as refused:
+            verb()
+        assert str(refused.value) == ("on FreeBSD a multi level 1 or 2 pot needs zfs storage: ladle init --storage"
+                                      " zfs --dataset POOL/PATH (or create it with -t single)")
+    assert runner.log[before:] == []
+    assert eng.store.all("pots") == [] and not (tmp_path / "storage" / "pots" / "web").exists()
+    pots.create(eng, "solo", "14.2", "single", None, None, None, "inherit")
+    pots.create(eng, "patch", "14.2", "multi", 0, None, None, "inherit")  # the base itself: a full tree
+    assert [p["name"] for p in eng.store.all("pots", order="name")] == ["patch", "solo"]
+
+
+def test_dir_storage_clears_file_flags_before_removing_a_tree(engine: tuple[Engine, Transcribing],
+                                                              tmp_path: Path) -> None:
+    """base.txz's schg files cannot be removed until the flag is cleared: rollback and destroy run
+    chflags on each tree they remove, while it is still there, and rm after it."""
+    eng, runner = engine
+    setup.init(eng, "dir", None)
+    bases.create_base(eng, "14.2", None, None)
+    pots.create(eng, "solo", "14.2", "single", None, None, None, "inherit")
+    snapshots.snapshot(eng, "solo", None, "s1")
+    layer = tmp_path / "storage" / "pots" / "solo"
+    for made_by_cp in (layer / "fs", layer / "snaps" / "s1"):  # the recording runner copies nothing
+        made_by_cp.mkdir()
+    seen: list[tuple[str, bool]] = []
+    record = runner.run
+
+    def watching(argv: list[str], **kw: Any) -> str:
+        if argv[0] == "chflags":
+            seen.append((shlex.join(argv), os.path.isdir(argv[-1])))
+        return record(argv, **kw)
+
+    runner.run = watching  # type: ignore[method-assign]
+    snapshots.rollback(eng, "solo", None, None)
+    assert seen == [(f"chflags -R -x noschg {layer}/fs.rollback", True)]
+    assert not (layer / "fs.rollback").exists()
+    pots.destroy(eng, "solo", False, False)
+    assert seen[1:] == [(f"chflags -R -x noschg {layer}", True)]
+    assert not layer.exists()
+    plan = [line for step in eng.snap.remove("bases/14.2") for line in step.render()]
+    base = tmp_path / "storage" / "bases" / "14.2"
+    assert plan[-2:] == [f"chflags -R -x noschg {base}", f"rm -rf -- {base}"]
+    assert check_line(plan[-2]) == []
+    linux = open_backend("dir", str(tmp_path), eng.store, None, runner)
+    assert not any(line.startswith("chflags") for step in linux.remove("bases/14.2") for line in step.render())
+
+
+TRAPPED = ("jls", "jail", "jexec", "uname", "zfs", "mount", "mount_nullfs", "umount", "chflags", "cp", "mkdir",
+           "rmdir", "rm", "fetch", "sha256", "tar", "cat")
+
+
+def offline_cli(tmp_path: Path, root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """The CLI planning for FreeBSD from this Linux host, with every FreeBSD command it could run
+    replaced on the PATH by one that writes its name to `trapped.log`."""
+    trap = tmp_path / "trap"
+    trap.mkdir()
+    for name in TRAPPED:
+        (trap / name).write_text(f"#!/bin/sh\necho {name} \"$@\" >> {tmp_path}/trapped.log\nexit 1\n")
+        (trap / name).chmod(0o755)
+    env = {**os.environ, "PATH": f"{trap}:{os.environ['PATH']}", "LADLE_CONFIG": str(tmp_path / "none.toml")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "ladle", "--root", str(root), "--host", "freebsd", "--dry-run",
+                               *args], capture_output=True, text=True, env=env)
+    return cli
+
+
+def test_a_dry_run_from_another_host_runs_nothing_and_trusts_the_run_records(
+        engine: tuple[Engine, Transcribing], tmp_path: Path) -> None:
+    eng, _ = engine
+    setup.init(eng, "zfs", "zroot/ladle")
+    bases.create_base(eng, "14.2", None, None)
+    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", "inherit")
+    fscomps.create_fscomp(eng, "data")
+    eng.store.put("runs", {"pot": "web"}, {"pot": "web", "state": "running", "main_pid": 4242, "main_start": 1})
+    cli = offline_cli(tmp_path, tmp_path)
+    listing = cli("ls")
+    assert listing.returncode == 0 and listing.stdout.splitlines()[1].split()[:2] == ["web", "running"]
+    jail = f"{tmp_path}/zfs/pots/web"
+    for args, wanted in [
+        (("stop", "web"), f"umount {jail}/tmp"),
+        (("destroy", "-p", "web", "-F"), "zfs destroy -r zroot/ladle/pots/web"),
+        (("add-fscomp", "-p", "web", "-f", "data", "-m", "/data"),
+         f"mount_nullfs {tmp_path}/zfs/fscomps/data {jail}/data"),
+        (("create-base", "-r", "13.5"), f"fetch -o {tmp_path}/cache/13.5-RELEASE/base.txz"
+         " https://download.freebsd.org/releases/amd64/amd64/13.5-RELEASE/base.txz"),
+    ]:
+        proc = cli(*args)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert wanted in lines, proc.stdout
+        assert check_rendering([x for x in lines if not x.startswith("mkdir -m")]) == []
+        if args[0] in ("stop", "destroy"):
+            assert "jail -f - -q -r web <<'EOF'" in lines  # planned as running: it is stopped first
+    assert not (tmp_path / "trapped.log").exists()
+    assert eng.store.get("runs", pot="web")["state"] == "running" and eng.store.get("pots", name="web")
+    start = cli("start", "web")
+    assert start.returncode != 0 and start.stderr.strip() == "ladle: pot web is already running"
+
+
+def test_a_layered_pot_on_dir_storage_is_refused_in_one_line_from_the_cli(engine: tuple[Engine, Transcribing],
+                                                                         tmp_path: Path) -> None:
+    eng, _ = engine
+    setup.init(eng, "dir", None)
+    bases.create_base(eng, "14.2", None, None)
+    proc = offline_cli(tmp_path, tmp_path)("create", "-p", "web", "-b", "14.2")
+    assert proc.returncode != 0 and proc.stdout == ""
+    assert proc.stderr.splitlines() == ["ladle: on FreeBSD a multi level 1 or 2 pot needs zfs storage: ladle init"
+                                        " --storage zfs --dataset POOL/PATH (or create it with -t single)"]
 
 
 def test_dry_run_from_linux_prints_the_same_commands(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 from ladle import platform as proc
 from ladle.errors import HostError, StateError, UsageError
 from ladle.hosts.base import RunRecord
-from ladle.hosts.linux import LinuxHost, caps
+from ladle.hosts.linux import LinuxHost, caps, rootfs
 from ladle.hosts.linux import busybox as bb
 from ladle.hosts.linux.container import command_argv
 from ladle.hosts.linux.steps import LinuxEnter, LinuxLinkUp, LinuxMain, LinuxSandbox, spec_from_json, spec_to_json
@@ -331,6 +331,59 @@ def test_read_only_root(pots: Pots) -> None:
     pots.start(spec)
     pots.wait_exit()
     assert pots.log() == "read-only\n"
+    assert not (pots.tree / "etc" / "resolv.conf").exists()  # a read-only /etc keeps what it has
+
+
+# The host's DNS -------------------------------------------------------------------------------
+
+def _state(paths: list[Path]) -> dict[Path, tuple[bytes, int, int]]:
+    """Content, mode and mtime of host files, to show a pot changed none of them."""
+    return {p: (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns) for p in paths if p.is_file()}
+
+
+def test_the_pot_gets_the_hosts_resolv_conf(pots: Pots) -> None:
+    spec = pots.spec("cat /etc/resolv.conf")
+    render = [line for op in rootfs.plan(spec) for line in op.render("/R")]
+    assert "cp --remove-destination /etc/resolv.conf /R/etc/resolv.conf" in render
+    pots.start(spec)
+    pots.wait_exit()
+    assert pots.log() == Path("/etc/resolv.conf").read_text()
+    copied = pots.upper() / "etc" / "resolv.conf"
+    assert copied.is_file() and not copied.is_symlink()
+    assert stat.S_IMODE(copied.stat().st_mode) == stat.S_IMODE(os.stat("/etc/resolv.conf").st_mode) & ~0o022
+
+
+@pytest.mark.parametrize("plant", ["absolute", "relative", "directory"])
+def test_a_planted_resolv_conf_link_is_replaced_and_the_host_untouched(pots: Pots, tmp_path: Path,
+                                                                        plant: str) -> None:
+    """The pot's etc/resolv.conf points at a host file (like /etc/shadow; here a decoy, so that a
+    bug could not hurt this machine), or at /etc: the link is replaced, nothing is followed."""
+    decoy = tmp_path / "shadow"
+    decoy.write_text("root:secret:19000::::::\n")
+    host = [decoy, *(Path(p) for p in ("/etc/shadow", "/etc/passwd", "/etc/resolv.conf"))]
+    before = _state(host)
+    spec = pots.spec("cat /etc/resolv.conf")
+    (pots.upper() / "etc").mkdir()
+    target = {"absolute": str(decoy), "relative": "../" * 12 + str(decoy).lstrip("/"), "directory": "/etc"}[plant]
+    os.symlink(target, pots.upper() / "etc" / "resolv.conf")
+    pots.start(spec)
+    pots.wait_exit()
+    assert pots.log() == Path("/etc/resolv.conf").read_text()
+    copied = pots.upper() / "etc" / "resolv.conf"
+    assert not copied.is_symlink() and copied.read_text() == Path("/etc/resolv.conf").read_text()
+    assert _state(host) == before
+    assert not (pots.upper() / str(decoy).lstrip("/")).exists()  # not followed inside the pot either
+
+
+def test_a_pot_whose_etc_leads_out_of_it_gets_no_resolv_conf(pots: Pots, tmp_path: Path) -> None:
+    spec = pots.spec("sh -c 'cat /etc/resolv.conf 2>/dev/null || echo none'")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), pots.upper() / "etc")  # resolves inside the pot, where it does not exist
+    pots.start(spec)
+    pots.wait_exit()
+    assert pots.log() == "none\n"
+    assert list(outside.iterdir()) == []
 
 
 # Copy in and out ------------------------------------------------------------------------------

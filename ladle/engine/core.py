@@ -42,6 +42,8 @@ class Engine:
         self._monitor = monitor
         if runner is None and cfg.host != this_host() and not dry_run:
             raise UsageError(f"this is a {this_host()} host: --host {cfg.host} needs --dry-run")
+        # A dry run planned for another host runs no host command: run records are trusted.
+        self.offline = runner is None and cfg.host != this_host()
         if runner is not None:
             self.__dict__["runner"] = runner
 
@@ -68,13 +70,13 @@ class Engine:
 
     @cached_property
     def host(self) -> Host:
-        return open_host(self.cfg.host, self.runner, self.root, self.cfg.arch)
+        return open_host(self.cfg.host, self.runner, self.root, self.cfg.arch, self.offline)
 
     @cached_property
     def snap(self) -> Snapshotter:
         from ladle.storage import open_backend
         kind = self.store.setting("storage", "dir") or "dir"
-        return open_backend(kind, self.root, self.store, self.store.setting("dataset"), self.runner)
+        return open_backend(kind, self.root, self.store, self.store.setting("dataset"), self.runner, self.cfg.host)
 
     def monitor(self) -> MonitorClient:
         """The host's monitor, started on demand (the steps that run processes ask it)."""

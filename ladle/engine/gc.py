@@ -64,7 +64,7 @@ def gc(eng: Engine) -> list[str]:
     report = recover(eng)
     rows = eng.store.all("runs", state="running")
     recorded = [r for r in (runs.record(row) for row in rows) if r is not None]
-    alive = eng.host.alive_all(recorded) if recorded else []
+    alive = runs.alive_all(eng, recorded)
     for run, ok in zip(recorded, alive, strict=True):
         if ok:
             continue

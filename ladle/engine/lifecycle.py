@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ladle import _log, names
 from ladle.engine.core import Engine
-from ladle.engine.runs import is_running, live_run, record
+from ladle.engine.runs import alive, is_running, live_run, record
 
 if TYPE_CHECKING:
     from ladle._models import LastRun
@@ -26,7 +26,8 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
     return RuntimeSpec(
         name=name, hostname=name, root=eng.snap.mounts(pot["layer"]), mounts=mounts, cmd=pot["cmd"],
         env=dict(pot["env"]), attrs=dict(pot["attrs"]), network=pot["network"],
-        log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name))
+        log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name),
+        stack=eng.cfg.stack)
 
 
 def start(eng: Engine, name: str) -> str:
@@ -61,7 +62,7 @@ def stop_locked(eng: Engine, name: str) -> bool:
     run = record(eng.store.get("runs", pot=name))
     if run is None or run.state != "running":
         return False
-    was_alive = eng.host.alive(run)
+    was_alive = alive(eng, run)
     eng.execute("stop", f"pot:{name}", eng.host.stop_plan(spec(eng, eng.pot(name)), run), on_crash="finish")
     return was_alive
 

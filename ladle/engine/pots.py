@@ -67,6 +67,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
         raise UsageError("a level 2 pot needs -P POT (the level 1 pot whose latest snapshot it starts from)")
     if potbase and type_ == "multi" and level == 0:
         raise UsageError("-P cannot be used with a level 0 pot")
+    eng.host.check_layout(eng.snap.name, type_, level)
     with eng.lock(f"pot-{name}"):
         _free(eng, name)
         ref = eng.pot(potbase) if potbase else None

@@ -36,14 +36,27 @@ def statuses(eng: Engine, rows: Sequence[dict[str, Any] | None]) -> list[str]:
     """The status of many pots, asking the host once (`jls` once on FreeBSD, not once a pot)."""
     runs = [record(r) for r in rows]
     live = [r for r in runs if r is not None and r.state == "running"]
-    alive = dict(zip((id(r) for r in live), eng.host.alive_all(live), strict=True)) if live else {}
+    alive = dict(zip((id(r) for r in live), alive_all(eng, live), strict=True))
     return [_status(r, alive.get(id(r), False)) for r in runs]
+
+
+def alive_all(eng: Engine, runs: list[RunRecord]) -> list[bool]:
+    """Which of these runs (recorded running) still have their pot. A dry run for another host
+    has no host to ask, and runs no command: it trusts the records."""
+    if eng.offline or not runs:
+        return [True] * len(runs)
+    return eng.host.alive_all(runs)
+
+
+def alive(eng: Engine, run: RunRecord) -> bool:
+    """`alive_all` for one run (the host may ask about one pot more cheaply)."""
+    return eng.offline or eng.host.alive(run)
 
 
 def live_run(eng: Engine, name: str) -> RunRecord | None:
     """The run record of a pot that is running now, or None."""
     run = record(eng.store.get("runs", pot=name))
-    return run if run is not None and run.state == "running" and eng.host.alive(run) else None
+    return run if run is not None and run.state == "running" and alive(eng, run) else None
 
 
 def is_running(eng: Engine, name: str) -> bool:

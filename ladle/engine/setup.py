@@ -39,7 +39,7 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
     eng.lines += Executor(Context(eng.runner, None), dry_run=eng.dry_run).run("init", "global", dirs)
     store = existing or Store(":memory:" if eng.dry_run else db)
     eng.__dict__["store"] = store
-    backend = open_backend(storage, root, store, dataset, eng.runner)
+    backend = open_backend(storage, root, store, dataset, eng.runner, eng.cfg.host)
     steps: list[Step] = []
     for key, value in (("storage", storage), ("dataset", dataset), ("host", eng.cfg.host)):
         if value is not None and store.setting(key) != value:

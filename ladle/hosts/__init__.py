@@ -18,12 +18,12 @@ def this_host() -> str:
     return "freebsd" if sys.platform.startswith("freebsd") else "linux"
 
 
-def open_host(name: str, runner: Runner, root: str, arch: str = "amd64") -> Host:
-    """The driver for `name`, imported lazily."""
+def open_host(name: str, runner: Runner, root: str, arch: str = "", offline: bool = False) -> Host:
+    """The driver for `name`, imported lazily; `offline` when this is not that host (a dry run)."""
     if name == "linux":
         from ladle.hosts.linux import LinuxHost
-        return LinuxHost(runner, root)
+        return LinuxHost(runner, root, offline)
     if name == "freebsd":
         from ladle.hosts.freebsd import FreeBSDHost
-        return FreeBSDHost(runner, root, arch)
+        return FreeBSDHost(runner, root, arch, offline)
     raise UsageError(f"unknown host {name!r} (choose from {', '.join(HOSTS)})")

@@ -32,7 +32,8 @@ class RuntimeSpec:
     in order, with targets inside the pot. `cmd` is pot's command line, parsed by /bin/sh like
     pot's tinirc does (`exec <cmd>`). `attrs` hold pot attributes as strings ('YES'/'NO', numbers,
     'new'/'inherit'/'disable'). `network` is 'inherit' (host stack) or 'none' (own stack, loopback
-    only); bridges come later.
+    only); bridges come later. `stack` is the IP versions the pot may use ('ipv4', 'ipv6' or
+    'dual', the host's `stack` setting; per pot with the networking modes).
     """
 
     name: str
@@ -45,7 +46,18 @@ class RuntimeSpec:
     network: str
     log_path: str
     run_dir: str  # per-pot runtime directory under the state root (mountpoint for the root, ...)
+    stack: str = "ipv4"
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def read_only_at(self, path: str) -> bool:
+        """Whether in-pot `path` lies on a read-only mount: the innermost of the root's and the
+        pot's mounts that holds it (of several at one place, the last)."""
+        held, depth = False, -1
+        for m in [*self.root, *self.mounts]:
+            target = "/" + m.target.strip("/")
+            if (path == target or path.startswith(target.rstrip("/") + "/")) and len(target) >= depth:
+                held, depth = m.readonly, len(target)
+        return held
 
     def attr_on(self, name: str) -> bool:
         return self.attrs.get(name, "NO").upper() in ("YES", "ON", "TRUE", "1")
@@ -81,9 +93,10 @@ class Host:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, runner: Runner, root: str) -> None:
+    def __init__(self, runner: Runner, root: str, offline: bool = False) -> None:
         self.runner = runner
         self.root = root
+        self.offline = offline  # planning a dry run on another host: there is no host to ask
 
     # Attributes --------------------------------------------------------------------------------
 
@@ -98,6 +111,12 @@ class Host:
     def expand_attr(self, name: str, value: str) -> dict[str, str]:
         """The attributes to store for name=value (a shorthand may stand for several)."""
         return {name: self.check_attr(name, value)}
+
+    # Pots --------------------------------------------------------------------------------------
+
+    def check_layout(self, storage: str, type_: str, level: int) -> None:
+        """Refuse at create a pot this host could never start on `storage` ('dir' or 'zfs'),
+        rather than at its first start."""
 
     # Bases -------------------------------------------------------------------------------------
 

@@ -14,11 +14,12 @@ if TYPE_CHECKING:
 BACKENDS = ("dir", "zfs")
 
 
-def open_backend(kind: str, root: str, store: Store, dataset: str | None, runner: Runner | None = None) -> Snapshotter:
-    """The snapshotter for `kind`; imported lazily so the CLI only pays for the one it uses."""
+def open_backend(kind: str, root: str, store: Store, dataset: str | None, runner: Runner | None = None,
+                 host: str = "linux") -> Snapshotter:
+    """The snapshotter for `kind` on `host`; imported lazily so the CLI only pays for the one it uses."""
     if kind == "dir":
         from ladle.storage.dirfs import DirSnapshotter
-        return DirSnapshotter(root, store)
+        return DirSnapshotter(root, store, host)
     if kind == "zfs":
         from ladle.storage.zfs import ZfsSnapshotter
         if not dataset:

@@ -4,7 +4,8 @@ Each layer lives in ``<root>/storage/<key>/``: ``fs/`` is its tree (for an overl
 upper directory), ``work/`` is overlayfs's work directory, and ``snaps/<name>/`` holds snapshots
 as full copies of ``fs/``. Snapshots and clones therefore cost a copy (``cp -a``, which reflinks
 where the file system can), unlike ZFS; a clone is an independent copy, so ``promote`` has
-nothing to do. Overlay layers need Linux; on other hosts use full layers (``copy``).
+nothing to do. Overlay layers need Linux; on other hosts use full layers (``copy``). On FreeBSD
+a tree's file flags are cleared before it is removed (`ClearFlags`).
 
 An overlay layer's lower directories are always snapshot copies, never a live ``fs/``: overlayfs
 documents changing a lower layer under a mounted overlay as undefined. A snapshot of an overlay
@@ -19,15 +20,44 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ladle.errors import StateError, UsageError
-from ladle.plan.steps import CopyTree, MakeDir, RemoveTree, Rename, Step
+from ladle.plan.steps import Command, Context, CopyTree, MakeDir, RemoveTree, Rename, Step
 from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
+
+if TYPE_CHECKING:
+    from ladle.state.store import Store
+
+
+@dataclass
+class ClearFlags(Command):
+    """`chflags -R -x noschg PATH`, before removing a tree on FreeBSD: base.txz marks files
+    system-immutable (libc.so.7, ld-elf.so.1, /var/empty, ...), which not even root may remove.
+    Under -R no symbolic link is followed (-P is the default) and -x stays on the tree's own
+    file system. A tree already gone is fine (a removal finished after a crash)."""
+
+    path: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["chflags", "-R", "-x", "noschg", self.path]]
+
+    def apply(self, ctx: Context) -> None:
+        if os.path.lexists(self.path):
+            super().apply(ctx)
 
 
 class DirSnapshotter(Snapshotter):
     name = "dir"
+
+    def __init__(self, root: str, store: Store, host: str = "linux") -> None:
+        super().__init__(root, store)
+        self.host = host
+
+    def _remove_tree(self, path: str) -> list[Step]:
+        return [*([ClearFlags(path)] if self.host == "freebsd" else []), RemoveTree(path)]
 
     def _dir(self, key: str) -> str:
         return os.path.join(self.root, "storage", key)
@@ -89,7 +119,7 @@ class DirSnapshotter(Snapshotter):
     # Changes -----------------------------------------------------------------------------------
 
     def remove_orphan(self, key: str) -> list[Step]:
-        return [RemoveTree(self._dir(key))]
+        return self._remove_tree(self._dir(key))
 
     def new(self, key: str) -> list[Step]:
         d = self._dir(key)
@@ -135,7 +165,7 @@ class DirSnapshotter(Snapshotter):
         steps: list[Step] = [Rename(self.path(key), old), CopyTree(self._snapdir(f"{key}@{snap}"), self.path(key))]
         for s in later:
             steps += self._forget_snapshot(key, s)
-        return [*steps, RemoveTree(old)]
+        return [*steps, *self._remove_tree(old)]
 
     def remove_snapshot(self, key: str, snap: str) -> list[Step]:
         self.removable(key, snap)
@@ -144,7 +174,7 @@ class DirSnapshotter(Snapshotter):
     def _forget_snapshot(self, key: str, snap: str) -> list[Step]:
         row = self.store.get("snapshots", key=key, name=snap)
         return [put("snapshots", {"key": key, "name": snap}, None, row),
-                RemoveTree(self._snapdir(f"{key}@{snap}"))]
+                *self._remove_tree(self._snapdir(f"{key}@{snap}"))]
 
     def promote(self, key: str) -> list[Step]:
         self._layer(key)
@@ -172,4 +202,4 @@ class DirSnapshotter(Snapshotter):
         layer = self._layer(key)
         steps: list[Step] = [put("snapshots", {"key": key, "name": r["name"]}, None, r)
                              for r in self.store.all("snapshots", key=key)]
-        return [*steps, put("layers", {"key": key}, None, layer), RemoveTree(self._dir(key))]
+        return [*steps, put("layers", {"key": key}, None, layer), *self._remove_tree(self._dir(key))]

@@ -13,11 +13,19 @@ FreeBSD manual pages) and runs them through the runner. Public API:
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from typing import TYPE_CHECKING
 
+from ladle.errors import UsageError
 from ladle.hosts.base import Host, RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import jailparams, plans
-from ladle.hosts.freebsd.bases import DEFAULT_ARCH, DEFAULT_MIRROR, canonical_release, release_base_steps
+from ladle.hosts.freebsd.bases import (
+    DEFAULT_MIRROR,
+    MACHINE_ARCH,
+    canonical_release,
+    release_base_steps,
+    userland_version,
+)
 from ladle.hosts.freebsd.jailparams import attr_defaults, check_attr, expand_attr
 from ladle.hosts.freebsd.plans import copy_plan, exec_argv, main_argv, start_plan, stop_plan
 
@@ -36,13 +44,25 @@ __all__ = ["FreeBSDHost", "attr_defaults", "canonical_release", "check_attr", "c
 
 
 class FreeBSDHost(Host):
-    """Pots as FreeBSD jails. `arch` is the release architecture for bases (hw.machine)."""
+    """Pots as FreeBSD jails. `arch` is the `arch` setting (hw.machine of the bases), '' for
+    this host's."""
 
     name = "freebsd"
 
-    def __init__(self, runner: Runner, root: str, arch: str = DEFAULT_ARCH) -> None:
-        super().__init__(runner, root)
+    def __init__(self, runner: Runner, root: str, arch: str = "", offline: bool = False) -> None:
+        super().__init__(runner, root, offline)
         self.arch = arch
+
+    @cached_property
+    def machine(self) -> tuple[str, str]:
+        """(hw.machine, hw.machine_arch), which name the release directories: from the `arch`
+        setting, else `uname -m` and `uname -p` of this host; amd64 in a dry run from another
+        host, which has no FreeBSD to ask."""
+        if self.arch:
+            return self.arch, MACHINE_ARCH.get(self.arch, self.arch)
+        if self.offline:
+            return "amd64", "amd64"
+        return self.runner.run(["uname", "-m"]).strip(), self.runner.run(["uname", "-p"]).strip()
 
     # Attributes --------------------------------------------------------------------------------
 
@@ -59,10 +79,19 @@ class FreeBSDHost(Host):
         """The attributes to store for name=value (`sysvipc` sets sysvshm, sysvsem and sysvmsg)."""
         return jailparams.expand_attr(name, value)
 
+    # Pots --------------------------------------------------------------------------------------
+
+    def check_layout(self, storage: str, type_: str, level: int) -> None:
+        """A multi level 1 or 2 pot on dir storage is an overlay layer, which nullfs cannot
+        stack: it needs ZFS clones."""
+        if storage == "dir" and type_ == "multi" and level in (1, 2):
+            raise UsageError("on FreeBSD a multi level 1 or 2 pot needs zfs storage: ladle init --storage zfs"
+                             " --dataset POOL/PATH (or create it with -t single)")
+
     # Bases -------------------------------------------------------------------------------------
 
     def release_base_steps(self, release: str, dest: str, cache: str, mirror: str) -> list[Step]:
-        return release_base_steps(release, dest, cache, mirror or DEFAULT_MIRROR, self.arch)
+        return release_base_steps(release, dest, cache, mirror or DEFAULT_MIRROR, self.machine)
 
     # Life cycle ----------------------------------------------------------------------------------
 
@@ -71,7 +100,10 @@ class FreeBSDHost(Host):
         return [*python_argv(MONITOR), self.root]
 
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
-        return plans.start_plan(spec, self.on_exit(spec.name))
+        """pot's start; `osrelease` is the userland version of the pot's root tree (for a multi
+        pot, its base)."""
+        osrelease = userland_version(spec.root[0].source) if spec.root else None
+        return plans.start_plan(spec, self.on_exit(spec.name), osrelease)
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         return plans.stop_plan(spec, run)

@@ -41,7 +41,10 @@ ATTRS: dict[str, Attr] = {
     "procfs": Attr(BOOL, "NO", "mount.procfs"),
     "tmpfs": Attr(BOOL, "NO", "allow.mount.tmpfs"),
     "zfs": Attr(BOOL, "NO", "allow.mount.zfs"),
-    "raw_sockets": Attr(BOOL, "NO", "allow.raw_sockets"),
+    # pot's start passes these three always; here they are defaults that set-attr can turn off.
+    "raw_sockets": Attr(BOOL, "YES", "allow.raw_sockets"),
+    "socket_af": Attr(BOOL, "YES", "allow.socket_af"),
+    "chflags": Attr(BOOL, "YES", "allow.chflags"),
     "sysvshm": Attr(SYSV, "new", "sysvshm"),
     "sysvsem": Attr(SYSV, "new", "sysvsem"),
     "sysvmsg": Attr(SYSV, "new", "sysvmsg"),
@@ -57,7 +60,7 @@ ATTRS: dict[str, Attr] = {
 SHORTHANDS = {"sysvipc": SYSV_ATTRS}
 
 # The order in which boolean allow.* attributes appear on the `jail -c` line.
-ALLOW_ORDER = ("mlock", "mount", "nullfs", "tmpfs", "zfs", "linprocfs", "raw_sockets")
+ALLOW_ORDER = ("mlock", "mount", "nullfs", "tmpfs", "zfs", "linprocfs", "raw_sockets", "socket_af", "chflags")
 
 
 def attr_defaults() -> dict[str, str]:
@@ -115,15 +118,14 @@ def effective(attrs: dict[str, str]) -> dict[str, str]:
 
 
 def create_params(name: str, path: str, hostname: str, attrs: dict[str, str], network: str,
-                  osrelease: str | None = None) -> list[str]:
+                  osrelease: str | None = None, stack: str = "ipv4") -> list[str]:
     """The `jail -c` parameters of a pot, in a stable order.
 
     Always: name, path, host.hostname, `persist` (only while setting up: the start plan turns it
     off once the command runs, for non-persistent pots), devfs with the pot's ruleset,
     enforce_statfs, children.max, no hostname changes from inside. Then only the allow.* and
-    mount.* that attributes turn on, the SysV IPC modes, the stop settings, exec.clean and the
-    network: 'inherit' shares the host's stack, 'none' gives the jail its own (VNET) stack that
-    holds only lo0.
+    mount.* that attributes turn on (raw_sockets, socket_af and chflags are on unless turned
+    off), the SysV IPC modes, the stop settings, exec.clean and the network (`network_params`).
     """
     a = effective(attrs)
     params = [f"name={name}", f"path={path}", f"host.hostname={hostname}"]
@@ -139,13 +141,22 @@ def create_params(name: str, path: str, hostname: str, attrs: dict[str, str], ne
     if a["exec_stop"]:
         params.append(f"exec.stop={a['exec_stop']}")
     params.append("exec.clean")
-    params += network_params(network)
+    params += network_params(network, stack)
     return params
 
 
-def network_params(network: str) -> list[str]:
+STACK_PARAMS = {"ipv4": ["ip4=inherit", "ip6=disable"], "ipv6": ["ip4=disable", "ip6=inherit"],
+                "dual": ["ip4=inherit", "ip6=inherit"]}
+
+
+def network_params(network: str, stack: str = "ipv4") -> list[str]:
+    """'inherit' shares the host's addresses of the IP versions in `stack` (pot's
+    POT_NETWORK_STACK) and disables the other; 'none' gives the jail its own (VNET) stack that
+    holds only lo0."""
+    if stack not in STACK_PARAMS:
+        raise UsageError(f"network stack {stack!r} is not one of {', '.join(STACK_PARAMS)}")
     if network == "inherit":
-        return ["ip4=inherit", "ip6=inherit"]
+        return STACK_PARAMS[stack]
     if network == "none":
         return ["vnet=new"]
     raise UsageError(f"network {network!r} is not supported on FreeBSD yet (use inherit or none)")

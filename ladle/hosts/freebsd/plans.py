@@ -1,14 +1,14 @@
 """The FreeBSD start, stop and copy plans, after pot's (pot reference §5.2, §5.4, §4.5).
 
 Start: mount the root (when it is not already a whole tree at one path), the fscomps and
-mount-ins in order, tmpfs on /tmp; `jail -c` with explicit parameters and `persist`; lo0 for a
-VNET jail; then the pot's command in the background. Stop: `jail -r` (exec.stop, SIGTERM, wait,
+mount-ins in order, tmpfs on /tmp; the host's /etc/resolv.conf into the pot (pot's default DNS,
+unless its /etc is read-only); `jail -c` with explicit parameters and `persist`; lo0 for a VNET
+jail; then the pot's command in the background. Stop: `jail -r` (exec.stop, SIGTERM, wait,
 kill, all by jail(8)), then every mount in reverse order, each tolerant of being gone already.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 from ladle import names
@@ -16,6 +16,8 @@ from ladle.errors import NotFound, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import jailparams
 from ladle.hosts.freebsd.steps import (
+    CopyStage,
+    JailCopyHostFile,
     JailCreate,
     JailLoopbackUp,
     JailMain,
@@ -26,12 +28,14 @@ from ladle.hosts.freebsd.steps import (
     JailTmpfsMount,
     JailUnmount,
     NullfsMount,
+    RemoveStage,
     devfs_unmounts,
 )
 from ladle.plan.steps import Cmd, Step
 from ladle.storage.snapshotter import Mount
 
 DEFAULT_PATH = "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin"
+RESOLV_CONF = "/etc/resolv.conf"
 
 
 def jail_root(spec: RuntimeSpec) -> tuple[str, list[Mount]]:
@@ -92,16 +96,17 @@ def exec_argv(spec: RuntimeSpec, argv: list[str], env: dict[str, str]) -> list[s
             *(["/usr/bin/env", *pairs] if pairs else []), *argv]
 
 
-def start_plan(spec: RuntimeSpec, on_exit: list[str]) -> list[Step]:
+def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = None) -> list[Step]:
     name = names.pot_name(spec.name)
     attrs = jailparams.effective(spec.attrs)
     path, roots = jail_root(spec)
     steps = mount_steps(path, roots) + mount_steps(path, spec.mounts)
     if attrs["no-tmpfs"] != "YES":
         steps.append(JailTmpfsMount(path, "/tmp"))
-    osrelease = spec.extra.get("osrelease")
+    if not spec.read_only_at("/etc"):
+        steps.append(JailCopyHostFile(RESOLV_CONF, path, RESOLV_CONF))
     steps.append(JailCreate(jailparams.create_params(name, path, spec.hostname, spec.attrs, spec.network,
-                                                     str(osrelease) if osrelease else None)))
+                                                     osrelease, spec.stack)))
     if spec.network == "none":
         steps.append(JailLoopbackUp(name))
     steps.append(JailMain(name, main_argv(spec), spec.log_path, spec.run_dir, attrs["persistent"] == "YES",
@@ -130,41 +135,54 @@ def stop_plan(spec: RuntimeSpec, run: RunRecord | None) -> list[Step]:
 
 def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,
               create_parents: bool) -> list[Step]:
-    """pot's copy-in/copy-out: the host side is nullfs-mounted at a temporary directory under
-    the pot's /tmp (read-only for copy-in, read-write for copy-out) and /bin/cp -a runs inside
-    the jail, so that symbolic links on the pot's side resolve inside the pot.
+    """pot's copy-in/copy-out, staged so that the jail never sees a host directory.
+
+    The host side goes through a fresh directory private to root, `<run_dir>/copy.<token>`,
+    that holds only what is copied: copy-in copies the source there first (on the host),
+    copy-out starts with it empty. It is nullfs-mounted at a temporary directory under the pot's
+    /tmp (read-only for copy-in, read-write for copy-out) and /bin/cp -a runs inside the jail, so
+    that symbolic links on the pot's side resolve inside the pot. Copy-out copies the result from
+    the stage to the destination once the stage is unmounted (out of the jail's reach). The
+    stage is removed at the end, and by the undo when a step fails.
 
     A running pot runs cp with jexec. A stopped pot gets its root and mounts (not tmpfs, so the
     temporary directory is on its disk) and a throwaway jail with no network, whose `command`
-    is cp; the jail goes when cp exits. For copy-in of a file, its directory is what is mounted
-    (nullfs mounts of single files are not available on every supported release).
+    is cp; the jail goes when cp exits. The host side is the operator's: its links are followed
+    (as on Linux).
     """
     name = names.pot_name(spec.name)
     pot_path = "/" if pot_path == "/" else names.mountpoint(pot_path)
-    host_path = os.path.abspath(host_path)
     path, roots = jail_root(spec)
-    token = hashlib.sha256(f"{direction}\0{host_path}\0{pot_path}".encode()).hexdigest()[:8]
+    token = os.urandom(4).hex()
+    stage = os.path.join(spec.run_dir, f"copy.{token}")
     tmp = f"/tmp/ladle-copy-{direction}.{token}"
+    before: list[Step] = []
+    after: list[Step] = []
     if direction == "in":
-        if not os.path.exists(host_path):
+        source = os.path.realpath(host_path)
+        if not os.path.exists(source):
             raise NotFound(f"{host_path} does not exist")
-        if os.path.isdir(host_path):
-            source, src = host_path, tmp + "/"
-        else:
-            source, src = os.path.dirname(host_path), f"{tmp}/{os.path.basename(host_path)}"
-        cp = ["/bin/cp", "-a", src, pot_path]
+        if source == "/":
+            raise UsageError("cannot copy the host's root directory")
+        before.append(Cmd(["cp", "-a", source, stage + "/"]))
+        cp = ["/bin/cp", "-a", f"{tmp}/{os.path.basename(source)}", pot_path]
         parent = os.path.dirname(pot_path)
     elif direction == "out":
-        if not os.path.isdir(host_path):
+        host_dir = os.path.abspath(host_path)
+        if not os.path.isdir(host_dir):
             raise UsageError(f"copy-out needs an existing host directory, not {host_path}")
-        source = host_path
+        if pot_path == "/":
+            raise UsageError("give a file or directory inside the pot, not its root")
         cp = ["/bin/cp", "-a", pot_path, tmp + "/"]
+        after.append(Cmd(["cp", "-a", f"{stage}/{os.path.basename(pot_path)}", host_dir.rstrip("/") + "/"]))
         parent = ""
     else:
         raise UsageError(f"copy direction must be 'in' or 'out', not {direction!r}")
     running = run is not None and run.state == "running"
-    steps: list[Step] = [] if running else mount_steps(path, roots) + mount_steps(path, spec.mounts)
-    steps.append(NullfsMount(source, path, tmp, readonly=direction == "in", remove_dir=True))
+    steps: list[Step] = [CopyStage(stage), *before]
+    if not running:
+        steps += mount_steps(path, roots) + mount_steps(path, spec.mounts)
+    steps.append(NullfsMount(stage, path, tmp, readonly=direction == "in", remove_dir=True))
     commands = ([["/bin/mkdir", "-p", parent]] if create_parents and parent != "/" and parent else []) + [cp]
     for argv in commands:
         if running:
@@ -176,5 +194,4 @@ def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_pat
     if not running:
         steps += [JailUnmount(path, "/" if m.target == "/" else names.mountpoint(m.target))
                   for m in reversed([*roots, *spec.mounts])]
-    return steps
-
+    return [*steps, *after, RemoveStage(stage)]

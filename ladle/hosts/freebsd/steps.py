@@ -143,6 +143,58 @@ class JailRmdir(Command):
                 raise
 
 
+@dataclass
+class JailCopyHostFile(Command):
+    """`cp -f SOURCE DEST`: a host file into the pot before it starts (/etc/resolv.conf, which
+    pot copies at every start). The directory is resolved inside the pot's root; cp -f removes
+    what is at the name and creates a new file, so a symbolic link the pot planted there is
+    replaced, never followed. Skipped when the pot has no such directory, as pot does."""
+
+    source: str
+    root: str
+    target: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["cp", "-f", self.source, host_path(self.root, self.target)]]
+
+    def apply(self, ctx: Context) -> None:
+        parent, name = os.path.split(self.target)
+        where = resolve_in_root(self.root, parent)
+        if os.path.isdir(where) and not os.path.islink(where):
+            ctx.runner.run(["cp", "-f", self.source, os.path.join(where, name)])
+
+
+@dataclass
+class CopyStage(Command):
+    """A copy's stage: a fresh directory on the host, private to root (0700), in the pot's run
+    directory; the only host directory a copy ever shows the jail. Undone by removing it."""
+
+    path: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["mkdir", "-p", "-m", "700", os.path.dirname(self.path)], ["mkdir", "-m", "700", self.path]]
+
+    def inverse(self) -> list[Step]:
+        return [RemoveStage(self.path)]
+
+
+@dataclass
+class RemoveStage(Command):
+    """`chflags -R -x noschg STAGE`, then `rm -rf STAGE`: cp -a keeps file flags, so a stage can
+    hold system-immutable files (a copy of libc), which rm cannot remove until they are cleared.
+    chflags may fail (a stage already gone); rm -rf says whether the stage is gone."""
+
+    path: str
+
+    def argvs(self) -> list[list[str]]:
+        return [["chflags", "-R", "-x", "noschg", self.path], ["rm", "-rf", self.path]]
+
+    def apply(self, ctx: Context) -> None:
+        clear, remove = self.argvs()
+        ctx.runner.run(clear, check=False)
+        ctx.runner.run(remove)
+
+
 def _param(params: list[str], name: str) -> str | None:
     for p in params:
         key, eq, value = p.partition("=")

@@ -32,7 +32,7 @@ BOOLEAN_ATTRS = ("persistent", "procfs", "fdescfs", "mlock",
                  "no-rc-script", "start-at-boot", "early-start-at-boot", "prunable", "to-be-pruned",
                  "localhost-tunnel", "no-tmpfs", "no-etc-hosts")
 FREEBSD_ONLY = ("enforce_statfs", "children", "devfs_ruleset", "mount", "nullfs", "tmpfs", "zfs",
-                "linprocfs", "raw_sockets", "sysvshm", "sysvsem", "sysvmsg")
+                "linprocfs", "raw_sockets", "socket_af", "chflags", "sysvshm", "sysvsem", "sysvmsg")
 DEFAULTS = {"persistent": "YES", "procfs": "YES", "fdescfs": "YES", "mlock": "NO",
             "sysvipc": "new", "stop_timeout": "10", "exec_stop": ""}
 

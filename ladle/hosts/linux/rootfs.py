@@ -1,5 +1,5 @@
 """A pot's file system on Linux as a list of operations, each able to print itself as the exact
-command that does the same (`mount`, `mknod`, `ln`) and to do it with system calls.
+command that does the same (`mount`, `mknod`, `ln`, `cp`) and to do it with system calls.
 
 `plan(spec)` is the one list both `--dry-run` and the pot's pid 1 use, so what is printed is what
 is done. Targets inside the pot are resolved from a descriptor of its root without following a
@@ -9,6 +9,7 @@ such a link.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import stat
@@ -149,6 +150,48 @@ class Symlink(Op):
 
 
 @dataclass(frozen=True)
+class CopyHostFile(Op):
+    """`cp --remove-destination SOURCE TARGET`: a host file into the pot before pivot_root (the
+    host's /etc/resolv.conf, which pot copies at every start). The directory is resolved inside
+    the pot's root; what is at the name is removed and a new file made with O_EXCL|O_NOFOLLOW,
+    so a symbolic link the pot planted there is replaced, never followed. Skipped when the pot
+    has no such directory, as pot does."""
+
+    source: str
+    target: str
+
+    def what(self) -> str:
+        return f"copy the host's {self.source} to /{self.target.strip('/')}"
+
+    def render(self, root: str) -> list[str]:
+        return [shlex.join(["cp", "--remove-destination", self.source, _at(root, self.target)])]
+
+    def apply(self, root_fd: int) -> None:
+        parent, name = os.path.split(self.target.strip("/"))
+        try:
+            dir_fd = mounts.open_in_root(root_fd, parent)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            if not stat.S_ISDIR(os.fstat(dir_fd).st_mode):
+                return
+            with open(self.source, "rb") as f:
+                data, mode = f.read(), stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=dir_fd)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
+                         dir_fd=dir_fd)  # the umask applies, as it does to cp
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dir_fd)
+
+
+@dataclass(frozen=True)
 class Mask(Op):
     """Hide host information (Docker's masked paths): /dev/null over a file, an empty read-only
     tmpfs over a directory. Skipped when the path does not exist in this kernel."""
@@ -218,6 +261,7 @@ DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("u
 MASKED = (("proc/kcore", False), ("proc/keys", False), ("proc/timer_list", False), ("proc/sched_debug", False),
           ("proc/latency_stats", False), ("proc/acpi", True), ("proc/scsi", True), ("sys/firmware", True))
 READ_ONLY = ("proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus", "proc/fs")
+RESOLV_CONF = "/etc/resolv.conf"  # the host's DNS, as pot's default (dns=inherit)
 
 
 def root_lines(root_mounts: list[Mount], root: str) -> list[str]:
@@ -239,6 +283,8 @@ def plan(spec: RuntimeSpec) -> list[Op]:
     ops: list[Op] = [BindMount(m.source, m.target, m.readonly) if m.type in ("bind", "rbind", "nullfs")
                      else FsMount(m.type, m.source, m.target, *mounts.parse_options(m.options))
                      for m in spec.mounts]
+    if not spec.read_only_at("/etc"):
+        ops.append(CopyHostFile(RESOLV_CONF, RESOLV_CONF.lstrip("/")))
     procfs = spec.attr_on("procfs")
     if procfs:
         ops.append(FsMount("proc", "proc", "proc", _SYSTEM))
