@@ -355,12 +355,17 @@ class Monitor:
     # Starting processes ------------------------------------------------------------------------
 
     def _await_report(self, fd: int, pid: int, done: Callable[[str | None], None],
-                      ready: Callable[[], None] | None = None, must_live: bool = False) -> None:
+                      ready: Callable[[], None] | None = None, must_live: bool = False,
+                      proc: Proc | None = None) -> None:
         """Read a child's report pipe: `E reason` is a failure; EOF means it exec'd (a command may
         well have ended already; a pid 1, `must_live`, must still be there). With `ready`, a first
         `K` line means its sandbox exists: `ready()` is called and the pipe is kept in
-        `PotState.report` until `enter`."""
+        `PotState.report` until `enter`. The exit of `proc` (a command) is handled only after its
+        report, whichever the kernel tells first: a command that ends at once is still recorded
+        as started, then as ended."""
         buf = bytearray()
+        if proc is not None:
+            proc.reporting = True
 
         def readable(f: Any, mask: int) -> None:
             try:
@@ -380,6 +385,10 @@ class Monitor:
                 if error is None and must_live and _exited(pid):
                     error = "it died while it was being set up"
                 done(error)
+                if proc is not None:
+                    proc.reporting = False
+                    if proc.status is not None:
+                        self.ended(proc, proc.status[0])
 
         os.set_blocking(fd, False)
         self.sel.register(fd, selectors.EVENT_READ, readable)
@@ -414,7 +423,7 @@ class Monitor:
             self.output.attach(pot, _take(fds))
             pot.waiters.append((conn, rid, True))
             pot.attached = conn
-        proc = Proc(child.pid, platform.start_time(child.pid), name, "main", True)
+        proc = Proc(child.pid, platform.current.start_time(child.pid, zombies=True), name, "main", True)
         self.procs[child.pid] = proc
         self.watch.add(child.pid)
 
@@ -432,7 +441,7 @@ class Monitor:
             self.runs.started(pot)
             self.reply(conn, rid, {"pid": proc.pid, "start": proc.start})
 
-        self._await_report(child.report, child.pid, execd)
+        self._await_report(child.report, child.pid, execd, proc=proc)
 
     def _spawn_exec(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> None:
         if len(fds) != 3:
@@ -444,7 +453,7 @@ class Monitor:
         finally:
             for fd in stdio:
                 os.close(fd)
-        proc = Proc(child.pid, platform.start_time(child.pid), pot.name, "exec", True, conn, rid)
+        proc = Proc(child.pid, platform.current.start_time(child.pid, zombies=True), pot.name, "exec", True, conn, rid)
         self.procs[child.pid] = proc
         self.watch.add(child.pid)
 
@@ -456,7 +465,7 @@ class Monitor:
             else:
                 self.reply(conn, rid, {"pid": child.pid})
 
-        self._await_report(child.report, child.pid, execd)
+        self._await_report(child.report, child.pid, execd, proc=proc)
 
     def _kill(self, proc: Proc, sig: int, group: bool = False) -> None:
         """Signal a process (with `group`, its process group: a pot's command leads its own, so a
@@ -481,7 +490,10 @@ class Monitor:
                     status: int | None = os.waitpid(pid, 0)[1]
                 except ChildProcessError:
                     status = None
-                self.ended(proc, status)
+                if proc.reporting:
+                    proc.status = (status,)
+                else:
+                    self.ended(proc, status)
             else:
                 self.await_status(proc)
 

@@ -58,6 +58,8 @@ class Proc:
     ours: bool  # our child (waitpid gives its status) or adopted (the keeper records it)
     conn: Conn | None = None  # who waits for an exec's exit
     rid: Any = None
+    reporting: bool = False  # its report pipe is not read yet: an exit waits for it
+    status: tuple[int | None] | None = None  # an exit that came before the report
 
 
 @dataclass(eq=False)
