@@ -299,7 +299,8 @@ class Client:
         from ladle.engine.run import run_detached
         return self._change(lambda e: run_detached(e, base, argv, name, network))
 
-    def gc(self) -> list[str]:
-        """Finish or roll back interrupted operations; clean up after crashed pots and leaks."""
+    def gc(self) -> Change:
+        """Finish or roll back interrupted operations; clean up after crashed pots and leaks. The
+        message has one line per repair (empty when there was nothing to do)."""
         from ladle.engine.gc import gc
-        return gc(self._engine(recover=False))
+        return self._change(lambda eng: "\n".join(gc(eng)), recover=False)

@@ -322,6 +322,14 @@ def test_a_dry_run_from_another_host_runs_nothing_and_trusts_the_run_records(
     assert start.returncode != 0 and start.stderr.strip() == "ladle: pot web is already running"
 
 
+def test_a_dry_run_init_for_another_host_asks_no_zfs_and_plans_every_dataset(tmp_path: Path) -> None:
+    proc = offline_cli(tmp_path, tmp_path / "fresh")("init", "--storage", "zfs", "--dataset", "zroot/ladle")
+    assert proc.returncode == 0, proc.stderr
+    assert f"zfs create -o mountpoint={tmp_path}/fresh/zfs -o atime=off zroot/ladle" in proc.stdout.splitlines()
+    assert "zfs create zroot/ladle/pots" in proc.stdout.splitlines()
+    assert not (tmp_path / "trapped.log").exists() and not (tmp_path / "fresh").exists()
+
+
 def test_a_layered_pot_on_dir_storage_is_refused_in_one_line_from_the_cli(engine: tuple[Engine, Transcribing],
                                                                          tmp_path: Path) -> None:
     eng, _ = engine

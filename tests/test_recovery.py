@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.conftest import LADLE, Ladle
+from tests.leaks import mounts
 
 
 def killed(cli: Ladle, fault: str, *args: str) -> None:
@@ -69,6 +70,23 @@ def test_a_killed_monitor_stops_nothing_and_loses_nothing(ladle: Ladle) -> None:
     assert ladle("logs", "job").stdout == "before\nafter\n"
     assert ladle("last-run-stats", "-p", "job").stdout == '{"ExitCode": 7}\n'
     ladle("stop", "web")
+
+
+def points() -> set[str]:
+    return {m.split()[1] for m in mounts()}
+
+
+def test_gc_unmounts_what_a_crash_left_under_the_state_root_and_a_dry_run_only_says_so(ladle: Ladle) -> None:
+    left = ladle.root / "run" / "web" / "stage"
+    left.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(left)], check=True)
+    try:
+        dry = ladle("--dry-run", "gc")
+        assert f"umount -l {left}" in dry.stdout.splitlines() and str(left) in points()
+        assert f"unmounted leaked {left}" in ladle("gc").stdout
+        assert str(left) not in points()
+    finally:
+        subprocess.run(["umount", "-l", str(left)], capture_output=True)
 
 
 def test_parallel_commands_on_different_pots_and_on_the_same_pot(ladle: Ladle) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import ladle
 from ladle.cli.common import Verbs, change, pot_arg, pot_name, verb
-from ladle.cli.output import as_json, names, table
+from ladle.cli.output import as_json, names, show_change, table
 
 
 def register(verbs: Verbs) -> None:
@@ -156,5 +157,5 @@ def _get_attr(client: ladle.Client, args: argparse.Namespace) -> None:
 
 
 def _gc(client: ladle.Client, args: argparse.Namespace) -> None:
-    lines = client.gc()
-    print("\n".join(lines) if lines else "nothing to clean up")
+    done = client.gc()
+    show_change(done if done.dry_run or done.message else replace(done, message="nothing to clean up"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ladle import _log
 from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
-from ladle.errors import Busy
+from ladle.errors import Busy, LadleError
 from ladle.plan.executor import finish, undo
 from ladle.plan.steps import Step, UnknownStep
 from ladle.state import locks
@@ -73,7 +73,7 @@ def gc(eng: Engine) -> list[str]:
                 lifecycle.stop_locked(eng, run.pot)
                 report.append(f"cleaned up after crashed pot {run.pot}")
     live = [r for r, ok in zip(recorded, alive, strict=True) if ok]
-    if live:
+    if live and not eng.dry_run:  # a dry run starts no monitor
         monitor = eng.monitor().request("hello")["pid"]
         report += [f"pot {r.pot} is running; its monitor {r.monitor_pid} had died, monitor {monitor} adopted it"
                    for r in live if r.monitor_pid != monitor]
@@ -105,6 +105,10 @@ def _leaked_mounts(eng: Engine, live: set[str]) -> list[str]:
     """Mounts under the state root left by a crash (not those of a pot that runs), innermost first."""
     out = []
     for point in sorted(eng.host.leaked_mounts(live), key=len, reverse=True):
-        eng.host.force_unmount(point)
+        try:
+            eng.execute("gc", "global", eng.host.force_unmount(point), on_crash="finish")
+        except LadleError as e:
+            _log.warning(f"could not unmount leaked {point}: {e}")
+            continue
         out.append(f"unmounted leaked {point}")
     return out

@@ -27,7 +27,7 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
         raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH with --storage zfs")
     root = eng.root
     wanted = [*_missing_ancestors(root), root, *(os.path.join(root, d) for d in SUBDIRS)]
-    dirs: list[Step] = [MakeDir(p, 0o700) for p in wanted if not os.path.isdir(p)]
+    dirs: list[Step] = [MakeDir(p, 0o700) for p in wanted if eng.offline or not os.path.isdir(p)]
     db = os.path.join(root, "ladle.db")
     existing = Store(db) if os.path.exists(db) else None
     have = existing.setting("storage") if existing else None
@@ -44,7 +44,7 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
     for key, value in (("storage", storage), ("dataset", dataset), ("host", eng.cfg.host)):
         if value is not None and store.setting(key) != value:
             steps.append(put("settings", {"key": key}, {"key": key, "value": value}, None))
-    steps += backend.init_steps()
+    steps += backend.init_steps(eng.offline)
     with eng.lock("global"):
         eng.execute("init", "global", steps)
     return f"ladle initialised in {root} ({storage} storage{' on ' + dataset if dataset else ''})"

@@ -179,8 +179,8 @@ class Host:
         """Mount points under the state root that a crash left (none of the pots in `live`)."""
         raise NotImplementedError
 
-    def force_unmount(self, point: str) -> None:
-        """Unmount a leaked mount even if it is busy."""
+    def force_unmount(self, point: str) -> list[Step]:
+        """A step that unmounts a leaked mount even if it is busy (a failure is only reported)."""
         raise NotImplementedError
 
     # Files -------------------------------------------------------------------------------------

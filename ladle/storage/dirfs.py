@@ -68,11 +68,11 @@ class DirSnapshotter(Snapshotter):
             raise UsageError(f"{ref!r} is not a snapshot reference")
         return os.path.join(self._dir(key), "snaps", snap)
 
-    def init_steps(self) -> list[Step]:
+    def init_steps(self, offline: bool = False) -> list[Step]:
         """Create the storage tree on `ladle init` (idempotent: only what is missing)."""
         base = os.path.join(self.root, "storage")
         paths = [base] + [os.path.join(base, k) for k in ("bases", "pots", "fscomps")]
-        return [MakeDir(p) for p in paths if not os.path.isdir(p)]
+        return [MakeDir(p) for p in paths if offline or not os.path.isdir(p)]
 
     # Queries -----------------------------------------------------------------------------------
 

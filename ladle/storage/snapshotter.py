@@ -197,8 +197,9 @@ class Snapshotter:
         """Remove a layer that `orphans` found; there are no rows to forget."""
         raise NotImplementedError
 
-    def init_steps(self) -> list[Step]:
-        """What `ladle init` creates for this backend; only what is missing (idempotent)."""
+    def init_steps(self, offline: bool = False) -> list[Step]:
+        """What `ladle init` creates for this backend; only what is missing (idempotent). A dry
+        run for another host (`offline`) has no host to ask: it plans everything."""
         raise NotImplementedError
 
     def new(self, key: str) -> list[Step]:

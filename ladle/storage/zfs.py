@@ -366,9 +366,9 @@ class ZfsSnapshotter(Snapshotter):
     def remove_orphan(self, key: str) -> list[Step]:
         return [ZfsDestroy(self.ds(key), recursive=True)]
 
-    def init_steps(self) -> list[Step]:
+    def init_steps(self, offline: bool = False) -> list[Step]:
         """Create `<dataset>` (mounted at `<root>/zfs`, atime off) and its children; only what is missing."""
-        have = zfs_list(self.runner, self.dataset, ["mountpoint"])
+        have = {} if offline else zfs_list(self.runner, self.dataset, ["mountpoint"])
         top = os.path.join(self.root, "zfs")
         steps: list[Step] = []
         if self.dataset not in have:

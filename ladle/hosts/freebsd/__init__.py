@@ -157,9 +157,11 @@ class FreeBSDHost(Host):
                 out.append(point)
         return out
 
-    def force_unmount(self, point: str) -> None:
+    def force_unmount(self, point: str) -> list[Step]:
         """`umount -f` (FreeBSD has no lazy unmount)."""
-        self.runner.run(["umount", "-f", point], check=False)
+        from ladle.plan.steps import Cmd
+
+        return [Cmd(["umount", "-f", point])]
 
     # Files -------------------------------------------------------------------------------------
 

@@ -165,8 +165,10 @@ class LinuxHost(Host):
             points = [line.split()[1].replace("\\040", " ") for line in f]
         return [p for p in points if p.startswith(prefix)]
 
-    def force_unmount(self, point: str) -> None:
-        self.runner.run(["umount", "-l", point], check=False)
+    def force_unmount(self, point: str) -> list[Step]:
+        from ladle.plan.steps import Cmd
+
+        return [Cmd(["umount", "-l", point])]
 
     # Files -------------------------------------------------------------------------------------
 
