@@ -23,6 +23,7 @@ test: lint
 
 bench: bootstrap
 	@bash scripts/bootstrap.sh --bench
+	@$(PY) -m compileall -q ladle  # PYTHONDONTWRITEBYTECODE would have every run compile the sources
 	$(PY) bench/run_latency
 	$(PY) bench/ls_many
 	$(PY) bench/memory

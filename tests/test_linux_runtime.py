@@ -22,7 +22,7 @@ from ladle.hosts.base import RunRecord
 from ladle.hosts.linux import LinuxHost, caps, rootfs
 from ladle.hosts.linux import busybox as bb
 from ladle.hosts.linux.container import command_argv
-from ladle.hosts.linux.steps import LinuxEnter, LinuxLinkUp, LinuxMain, LinuxSandbox, spec_from_json, spec_to_json
+from ladle.hosts.linux.steps import LinuxEnter, LinuxMain, LinuxSandbox, spec_from_json, spec_to_json
 from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Step
 from ladle.storage.snapshotter import Mount
@@ -474,11 +474,11 @@ def test_copy_render(pots: Pots) -> None:
 def test_start_is_split_around_host_side_steps_and_renders_exact_commands(pots: Pots) -> None:
     spec = pots.spec("nginx -g 'daemon off;'", mounts=[Mount("bind", "/srv", "/srv", ("ro",))])
     steps = pots.host.start_plan(spec)
-    assert [type(s) for s in steps] == [LinuxSandbox, LinuxLinkUp, LinuxEnter, LinuxMain]
+    assert [type(s) for s in steps] == [LinuxSandbox, LinuxEnter, LinuxMain]
     lines = [line for s in steps for line in s.render()]
     root = f"{pots.base}/run/web/root"
     assert "unshare --pid --fork --mount --uts --ipc --net --propagation private" in lines
-    assert 'nsenter --target "$PID1" --net -- ip link set lo up' in lines  # host side, pid 1 waiting
+    assert "ip link set lo up" in lines  # by pid 1, in the pot's new network namespace
     for want in (f"mount -t overlay -o lowerdir={pots.tree},upperdir={pots.base}/web/upper,"
                  f"workdir={pots.base}/web/work overlay {root}",
                  f"mount --rbind /srv {root}/srv", f"mount -o remount,bind,ro {root}/srv",

@@ -94,16 +94,15 @@ class LinuxHost(Host):
 
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
         from ladle.hosts.linux import container
-        from ladle.hosts.linux.steps import LinuxEnter, LinuxLinkUp, LinuxMain, LinuxSandbox, spec_to_json
+        from ladle.hosts.linux.steps import LinuxEnter, LinuxMain, LinuxSandbox, spec_to_json
 
         container.check_spec(spec)
         container.command_argv(spec.cmd)
         data = spec_to_json(spec)
-        ns = container.namespaces(spec)
-        steps: list[Step] = [LinuxSandbox(spec.name, ns)]
-        if "net" in ns:  # host-side steps go here: they address the pot by its waiting pid 1
-            steps.append(LinuxLinkUp(spec.name, "lo"))
-        return [*steps, LinuxEnter(spec.name, data), LinuxMain(spec.name, data, self.on_exit(spec.name))]
+        # Host-side steps (veths, cgroups) go between the sandbox and `enter`: they address the
+        # pot by its waiting pid 1.
+        return [LinuxSandbox(spec.name, container.namespaces(spec)), LinuxEnter(spec.name, data),
+                LinuxMain(spec.name, data, self.on_exit(spec.name))]
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         from ladle.hosts.linux.steps import LinuxStop, spec_to_json

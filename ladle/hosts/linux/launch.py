@@ -195,6 +195,8 @@ def _pid1(flags: int, ctl: int, rep: int, init: int, title: str) -> NoReturn:
         root = os.path.join(spec.run_dir, "root")
         rootfs.build(spec, root)
         sc.sethostname(spec.hostname)
+        if flags & sc.CLONE_NEWNET:
+            sc.interface_up("lo")  # a fresh network namespace has its loopback down
         mounts.pivot(root)
         caps.drop(spec.attr_on("mlock"))
         default_signals()

@@ -105,34 +105,6 @@ class LinuxDiscard(Step):
         _monitor(ctx).request("stop", pot=self.pot, timeout=0)
 
 
-def _pid1(ctx: Context, pot: str) -> tuple[int, int | None]:
-    pots = _monitor(ctx).request("status")["pots"]
-    info = pots.get(pot) or {}
-    if not info.get("init_pid"):
-        raise HostError(f"pot {pot} has no pid 1")
-    from ladle import platform
-
-    pid = int(info["init_pid"])
-    return pid, platform.start_time(pid)
-
-
-@dataclass
-class LinuxLinkUp(Step):
-    """A host-side step: bring an interface of the pot's network namespace up (its loopback)."""
-
-    pot: str
-    interface: str = "lo"
-
-    def render(self) -> list[str]:
-        return [f"nsenter --target {PID1} --net -- " + shlex.join(["ip", "link", "set", self.interface, "up"])]
-
-    def apply(self, ctx: Context) -> None:
-        from ladle.hosts.linux import netns
-
-        pid, start = _pid1(ctx, self.pot)
-        netns.run_in(pid, start, self.pot, lambda: netns.link_up(self.interface))
-
-
 @dataclass
 class LinuxEnter(Step):
     """pid 1 builds the pot's tree, pivots into it, drops its capabilities and execs catatonit."""
@@ -149,7 +121,10 @@ class LinuxEnter(Step):
         lines += _mount_lines(spec.root, root)
         for op in rootfs.plan(spec):
             lines += op.render(root)
-        lines += [shlex.join(["hostname", spec.hostname]), shlex.join(["cd", root]), "pivot_root . .",
+        lines.append(shlex.join(["hostname", spec.hostname]))
+        if spec.network != "inherit":
+            lines.append("ip link set lo up")
+        lines += [shlex.join(["cd", root]), "pivot_root . .",
                   "umount -l .",
                   shlex.join(["exec", "setpriv", *caps_flags(spec.attr_on("mlock")), "--", "env", "-i",
                               "catatonit", "-P"]) + "  # from a sealed copy in memory"]
