@@ -9,6 +9,7 @@ LADLE  := $(VENV)/bin/ladle
 
 bootstrap:
 	@bash scripts/bootstrap.sh
+	@$(PY) -m compileall -q ladle  # under PYTHONDONTWRITEBYTECODE every ladle process would compile them
 
 run: bootstrap
 	@bash scripts/main-job.sh $(LADLE)
@@ -23,7 +24,6 @@ test: lint
 
 bench: bootstrap
 	@bash scripts/bootstrap.sh --bench
-	@$(PY) -m compileall -q ladle  # PYTHONDONTWRITEBYTECODE would have every run compile the sources
 	$(PY) bench/run_latency
 	$(PY) bench/ls_many
 	$(PY) bench/memory
