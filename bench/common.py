@@ -47,4 +47,19 @@ def scratch_ladle() -> Iterator[list[str]]:
         names = subprocess.run([*cli, "ls", "-q"], capture_output=True, text=True).stdout.split()
         for name in names:
             subprocess.run([*cli, "destroy", "-p", name, "-F"], stdout=subprocess.DEVNULL)
+        end_monitor(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def end_monitor(root: str) -> None:
+    """Stop the keeper, monitor and spare pid 1 of `root` (a bench may keep them idle for long),
+    found by the names they give themselves."""
+    titles = {f"{who} {root}".encode() for who in ("ladle-mon-keeper", "ladle-mon", "ladle-pid1")}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read().rstrip(b"\0 ")
+            if title in titles:
+                os.kill(int(pid), 9)
+        except (OSError, ValueError):
+            continue
