@@ -248,6 +248,12 @@ class Client:
         from ladle.engine.lifecycle import start
         return self._change(lambda e: start(e, name))
 
+    def start_attached(self, name: str, *, stdio: tuple[int, int, int] | None = None) -> RunResult:
+        """pot's start of a non-persistent pot: run its command in the foreground (on `stdio`, or
+        captured in the result), pass this process's signals on to it, stop the pot when it exits."""
+        from ladle.engine.run import start_attached
+        return start_attached(self._engine(recover=True), name, stdio)
+
     def stop(self, name: str) -> Change:
         from ladle.engine.lifecycle import stop
         return self._change(lambda e: stop(e, name))

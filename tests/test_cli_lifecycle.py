@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Ladle
+from tests.conftest import LADLE, Ladle
 
 
 @pytest.fixture
@@ -72,13 +74,41 @@ def test_non_persistent_pots_clean_up_and_keep_the_exit_code(bb: Ladle) -> None:
     bb("create", "-p", "job", "-b", "busybox", "-c", "echo out; echo err >&2; exit 4")
     bb("set-attr", "-p", "job", "-A", "persistent", "-V", "no")
     assert bb("get-attr", "-p", "job", "-A", "persistent", "-q").stdout == "NO\n"
-    bb("start", "job")
+    bb("start", "-d", "job")
     deadline = time.monotonic() + 10
     while status(bb, "job") == "running" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert status(bb, "job") == "exited (4)"
     logs = bb("logs", "job").stdout
     assert "out" in logs and "err" in logs
+
+
+def test_a_non_persistent_start_runs_in_the_foreground_with_pots_exit_code(bb: Ladle) -> None:
+    """What pot's Nomad driver relies on: `start` blocks, the output is its own, 125 means the
+    command failed and last-run-stats says how."""
+    bb("create", "-p", "job", "-b", "busybox", "-c", "sh -c 'echo out; echo err >&2; exit 4'")
+    bb("set-attr", "-p", "job", "-A", "persistent", "-V", "NO")
+    proc = bb("start", "job", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (125, "out\n", "err\n")
+    assert bb("last-run-stats", "-p", "job").stdout == '{"ExitCode": 4}\n'
+    assert status(bb, "job") == "exited (4)"
+    bb("set-cmd", "-p", "job", "-c", "echo fine")
+    assert bb("start", "-p", "job").stdout == "fine\n"
+    assert bb("last-run-stats", "-p", "job").stdout == '{"ExitCode": 0}\n'
+
+
+def test_a_foreground_start_passes_its_signals_on_and_stops_the_pot(bb: Ladle) -> None:
+    bb("create", "-p", "job", "-b", "busybox", "-c",
+       "sh -c 'trap \"echo got-TERM; exit 9\" TERM; echo ready; while :; do sleep 0.1; done'")
+    bb("set-attr", "-p", "job", "-A", "persistent", "-V", "NO")
+    proc = subprocess.Popen([*LADLE, "--root", str(bb.root), "start", "job"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 125 and proc.stdout.read() == "got-TERM\n"
+    assert bb("last-run-stats", "-p", "job").stdout == '{"ExitCode": 9}\n'
+    assert status(bb, "job") != "running"
+    bb("start", "-d", "job")  # nothing of the last run is in the way
+    bb("stop", "job")
 
 
 def test_persistent_pots_outlive_their_command(bb: Ladle) -> None:
@@ -133,7 +163,7 @@ def test_start_twice_and_stop_twice(bb: Ladle) -> None:
 def test_logs_follow_prints_until_the_pot_stops(bb: Ladle) -> None:
     bb("create", "-p", "job", "-b", "busybox", "-c", "for i in 1 2 3; do echo line $i; sleep 0.3; done")
     bb("set-attr", "-p", "job", "-A", "persistent", "-V", "NO")
-    bb("start", "job")
+    bb("start", "-d", "job")
     followed = bb("logs", "-f", "job", timeout=30).stdout
     assert followed.splitlines() == ["line 1", "line 2", "line 3"]
     assert status(bb, "job") == "exited (0)"
@@ -143,7 +173,7 @@ def test_signal_reaches_the_command_and_wait_returns_its_code(bb: Ladle) -> None
     bb("create", "-p", "job", "-b", "busybox", "-c",
        "sh -c 'trap \"echo got-HUP; exit 5\" HUP; echo ready; while :; do sleep 0.1; done'")
     bb("set-attr", "-p", "job", "-A", "persistent", "-V", "NO")
-    bb("start", "job")
+    bb("start", "-d", "job")
     assert "unknown signal 'NOPE'" in bb.fails("signal", "-p", "job", "-s", "NOPE")
     assert "no signal number 999" in bb.fails("signal", "-p", "job", "-s", "999")
     assert bb("signal", "-p", "job", "-s", "hup").stdout == "sent SIGHUP to the command of pot job\n"

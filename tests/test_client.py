@@ -43,6 +43,9 @@ def test_the_verbs_return_data_and_print_nothing(client: ladle.Client, capfd: py
     assert (result.exit_code, sorted(result.output.split() if result.output else [])) == (3, [b"err", b"out"])
     client.stop("web")
     assert client.last_run_stats("web").pot_json() == {"ExitCode": 128 + 15}
+    client.create("job", base="busybox", cmd="sh -c 'echo done; exit 6'", persistent=False)
+    job = client.start_attached("job")
+    assert (job.exit_code, job.output) == (6, b"done\n") and client.info("job").status == "exited (6)"
     assert capfd.readouterr() == ("", "")  # the library never prints
 
 

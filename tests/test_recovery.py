@@ -53,7 +53,7 @@ def test_a_killed_monitor_stops_nothing_and_loses_nothing(ladle: Ladle) -> None:
     ladle("set-attr", "-p", "job", "-A", "persistent", "-V", "no")
     ladle("create", "-p", "web", "-b", "busybox", "-c", "sleep 1000")
     subprocess.run(["mkfifo", str(ladle.root / "storage" / "pots" / "job" / "fs" / "go")], check=True)
-    ladle("start", "job")
+    ladle("start", "-d", "job")
     ladle("start", "web")
     run = json.loads(ladle("info", "-p", "web", "--json").stdout)["run"]
     os.kill(run["monitor_pid"], signal.SIGKILL)

@@ -22,7 +22,7 @@ from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import FreeBSDHost
 from ladle.platform.freebsd import parse_kinfo_proc
 from ladle.storage.snapshotter import Mount
-from ladle.supervise import logs, protocol
+from ladle.supervise import attach, logs, protocol
 from ladle.supervise.client import MonitorClient
 from ladle.supervise.records import exit_code
 from tests.freebsd_monitor import FreeBSDPots, wait_gone
@@ -50,6 +50,34 @@ def test_a_non_persistent_pot_is_torn_down_when_its_command_ends(freebsd: FreeBS
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert marker.read_text() == "stop"  # on FreeBSD this is `ladle stop job`: jail -r, umount
+
+
+def test_an_attached_start_streams_the_jails_output_apart_and_leaves_the_teardown_to_its_caller(
+        freebsd: FreeBSDPots, tmp_path: Path) -> None:
+    """`run` and a non-persistent `start` on FreeBSD: stdout and stderr reach the caller's pipes,
+    the exit code its wait; the monitor does not tear the pot down under it."""
+    marker = tmp_path / "torn-down"
+    teardown = [sys.executable, "-c", f"open({str(marker)!r}, 'w').write('stop')"]
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    freebsd.ctx.attach = (out_w, err_w)
+    try:
+        freebsd.start("job", ["/bin/sh", "-c", "echo out; echo err >&2; exit 4"], persistent=False,
+                      on_exit=teardown)
+    finally:
+        freebsd.ctx.attach = None
+        os.close(out_w)
+        os.close(err_w)
+    got: dict[int, bytearray] = {out_r: bytearray(), err_r: bytearray()}
+    try:
+        code = attach.wait(freebsd.monitor, {"pot": "job"}, {fd: buf.extend for fd, buf in got.items()})
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    assert (code, bytes(got[out_r]), bytes(got[err_r])) == (4, b"out\n", b"err\n")
+    assert freebsd.wait_ended("job")["exit_code"] == 4 and not marker.exists()
+    assert sorted(freebsd.log("job").split()) == ["err", "out"]  # the log keeps both
+    freebsd.stop("job")
 
 
 def test_a_stopped_command_ends_stopped_with_its_signal(freebsd: FreeBSDPots) -> None:

@@ -12,9 +12,12 @@ from ladle.cli.output import show_change
 
 
 def register(verbs: Verbs) -> None:
-    p = verb(verbs, "start", change(lambda c, a: c.start(pot_name(a))),
-             "start a pot; returns once its command runs, or fails with the reason", changes=True)
+    p = verb(verbs, "start", _start, "start a pot; returns once its command runs, or fails with the reason. "
+             "A non-persistent pot runs in the foreground, as pot's: its output here, exit 125 if its command "
+             "fails (last-run-stats has its code)", changes=True)
     pot_arg(p)
+    p.add_argument("-d", dest="detach", action="store_true",
+                   help="a non-persistent pot too: return once its command runs")
 
     p = verb(verbs, "stop", change(lambda c, a: c.stop(pot_name(a))),
              "stop a pot: SIGTERM, then SIGKILL after its stop_timeout; then clean up", changes=True)
@@ -106,6 +109,17 @@ def _wait(client: ladle.Client, args: argparse.Namespace) -> None:
 
 def _last_run_stats(client: ladle.Client, args: argparse.Namespace) -> None:
     print(json.dumps(client.last_run_stats(pot_name(args)).pot_json()))
+
+
+def _start(client: ladle.Client, args: argparse.Namespace) -> int:
+    name = pot_name(args)
+    if args.detach or client.info(name).persistent:
+        show_change(client.start(name))
+        return 0
+    result = client.start_attached(name, stdio=(0, 1, 2))
+    if client.dry_run:
+        print("\n".join(result.commands))
+    return 0 if result.exit_code == 0 else 125
 
 
 def _run(client: ladle.Client, args: argparse.Namespace) -> int:

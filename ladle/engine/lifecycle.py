@@ -32,12 +32,19 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
 
 def start(eng: Engine, name: str) -> str:
     with eng.lock(f"pot-{name}"):
-        pot = eng.pot(name)
-        if is_running(eng, name):
-            raise StateError(f"pot {name} is already running")
-        _clean_stale(eng, name)
+        pot = startable(eng, name)
         eng.execute("start", f"pot:{name}", eng.host.start_plan(spec(eng, pot)))
     return f"started pot {name}"
+
+
+def startable(eng: Engine, name: str) -> dict[str, Any]:
+    """The pot's row, if it may start now (its lock held): not running, and whatever a crashed
+    run left of it torn down."""
+    pot = eng.pot(name)
+    if is_running(eng, name):
+        raise StateError(f"pot {name} is already running")
+    _clean_stale(eng, name)
+    return pot
 
 
 def _clean_stale(eng: Engine, name: str) -> None:

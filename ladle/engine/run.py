@@ -1,4 +1,5 @@
-"""Docker's `run`: create a non-persistent pot, run its command, and optionally destroy it."""
+"""Pots run attached: Docker's `run` (create a non-persistent pot, run its command, optionally
+destroy it) and pot's start of a non-persistent pot (its command in the foreground)."""
 
 from __future__ import annotations
 
@@ -35,15 +36,34 @@ def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool,
             eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, eng.pot(name))))
         eng.lines.append("# then wait for its command" + (", then destroy the pot" if remove else ""))
         return RunResult(name, 0, None, tuple(eng.lines))
+    return _attached(eng, name, stdio, remove)
+
+
+def start_attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None) -> RunResult:
+    """pot's start of a non-persistent pot: run its command with its output through us, forward
+    our signals to it, and stop the pot when it exits (DESIGN §5)."""
+    if eng.dry_run:
+        lifecycle.start(eng, name)
+        eng.lines.append("# then wait for its command, then stop the pot")
+        return RunResult(name, 0, None, tuple(eng.lines))
+    return _attached(eng, name, stdio, remove=False)
+
+
+def _attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None, remove: bool) -> RunResult:
+    """Start `name` attached and wait for its command; then destroy it (`remove`) or stop it, if
+    this start got as far as running anything."""
     captured = bytearray()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     code: int | None = None
+    started = False
     try:
         with eng.lock(f"pot-{name}"):
+            pot = lifecycle.startable(eng, name)
+            started = True
             eng.ctx.attach = (out_w, err_w)
             try:
-                eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, eng.pot(name))))
+                eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, pot)))
             finally:
                 eng.ctx.attach = None
                 os.close(out_w)
@@ -56,7 +76,7 @@ def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool,
         os.close(err_r)
         if remove:
             pots.destroy(eng, name, recursive=False, force=True)
-        else:
+        elif started:
             with eng.lock(f"pot-{name}"):
                 lifecycle.stop_locked(eng, name)
     return RunResult(name, 255 if code is None else code, None if stdio else bytes(captured))
