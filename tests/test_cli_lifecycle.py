@@ -111,6 +111,23 @@ def test_a_foreground_start_passes_its_signals_on_and_stops_the_pot(bb: Ladle) -
     bb("stop", "job")
 
 
+def test_a_foreground_start_killed_leaves_the_pot_to_the_monitor(bb: Ladle) -> None:
+    bb("create", "-p", "job", "-b", "busybox", "-c", "sh -c 'echo ready; read x < /go; exit 3'")
+    bb("set-attr", "-p", "job", "-A", "persistent", "-V", "NO")
+    subprocess.run(["mkfifo", str(bb.root / "storage" / "pots" / "job" / "fs" / "go")], check=True)
+    proc = subprocess.Popen([*LADLE, "--root", str(bb.root), "start", "job"], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.kill()
+    proc.wait()
+    assert status(bb, "job") == "running"  # the command runs on ...
+    bb("exec", "job", "--", "sh", "-c", "echo go > /go")
+    assert bb("wait", "job").stdout == "3\n"
+    deadline = time.monotonic() + 10
+    while status(bb, "job") == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert status(bb, "job") == "exited (3)"  # ... and the monitor tears the pot down after it
+
+
 def test_persistent_pots_outlive_their_command(bb: Ladle) -> None:
     bb("create", "-p", "keep", "-b", "busybox", "-c", "true")
     bb("start", "keep")
