@@ -40,11 +40,19 @@ def foreign_processes() -> set[str]:
         if None in theirs or theirs == mine:
             continue
         cmd = cmdline(pid)
-        if cmd is None:
+        if cmd is None or _zombie(pid):  # dead already, its reaper about to collect it
             continue
         if not cmd.startswith("ladle-pid1 "):
             found.add(f"{pid} {cmd}")
     return found
+
+
+def _zombie(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return True  # gone
 
 
 def interfaces() -> set[str]:
