@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 
 class ExitWatcher:
     """Tells when watched processes exit. Its `fileno()` becomes readable when one has; `exited()`
@@ -64,7 +62,3 @@ class Platform:
     def set_title(self, title: str) -> None:
         """Show `title` for this process in ps(1)."""
         raise NotImplementedError
-
-    def close_from(self, first: int) -> None:
-        """Close every descriptor >= first (close_range / closefrom)."""
-        os.closerange(first, 0x7FFFFFFF)
