@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 from ladle import names
 from ladle.engine.core import Engine
-
-if TYPE_CHECKING:
-    from ladle._models import Base
 from ladle.engine.snapshots import snapshot_name
 from ladle.errors import Exists, NotFound, UsageError
 from ladle.plan.steps import Step
 from ladle.state.steps import put
+
+if TYPE_CHECKING:
+    from ladle._models import Base
 
 
 def create_base(eng: Engine, release: str, name: str | None, from_tar: str | None) -> str:

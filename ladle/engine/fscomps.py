@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 from ladle import names
 from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
-
-if TYPE_CHECKING:
-    from ladle._models import Fscomp
 from ladle.errors import Exists, NotFound, UsageError
 from ladle.plan.steps import Step
 from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount
+
+if TYPE_CHECKING:
+    from ladle._models import Fscomp
 
 
 def create_fscomp(eng: Engine, name: str) -> str:

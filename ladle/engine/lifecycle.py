@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 from ladle import _log, names
 from ladle.engine.core import Engine
 from ladle.engine.runs import alive, is_running, live_run, record
-
-if TYPE_CHECKING:
-    from ladle._models import LastRun
 from ladle.errors import StateError, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.storage.snapshotter import Mount
+
+if TYPE_CHECKING:
+    from ladle._models import LastRun
 
 
 def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:

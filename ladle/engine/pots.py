@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 from ladle import names
 from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
-
-if TYPE_CHECKING:
-    pass
 from ladle.errors import Exists, NotFound, StateError, UsageError
 from ladle.plan.steps import RemoveTree, Rename, Step
 from ladle.state.steps import put
+
+if TYPE_CHECKING:
+    pass
 
 NETWORKS = ("inherit", "none")
 DEFAULT_CMD = "sh /etc/rc"
