@@ -113,7 +113,7 @@ def _last_run_stats(client: ladle.Client, args: argparse.Namespace) -> None:
 
 def _start(client: ladle.Client, args: argparse.Namespace) -> int:
     name = pot_name(args)
-    if args.detach or client.info(name).persistent:
+    if args.detach or client.get_attr(name, "persistent") == "YES":  # one row, not all of `info`
         show_change(client.start(name))
         return 0
     result = client.start_attached(name, stdio=(0, 1, 2))
