@@ -5,7 +5,6 @@ runner. The two fakes sit at the command boundary, the only place the project al
 from __future__ import annotations
 
 import os
-import select
 import signal
 import time
 from collections.abc import Iterator
@@ -24,18 +23,6 @@ from ladle.supervise.client import MonitorClient
 from tests.recording_runner import RecordingRunner
 
 FAKES = Path(__file__).parent / "fakes"
-
-
-def wait_gone(pid: int, start: int | None, timeout: float = 10) -> None:
-    """Wait on a pidfd until `pid` (if it is still the process that started at `start`) exits."""
-    if not platform.alive(pid, start):
-        return
-    fd = os.pidfd_open(pid)
-    try:
-        if platform.alive(pid, start):
-            assert select.select([fd], [], [], timeout)[0], f"process {pid} still runs after {timeout}s"
-    finally:
-        os.close(fd)
 
 
 class FreeBSDPots:

@@ -25,7 +25,8 @@ from ladle.storage.snapshotter import Mount
 from ladle.supervise import attach, logs, protocol
 from ladle.supervise.client import MonitorClient
 from ladle.supervise.records import exit_code
-from tests.freebsd_monitor import FreeBSDPots, wait_gone
+from tests.freebsd_monitor import FreeBSDPots
+from tests.linux_fixtures import wait_pid
 from tests.recording_runner import RecordingRunner
 
 # The FreeBSD launcher --------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def test_a_killed_monitor_loses_no_log_line_and_no_exit_status(freebsd: FreeBSDP
     freebsd.start("job", ["/bin/sh", "-c", f"echo before; read x < {go}; echo after; exit 9"])
     first = freebsd.monitor_pid()
     os.kill(first, signal.SIGKILL)
-    wait_gone(first, None)
+    wait_pid(first, None)
     with open(go, "w") as f:  # the command goes on, writes and exits while no monitor runs
         f.write("now\n")
     freebsd.monitor.close()
@@ -135,8 +136,8 @@ def test_the_monitor_starts_on_demand_and_goes_when_idle(tmp_path: Path, monkeyp
     assert _cmdline(keeper).startswith(f"ladle-mon-keeper {root}")
     assert _cmdline(hello["pid"]).startswith(f"ladle-mon {root}")
     monitor.close()
-    wait_gone(hello["pid"], hello["start"])
-    wait_gone(keeper, None)
+    wait_pid(hello["pid"], hello["start"])
+    wait_pid(keeper, None)
     assert not (root / "run" / "monitor.sock").exists()
 
 
