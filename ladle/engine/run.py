@@ -3,6 +3,7 @@ destroy it) and pot's start of a non-persistent pot (its command in the foregrou
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from ladle._results import RunResult
 from ladle.engine import lifecycle, pots
 from ladle.engine.core import Engine
 from ladle.errors import UsageError
+from ladle.platform import write_all
 from ladle.supervise import attach
 
 
@@ -85,12 +87,7 @@ def _attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None, remove
 def _sink(fd: int | None, captured: bytearray) -> Callable[[bytes], None]:
     if fd is None:
         return captured.extend
-
-    def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    return write
+    return functools.partial(write_all, fd)
 
 
 def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, network: str) -> str:

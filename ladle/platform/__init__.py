@@ -14,11 +14,12 @@ the C library is looked up the first time a call needs it, so every module impor
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ladle.platform.base import ExitWatcher, FileWatcher, Platform
 
-__all__ = ["ExitWatcher", "FileWatcher", "Platform", "alive", "current", "start_time"]
+__all__ = ["ExitWatcher", "FileWatcher", "Platform", "alive", "current", "start_time", "write_all"]
 
 
 def _choose() -> Platform:
@@ -43,3 +44,10 @@ def alive(pid: int | None, started: int | None) -> bool:
         return False
     now = current.start_time(pid)
     return now is not None and (started is None or now == started)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`: a pipe, a socket or a terminal may take it in parts."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

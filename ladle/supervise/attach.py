@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ladle.platform import write_all
 from ladle.supervise.client import MonitorClient
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -91,7 +92,7 @@ def wait(monitor: MonitorClient, signal_target: dict[str, Any], outputs: dict[in
             if stdin_open and 0 in readable:
                 data = os.read(0, 65536)
                 if data and terminal is not None:
-                    _write_all(terminal, data)
+                    write_all(terminal, data)
                 else:
                     stdin_open = False
             if not exited and monitor.fileno() in readable:
@@ -142,11 +143,5 @@ def _pump(src: int, dst: int, block: bool = True) -> bool:
         return False
     if not data:
         return False
-    _write_all(dst, data)
+    write_all(dst, data)
     return True
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]

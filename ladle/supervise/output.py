@@ -8,13 +8,13 @@ holds a descriptor of it too (so what it writes while no monitor runs is kept fo
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import selectors
 import stat
 from collections.abc import Callable
 
+from ladle.platform import write_all
 from ladle.supervise.records import PotState, Sink
 
 SINK_LIMIT = 4 << 20   # bytes buffered for a slow attached client before it is dropped
@@ -161,10 +161,6 @@ class Output:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view):]
-        except OSError as e:
-            if e.errno != errno.EINTR:
-                return
+    """A log or sink that cannot take more (full disk, closed pipe) loses this data, not the monitor."""
+    with contextlib.suppress(OSError):
+        write_all(fd, data)

@@ -57,10 +57,7 @@ def sealed_copy(path: str) -> int:
     """A memfd holding `path`, sealed against any change, to exec from."""
     fd = os.memfd_create("catatonit", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     with open(path, "rb") as f:
-        data = f.read()
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+        platform.write_all(fd, f.read())
     fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
                 | fcntl.F_SEAL_SEAL)
     return fd
@@ -129,9 +126,7 @@ class LinuxLauncher(Launcher):
     def enter(self, sandbox: Sandbox, request: dict[str, Any]) -> None:
         data = json.dumps({"spec": request["spec"]}).encode()
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(sandbox.control, view):]
+            platform.write_all(sandbox.control, data)
         finally:
             os.close(sandbox.control)
             sandbox.control = -1

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ladle.hosts.base import RuntimeSpec
 from ladle.hosts.linux import mounts
 from ladle.hosts.linux import syscalls as sc
+from ladle.platform import write_all
 from ladle.storage.snapshotter import Mount
 
 _FLAG_NAMES = ((sc.MS_RDONLY, "ro"), (sc.MS_NOSUID, "nosuid"), (sc.MS_NODEV, "nodev"),
@@ -182,9 +183,7 @@ class CopyHostFile(Op):
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
                          dir_fd=dir_fd)  # the umask applies, as it does to cp
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                write_all(fd, data)
             finally:
                 os.close(fd)
         finally:
