@@ -2,15 +2,16 @@
 
 flock locks belong to an open file description, so two threads of one process that each open the
 lock file exclude each other exactly like two processes do. Waiting with a timeout uses no signal
-(SIGALRM works only in the main thread): a helper thread blocks in flock and hands the lock over
-if it gets it in time; if it gets it too late, it lets go at once.
+(SIGALRM works only in the main thread) and no helper thread: the lock is tried again, without
+blocking, at growing intervals until the deadline. Nothing is left trying once we give up, so a
+lock we gave up on is never taken late.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,13 +33,9 @@ def hold(root: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Non
     path = os.path.join(root, "locks", f"{name}.lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        if timeout <= 0:
-            os.close(fd)
-            raise Busy(f"{_label(name)} is busy: another ladle command is using it") from None
-        if not _wait(fd, timeout):  # the waiting thread owns fd now and closes it
-            raise Busy(f"{_label(name)} is busy: another ladle command held it for {timeout:g}s") from None
+        if not _acquire(fd, timeout):
+            raise Busy(f"{_label(name)} is busy: another ladle command " +
+                       ("is using it" if timeout <= 0 else f"held it for {timeout:g}s"))
     except BaseException:
         os.close(fd)
         raise
@@ -48,28 +45,17 @@ def hold(root: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Non
         os.close(fd)
 
 
-def _wait(fd: int, timeout: float) -> bool:
-    """Block in flock on a helper thread for at most `timeout`; True once the lock is held here."""
-    got = threading.Event()
-    guard = threading.Lock()
-    gave_up = False
-
-    def waiter() -> None:
+def _acquire(fd: int, timeout: float) -> bool:
+    """Try the lock until `timeout` has passed (once, for 0); True once it is held here."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            return
-        with guard:
-            if gave_up:
-                os.close(fd)  # too late: release it for whoever comes next
-                return
-            got.set()
-
-    threading.Thread(target=waiter, name="ladle-lock-wait", daemon=True).start()
-    if got.wait(timeout):
-        return True
-    with guard:
-        if got.is_set():
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
-        gave_up = True
-    return False
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
