@@ -24,6 +24,7 @@ os.environ.setdefault("LADLE_MONITOR_IDLE", "0.5")
 def no_leaks_in_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The whole run fails if anything it made is still on the host at the end, monitors of its
     state roots included (they go by themselves once idle: a test that left a pot keeps one)."""
+    leaks.claim(str(tmp_path_factory.getbasetemp()), f"/tmp/ladle-zfs-{os.getpid()}-", f"ladletest{os.getpid()}")
     before = leaks.snapshot(with_zfs=True)
     yield
     left = leaks.leaked(before, leaks.snapshot(with_zfs=True))

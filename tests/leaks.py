@@ -1,15 +1,35 @@
 """What a test run may leak on the host: mounts, processes in other pid namespaces, network
-namespaces, ladle-like interfaces, nftables tables and ZFS datasets. Compared before and after."""
+namespaces, ladle-like interfaces, nftables tables and ZFS datasets. Compared before and after.
+
+Several test runs may share the machine (helpers working at once): a mount, process or dataset that
+belongs to another run (under its pytest base directory, its ZFS roots, its pool) is not ours, so
+`claim` names this run's places and the rest of other runs' is left out."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+
+# Places that belong to some test run: pytest's base directories, the ZFS tests' roots, their pools.
+_RUN_PLACES = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+|/tmp/ladle-zfs-\d+-|ladletest\d+")
+_ours: list[str] = []
+
+
+def claim(*places: str) -> None:
+    """Name this run's places (its base directory, `ladle-zfs-PID-`, `ladletestPID`)."""
+    _ours.extend(places)
+
+
+def _others(text: str) -> bool:
+    """Whether `text` names a place of another test run."""
+    return any(m.group(0) not in _ours for m in _RUN_PLACES.finditer(text))
 
 
 def mounts() -> set[str]:
     with open("/proc/self/mounts") as f:
-        return {" ".join(line.split()[:3]) for line in f}
+        found = {" ".join(line.split()[:3]) for line in f}
+    return {m for m in found if not _others(m)}
 
 
 def _ns(pid: str, kind: str) -> str | None:
@@ -42,9 +62,23 @@ def foreign_processes() -> set[str]:
         cmd = cmdline(pid)
         if cmd is None or _zombie(pid):  # dead already, its reaper about to collect it
             continue
-        if not cmd.startswith("ladle-pid1 "):
+        if not cmd.startswith("ladle-pid1 ") and not _others(_lineage(pid)):
             found.add(f"{pid} {cmd}")
     return found
+
+
+def _lineage(pid: str) -> str:
+    """The command lines of a process's ancestors: a pot's reach its monitor or keeper, which name
+    their state root."""
+    names = []
+    while pid not in ("0", "1"):
+        names.append(cmdline(pid) or "")
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                pid = f.read().rpartition(b")")[2].split()[2].decode()
+        except (OSError, IndexError):
+            break
+    return " ".join(names)
 
 
 def _zombie(pid: str) -> bool:
@@ -72,7 +106,7 @@ def datasets() -> set[str]:
                              text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired):
         return set()
-    return set(out.split())
+    return {d for d in out.split() if not _others(d)}
 
 
 def snapshot(with_zfs: bool = False) -> dict[str, set[str]]:

@@ -92,7 +92,7 @@ def ladle_zfs(pool: str) -> Iterator[tuple[str, str, Store]]:
 
     Afterwards everything under `<pool>/ladle` is destroyed (clones included), then the root.
     """
-    root = tempfile.mkdtemp(prefix="ladle-zfs-")
+    root = tempfile.mkdtemp(prefix=f"ladle-zfs-{os.getpid()}-", dir="/tmp")
     dataset = f"{pool}/ladle"
     store = Store(os.path.join(root, "ladle.db"))
     try:
