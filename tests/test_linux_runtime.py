@@ -90,9 +90,9 @@ def test_pot_sees_itself_isolated(pots: Pots) -> None:
     assert lines[-1] == "done"
 
 
-def test_docker_default_capabilities_documented() -> None:
-    assert caps.mask(False) == 0xA80425FB  # Docker's default set
-    assert caps.mask(True) == 0xA80425FB | (1 << 14)
+def test_docker_default_capabilities_less_mknod_documented() -> None:
+    assert caps.mask(False) == 0xA80425FB & ~(1 << 27)  # Docker's default set without MKNOD
+    assert caps.mask(True) == (0xA80425FB & ~(1 << 27)) | (1 << 14)
     for name in caps.DEFAULT:
         assert name in (caps.__doc__ or "")
 
@@ -275,7 +275,9 @@ def test_exec_on_a_stopped_pot_is_refused(pots: Pots) -> None:
 def test_exec_render_is_nsenter(pots: Pots) -> None:
     spec = pots.spec("sleep 1")
     spec.extra["init_pid"] = 4242
-    line = pots.host.exec_render(spec, ["ls", "-l"], tty=False)[0]
+    note, line = pots.host.exec_render(spec, ["ls", "-l"], tty=False)
+    assert "seccomp filter" in note
+    assert pots.host.exec_render(pots.spec("sleep 1", seccomp="unconfined"), ["ls"], tty=False)[0].startswith("nsenter")
     assert line.startswith("nsenter --target 4242 --mount --uts --ipc --net --pid --root --wd=/ -- setpriv "
                            "--bounding-set=-all,+chown,")
     assert " --no-new-privs -- env -i " in line and line.endswith(" ls -l")
@@ -515,14 +517,19 @@ def test_inherit_network_has_no_host_side_step(pots: Pots) -> None:
 def test_attributes() -> None:
     host = LinuxHost(SubprocessRunner(), "/nonexistent")
     assert host.attr_defaults() == {"persistent": "YES", "procfs": "YES", "fdescfs": "YES", "mlock": "NO",
-                                    "sysvipc": "new", "stop_timeout": "10", "exec_stop": ""}
+                                    "sysvipc": "new", "stop_timeout": "10", "exec_stop": "", "seccomp": "default"}
     for value, want in (("yes", "YES"), ("On", "YES"), ("TRUE", "YES"), ("off", "NO"),
                         ("False", "NO"), ("no", "NO")):
         assert host.check_attr("persistent", value) == want
     assert host.check_attr("stop_timeout", "30") == "30"
     assert host.check_attr("sysvipc", "Inherit") == "inherit"
     assert host.check_attr("exec_stop", "nginx -s quit") == "nginx -s quit"
+    assert host.check_attr("seccomp", "Unconfined") == "unconfined"
+    assert host.check_attr("stop_timeout", "86400") == "86400"
     for name, value, msg in (("stop_timeout", "-1", "number"), ("stop_timeout", "soon", "number"),
+                             ("stop_timeout", "86401", "from 0 to 86400"),
+                             ("stop_timeout", "99999999999999999999999", "from 0 to 86400"),
+                             ("stop_timeout", "\u0661", "number"), ("seccomp", "off", "default or unconfined"),
                              ("mlock", "maybe", "yes or no"), ("persistent", "1", "yes or no"),
                              ("sysvipc", "disable", "not supported on linux"),
                              ("sysvipc", "shared", "new or inherit"), ("nosuch", "1", "unknown attribute"),

@@ -34,7 +34,8 @@ BOOLEAN_ATTRS = ("persistent", "procfs", "fdescfs", "mlock",
 FREEBSD_ONLY = ("enforce_statfs", "children", "devfs_ruleset", "mount", "nullfs", "tmpfs", "zfs",
                 "linprocfs", "raw_sockets", "socket_af", "chflags", "sysvshm", "sysvsem", "sysvmsg")
 DEFAULTS = {"persistent": "YES", "procfs": "YES", "fdescfs": "YES", "mlock": "NO",
-            "sysvipc": "new", "stop_timeout": "10", "exec_stop": ""}
+            "sysvipc": "new", "stop_timeout": "10", "exec_stop": "", "seccomp": "default"}
+MAX_STOP_TIMEOUT = 86400  # a day: longer is a mistake, and time.monotonic() + it must stay finite
 
 
 class LinuxHost(Host):
@@ -53,9 +54,16 @@ class LinuxHost(Host):
         if name in BOOLEAN_ATTRS:
             return yes_no(name, value)
         if name == "stop_timeout":
-            if not value.strip().isdigit():
-                raise UsageError(f"attribute stop_timeout takes a number of seconds, not {value!r}")
-            return str(int(value))
+            v = value.strip()
+            if not v.isascii() or not v.isdigit() or int(v) > MAX_STOP_TIMEOUT:
+                raise UsageError(f"attribute stop_timeout takes a number of seconds from 0 to {MAX_STOP_TIMEOUT},"
+                                 f" not {value!r}")
+            return str(int(v))
+        if name == "seccomp":
+            low = value.strip().lower()
+            if low not in ("default", "unconfined"):
+                raise UsageError(f"attribute seccomp takes default or unconfined, not {value!r}")
+            return low
         if name == "sysvipc":
             low = value.strip().lower()
             if low == "disable":
@@ -117,6 +125,7 @@ class LinuxHost(Host):
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
              tty: bool, env: dict[str, str]) -> int | None:
         from ladle.hosts.linux import container
+        from ladle.hosts.linux.steps import seccomp_on
         from ladle.supervise import attach
 
         entry = container.open_entry(run.init_pid, run.init_start)
@@ -127,21 +136,22 @@ class LinuxHost(Host):
         finally:
             entry.close()
         request = {"pot": spec.name, "argv": argv, "env": container.pot_env(spec, env),
-                   "mlock": spec.attr_on("mlock"), "tty": tty}
+                   "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "tty": tty}
         return attach.exec_in(monitor, request, terminal)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
         import shlex
 
         from ladle.hosts.linux import container
-        from ladle.hosts.linux.steps import caps_flags
+        from ladle.hosts.linux.steps import SECCOMP_NOTE, caps_flags, seccomp_on
 
         pid = str(spec.extra.get("init_pid") or "$PID1")
         env = [f"{k}={v}" for k, v in container.pot_env(spec).items()]
         line = shlex.join(["nsenter", "--target", pid, "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
                            "--wd=/", "--", "setpriv", *caps_flags(spec.attr_on("mlock")), "--", "env", "-i",
                            *env, *argv]).replace("'$PID1'", '"$PID1"')
-        return [line + ("  # on a new terminal of the pot's own devpts" if tty else "")]
+        note = [SECCOMP_NOTE] if seccomp_on(spec) else []
+        return [*note, line + ("  # on a new terminal of the pot's own devpts" if tty else "")]
 
     def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
         from ladle.hosts.linux.live import LinuxLiveMount

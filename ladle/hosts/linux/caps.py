@@ -1,11 +1,15 @@
 """The capabilities a pot's processes keep on Linux, and how they are dropped.
 
 A pot runs as root in the host's user namespace, so its capabilities are what separates it from
-the host. It keeps Docker's default set of 14, which common software (package managers, web
-servers dropping privileges, ping) needs and which grants no way out of the namespaces:
+the host. It keeps Docker's default set less MKNOD, 13, which common software (package managers,
+web servers dropping privileges, ping) needs and which grants no way out of the namespaces:
 
-    CHOWN DAC_OVERRIDE FSETID FOWNER MKNOD NET_RAW SETGID SETUID SETFCAP SETPCAP
+    CHOWN DAC_OVERRIDE FSETID FOWNER NET_RAW SETGID SETUID SETFCAP SETPCAP
     NET_BIND_SERVICE SYS_CHROOT KILL AUDIT_WRITE
+
+MKNOD goes because Docker's keeping it relies on a devices cgroup: without one, a pot could make
+a node of any host device. Its /dev holds the harmless nodes ladle makes, and every other mount
+of the pot is nodev.
 
 plus IPC_LOCK when the pot's `mlock` attribute is on (FreeBSD's `allow.mlock`). Everything else,
 notably SYS_ADMIN (mount, setns), SYS_MODULE, SYS_PTRACE, SYS_TIME, NET_ADMIN and SYS_BOOT, is
@@ -23,7 +27,7 @@ CAP = {
     "MKNOD": 27, "AUDIT_WRITE": 29, "SETFCAP": 31,
 }
 
-DEFAULT = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+DEFAULT = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "NET_RAW", "SETGID", "SETUID",
            "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
 
 

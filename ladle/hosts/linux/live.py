@@ -2,7 +2,7 @@
 
 After pivot_root the host's directories are not visible in a pot's mount namespace, so a bind
 mount cannot be made from inside it. Instead the source is cloned on the host as a detached tree
-(open_tree), made read-only if asked (mount_setattr), and moved onto the mount point inside the
+(open_tree), made nodev and read-only if asked (mount_setattr), and moved onto the mount point inside the
 pot (setns + move_mount). The mount point is resolved from the pot's root without ever following
 a symlink out of it. Each step runs in a forked child, so this process never changes namespace.
 """
@@ -91,21 +91,20 @@ class LinuxLiveMount(Step):
 
     def render(self) -> list[str]:
         ns = ["nsenter", "--target", str(self.init_pid), "--mount", "--"]
-        opts = ["-o", "bind,ro"] if self.readonly else ["--bind"]
+        opts = ["-o", "bind,ro,nodev" if self.readonly else "bind,nodev"]
         return ["# into the running pot, through a detached mount tree (open_tree, move_mount):",
                 shlex.join([*ns, "mount", *opts, self.source, self.target])]
 
     def apply(self, ctx: Context) -> None:
         def clone() -> int:
             tree = sc.open_tree(self.source, sc.OPEN_TREE_CLONE | sc.AT_RECURSIVE)
-            if self.readonly:
-                sc.set_readonly(tree)
+            sc.set_mount_attrs(tree, sc.MOUNT_ATTR_NODEV | (sc.MOUNT_ATTR_RDONLY if self.readonly else 0))
             return tree
 
         def attach(tree: int | None) -> None:
             root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             assert tree is not None
-            sc.move_mount(tree, mounts.open_in_root(root, self.target, create="dir"))
+            sc.move_mount(tree, mounts.mount_point(root, self.target))
 
         _in_pot(self.init_pid, self.init_start, self.name, clone, attach)
 

@@ -105,6 +105,17 @@ def open_in_root(root_fd: int, path: str, create: str | None = None, mode: int =
             os.close(fd)
 
 
+def mount_point(root_fd: int, path: str, create: str | None = "dir") -> int:
+    """`open_in_root` for a mount point, which must not be the pot's root itself: a link planted in
+    the pot (`ln -s / /evil`) would otherwise put the mount over the pot's whole tree."""
+    fd = open_in_root(root_fd, path, create)
+    here, top = os.fstat(fd), os.fstat(root_fd)
+    if (here.st_dev, here.st_ino) == (top.st_dev, top.st_ino):
+        os.close(fd)
+        raise MountError(f"mount point {path} leads to the pot's root directory (through a link in the pot)")
+    return fd
+
+
 def _describe(m: Mount) -> str:
     return f"cannot mount {m.type} {m.source} on {m.target}"
 
@@ -137,7 +148,7 @@ def mount_tree(root: list[Mount], mounts: list[Mount], root_path: str) -> int:
         try:
             is_bind = m.type in ("bind", "rbind", "nullfs")
             kind = "dir" if not is_bind or stat.S_ISDIR(os.stat(m.source).st_mode) else "file"
-            fd = open_in_root(root_fd, m.target, create=kind)
+            fd = mount_point(root_fd, m.target, create=kind)
             try:
                 flags, _ = parse_options(m.options)
                 if m.type in ("bind", "rbind", "nullfs"):

@@ -68,7 +68,7 @@ class BindMount(Op):
 
     def apply(self, root_fd: int) -> None:
         kind = "dir" if stat.S_ISDIR(os.stat(self.source).st_mode) else "file"
-        fd = mounts.open_in_root(root_fd, self.target, create=kind)
+        fd = mounts.mount_point(root_fd, self.target, create=kind)
         try:
             sc.mount(self.source, mounts.fd_path(fd), None, sc.MS_BIND | sc.MS_REC)
         finally:
@@ -96,11 +96,29 @@ class FsMount(Op):
                             _at(root, self.target)])]
 
     def apply(self, root_fd: int) -> None:
-        fd = mounts.open_in_root(root_fd, self.target, create="dir")
+        fd = mounts.mount_point(root_fd, self.target)
         try:
             sc.mount(self.source, mounts.fd_path(fd), self.fstype, self.flags, self.data or None)
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True)
+class NoDevices(Op):
+    """`nodev` on the pot's tree and everything mounted in it so far (its /dev comes after):
+    a device node that reached the tree from an image, a base or a host directory opens nothing."""
+
+    binds: tuple[tuple[str, bool], ...] = ()  # (target, read-only) of the bind mounts in the tree
+
+    def what(self) -> str:
+        return "make the pot's tree nodev"
+
+    def render(self, root: str) -> list[str]:
+        return [shlex.join(["mount", "-o", "remount,bind,ro,nodev" if ro else "remount,bind,nodev",
+                            _at(root, target)]) for target, ro in (("", False), *self.binds)]
+
+    def apply(self, root_fd: int) -> None:
+        sc.set_mount_attrs(root_fd, sc.MOUNT_ATTR_NODEV)  # recursive: the root and its mounts
 
 
 @dataclass(frozen=True)
@@ -284,6 +302,7 @@ def plan(spec: RuntimeSpec) -> list[Op]:
                      for m in spec.mounts]
     if not spec.read_only_at("/etc"):
         ops.append(CopyHostFile(RESOLV_CONF, RESOLV_CONF.lstrip("/")))
+    ops.append(NoDevices(tuple((m.target, m.readonly) for m in spec.mounts if m.type in ("bind", "rbind", "nullfs"))))
     procfs = spec.attr_on("procfs")
     if procfs:
         ops.append(FsMount("proc", "proc", "proc", _SYSTEM))

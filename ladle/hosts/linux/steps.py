@@ -54,6 +54,14 @@ def caps_flags(mlock: bool) -> list[str]:
     return [f"--bounding-set=-all,{keep}", f"--inh-caps=-all,{keep}", "--ambient-caps=-all", "--no-new-privs"]
 
 
+def seccomp_on(spec: RuntimeSpec) -> bool:
+    """Whether the pot's processes run under the default seccomp filter (attribute `seccomp`)."""
+    return spec.attrs.get("seccomp", "default") != "unconfined"
+
+
+SECCOMP_NOTE = "# then loads ladle's default seccomp filter (setpriv has no option for it) and execs:"
+
+
 def _monitor(ctx: Context) -> Any:
     if ctx.monitor is None:
         raise HostError("starting a pot needs its monitor")
@@ -126,6 +134,7 @@ class LinuxEnter(Step):
             lines.append("ip link set lo up")
         lines += [shlex.join(["cd", root]), "pivot_root . .",
                   "umount -l .",
+                  *([SECCOMP_NOTE] if seccomp_on(spec) else []),
                   shlex.join(["exec", "setpriv", *caps_flags(spec.attr_on("mlock")), "--", "env", "-i",
                               "catatonit", "-P"]) + "  # from a sealed copy in memory"]
         return lines
@@ -148,7 +157,7 @@ class LinuxMain(Step):
         spec = spec_from_json(self.spec)
         argv, probe = container.command_argv(spec.cmd)
         return {"pot": self.pot, "argv": argv, "env": container.pot_env(spec), "probe": probe,
-                "mlock": spec.attr_on("mlock"), "cwd": "/", "persistent": spec.persistent,
+                "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "cwd": "/", "persistent": spec.persistent,
                 "on_exit": self.on_exit, "log": spec.log_path, "run_dir": spec.run_dir}
 
     def render(self) -> list[str]:
@@ -159,6 +168,7 @@ class LinuxMain(Step):
                 "--", "setpriv", *caps_flags(req["mlock"]), "--", "env", "-i", *env, *req["argv"]]
         line = shlex.join(argv).replace("'$PID1'", PID1)
         return [f"# by the monitor, which copies the output to {req['log']} and records the run:",
+                *([SECCOMP_NOTE] if req["seccomp"] else []),
                 f"{line} </dev/null >{shlex.quote(run + '/out.fifo')} 2>{shlex.quote(run + '/err.fifo')}"]
 
     def apply(self, ctx: Context) -> None:

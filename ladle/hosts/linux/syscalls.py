@@ -46,6 +46,8 @@ MNT_DETACH = 2
 # prctl(2) options.
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
 PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
@@ -117,6 +119,11 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def set_no_new_privs() -> None:
     prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+def set_seccomp(prog_address: int) -> None:
+    """Load the seccomp filter whose struct sock_fprog is at `prog_address`."""
+    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog_address)
 
 
 def capbset_read(cap: int) -> bool:
@@ -195,6 +202,8 @@ OPEN_TREE_CLONE = 1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
 
 
 class _MountAttr(ctypes.Structure):
@@ -208,9 +217,10 @@ def open_tree(path: str, flags: int) -> int:
                                 ctypes.c_uint(flags | os.O_CLOEXEC)), f"open_tree {path}")
 
 
-def set_readonly(tree_fd: int) -> None:
-    """Make every mount of a detached tree read-only."""
-    attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+def set_mount_attrs(tree_fd: int, attrs: int) -> None:
+    """Set `attrs` (MOUNT_ATTR_*) on the mount at `tree_fd` and every mount below it (attached or
+    not)."""
+    attr = _MountAttr(attrs, 0, 0, 0)
     _check(_libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(tree_fd), _c_char_p(b""),
                          ctypes.c_uint(AT_EMPTY_PATH | AT_RECURSIVE), ctypes.byref(attr),
                          ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
