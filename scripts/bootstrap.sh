@@ -10,7 +10,9 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-packages=(zfs-fuse busybox-static catatonit iproute2 nftables util-linux)
+packages=(zfs-fuse busybox-static catatonit iproute2 nftables util-linux libseccomp2)
+# the escape probes in tests/security are a static C program built at test time
+packages+=(gcc libc6-dev)
 [ "${1:-}" = "--bench" ] && packages+=(podman runc hyperfine)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 
