@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ladle import _log
+from ladle import _log, names
 from ladle.config import load
 from ladle.engine.core import Engine
 from ladle.hosts import this_host
@@ -112,12 +112,18 @@ class Client:
     def init(self, storage: str = "dir", dataset: str | None = None) -> Change:
         """Create the state root, its database and storage (idempotent)."""
         from ladle.engine.setup import init
+        if dataset is not None:
+            names.host_path("--dataset", dataset)
         return self._change(lambda e: init(e, storage, dataset), recover=False)
 
     def create_base(self, release: str, name: str | None = None, from_tar: str | None = None) -> Change:
         """A base: a FreeBSD release (base.txz, checked against MANIFEST), 'busybox' on Linux, or
         any root file system tarball with `from_tar`."""
         from ladle.engine.bases import create_base
+        names.label("release", release)
+        names.check("base", name)
+        if from_tar is not None:
+            names.host_path("tarball", from_tar)
         return self._change(lambda e: create_base(e, release, name, from_tar))
 
     def bases(self) -> list[Base]:
@@ -126,6 +132,7 @@ class Client:
 
     def destroy_base(self, name: str, recursive: bool = False, force: bool = False) -> Change:
         from ladle.engine.bases import destroy_base
+        names.check("base", name)
         return self._change(lambda e: destroy_base(e, name, recursive, force))
 
     # Pots --------------------------------------------------------------------------------------
@@ -135,6 +142,10 @@ class Client:
                persistent: bool | None = None, attrs: dict[str, str] | None = None) -> Change:
         """A pot, with pot's types and levels (see the README)."""
         from ladle.engine.pots import create
+        names.check("pot", name, potbase)
+        names.check("base", base)
+        if cmd is not None:
+            names.text("the command", cmd)
         all_attrs = dict(attrs or {})
         if persistent is not None:
             all_attrs["persistent"] = "YES" if persistent else "NO"
@@ -143,6 +154,7 @@ class Client:
     def destroy(self, name: str, recursive: bool = False, force: bool = False) -> Change:
         """Destroy a pot; `recursive` also its dependants, `force` stops running ones first."""
         from ladle.engine.pots import destroy
+        names.check("pot", name)
         return self._change(lambda e: destroy(e, name, recursive, force))
 
     def pots(self) -> list[Pot]:
@@ -151,37 +163,51 @@ class Client:
 
     def info(self, name: str) -> PotInfo:
         from ladle.engine.show import info
+        names.check("pot", name)
         return self._read(lambda e: info(e, name))
 
     def clone(self, new: str, source: str, snapshot: str | None = None) -> Change:
         from ladle.engine.pots import clone
+        names.check("pot", new, source)
+        names.check("snapshot", snapshot)
         return self._change(lambda e: clone(e, new, source, snapshot))
 
     def rename(self, old: str, new: str) -> Change:
         from ladle.engine.pots import rename
+        names.check("pot", old, new)
         return self._change(lambda e: rename(e, old, new))
 
     def set_cmd(self, name: str, cmd: str) -> Change:
         from ladle.engine.pots import set_cmd
+        names.check("pot", name)
+        names.text("the command", cmd)
         return self._change(lambda e: set_cmd(e, name, cmd))
 
     def set_env(self, name: str, env: dict[str, str]) -> Change:
         """Replace the pot's environment."""
         from ladle.engine.pots import set_env
+        names.check("pot", name)
+        for key, value in env.items():
+            names.env_pair(f"{key}={value}")
         return self._change(lambda e: set_env(e, name, env))
 
     def set_attr(self, name: str, attr: str, value: str) -> Change:
         from ladle.engine.pots import set_attr
+        names.check("pot", name)
+        names.text("the attribute name", attr)
+        names.text(f"the value of {attr}", value, empty=True)
         return self._change(lambda e: set_attr(e, name, attr, value))
 
     def get_attr(self, name: str, attr: str) -> str:
         from ladle.engine.pots import get_attr
+        names.check("pot", name)
         return self._read(lambda e: get_attr(e, name, attr))
 
     # File-system components, mounts and copies -------------------------------------------------
 
     def create_fscomp(self, name: str) -> Change:
         from ladle.engine.fscomps import create_fscomp
+        names.check("fscomp", name)
         return self._change(lambda e: create_fscomp(e, name))
 
     def fscomps(self) -> list[Fscomp]:
@@ -190,55 +216,75 @@ class Client:
 
     def clone_fscomp(self, source: str, new: str, snapshot: str | None = None) -> Change:
         from ladle.engine.fscomps import clone_fscomp
+        names.check("fscomp", source, new)
+        names.check("snapshot", snapshot)
         return self._change(lambda e: clone_fscomp(e, source, new, snapshot))
 
     def destroy_fscomp(self, name: str) -> Change:
         from ladle.engine.fscomps import destroy_fscomp
+        names.check("fscomp", name)
         return self._change(lambda e: destroy_fscomp(e, name))
 
     def add_fscomp(self, pot: str, fscomp: str, mountpoint: str, readonly: bool = False) -> Change:
         from ladle.engine.fscomps import add_mount
+        names.check("pot", pot)
+        names.check("fscomp", fscomp)
         return self._change(lambda e: add_mount(e, pot, "fscomp", fscomp, mountpoint, readonly))
 
     def mount_in(self, pot: str, hostdir: str, mountpoint: str, readonly: bool = False) -> Change:
         from ladle.engine.fscomps import add_mount
+        names.check("pot", pot)
+        names.host_path("host directory", hostdir)
         return self._change(lambda e: add_mount(e, pot, "dir", hostdir, mountpoint, readonly))
 
     def mount_out(self, pot: str, mountpoint: str) -> Change:
         from ladle.engine.fscomps import remove_mount
+        names.check("pot", pot)
         return self._change(lambda e: remove_mount(e, pot, mountpoint))
 
     def copy_in(self, pot: str, source: str, dest: str, create_parents: bool = False) -> Change:
         """Copy host file or tree `source` to `dest` in the pot, never following a link out of it."""
         from ladle.engine.fscomps import copy
+        names.check("pot", pot)
+        names.host_path("source", source)
         return self._change(lambda e: copy(e, pot, "in", source, dest, create_parents))
 
     def copy_out(self, pot: str, source: str, dest: str) -> Change:
         """Copy `source` in the pot into the existing host directory `dest`."""
         from ladle.engine.fscomps import copy
+        names.check("pot", pot)
+        names.host_path("destination", dest)
         return self._change(lambda e: copy(e, pot, "out", dest, source, False))
 
     # Snapshots ---------------------------------------------------------------------------------
 
     def snapshot(self, pot: str | None = None, fscomp: str | None = None, name: str | None = None) -> Change:
         from ladle.engine.snapshots import snapshot
+        _target(pot, fscomp)
+        names.check("snapshot", name)
         return self._change(lambda e: snapshot(e, pot, fscomp, name))
 
     def rollback(self, pot: str | None = None, fscomp: str | None = None, snapshot: str | None = None) -> Change:
         from ladle.engine.snapshots import rollback
+        _target(pot, fscomp)
+        names.check("snapshot", snapshot)
         return self._change(lambda e: rollback(e, pot, fscomp, snapshot))
 
     def snapshots(self, pot: str | None = None, fscomp: str | None = None) -> list[str]:
         from ladle.engine.snapshots import list_snapshots
+        _target(pot, fscomp)
         return self._read(lambda e: list_snapshots(e, pot, fscomp))
 
     def promote(self, pot: str | None = None, fscomp: str | None = None) -> Change:
         from ladle.engine.snapshots import promote
+        _target(pot, fscomp)
         return self._change(lambda e: promote(e, pot, fscomp))
 
     def purge_snapshots(self, pot: str | None = None, fscomp: str | None = None, keep: int = 1,
                         everything: bool = False) -> Change:
         from ladle.engine.snapshots import purge
+        _target(pot, fscomp)
+        names.count("-k", keep, MAX_KEEP)
         return self._change(lambda e: purge(e, pot, fscomp, keep, everything))
 
     # Life cycle --------------------------------------------------------------------------------
@@ -246,47 +292,60 @@ class Client:
     def start(self, name: str) -> Change:
         """Start a pot; returns once its command runs, or raises with the reason."""
         from ladle.engine.lifecycle import start
+        names.check("pot", name)
         return self._change(lambda e: start(e, name))
 
     def start_attached(self, name: str, *, stdio: tuple[int, int, int] | None = None) -> RunResult:
         """pot's start of a non-persistent pot: run its command in the foreground (on `stdio`, or
         captured in the result), pass this process's signals on to it, stop the pot when it exits."""
         from ladle.engine.run import start_attached
+        names.check("pot", name)
         return start_attached(self._engine(recover=True), name, stdio)
 
     def stop(self, name: str) -> Change:
         from ladle.engine.lifecycle import stop
+        names.check("pot", name)
         return self._change(lambda e: stop(e, name))
 
     def signal(self, name: str, signal: str = "TERM") -> Change:
         """pot's `signal`: send `signal` (a name or number) to the pot's command."""
         from ladle.engine.lifecycle import signal_
+        names.check("pot", name)
         return self._change(lambda e: signal_(e, name, signal))
 
     def wait(self, name: str) -> int | None:
         """Block until the pot's command exits; its exit code (None if it never ran or was lost)."""
         from ladle.engine.lifecycle import wait
+        names.check("pot", name)
         return self._read(lambda e: wait(e, name))
 
     def exec(self, name: str, argv: list[str], *, tty: bool = False, env: dict[str, str] | None = None) -> int:
         """Run `argv` in the running pot on this process's stdin, stdout and stderr (with `tty`, a
         new terminal relayed to ours); return its exit code."""
         from ladle.engine.lifecycle import exec_
+        names.check("pot", name)
+        _argv(argv)
+        for key, value in (env or {}).items():
+            names.env_pair(f"{key}={value}")
         return self._read(lambda e: exec_(e, name, argv, tty, env))
 
     def exec_plan(self, name: str, argv: list[str], *, tty: bool = False) -> list[str]:
         """The command `exec` runs, for --dry-run."""
         from ladle.engine.lifecycle import exec_plan
+        names.check("pot", name)
+        _argv(argv)
         return self._read(lambda e: exec_plan(e, name, argv, tty))
 
     def logs(self, name: str, *, follow: bool = False) -> Iterator[bytes]:
         """The pot's output; with `follow`, also what it writes until it stops."""
         from ladle.engine.lifecycle import logs
+        names.check("pot", name)
         return logs(self._engine(recover=False), name, follow)
 
     def last_run_stats(self, name: str) -> LastRun:
         """How the pot's command last ended (pot's `last-run-stats`)."""
         from ladle.engine.lifecycle import last_run
+        names.check("pot", name)
         return self._read(lambda e: last_run(e, name))
 
     def run(self, base: str, argv: list[str], *, name: str | None = None, rm: bool = False,
@@ -297,12 +356,18 @@ class Client:
         in the result. `rm` destroys the pot afterwards, as Docker's --rm.
         """
         from ladle.engine.run import run
+        names.check("base", base)
+        names.check("pot", name)
+        _argv(argv)
         return run(self._engine(recover=True), base, argv, name, rm, network, stdio)
 
     def run_detached(self, base: str, argv: list[str], *, name: str | None = None,
                      network: str = "none") -> Change:
         """`run -d`: start the pot and return at once; it is torn down when its command exits."""
         from ladle.engine.run import run_detached
+        names.check("base", base)
+        names.check("pot", name)
+        _argv(argv)
         return self._change(lambda e: run_detached(e, base, argv, name, network))
 
     def gc(self) -> Change:
@@ -310,3 +375,18 @@ class Client:
         message has one line per repair (empty when there was nothing to do)."""
         from ladle.engine.gc import gc
         return self._change(lambda eng: "\n".join(gc(eng)), recover=False)
+
+
+MAX_KEEP = 1_000_000  # snapshots to keep: more than any layer has
+
+
+def _target(pot: str | None, fscomp: str | None) -> None:
+    """The `-p POT` or `-f FSCOMP` of the snapshot verbs: names, if given."""
+    names.check("pot", pot)
+    names.check("fscomp", fscomp)
+
+
+def _argv(argv: list[str]) -> None:
+    """A command to run: each argument one that execve(2) can pass."""
+    for arg in argv:
+        names.text("a command argument", arg, empty=True)

@@ -7,6 +7,11 @@ The file is TOML (`/etc/ladle/ladle.toml` on Linux, `/usr/local/etc/ladle.toml` 
     mirror = "https://download.freebsd.org/releases"
     arch = "amd64"
     stack = "dual"      # ipv4 (default), ipv6 or dual: the IP versions a pot may use, as pot's POT_NETWORK_STACK
+    max_unpacked_size = "16G"   # the most a --from-tar tarball may unpack to (bytes, or K, M, G, T)
+    max_tar_members = 500000    # the most members it may have
+    max_tar_depth = 256         # the deepest path in it, in components
+
+Every number has bounds (`BOUNDS`): a value out of them is refused when the file is read.
 """
 
 from __future__ import annotations
@@ -19,6 +24,15 @@ from ladle.errors import UsageError
 _DEFAULT_ROOT = {"linux": "/var/lib/ladle", "freebsd": "/var/db/ladle"}
 _CONFIG_PATH = {"linux": "/etc/ladle/ladle.toml", "freebsd": "/usr/local/etc/ladle.toml"}
 STACKS = ("ipv4", "ipv6", "dual")
+# A Unix socket's path, the monitor's below the root among them, fits in sun_path (with its NUL).
+_SUN_PATH = {"linux": 108, "freebsd": 104}
+_SOCKET = "/run/monitor.sock"
+GiB = 1 << 30
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": GiB, "T": 1 << 40}
+# (lowest, highest) of each number: past them a value is a mistake (a day to stop a pot; a depth
+# no PATH_MAX allows) or could overflow what uses it.
+BOUNDS = {"stop_timeout": (0, 86400), "max_unpacked_size": (1 << 20, 1 << 50),
+          "max_tar_members": (1, 100_000_000), "max_tar_depth": (1, 2048)}
 
 
 @dataclass
@@ -29,6 +43,9 @@ class Config:
     arch: str = ""  # hw.machine of FreeBSD bases; '' for this host's (uname -m, uname -p)
     stop_timeout: int = 10
     stack: str = "ipv4"
+    max_unpacked_size: int = 16 * GiB
+    max_tar_members: int = 500_000
+    max_tar_depth: int = 256
 
 
 def load(host: str, root: str | None = None) -> Config:
@@ -38,11 +55,36 @@ def load(host: str, root: str | None = None) -> Config:
     if os.path.exists(path):
         _apply_file(cfg, path)
     if os.environ.get("LADLE_ROOT"):
-        cfg.root = os.environ["LADLE_ROOT"]
-    if root:
-        cfg.root = root
+        cfg.root = _root(os.environ["LADLE_ROOT"], "LADLE_ROOT", host)
+    if root is not None:
+        cfg.root = _root(root, "--root", host)
     cfg.root = os.path.abspath(cfg.root)
     return cfg
+
+
+def _root(path: str, where: str, host: str) -> str:
+    """A state root: given, and not '/', whose run/, logs/ and locks/ ladle would take over."""
+    if not path:
+        raise UsageError(f"{where} must not be empty")
+    if "\0" in path:
+        raise UsageError(f"{where} must not contain a NUL byte")
+    if os.path.abspath(path) == "/":
+        raise UsageError(f"{where} must not be /: the state root is a directory of ladle's own")
+    most = _SUN_PATH[host] - 1 - len(_SOCKET)
+    if len(os.fsencode(os.path.abspath(path))) > most:
+        raise UsageError(f"{where} is too long: at most {most} bytes, for the monitor's socket {_SOCKET}")
+    return path
+
+
+def parse_size(value: int | str, key: str) -> int:
+    """A size in bytes, from a number or a string such as '512M' or '16G' (powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "")
+    if not number.isascii() or not number.isdigit():
+        raise UsageError(f"{key} takes a size such as 16G or 512M (bytes, or K, M, G, T), not {value!r}")
+    return int(number) * _UNITS[unit]
 
 
 def _apply_file(cfg: Config, path: str) -> None:
@@ -57,8 +99,15 @@ def _apply_file(cfg: Config, path: str) -> None:
     for key, value in data.items():
         if key not in known or key == "host":
             raise UsageError(f"config {path}: unknown key {key!r}")
-        if not isinstance(value, type(getattr(cfg, key))):
-            raise UsageError(f"config {path}: {key} must be a {type(getattr(cfg, key)).__name__}")
+        if key == "max_unpacked_size" and isinstance(value, str):
+            value = parse_size(value, f"config {path}: {key}")
+        want = type(getattr(cfg, key))
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise UsageError(f"config {path}: {key} must be a {want.__name__}")
+        low, high = BOUNDS.get(key, (value, value))
+        if not low <= value <= high:
+            raise UsageError(f"config {path}: {key} must be from {low} to {high}, not {value}")
         setattr(cfg, key, value)
     if cfg.stack not in STACKS:
         raise UsageError(f"config {path}: stack must be {', '.join(STACKS)}, not {cfg.stack!r}")
+    cfg.root = _root(cfg.root, f"config {path}: root", cfg.host)

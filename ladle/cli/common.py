@@ -87,8 +87,8 @@ def pot_arg(p: Parser) -> None:
 def pot_name(args: argparse.Namespace) -> str:
     if args.positional and args.pot and args.positional != args.pot:
         raise ladle.UsageError(f"two pot names given: {args.positional} and {args.pot}")
-    name = args.pot or args.positional
-    if not name:
+    name = args.pot if args.pot is not None else args.positional
+    if name is None:
         raise ladle.UsageError("no pot given: use NAME or -p NAME")
     return str(name)
 

@@ -81,7 +81,7 @@ def _exec(client: ladle.Client, args: argparse.Namespace) -> int:
     if pot is None and argv:
         pot = argv.pop(0)
         argv = _command(argv)
-    if not pot:
+    if pot is None:
         raise ladle.UsageError("no pot given: use NAME or -p NAME")
     if client.dry_run:
         print("\n".join(client.exec_plan(pot, argv, tty=args.tty)))

@@ -34,7 +34,9 @@ def create_base(eng: Engine, release: str, name: str | None, from_tar: str | Non
         steps = eng.snap.new(key)
         if from_tar:
             from ladle.storage.tarsafe import ExtractTar
-            steps.append(ExtractTar(from_tar, eng.snap.path(key)))
+            cfg = eng.cfg  # dir storage keeps the tree twice: its snapshot is a copy
+            steps.append(ExtractTar(from_tar, eng.snap.path(key), cfg.max_unpacked_size, cfg.max_tar_members,
+                                    cfg.max_tar_depth, copies=2 if eng.snap.name == "dir" else 1))
         else:
             cache = os.path.join(eng.root, "cache")
             steps += eng.host.release_base_steps(release, eng.snap.path(key), cache, eng.cfg.mirror)

@@ -168,6 +168,8 @@ def clone(eng: Engine, new: str, source: str, snap: str | None) -> str:
 
 def rename(eng: Engine, old: str, new: str) -> str:
     names.pot_name(new)
+    if new == old:  # refused before locking: the two locks would be one, taken twice
+        raise UsageError(f"pot {old} is already called {new}")
     with eng.lock(f"pot-{old}"), eng.lock(f"pot-{new}"):
         pot = eng.pot(old)
         _free(eng, new)

@@ -11,7 +11,16 @@ destination untouched):
   replaced, never followed;
 - a symlink's target is resolved as it will be inside the pot (an absolute target starts at the
   pot's root) through the tree's other symlinks; one that climbs above the root is refused;
-- a hard link must name a regular file inside the tree.
+- a hard link must name a regular file inside the tree;
+- no component is longer than NAME_MAX and no path than PATH_MAX (of the destination's file
+  system), no path is deeper than `max_depth` components, and there are at most `max_members`;
+- the files add up to at most `max_size` bytes, and fit (`copies` times: dir storage keeps a
+  snapshot copy) in the destination's free space with a margin kept free. Free space is checked
+  again as data is written, so a disk that fills meanwhile stops the extraction, not the host.
+
+A truncated or corrupt archive, an empty file or one that is not a tar archive at all is one
+line of error; one that fails part way leaves what it wrote to the caller's undo (the new
+layer's removal).
 
 Modes (set-id bits included), numeric ownership (when run as root), mtimes, symlinks and hard
 links are preserved. ``tarfile``'s own extraction is not used because it writes through a
@@ -20,24 +29,46 @@ symlink already at a member's path and follows hard links to symlinks.
 
 from __future__ import annotations
 
+import io
+import lzma
 import os
 import shlex
-import shutil
 import stat
 import tarfile
+import zlib
 from collections import deque
 from dataclasses import dataclass
 
+from ladle.config import Config
 from ladle.errors import HostError, UsageError
+from ladle.names import short
 from ladle.plan.steps import Context, Step
 
 _MAX_HOPS = 40  # symlinks followed while resolving one target, as the kernel's ELOOP limit
+_CHUNK = 1 << 20
+_CHECK_EVERY = 64 << 20  # bytes written between two looks at the free space
+_MARGIN = 1 << 30  # kept free: at most this, and at most a twentieth of the file system
+# What reading a damaged archive raises: tarfile's own errors, a compressed stream that ends
+# early (EOFError) or is corrupt (zlib, lzma, bz2's and gzip's OSError).
+_READ_ERRORS = (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError)
+_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one tarball (the configuration's max_unpacked_size, max_tar_members and
+    max_tar_depth), and how many copies of its tree the storage keeps."""
+
+    max_size: int = Config.max_unpacked_size
+    max_members: int = Config.max_tar_members
+    max_depth: int = Config.max_tar_depth
+    copies: int = 1
 
 Parts = tuple[str, ...]
 
 
 def _unsafe(name: str, why: str) -> UsageError:
-    return UsageError(f"unsafe tar member {name!r}: {why}")
+    return UsageError(f"unsafe tar member {short(name, 80)}: {why}")
 
 
 def _parts(name: str, member: str) -> Parts:
@@ -129,12 +160,25 @@ class _Tree:
         return False
 
 
-def check_members(members: list[tarfile.TarInfo], dest: str) -> None:
+def check_members(members: list[tarfile.TarInfo], dest: str, limits: Limits = Limits()) -> None:
     """Raise UsageError naming the first unsafe member; see the module docstring for the rules."""
     tree = _Tree(dest)
     links: dict[Parts, str] = {}
+    name_max, path_max = _pathconf(dest, "PC_NAME_MAX", 255), _pathconf(dest, "PC_PATH_MAX", 1024)
+    if len(members) > limits.max_members:
+        raise UsageError(f"the tarball has more than {limits.max_members} members (max_tar_members in the"
+                         " configuration)")
     for m in members:
         parts = _parts(m.name, m.name)
+        if len(parts) > limits.max_depth:
+            raise _unsafe(m.name, f"{len(parts)} directories deep, more than {limits.max_depth} (max_tar_depth"
+                                  " in the configuration)")
+        if any(len(os.fsencode(p)) > name_max for p in parts):
+            raise _unsafe(m.name, f"a component is longer than {name_max} bytes")
+        if len(os.fsencode(os.path.join(dest, *parts))) >= path_max:
+            raise _unsafe(m.name, f"its path in {dest} would be longer than {path_max} bytes")
+        if len(os.fsencode(m.linkname)) >= path_max:
+            raise _unsafe(m.name, f"its link target is longer than {path_max} bytes")
         if m.ischr() or m.isblk():
             raise _unsafe(m.name, "device nodes are not allowed")
         if m.isfifo():
@@ -164,24 +208,128 @@ def check_members(members: list[tarfile.TarInfo], dest: str) -> None:
     for parts, name in links.items():
         node = tree.nodes.get(parts)
         if node is not None and node.kind == "sym" and tree.escapes(parts[:-1], node.target):
-            raise _unsafe(name, f"symlink target {node.target!r} escapes the destination")
+            raise _unsafe(name, f"symlink target {short(node.target)} escapes the destination")
 
 
-def extract(archive: str, dest: str) -> None:
-    """Check every member of `archive` (any compression tarfile reads), then extract into `dest`."""
+def _pathconf(path: str, name: str, default: int) -> int:
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            extract_from(tar, dest)
-    except tarfile.TarError as e:
-        raise UsageError(f"{archive}: not a readable tar archive ({e})") from None
+        return os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
+
+
+def _human(size: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    raise AssertionError
+
+
+class _Space:
+    """The destination's free space: enough for the whole tree (`copies` times) before the first
+    write, and never below the margin while writing."""
+
+    def __init__(self, dest: str) -> None:
+        self.dest = dest
+        st = os.statvfs(dest)
+        self.block = st.f_frsize or 512
+        self.margin = min(_MARGIN, st.f_blocks * self.block // 20)
+        self.unchecked = 0
+
+    def reserve(self, archive: str, members: list[tarfile.TarInfo], copies: int) -> None:
+        st = os.statvfs(self.dest)
+        blocks = sum(-(-m.size // self.block) for m in members if m.isreg()) + sum(m.isdir() for m in members)
+        need = copies * blocks * self.block
+        free = st.f_bavail * self.block
+        twice = f" ({copies} copies)" if copies > 1 else ""
+        if need > free - self.margin:
+            raise HostError(f"not enough free space in {self.dest} for {archive}: it needs {_human(need)}{twice},"
+                            f" {_human(free)} is free and {_human(self.margin)} is kept free")
+        if st.f_files and copies * len(members) > st.f_favail:
+            raise HostError(f"not enough free inodes in {self.dest} for {archive}: it needs"
+                            f" {copies * len(members)}{twice}, {st.f_favail} are free")
+
+    def wrote(self, size: int, archive: str) -> None:
+        self.unchecked += size
+        if self.unchecked < _CHECK_EVERY:
+            return
+        self.unchecked = 0
+        st = os.statvfs(self.dest)
+        if st.f_bavail * self.block < self.margin:
+            raise HostError(f"the file system of {self.dest} is nearly full (under {_human(self.margin)} free):"
+                            f" stopped extracting {archive}")
+
+
+def extract(archive: str, dest: str, limits: Limits = Limits()) -> None:
+    """Check every member of `archive` (any compression tarfile reads), then extract into `dest`."""
+    with _open(archive) as tar:
+        members = _members(tar, archive, limits)
+        check_members(members, dest, limits)
+        space = _Space(dest)
+        space.reserve(archive, members, limits.copies)
+        _extract_members(tar, archive, members, dest, space)
+
+
+def _open(archive: str) -> tarfile.TarFile:
+    try:
+        return tarfile.open(archive, "r:*")
     except FileNotFoundError:
         raise UsageError(f"{archive}: no such file") from None
+    except tarfile.ReadError:
+        raise UsageError(_not_a_tar(archive)) from None
+    except OSError as e:
+        raise UsageError(f"cannot read {archive}: {e.strerror}") from None
 
 
-def extract_from(tar: tarfile.TarFile, dest: str) -> None:
-    """As `extract`, for an open archive (it is read twice: to check, then to write)."""
-    members = tar.getmembers()
-    check_members(members, dest)
+def _not_a_tar(archive: str) -> str:
+    """Why tarfile could not open `archive`, in one line (its own message has one per method)."""
+    try:
+        with open(archive, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        return f"cannot read {archive}: {e.strerror}"
+    if not head:
+        return f"{archive} is empty, not a tar archive"
+    kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
+    if kind:
+        return f"{archive}: truncated or corrupt {kind} data, not a readable tar archive"
+    return f"{archive} is not a tar archive (plain, or compressed with gzip, bzip2 or xz)"
+
+
+def _damaged(archive: str, e: BaseException) -> UsageError:
+    if isinstance(e, EOFError) or "unexpected end of data" in str(e) or "truncated" in str(e):
+        return UsageError(f"{archive} is truncated: it ends in the middle of a member")
+    return UsageError(f"{archive} is corrupt: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def _members(tar: tarfile.TarFile, archive: str, limits: Limits) -> list[tarfile.TarInfo]:
+    """Every member's header, up to one more than the cap (reading more would only cost memory);
+    the size cap is applied as the headers come, before the data of a bomb is decompressed to
+    reach the next one. An archive cut short is refused here, before any write."""
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    try:
+        for m in tar:
+            members.append(m)
+            total += m.size if m.isreg() else 0
+            if total > limits.max_size:
+                raise UsageError(f"{archive} unpacks to more than max_unpacked_size ({_human(limits.max_size)}"
+                                 " in the configuration)")
+            if len(members) > limits.max_members:
+                break
+    except _READ_ERRORS as e:
+        raise _damaged(archive, e) from None
+    if isinstance(tar.fileobj, io.BufferedReader):  # uncompressed: the stream's length is the file's
+        end = max((m.offset_data + m.size for m in members if m.isreg()), default=0)
+        if end > os.fstat(tar.fileobj.fileno()).st_size:
+            raise _damaged(archive, EOFError())
+    return members
+
+
+def _extract_members(tar: tarfile.TarFile, archive: str, members: list[tarfile.TarInfo], dest: str,
+                     space: _Space) -> None:
+    """Write the checked members (the archive is read a second time)."""
     as_root = os.geteuid() == 0
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     for m in members:
@@ -199,7 +347,7 @@ def extract_from(tar: tarfile.TarFile, dest: str) -> None:
             if os.path.lexists(path):
                 os.unlink(path)
             if m.isreg():
-                _write(tar, m, path, as_root)
+                _write(tar, archive, m, path, as_root, space)
             elif m.issym():
                 os.symlink(m.linkname, path)
                 if as_root:
@@ -209,7 +357,7 @@ def extract_from(tar: tarfile.TarFile, dest: str) -> None:
             else:
                 os.link(os.path.join(dest, *_parts(m.linkname, m.name)), path, follow_symlinks=False)
         except OSError as e:
-            raise HostError(f"cannot extract {m.name!r} into {dest}: {e.strerror}") from None
+            raise HostError(f"cannot extract {short(m.name, 80)} into {dest}: {e.strerror}") from None
     for path, m in reversed(dirs):  # deepest last-listed first, so parents' mtimes stick
         if as_root:
             os.chown(path, m.uid, m.gid)
@@ -227,13 +375,25 @@ def _make_parents(dest: str, parts: Parts) -> None:
             os.mkdir(path, 0o755)
 
 
-def _write(tar: tarfile.TarFile, m: tarfile.TarInfo, path: str, as_root: bool) -> None:
-    src = tar.extractfile(m)
+def _write(tar: tarfile.TarFile, archive: str, m: tarfile.TarInfo, path: str, as_root: bool,
+           space: _Space) -> None:
+    try:
+        src = tar.extractfile(m)
+    except _READ_ERRORS as e:
+        raise _damaged(archive, e) from None
     if src is None:
-        raise HostError(f"cannot read tar member {m.name!r}")
+        raise HostError(f"cannot read tar member {short(m.name, 80)}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with src, os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
+        while True:
+            try:
+                chunk = src.read(_CHUNK)
+            except _READ_ERRORS as e:
+                raise _damaged(archive, e) from None
+            if not chunk:
+                break
+            out.write(chunk)
+            space.wrote(len(chunk), archive)
         out.flush()
         if as_root:
             os.fchown(fd, m.uid, m.gid)
@@ -247,9 +407,13 @@ class ExtractTar(Step):
 
     archive: str
     dest: str
+    max_size: int = Limits.max_size
+    max_members: int = Limits.max_members
+    max_depth: int = Limits.max_depth
+    copies: int = 1
 
     def render(self) -> list[str]:
         return [shlex.join(["tar", "-x", "-p", "-f", self.archive, "-C", self.dest])]
 
     def apply(self, ctx: Context) -> None:
-        extract(self.archive, self.dest)
+        extract(self.archive, self.dest, Limits(self.max_size, self.max_members, self.max_depth, self.copies))
