@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ladle.errors import UsageError
 from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Context, Step
-from ladle.storage.tarsafe import ExtractTar, extract
+from ladle.storage.tarsafe import ExtractTar, Limits, extract
 
 Member = tuple[str, str, str, bytes]  # (type, name, linkname, data); type is f, d, l (sym), h (hard), c, b, p
 
@@ -174,10 +174,55 @@ def test_a_file_cannot_replace_a_directory(tmp_path: Path, box: tuple[Path, Path
 def test_not_a_tarball(tmp_path: Path, box: tuple[Path, Path]) -> None:
     dest, _ = box
     (tmp_path / "junk").write_bytes(b"\x00not a tar at all" * 100)
-    with pytest.raises(UsageError, match="not a readable tar archive"):
+    with pytest.raises(UsageError, match="is not a tar archive"):
         extract(str(tmp_path / "junk"), str(dest))
+    (tmp_path / "random").write_bytes(os.urandom(4096))
+    with pytest.raises(UsageError, match="is not a tar archive"):
+        extract(str(tmp_path / "random"), str(dest))
+    (tmp_path / "empty").write_bytes(b"")
+    with pytest.raises(UsageError, match="is empty"):
+        extract(str(tmp_path / "empty"), str(dest))
     with pytest.raises(UsageError, match="no such file"):
         extract(str(tmp_path / "missing"), str(dest))
+    assert os.listdir(dest) == ["keep"]  # what the box holds already
+
+
+def test_a_truncated_gzip_tarball_is_one_clear_error(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    dest, _ = box
+    whole = tmp_path / "t.tgz"
+    with tarfile.open(whole, "w:gz") as tar:
+        data = os.urandom(200_000)
+        info = tarfile.TarInfo("big")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    cut = tmp_path / "cut.tgz"
+    cut.write_bytes(whole.read_bytes()[:60_000])
+    with pytest.raises(UsageError, match="truncated"):
+        extract(str(cut), str(dest))
+
+
+def test_caps_on_size_members_depth_and_name_length(tmp_path: Path, box: tuple[Path, Path]) -> None:
+    """A bomb (small compressed, big unpacked), too many members, too deep a path, too long a name:
+    each refused with its reason, before the data is written."""
+    dest, _ = box
+    bomb = tmp_path / "bomb.tgz"
+    with tarfile.open(bomb, "w:gz") as tar:
+        info = tarfile.TarInfo("zeros")
+        info.size = 64 << 20
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(UsageError, match="max_unpacked_size"):
+        extract(str(bomb), str(dest), Limits(max_size=8 << 20))
+    many = make_tar(tmp_path / "many.tar", [("f", f"f{i}", "", b"") for i in range(20)])
+    with pytest.raises(UsageError, match="max_tar_members"):
+        extract(str(many), str(dest), Limits(max_members=10))
+    deep = make_tar(tmp_path / "deep.tar", [("f", "/".join(["d"] * 40) + "/f", "", b"")])
+    with pytest.raises(UsageError, match="max_tar_depth"):
+        extract(str(deep), str(dest), Limits(max_depth=32))
+    long = make_tar(tmp_path / "long.tar", [("f", "a" * 300, "", b"")])
+    with pytest.raises(UsageError, match="longer than 255 bytes"):
+        extract(str(long), str(dest))
+    assert os.listdir(dest) == ["keep"]  # what the box holds already
 
 
 def test_extract_tar_step(tmp_path: Path, box: tuple[Path, Path]) -> None:
