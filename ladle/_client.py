@@ -370,11 +370,12 @@ class Client:
         _argv(argv)
         return self._change(lambda e: run_detached(e, base, argv, name, network))
 
-    def gc(self) -> Change:
+    def gc(self, force: bool = False) -> Change:
         """Finish or roll back interrupted operations; clean up after crashed pots and leaks. The
-        message has one line per repair (empty when there was nothing to do)."""
+        message has one line per repair (empty when there was nothing to do), and one per
+        operation whose repair failed; `force` drops those."""
         from ladle.engine.gc import gc
-        return self._change(lambda eng: "\n".join(gc(eng)), recover=False)
+        return self._change(lambda eng: "\n".join(gc(eng, force)), recover=False)
 
 
 MAX_KEEP = 1_000_000  # snapshots to keep: more than any layer has

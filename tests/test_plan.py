@@ -93,10 +93,25 @@ def test_an_unknown_step_sets_its_operation_aside_with_one_line(tmp_path: Path) 
     store = client._store()
     store.op_begin("frobnicate", "pot:web", ['{"kind": "ladle.nosuch:Step", "args": {}}'], "undo")
     store.db.execute("UPDATE ops SET pid=1, pid_start=0")  # its process is gone
-    report = client.gc().message
-    assert report == ("could not repair interrupted frobnicate of pot:web: step ladle.nosuch:Step: cannot load "
-                      "ladle.nosuch here (ModuleNotFoundError: No module named 'ladle.nosuch')")
-    assert client.gc().message == ""  # set aside once, not again
+    why = "step ladle.nosuch:Step: cannot load ladle.nosuch here (ModuleNotFoundError: No module named 'ladle.nosuch')"
+    listed = f"failed frobnicate of pot:web: {why} (`ladle gc --force` drops it)"
+    assert client.gc().message == f"could not repair interrupted frobnicate of pot:web: {why}\n{listed}"
+    assert client.gc().message == listed  # set aside once, then only listed
+    assert client.pots() == []
+    assert client.gc(force=True).message == "dropped failed frobnicate of pot:web"
+    assert client.gc().message == ""
+
+
+def test_an_old_subject_with_a_slash_neither_crashes_recovery_nor_wedges_commands(tmp_path: Path) -> None:
+    """Issue 6 item 7: a subject 'pots/web' made recovery open locks/pots/web.lock and crash."""
+    from ladle import Client
+
+    client = Client(str(tmp_path / "root"))
+    client.init()
+    store = client._store()
+    store.op_begin("snapshot", "pots/web", [], "undo")
+    store.db.execute("UPDATE ops SET pid=1, pid_start=0")
+    assert client.gc().message == "finished interrupted snapshot of pots/web"
     assert client.pots() == []
     client.close()
 
@@ -110,3 +125,24 @@ def test_steps_name_their_module_and_rebuild_from_it(tmp_path: Path) -> None:
         Step.from_json('{"kind": "ladle.plan.steps:MakeDir", "args": {"nope": 1}}')
     with pytest.raises(UnknownStep, match="unreadable step"):
         Step.from_json("not json")
+
+
+def test_a_5000_deep_tree_is_removed_without_recursion_and_without_following_links(tmp_path: Path) -> None:
+    """Issue 6 item 9: shutil.rmtree raised RecursionError on such a tree (Python 3.11)."""
+    from ladle.plan.steps import RemoveTree
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("x")
+    top = tmp_path / "deep"
+    top.mkdir()
+    fd = os.open(top, os.O_RDONLY)
+    for _ in range(5000):
+        os.mkdir("d", dir_fd=fd)
+        child = os.open("d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+    os.symlink(str(outside), "link", dir_fd=fd)
+    os.close(fd)
+    RemoveTree(str(top)).apply(None)  # type: ignore[arg-type]
+    assert not top.exists() and (outside / "keep").read_text() == "x"

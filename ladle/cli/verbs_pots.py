@@ -81,8 +81,9 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-A", dest="attr", required=True, metavar="ATTR")
     p.add_argument("-q", dest="quiet", action="store_true", help="the bare value")
 
-    verb(verbs, "gc", _gc, "finish or roll back interrupted operations; clean up after crashed pots and leaks",
-         changes=True)
+    p = verb(verbs, "gc", _gc, "finish or roll back interrupted operations; clean up after crashed pots and leaks",
+             changes=True)
+    p.add_argument("--force", action="store_true", help="drop operations whose repair failed")
 
 
 def _listing(p: argparse.ArgumentParser) -> None:
@@ -157,5 +158,5 @@ def _get_attr(client: ladle.Client, args: argparse.Namespace) -> None:
 
 
 def _gc(client: ladle.Client, args: argparse.Namespace) -> None:
-    done = client.gc()
+    done = client.gc(force=args.force)
     show_change(done if done.dry_run or done.message else replace(done, message="nothing to clean up"))

@@ -6,62 +6,86 @@ changes something, so a crash is repaired by the next command; `ladle gc` does t
 
 from __future__ import annotations
 
+from typing import Any
+
 from ladle import _log
 from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
 from ladle.errors import Busy, LadleError
-from ladle.plan.executor import finish, undo
+from ladle.plan.executor import committed, finish, reason, undo
 from ladle.plan.steps import Step, UnknownStep
 from ladle.state import locks
 
 
 def recover(eng: Engine) -> list[str]:
-    """Finish or undo operations whose process died; returns one line per repaired operation."""
+    """Finish or undo operations whose process died; returns one line per repaired operation.
+
+    A repair that fails marks its operation 'failed' with a one-line reason and goes on: one
+    broken operation never blocks the commands that follow (`ladle gc` lists it, `--force`
+    drops it)."""
     if eng.dry_run or not eng.store.db.execute("SELECT 1 FROM ops WHERE state='running' LIMIT 1").fetchone():
         return []
     done = []
     for op in eng.store.stale_ops():
-        kind, _, name = op["subject"].partition(":")
         try:
-            with locks.hold(eng.root, f"{kind}-{name}" if name else kind, timeout=0):
+            with locks.hold(eng.root, locks.subject_lock(op["subject"]), timeout=0):
                 if not any(o["id"] == op["id"] for o in eng.store.stale_ops()):
                     continue
                 done.append(_repair(eng, op))
         except Busy:
             continue
+        except Exception as e:  # whatever broke, the operation must stop being 'running'
+            done.append(_failed(eng, op, reason(e)))
     return done
 
 
-def _repair(eng: Engine, op: dict[str, object]) -> str:
-    """Finish or undo one operation. One whose steps this ladle cannot rebuild is set aside as
-    'unrepairable' with a one-line reason, so it never blocks the commands that follow."""
-    rows = eng.store.op_steps(int(str(op["id"])))
+def _failed(eng: Engine, op: dict[str, Any], why: str) -> str:
+    eng.store.op_end(int(op["id"]), "failed", why)
+    return f"could not repair interrupted {op['verb']} of {op['subject']}: {why}"
+
+
+def _repair(eng: Engine, op: dict[str, Any]) -> str:
+    """Finish or undo one operation: finish it if it is past its Commit (or its plan says so),
+    else undo what ran. One whose steps this ladle cannot rebuild, or whose repair fails, is set
+    aside as 'failed' with a one-line reason."""
+    rows = eng.store.op_steps(int(op["id"]))
     try:
         steps = [Step.from_json(r["step"]) for r in rows]
     except UnknownStep as e:
-        eng.store.op_end(int(str(op["id"])), "unrepairable", str(e))
-        return f"could not repair interrupted {op['verb']} of {op['subject']}: {e}"
-    ran = [s for s, r in zip(steps, rows, strict=True) if r["state"] in ("started", "done")]
-    if op["on_crash"] == "finish":
-        todo = [s for s, r in zip(steps, rows, strict=True) if r["state"] in ("started", "pending")]
-        problems = finish(eng.ctx, todo)
+        return _failed(eng, op, str(e))
+    states = [str(r["state"]) for r in rows]
+    if op["on_crash"] == "finish" or committed(steps, states):
+        problems = finish(eng.ctx, [s for s, st in zip(steps, states, strict=True) if st != "done"])
         verb = "finished"
     else:
-        problems = undo(eng.ctx, ran)
+        problems = undo(eng.ctx, [s for s, st in zip(steps, states, strict=True) if st != "pending"])
         verb = "rolled back"
-    for p in problems:
-        _log.warning(p)
-    eng.store.op_end(int(str(op["id"])), "done")
+    if problems:
+        for p in problems[1:]:
+            _log.warning(p)
+        return _failed(eng, op, problems[0])
+    eng.store.op_end(int(op["id"]), "done")
     return f"{verb} interrupted {op['verb']} of {op['subject']}"
 
 
-def gc(eng: Engine) -> list[str]:
+def failed(eng: Engine, force: bool) -> list[str]:
+    """Operations whose repair failed: listed, or with `force` forgotten."""
+    rows = eng.store.all("ops", order="id", state="failed")
+    if force:
+        for r in rows:
+            eng.store.drop_op(int(r["id"]))
+        return [f"dropped failed {r['verb']} of {r['subject']}" for r in rows]
+    return [f"failed {r['verb']} of {r['subject']}: {r['error']} (`ladle gc --force` drops it)" for r in rows]
+
+
+def gc(eng: Engine, force: bool = False) -> list[str]:
     """Everything `recover` does, plus: tear down crashed pots, make sure the monitor owns every
     live one, unmount leaked mounts, remove storage no state knows of.
 
     A pot whose processes are alive is never stopped here, whatever happened to its monitor: the
     monitor (started if need be) adopts it, and gc says so."""
     report = recover(eng)
+    report += failed(eng, force)
     rows = eng.store.all("runs", state="running")
     recorded = [r for r in (runs.record(row) for row in rows) if r is not None]
     alive = runs.alive_all(eng, recorded)
@@ -82,7 +106,7 @@ def gc(eng: Engine) -> list[str]:
     return report
 
 
-_LOCK = {"bases": "base", "pots": "pot", "fscomps": "fscomp"}
+_KIND = {"bases": "base", "pots": "pot", "fscomps": "fscomp"}
 
 
 def _orphans(eng: Engine) -> list[str]:
@@ -92,9 +116,10 @@ def _orphans(eng: Engine) -> list[str]:
     for key in eng.snap.orphans():
         category, name = key.split("/", 1)
         try:
-            with locks.hold(eng.root, f"{_LOCK[category]}-{name}", timeout=0):
+            subject = f"{_KIND[category]}:{name}"
+            with locks.hold(eng.root, locks.subject_lock(subject), timeout=0):
                 if not eng.snap.exists(key):  # still unknown now that we hold its lock
-                    eng.execute("gc", f"{_LOCK[category]}:{name}", eng.snap.remove_orphan(key), on_crash="finish")
+                    eng.execute("gc", subject, eng.snap.remove_orphan(key), on_crash="finish")
                     out.append(f"removed orphaned storage {key}")
         except Busy:
             continue

@@ -9,6 +9,7 @@ from ladle.engine import runs
 from ladle.engine.core import Engine
 from ladle.errors import NotFound, StateError, UsageError
 from ladle.plan.steps import Step
+from ladle.state import locks
 
 
 def snapshot_name(eng: Engine, key: str) -> str:
@@ -35,12 +36,22 @@ def _target(eng: Engine, pot: str | None, fscomp: str | None) -> tuple[str, str,
 
 def _subject(lock: str) -> str:
     """The intent log's subject for a lock name ('pot-web' -> 'pot:web'): recovery takes the same lock."""
-    return lock.replace("-", ":", 1)
+    return locks.lock_subject(lock)
 
 
 def _stopped(eng: Engine, pot: str | None) -> None:
     if pot and runs.is_running(eng, pot):
         raise StateError(f"pot {pot} is running: stop it first")
+
+
+def _unused(eng: Engine, fscomp: str | None) -> None:
+    """A dir rollback swaps the fscomp's directory for a new one: a running pot that mounts it
+    would be left on the deleted one, so it is refused while such a pot runs (ZFS rolls back in place)."""
+    if not fscomp or eng.snap.name != "dir":
+        return
+    rows = eng.store.all("pot_mounts", order="pot", kind="fscomp", source=fscomp)
+    if users := sorted({r["pot"] for r in rows if runs.is_running(eng, r["pot"])}):
+        raise StateError(f"fscomp {fscomp} is mounted in running pot(s) {', '.join(users)}: stop them first")
 
 
 def snapshot(eng: Engine, pot: str | None, fscomp: str | None, name: str | None) -> str:
@@ -56,6 +67,7 @@ def rollback(eng: Engine, pot: str | None, fscomp: str | None, snap: str | None)
     lock, key, label = _target(eng, pot, fscomp)
     with eng.lock(lock):
         _stopped(eng, pot)
+        _unused(eng, fscomp)
         snap = snap or eng.snap.latest(key)
         if snap is None:
             raise NotFound(f"{label} has no snapshot")

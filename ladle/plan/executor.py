@@ -3,6 +3,9 @@
 `on_crash` tells recovery (`ladle gc`, or the next command) what to do with an operation whose
 process died half-way: "undo" rolls back the steps that ran (create, clone, start, ...); "finish"
 runs the rest (stop, destroy), because a half-torn-down pot is better finished than rebuilt.
+Whatever `on_crash` says, an operation whose steps all ran, or that ran past its `Commit` (the
+point after which it deletes an old version), is finished, never undone: undoing it would have to
+put back what is already gone.
 
 Nothing here prints: a plan's rendering is returned to the caller, and what could not be undone is
 logged on the `ladle` logger (the CLI shows those as warnings).
@@ -16,7 +19,7 @@ from typing import Literal
 
 from ladle import _log
 from ladle.errors import LadleError
-from ladle.plan.steps import Context, Step
+from ladle.plan.steps import Commit, Context, Step
 
 OnCrash = Literal["undo", "finish"]
 
@@ -52,12 +55,24 @@ class Executor:
                     store.op_step(op, i, "done")
                 if i == crash_at:
                     os.kill(os.getpid(), signal.SIGKILL)
+                if isinstance(step, Commit):
+                    break
         except BaseException as exc:
             for problem in undo(self.ctx, done):
                 _log.warning(f"could not undo {problem}")
             if store:
                 store.op_end(op, "rolled-back", str(exc))
             raise
+        rest = steps[len(done):]
+        for i, step in enumerate(rest, start=len(done)):
+            if store:
+                store.op_step(op, i, "started")
+            for problem in finish(self.ctx, [step]):  # past the Commit: carry on, never undo
+                _log.warning(f"could not finish: {problem}")
+            if store:
+                store.op_step(op, i, "done")
+            if i == crash_at:
+                os.kill(os.getpid(), signal.SIGKILL)
         if store:
             store.op_end(op, "done")
         return []
@@ -75,6 +90,19 @@ def _first_line(step: Step) -> str:
     return lines[0] if lines else type(step).__name__
 
 
+def reason(e: Exception) -> str:
+    """One line: a LadleError's message, or the type and first line of anything else."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return text if isinstance(e, LadleError) else f"{type(e).__name__}: {text}".rstrip(": ")
+
+
+def committed(steps: list[Step], states: list[str]) -> bool:
+    """Whether a plan whose steps got as far as `states` ('pending', 'started', 'done') says is
+    past its point of no return: all of it ran, or its Commit did."""
+    return all(s == "done" for s in states) or any(
+        isinstance(step, Commit) and state != "pending" for step, state in zip(steps, states, strict=True))
+
+
 def undo(ctx: Context, steps: list[Step]) -> list[str]:
     """Undo `steps` in reverse, carrying on past failures; returns what could not be undone."""
     problems = []
@@ -82,8 +110,8 @@ def undo(ctx: Context, steps: list[Step]) -> list[str]:
         for inverse in step.inverse():
             try:
                 inverse.apply(ctx)
-            except (LadleError, OSError) as e:
-                problems.append(f"{_first_line(inverse)}: {e}")
+            except Exception as e:  # one step's failure must not stop the others
+                problems.append(f"{_first_line(inverse)}: {reason(e)}")
     return problems
 
 
@@ -93,6 +121,6 @@ def finish(ctx: Context, steps: list[Step]) -> list[str]:
     for step in steps:
         try:
             step.apply(ctx)
-        except (LadleError, OSError) as e:
-            problems.append(f"{_first_line(step)}: {e}")
+        except Exception as e:  # one step's failure must not stop the others
+            problems.append(f"{_first_line(step)}: {reason(e)}")
     return problems

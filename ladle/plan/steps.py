@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ladle.errors import HostError, LadleError, UsageError
+from ladle.plan.rmtree import remove_tree
 from ladle.plan.runner import Runner
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ class MakeDir(Step):
 
 @dataclass
 class RemoveTree(Step):
-    """Remove a directory tree (or file); missing is fine. Cannot be undone, so plans put it last."""
+    """Remove a directory tree (or file); missing is fine. Cannot be undone, so plans put it
+    after their `Commit`."""
 
     path: str
 
@@ -152,11 +154,25 @@ class RemoveTree(Step):
         return [shlex.join(["rm", "-rf", "--", self.path])]
 
     def apply(self, ctx: Context) -> None:
-        if os.path.islink(self.path) or os.path.isfile(self.path):
-            os.unlink(self.path)
-        elif os.path.isdir(self.path):
-            import shutil
-            shutil.rmtree(self.path)
+        try:
+            remove_tree(self.path)
+        except OSError as e:
+            raise HostError(f"cannot remove {self.path}: {e.strerror or e}") from None
+
+
+@dataclass
+class Commit(Step):
+    """The point of no return of a plan: what comes after it destroys the old version of
+    something (a tree set aside, snapshots a rollback drops) and cannot be undone. A plan killed
+    after its Commit is finished by recovery, never undone; a failure after it is a warning."""
+
+    what: str = ""
+
+    def render(self) -> list[str]:
+        return []
+
+    def apply(self, ctx: Context) -> None:
+        pass
 
 
 @dataclass
@@ -206,6 +222,8 @@ class Rename(Step):
         return [shlex.join(["mv", "--", self.src, self.dst])]
 
     def apply(self, ctx: Context) -> None:
+        if not os.path.lexists(self.src) and os.path.lexists(self.dst):
+            return  # done already: a recovery repeats or undoes a rename that a crash interrupted
         if os.path.lexists(self.dst):
             raise UsageError(f"{self.dst} already exists")
         os.rename(self.src, self.dst)

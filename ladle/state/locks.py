@@ -24,13 +24,34 @@ def _label(name: str) -> str:
     return name.replace("-", " ", 1)
 
 
+def subject_lock(subject: str) -> str:
+    """The lock of an intent-log subject: 'pot:web' -> 'pot-web', 'global' -> 'global'. The
+    one mapping, used by the commands that write a subject and by recovery that reads it."""
+    kind, _, name = subject.partition(":")
+    return f"{kind}-{name}" if name else kind
+
+
+def lock_subject(name: str) -> str:
+    """The intent-log subject of a lock name: 'pot-web' -> 'pot:web' (inverse of subject_lock)."""
+    kind, sep, rest = name.partition("-")
+    return f"{kind}:{rest}" if sep else kind
+
+
+def _path(root: str, name: str) -> str:
+    """The lock file of `name`, always directly in `<root>/locks` (made if missing): a '/' in a
+    name (an old subject such as 'pots/web') is flattened, never a directory to open."""
+    top = os.path.join(root, "locks")
+    os.makedirs(top, mode=0o700, exist_ok=True)
+    return os.path.join(top, name.replace("%", "%25").replace("/", "%2F") + ".lock")
+
+
 @contextmanager
 def hold(root: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
     """Hold the lock `name` (e.g. 'pot-web', 'global'), waiting up to `timeout` seconds.
 
     The kernel drops the lock when the holder dies, so a killed command never leaves it held.
     """
-    path = os.path.join(root, "locks", f"{name}.lock")
+    path = _path(root, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         if not _acquire(fd, timeout):

@@ -194,6 +194,12 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
 
+    def drop_op(self, op: int) -> None:
+        """Forget an operation (`ladle gc --force` on one whose repair failed)."""
+        with self.db:
+            self.db.execute("DELETE FROM op_steps WHERE op=?", (op,))
+            self.db.execute("DELETE FROM ops WHERE id=?", (op,))
+
     def stale_ops(self) -> list[dict[str, Any]]:
         """Operations still marked running whose process is gone."""
         rows = self.all("ops", order="id", state="running")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ladle.errors import StateError, UsageError
-from ladle.plan.steps import Command, Context, CopyTree, MakeDir, RemoveTree, Rename, Step
+from ladle.plan.steps import Command, Commit, Context, CopyTree, MakeDir, RemoveTree, Rename, Step
 from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
 
@@ -160,9 +160,13 @@ class DirSnapshotter(Snapshotter):
                 put("snapshots", {"key": key, "name": snap}, row, None)]
 
     def rollback(self, key: str, snap: str) -> list[Step]:
+        """Set the tree aside, copy the snapshot in, then (past the Commit) drop the old tree and
+        the later snapshots: a crash at any point leaves one whole version, never none."""
         later = self.removable(key, snap, later=True)
         old = self.path(key) + ".rollback"
-        steps: list[Step] = [Rename(self.path(key), old), CopyTree(self._snapdir(f"{key}@{snap}"), self.path(key))]
+        steps: list[Step] = [RemoveTree(old),  # one a crash left half-removed after its Commit
+                             Rename(self.path(key), old), CopyTree(self._snapdir(f"{key}@{snap}"), self.path(key)),
+                             Commit(f"{key} rolled back to {snap}")]
         for s in later:
             steps += self._forget_snapshot(key, s)
         return [*steps, *self._remove_tree(old)]

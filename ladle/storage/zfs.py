@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ladle.errors import CommandFailed, Exists, NotFound, UsageError
 from ladle.plan.runner import Runner, SubprocessRunner
-from ladle.plan.steps import Command, Context, Step
+from ladle.plan.steps import Command, Commit, Context, Step
 from ladle.state.steps import put
 from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
 
@@ -176,6 +176,11 @@ class ZfsPromote(ZfsCommand):
     def argvs(self) -> list[list[str]]:
         return [["zfs", "promote", self.dataset]]
 
+    def apply(self, ctx: Context) -> None:
+        # A clone no longer is one once promoted: so a promote repeated or undone after a crash
+        # that interrupted it is done already.
+        _run_tolerating(ctx, self.argvs()[0], "not a cloned filesystem")
+
     def inverse(self) -> list[Step]:
         return [ZfsPromote(self.origin_dataset, self.dataset)] if self.origin_dataset else []
 
@@ -230,6 +235,13 @@ class ZfsRename(ZfsCommand):
 
     def argvs(self) -> list[list[str]]:
         return [["zfs", "rename", self.old, self.new]]
+
+    def apply(self, ctx: Context) -> None:
+        try:
+            run_zfs(ctx.runner, self.argvs()[0])
+        except CommandFailed as e:  # renamed already, by the command a crash interrupted?
+            if "does not exist" not in e.stderr or not zfs_list(ctx.runner, self.new, []):
+                raise
 
     def inverse(self) -> list[Step]:
         return [ZfsRename(self.new, self.old)]
@@ -449,7 +461,8 @@ class ZfsSnapshotter(Snapshotter):
     def rollback(self, key: str, snap: str) -> list[Step]:
         """`zfs rollback -r`, refused if a later snapshot (destroyed by it) is another layer's origin."""
         later = self.removable(key, snap, later=True)
-        return [*(self._forget_snap(key, s) for s in later), ZfsRollback(self.zref(f"{key}@{snap}"))]
+        return [*(self._forget_snap(key, s) for s in later), Commit(f"{key} rolled back to {snap}"),
+                ZfsRollback(self.zref(f"{key}@{snap}"))]
 
     def remove_snapshot(self, key: str, snap: str) -> list[Step]:
         self.removable(key, snap)
