@@ -70,12 +70,12 @@ def foreign_processes() -> set[str]:
 def _lineage(pid: str) -> str:
     """The command lines of a process's ancestors: a pot's reach its monitor or keeper, which name
     their state root."""
-    names = []
-    while pid not in ("0", "1"):
+    names: list[str] = []
+    while pid not in ("0", "1") and len(names) < 64:
         names.append(cmdline(pid) or "")
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
-                pid = f.read().rpartition(b")")[2].split()[2].decode()
+                pid = f.read().rpartition(b")")[2].split()[1].decode()  # state, ppid, ...
         except (OSError, IndexError):
             break
     return " ".join(names)
