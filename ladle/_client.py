@@ -362,13 +362,14 @@ class Client:
         return run(self._engine(recover=True), base, argv, name, rm, network, stdio)
 
     def run_detached(self, base: str, argv: list[str], *, name: str | None = None,
-                     network: str = "none") -> Change:
-        """`run -d`: start the pot and return at once; it is torn down when its command exits."""
+                     network: str = "none", rm: bool = False) -> Change:
+        """`run -d`: start the pot and return at once; it is torn down when its command exits
+        (and destroyed with `rm`)."""
         from ladle.engine.run import run_detached
         names.check("base", base)
         names.check("pot", name)
         _argv(argv)
-        return self._change(lambda e: run_detached(e, base, argv, name, network))
+        return self._change(lambda e: run_detached(e, base, argv, name, network, rm))
 
     def gc(self, force: bool = False) -> Change:
         """Finish or roll back interrupted operations; clean up after crashed pots and leaks. The

@@ -40,7 +40,7 @@ class PlanHost(LinuxHost):
     """The Linux driver on a scratch root that has no pot rows: a pot whose command ends is ended
     by its monitor, not by `ladle stop`."""
 
-    def on_exit(self, name: str) -> list[str]:
+    def on_exit(self, name: str, remove: bool = False) -> list[str]:
         return []
 
 

@@ -74,6 +74,7 @@ def test_non_persistent_pots_clean_up_and_keep_the_exit_code(bb: Ladle) -> None:
     bb("create", "-p", "job", "-b", "busybox", "-c", "echo out; echo err >&2; exit 4")
     bb("set-attr", "-p", "job", "-A", "persistent", "-V", "no")
     assert bb("get-attr", "-p", "job", "-A", "persistent", "-q").stdout == "NO\n"
+    bb("set-cmd", "-p", "job", "-c", "sleep 0.5; echo out; echo err >&2; exit 4")
     bb("start", "-d", "job")
     deadline = time.monotonic() + 10
     while status(bb, "job") == "running" and time.monotonic() < deadline:
@@ -81,6 +82,31 @@ def test_non_persistent_pots_clean_up_and_keep_the_exit_code(bb: Ladle) -> None:
     assert status(bb, "job") == "exited (4)"
     logs = bb("logs", "job").stdout
     assert "out" in logs and "err" in logs
+
+
+@pytest.mark.parametrize("persistent", ["YES", "NO"])
+def test_a_detached_start_whose_command_dies_at_once_fails_with_its_code_and_log(bb: Ladle, persistent: str) -> None:
+    """httpd on a busy port: not "started", but its exit code and the end of its log, and exit 1."""
+    bb("create", "-p", "httpd", "-b", "busybox", "-c", "echo starting; echo 'bind: port 80 in use' >&2; exit 3")
+    bb("set-attr", "-p", "httpd", "-A", "persistent", "-V", persistent)
+    proc = bb("start", "-d", "httpd", check=False)
+    assert proc.returncode == 1 and "started" not in proc.stdout
+    assert "pot httpd did not start: its command exited with code 3" in proc.stderr
+    assert "bind: port 80 in use" in proc.stderr and "starting" in proc.stderr
+    assert status(bb, "httpd") != "running"
+    bb("set-cmd", "-p", "httpd", "-c", "sleep 1000")  # a command that keeps running still starts
+    assert bb("start", "-d", "httpd").stdout == "started pot httpd\n"
+    bb("stop", "httpd")
+
+
+def test_run_rm_detached_destroys_the_pot_when_its_command_ends(bb: Ladle) -> None:
+    assert bb("run", "--rm", "-d", "-p", "gone", "busybox", "--", "sleep", "0.5").returncode == 0
+    assert "gone" in bb("ls", "-q").stdout.split()
+    deadline = time.monotonic() + 15
+    while "gone" in bb("ls", "-q").stdout.split() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "gone" not in bb("ls", "-q").stdout.split()
+    assert not (bb.root / "logs" / "gone.log").exists()
 
 
 def test_a_non_persistent_start_runs_in_the_foreground_with_pots_exit_code(bb: Ladle) -> None:

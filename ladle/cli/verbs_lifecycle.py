@@ -125,7 +125,7 @@ def _start(client: ladle.Client, args: argparse.Namespace) -> int:
 def _run(client: ladle.Client, args: argparse.Namespace) -> int:
     argv = _command(list(args.args))
     if args.detach:
-        change = client.run_detached(args.base, argv, name=args.name, network=args.network)
+        change = client.run_detached(args.base, argv, name=args.name, network=args.network, rm=args.remove)
         show_change(change)
         return 0
     result = client.run(args.base, argv, name=args.name, rm=args.remove, network=args.network, stdio=(0, 1, 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,49 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
         stack=eng.cfg.stack)
 
 
-def start(eng: Engine, name: str) -> str:
+GRACE = 0.3  # seconds a detached start waits to see whether its command dies at once
+LOG_TAIL = 5  # log lines shown when it does
+
+
+def start(eng: Engine, name: str, remove: bool = False) -> str:
+    """Start a pot detached; `remove` destroys it when its command ends (`run --rm -d`).
+
+    A command that fails within GRACE seconds (a daemon whose port is taken) is reported with its
+    exit code and the end of its log, and the pot is stopped, instead of saying "started"."""
     with eng.lock(f"pot-{name}"):
         pot = startable(eng, name)
-        eng.execute("start", f"pot:{name}", eng.host.start_plan(spec(eng, pot)))
+        s = spec(eng, pot)
+        s.extra["remove"] = remove
+        eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
+        if not eng.dry_run:
+            _died_at_once(eng, name, s.log_path)
     return f"started pot {name}"
+
+
+def _died_at_once(eng: Engine, name: str, log_path: str) -> None:
+    """Raise if the pot's command ended with a failure within GRACE seconds (its lock held)."""
+    deadline = time.monotonic() + GRACE
+    code = None
+    while code is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        code = (eng.store.get("runs", pot=name) or {}).get("exit_code")
+    if not code:
+        return
+    if eng.pot(name)["attrs"].get("persistent") == "YES":  # others: the monitor tears them down
+        stop_locked(eng, name)
+    tail = _log_tail(log_path)
+    raise StateError(f"pot {name} did not start: its command exited with code {code}"
+                     + ("; the end of its log:\n" + tail if tail else " (its log is empty)"))
+
+
+def _log_tail(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return ""
+    return "\n".join(f"  {line}" for line in lines[-LOG_TAIL:])
 
 
 def startable(eng: Engine, name: str) -> dict[str, Any]:

@@ -90,11 +90,13 @@ def _sink(fd: int | None, captured: bytearray) -> Callable[[bytes], None]:
     return functools.partial(write_all, fd)
 
 
-def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, network: str) -> str:
-    """`run -d`: create and start, return at once; the pot is torn down when its command exits."""
+def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, network: str,
+                 remove: bool = False) -> str:
+    """`run -d`: create and start, return at once; the pot is torn down when its command exits,
+    and destroyed then with `remove` (its monitor runs `ladle destroy -F` instead of `stop`)."""
     if not argv:
         raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
     name = _name(name)
     pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), network, attrs={"persistent": "NO"})
-    lifecycle.start(eng, name)
+    lifecycle.start(eng, name, remove=remove)
     return name

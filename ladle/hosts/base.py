@@ -135,10 +135,12 @@ class Host:
         """How the keeper starts this host's monitor (`ladle.supervise`) for the state root."""
         raise NotImplementedError
 
-    def on_exit(self, name: str) -> list[str]:
-        """What the monitor runs when a pot ends by itself: `ladle stop`, which tears it down."""
+    def on_exit(self, name: str, remove: bool = False) -> list[str]:
+        """What the monitor runs when a pot ends by itself: `ladle stop`, which tears it down, or
+        for a pot started to be removed (`run --rm -d`) `ladle destroy -F`, which also does."""
         import sys
-        return [sys.executable, "-m", "ladle", "--root", self.root, "--host", self.name, "stop", name]
+        verb = ["destroy", "-F", "-p", name] if remove else ["stop", name]
+        return [sys.executable, "-m", "ladle", "--root", self.root, "--host", self.name, *verb]
 
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
         """Steps that start the pot; the last has the monitor start its command and returns once

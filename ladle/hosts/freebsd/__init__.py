@@ -103,7 +103,7 @@ class FreeBSDHost(Host):
         """pot's start; `osrelease` is the userland version of the pot's root tree (for a multi
         pot, its base)."""
         osrelease = userland_version(spec.root[0].source) if spec.root else None
-        return plans.start_plan(spec, self.on_exit(spec.name), osrelease)
+        return plans.start_plan(spec, self.on_exit(spec.name, bool(spec.extra.get("remove"))), osrelease)
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         return plans.stop_plan(spec, run)

@@ -110,7 +110,7 @@ class LinuxHost(Host):
         # Host-side steps (veths, cgroups) go between the sandbox and `enter`: they address the
         # pot by its waiting pid 1.
         return [LinuxSandbox(spec.name, container.namespaces(spec)), LinuxEnter(spec.name, data),
-                LinuxMain(spec.name, data, self.on_exit(spec.name))]
+                LinuxMain(spec.name, data, self.on_exit(spec.name, bool(spec.extra.get("remove"))))]
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         from ladle.hosts.linux.steps import LinuxStop, spec_to_json
