@@ -187,6 +187,8 @@ def check_members(members: list[tarfile.TarInfo], dest: str, limits: Limits = Li
             raise _unsafe(m.name, "unsupported member type")
         if not parts and not m.isdir():
             raise _unsafe(m.name, "the destination itself can only be a directory")
+        if (m.issym() or m.islnk()) and not m.linkname:
+            raise _unsafe(m.name, "a link to an empty name")
         tree.walk_parents(parts, m.name)
         existing = tree.get(parts)
         if existing is not None and existing.kind == "dir" and not m.isdir():
