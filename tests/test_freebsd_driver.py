@@ -375,8 +375,8 @@ def test_start_runs_exactly_what_it_renders(case: str, freebsd: FreeBSDPots, tmp
     assert freebsd.runner.argvs == runner_argvs(steps)
     main = steps[-1]
     assert isinstance(main, JailMain) and check_argv(main.argv) == []
-    row = freebsd.wait_ended(spec.name)  # the fake jexec ran it here, where there is no /etc/rc or nginx
-    assert row["main_pid"] and row["exit_code"] == (127 if "nginx" in spec.cmd else 2)
+    row = freebsd.wait_ended(spec.name)  # run here: nginx is a fake that ends at once, /etc/rc is missing
+    assert row["main_pid"] and row["exit_code"] == (0 if "nginx" in spec.cmd else 2)
     assert (tmp_path / "jexec.log").read_text() == shlex.join(main.argv) + "\n"
     assert main.render()[-1].startswith(shlex.join(main.argv) + " </dev/null >")
 
