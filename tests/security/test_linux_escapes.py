@@ -114,6 +114,14 @@ def test_pid1_exe_is_no_host_file(pots: Pots) -> None:
     assert got == hashlib.md5(Path(find_init()).read_bytes()).hexdigest()  # the sealed catatonit
 
 
+def test_pid1_holds_no_host_file_open(pots: Pots) -> None:
+    """pid 1 opened /dev/null before it pivoted: /proc/1/fd/0 then reached the host's node."""
+    pots.start(pots.spec("sh -c 'for f in 0 1 2; do stat -L -c %d:%i /proc/1/fd/$f; done; stat -c %d:%i /dev/null'"))
+    pots.wait_exit()
+    *held, own = pots.log().split()
+    assert held == [own] * 3, pots.log()  # its stdio is the pot's own /dev/null
+
+
 def test_command_environment_is_the_pots_own(pots: Pots, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     pots.start(pots.spec("cat /proc/self/environ", env={"GREETING": "hi"}))

@@ -7,9 +7,10 @@ A pot's start is split at a sync point, so that host-side steps can run between 
    net namespaces, makes its mounts private, reports `K`, and waits on its control pipe. The
    start plan's host-side steps run now, addressing the pot by this pid.
 2. `enter`: the monitor writes the pot's spec on the control pipe. pid 1 builds the pot's tree
-   (`rootfs`), sets the hostname, pivots into the tree, drops its capabilities, closes every
-   descriptor and execs catatonit in pause mode. catatonit is loaded once into a sealed memfd, so
-   /proc/1/exe inside a pot is no host file, and pid 1 has an empty environment.
+   (`rootfs`), sets the hostname, pivots into the tree, points its stdio at the pot's own /dev/null,
+   drops its capabilities, closes every descriptor and execs catatonit in pause mode. catatonit is
+   loaded once into a sealed memfd, so /proc/1/exe inside a pot is no host file, and pid 1 has an
+   empty environment.
 3. `spawn`: the main process (and any `exec`) is forked by the monitor directly into the pot's
    pid namespace (the monitor enters it for its next child only), joins the other namespaces and
    the root of pid 1, drops capabilities and execs, with the environment it was given.
@@ -179,16 +180,20 @@ class LinuxLauncher(Launcher):
                 os.kill(sandbox.pid, signal.SIGKILL)
 
 
+def _stdio_to(path: str) -> None:
+    fd = os.open(path, os.O_RDWR)
+    for std in (0, 1, 2):
+        os.dup2(fd, std)
+    os.close(fd)
+
+
 def _pid1(flags: int, ctl: int, rep: int, init: int, title: str, program: bytes) -> NoReturn:
     """The pot's pid 1, between fork and exec (named `title` in ps while it waits)."""
     gc.disable()
     try:
         close_all_but([ctl, rep, init])
         platform.current.set_title(title)
-        null = os.open("/dev/null", os.O_RDWR)
-        for std in (0, 1, 2):
-            os.dup2(null, std)
-        os.close(null)
+        _stdio_to("/dev/null")
         sc.unshare(flags)
         mounts.make_private()
         os.write(rep, b"K\n")
@@ -204,6 +209,7 @@ def _pid1(flags: int, ctl: int, rep: int, init: int, title: str, program: bytes)
         if flags & sc.CLONE_NEWNET:
             sc.interface_up("lo")  # a fresh network namespace has its loopback down
         mounts.pivot(root)
+        _stdio_to("/dev/null")  # the pot's own node: the host's /dev/null must not stay open in pid 1
         caps.drop(spec.attr_on("mlock"))
         if seccomp_on(spec):
             seccomp.apply(program)
