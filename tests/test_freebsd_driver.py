@@ -29,6 +29,7 @@ from ladle.hosts.freebsd.steps import (
     JailRelease,
     JailRemove,
     JailUnmount,
+    NullfsMount,
     manifest_digest,
 )
 from ladle.plan.executor import Executor
@@ -185,7 +186,8 @@ def test_check_attr_normalises(name: str, value: str, stored: str) -> None:
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("persistant", "YES", "unknown attribute 'persistant'"), ("mlock", "maybe", "takes yes or no"),
     ("children", "-1", "whole number"), ("enforce_statfs", "3", "from 0 to 2"), ("stop_timeout", "1e3", "whole"),
-    ("devfs_ruleset", "70000", "0 to 65535"), ("sysvmsg", "private", "new, inherit or disable"),
+    ("devfs_ruleset", "70000", "1 to 65535"), ("devfs_ruleset", "0", "1 to 65535"),
+    ("sysvmsg", "private", "new, inherit or disable"),
     ("exec_stop", "a\nb", "control characters"), ("sysvipc", "yes", "new, inherit or disable"),
 ])
 def test_check_attr_rejects_with_one_clear_line(name: str, value: str, message: str) -> None:
@@ -671,3 +673,15 @@ def test_checker_reads_here_documents_and_comments() -> None:
     assert any("unknown jail parameter 'stop.timeuot'" in p for p in problems), problems
     assert any("unterminated" in p for p in problems), problems
     assert check_rendering(["umount /a <<'EOF'", "x", "EOF"]) != []
+
+
+def test_a_mount_point_that_leads_to_the_jails_root_is_refused(freebsd: FreeBSDPots, tmp_path: Path) -> None:
+    """`ln -s / /evil` in the pot, then mount-in at /evil: the host directory would become the jail's root."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.symlink("/", tree / "evil")
+    os.symlink("../..", tree / "up")
+    for target in ("/evil", "/up"):
+        with pytest.raises(HostError, match=f"mount point {target} leads to the pot's root directory"):
+            Executor(freebsd.ctx).run("start", "pot:app", [NullfsMount("/srv", str(tree), target)])
+    assert not [line for line in freebsd.runner.lines if line.startswith("mount")]

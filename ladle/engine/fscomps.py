@@ -91,13 +91,15 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
                  "seq": time.time()}
         steps: list[Step] = [put("pot_mounts", {"pot": pot, "mountpoint": mountpoint}, mount, None)]
         live = runs.live_run(eng, pot)
+        now: list[Step] | None = None
         if live:
             s = lifecycle.spec(eng, row)
             path = eng.snap.path(eng.fscomp(source)["layer"]) if kind == "fscomp" else source
-            steps += eng.host.live_mount_plan(s, live, Mount("bind", path, mountpoint, ("ro",) if ro else ()))
-        eng.execute("mount-in", f"pot:{pot}", steps)
-    return (f"{source} {'is' if live else 'will be'} mounted at {mountpoint} in pot {pot}"
-            + (" (read-only)" if ro else "") + ("" if live else " from its next start"))
+            now = eng.host.live_mount_plan(s, live, Mount("bind", path, mountpoint, ("ro",) if ro else ()))
+        eng.execute("mount-in", f"pot:{pot}", steps + (now or []))
+    return (f"{source} {'is' if now is not None else 'will be'} mounted at {mountpoint} in pot {pot}"
+            + (" (read-only)" if ro else "") + ("" if now is not None else " from its next start")
+            + (f" ({eng.host.name} does not mount into a running pot)" if live and now is None else ""))
 
 
 def remove_mount(eng: Engine, pot: str, mountpoint: str) -> str:

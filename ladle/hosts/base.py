@@ -169,8 +169,9 @@ class Host:
         """`alive` for many runs at once (a driver may ask the host once for all of them)."""
         return [self.alive(r) for r in runs]
 
-    def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
-        """Steps that add `mount` to the running pot at once (mount-in, add-fscomp)."""
+    def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step] | None:
+        """Steps that add `mount` to the running pot at once (mount-in, add-fscomp); None when this
+        host cannot do it safely, and the mount waits for the pot's next start."""
         raise NotImplementedError
 
     def live_unmount_plan(self, spec: RuntimeSpec, run: RunRecord, target: str) -> list[Step]:

@@ -131,9 +131,11 @@ class FreeBSDHost(Host):
         names = jails(self.runner)
         return [r.pot in names for r in runs]
 
-    def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
-        from ladle.hosts.freebsd.steps import NullfsMount
-        return [NullfsMount(mount.source, plans.jail_root(spec)[0], mount.target, mount.readonly)]
+    def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step] | None:
+        """None: no host directory is mounted into a running jail. mount_nullfs(8) follows links
+        in a path that the jail's processes can change between the check and the mount (there is
+        no mount by descriptor), so the mount waits for the next start, when nothing runs there."""
+        return None
 
     def live_unmount_plan(self, spec: RuntimeSpec, run: RunRecord, target: str) -> list[Step]:
         from ladle.hosts.freebsd.steps import JailUnmount

@@ -27,6 +27,7 @@ class Attr:
     default: str
     param: str = ""  # "" when the attribute is ladle's own business, not a jail parameter
     maximum: int = 2**31 - 1
+    minimum: int = 0
 
 
 # pot's creation defaults (pot reference §3.5 and §6), in pot's order.
@@ -50,9 +51,10 @@ ATTRS: dict[str, Attr] = {
     "sysvmsg": Attr(SYSV, "new", "sysvmsg"),
     "children": Attr(UINT, "0", "children.max"),
     "mlock": Attr(BOOL, "NO", "allow.mlock"),
-    "devfs_ruleset": Attr(UINT, "4", "devfs_ruleset", maximum=65535),
+    # Ruleset 0 hides nothing: every device node of the host would appear in the jail's /dev.
+    "devfs_ruleset": Attr(UINT, "4", "devfs_ruleset", maximum=65535, minimum=1),
     "exec_stop": Attr(TEXT, "", "exec.stop"),
-    "stop_timeout": Attr(UINT, "10", "stop.timeout"),
+    "stop_timeout": Attr(UINT, "10", "stop.timeout", maximum=86400),  # a day, as on Linux
 }
 
 # Accepted by check_attr but never stored by itself: it stands for the three sysv* attributes
@@ -80,8 +82,9 @@ def check_attr(name: str, value: str) -> str:
         return yes_no(name, value)
     if attr.kind == UINT:
         v = value.strip()
-        if not v.isdigit() or not v.isascii() or int(v) > attr.maximum:
-            raise UsageError(f"attribute {name} takes a whole number from 0 to {attr.maximum}, not {value!r}")
+        if not v.isdigit() or not v.isascii() or not attr.minimum <= int(v) <= attr.maximum:
+            raise UsageError(f"attribute {name} takes a whole number from {attr.minimum} to {attr.maximum},"
+                             f" not {value!r}")
         return str(int(v))
     if attr.kind == SYSV:
         return _check_sysv(name, value)

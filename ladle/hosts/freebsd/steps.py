@@ -68,6 +68,8 @@ class _MountStep(Command):
 
     def apply(self, ctx: Context) -> None:
         path = resolve_in_root(self.root, self.target)
+        if self.target != "/" and path == os.path.abspath(self.root):
+            raise HostError(f"mount point {self.target} leads to the pot's root directory (through a link in the pot)")
         if not os.path.isdir(path):  # mkdir -p is skipped when the directory exists (ro roots)
             ctx.runner.run(["mkdir", "-p", path])
         ctx.runner.run(self.mount_argv(path))
