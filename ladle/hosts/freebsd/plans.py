@@ -134,7 +134,7 @@ def stop_plan(spec: RuntimeSpec, run: RunRecord | None) -> list[Step]:
 
 
 def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,
-              create_parents: bool) -> list[Step]:
+              create_parents: bool, keep_setuid: bool = False) -> list[Step]:
     """pot's copy-in/copy-out, staged so that the jail never sees a host directory.
 
     The host side goes through a fresh directory private to root, `<run_dir>/copy.<token>`,
