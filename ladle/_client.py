@@ -249,12 +249,13 @@ class Client:
         names.host_path("source", source)
         return self._change(lambda e: copy(e, pot, "in", source, dest, create_parents))
 
-    def copy_out(self, pot: str, source: str, dest: str) -> Change:
-        """Copy `source` in the pot into the existing host directory `dest`."""
+    def copy_out(self, pot: str, source: str, dest: str, keep_setuid: bool = False) -> Change:
+        """Copy `source` in the pot into the existing host directory `dest`; setuid and setgid
+        bits are dropped unless `keep_setuid`."""
         from ladle.engine.fscomps import copy
         names.check("pot", pot)
         names.host_path("destination", dest)
-        return self._change(lambda e: copy(e, pot, "out", dest, source, False))
+        return self._change(lambda e: copy(e, pot, "out", dest, source, False, keep_setuid))
 
     # Snapshots ---------------------------------------------------------------------------------
 

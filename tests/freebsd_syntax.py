@@ -340,6 +340,76 @@ def check_uname(args: list[str]) -> Problems:
     return p.problems
 
 
+def check_test(args: list[str]) -> Problems:
+    """test(1): expressions of unary primaries (-b -c -d -e -f -g -h -k -L -n -O -G -p -r -s -S -t
+    -u -w -x -z), each optionally negated with '!', joined by -a or -o."""
+    problems: Problems = []
+    i, want_primary = 0, True
+    while i < len(args):
+        if want_primary:
+            if args[i] == "!":
+                i += 1
+                continue
+            if args[i] not in {f"-{c}" for c in "bcdefghkLnOGprsStuwxz"} or i + 1 >= len(args):
+                return [f"test: expected a unary primary and its operand at {args[i:]}"]
+            i += 2
+        else:
+            if args[i] not in ("-a", "-o"):
+                return [f"test: expected -a or -o, not {args[i]!r}"]
+            i += 1
+        want_primary = not want_primary
+    if want_primary:
+        problems.append("test: the expression ends with an operator (or is empty)")
+    return problems
+
+
+_FIND_ARGS = {"-type": 1, "-perm": 1, "-name": 1, "-mindepth": 1, "-maxdepth": 1, "-user": 1, "-group": 1}
+_FIND_FLAGS = {"-print", "-print0", "-delete", "-prune", "-depth", "-ls", "!", "(", ")", "-o", "-a", "-not", "-and",
+               "-or"}
+
+
+def check_find(args: list[str]) -> Problems:
+    """find(1): find [-H | -L | -P] [-EXdsx] [-f path] path ... [expression]; the primaries ladle uses
+    (-type bcdflps, -perm [-+]mode, -exec utility ... {} + or ;, -print, -delete, ...)."""
+    p = getopt(args, "HLPEXdsx", "f")
+    paths = [o for o in p.operands[:next((i for i, o in enumerate(p.operands) if o.startswith(("-", "!", "("))),
+                                        len(p.operands))]]
+    if not paths:
+        p.problems.append("find needs a path")
+    expr = p.operands[len(paths):]
+    i = 0
+    while i < len(expr):
+        word = expr[i]
+        if word in ("-exec", "-execdir", "-ok"):
+            ends = [j for j in range(i + 1, len(expr)) if expr[j] == ";" or (expr[j] == "+" and expr[j - 1] == "{}")]
+            end = ends[0] if ends else None
+            if end is None or end == i + 1:
+                return [*p.problems, f"find {word} needs a utility and ends with ; or {{}} +"]
+            i = end + 1
+        elif word in _FIND_ARGS:
+            value = expr[i + 1] if i + 1 < len(expr) else ""
+            if word == "-type" and value not in tuple("bcdflps"):
+                p.problems.append(f"find -type takes one of b c d f l p s, not {value!r}")
+            if word == "-perm" and not re.fullmatch(r"[-+]?([0-7]{1,4}|[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*)",
+                                                    value):
+                p.problems.append(f"find -perm: not a mode {value!r}")
+            i += 2
+        elif word in _FIND_FLAGS:
+            i += 1
+        else:
+            return [*p.problems, f"find: unknown or unchecked primary {word!r}"]
+    return p.problems
+
+
+def check_chmod(args: list[str]) -> Problems:
+    """chmod(1): chmod [-fhvx] [-R [-H | -L | -P]] mode file ... (an octal or symbolic mode)"""
+    p = getopt(args, "fhvxRHLP")
+    _count(p, 2, None, "operands (mode file ...)")
+    if p.operands and not re.fullmatch(r"[0-7]{1,4}|[ugoa]*[-+=][rwxXst]*(,[ugoa]*[-+=][rwxXst]*)*", p.operands[0]):
+        p.problems.append(f"chmod: not a mode {p.operands[0]!r}")
+    return p.problems
+
+
 CHFLAGS_WORDS = {"arch", "archived", "nodump", "opaque", "sappnd", "sappend", "schg", "schange", "simmutable",
                  "snapshot", "sunlnk", "sunlink", "uappnd", "uappend", "uarch", "uarchive", "uchg", "uchange",
                  "uimmutable", "uhidden", "hidden", "uoffline", "offline", "urdonly", "rdonly", "readonly",
@@ -581,7 +651,8 @@ CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
     "jail": check_jail, "jexec": check_jexec, "jls": check_jls, "mount": check_mount,
     "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
     "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
-    "cat": check_cat, "chflags": check_chflags, "uname": check_uname, "cp": check_cp,
+    "cat": check_cat, "chflags": check_chflags, "uname": check_uname, "cp": check_cp, "test": check_test,
+    "find": check_find, "chmod": check_chmod,
 }
 INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
 # Where the base system installs them (hier(7)), for commands run inside a jail by full path.

@@ -124,6 +124,8 @@ def sections(case: str) -> dict[str, list[str]]:
             "copy-out from a running pot": render(copy_plan(running, RUNNING, "out", "/tmp", "/var/log", False)),
             "copy-out from a stopped pot with mounts":
                 render(copy_plan(fscomps(), None, "out", "/tmp", "/data/report.csv", False)),
+            "copy-out keeping setuid and setgid bits":
+                render(copy_plan(running, RUNNING, "out", "/tmp", "/usr/bin/su", False, keep_setuid=True)),
         }
     if case == "base":
         return {
@@ -547,6 +549,50 @@ def test_a_copy_out_that_cannot_reach_its_destination_removes_its_stage() -> Non
         Executor(Context(runner)).run("copy-out", "pot:web", steps)
     stage = runner.argvs[1][-1]
     assert runner.lines[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+
+
+def test_copy_in_removes_what_the_pot_planted_at_a_destination_instead_of_writing_through_it() -> None:
+    """cp without -f opened a FIFO the pot planted at the destination (and hung) or a device node
+    (and wrote into it); with -f it removes the name and creates a new file."""
+    for run in (None, RUNNING):
+        lines = render(copy_plan(single_zfs(), run, "in", "/etc/hosts", "/etc/hosts", False))
+        [cp] = [line for line in lines if "/bin/cp " in line]
+        assert "/bin/cp -a -f /tmp/ladle-copy-in." in cp
+
+
+def test_copy_in_refuses_a_special_host_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(UsageError, match="a FIFO, socket or device"):
+        copy_plan(single_zfs(), None, "in", str(tmp_path / "fifo"), "/x", False)
+
+
+def test_copy_out_drops_setuid_after_the_stage_leaves_the_jail_and_before_the_host_copy() -> None:
+    runner = RecordingRunner()
+    steps = copy_plan(single_zfs(), RUNNING, "out", "/tmp", "/usr/bin/su", False)
+    Executor(Context(runner)).run("copy-out", "pot:web", steps)
+    stage = runner.argvs[1][-1]
+    lines = runner.lines
+    strip = lines.index(f"find -x {stage}/su -perm +6000 '!' -type l -exec chmod ug-s '{{}}' +")
+    assert next(i for i, x in enumerate(lines) if x.startswith("umount ")) < strip
+    assert strip < lines.index(f"cp -a {stage}/su /tmp/")
+    kept = render(copy_plan(single_zfs(), RUNNING, "out", "/tmp", "/usr/bin/su", False, keep_setuid=True))
+    assert not [line for line in kept if "chmod" in line]
+
+
+def test_copy_out_refuses_a_special_file_and_warns_of_those_in_a_tree(caplog: pytest.LogCaptureFixture) -> None:
+    runner = RecordingRunner().answer(r"^test -f ", Fail())
+    steps = copy_plan(single_zfs(), RUNNING, "out", "/tmp", "/var/run/fifo", False)
+    with pytest.raises(UsageError, match=r"pot web: /var/run/fifo: a FIFO, socket or device"):
+        Executor(Context(runner)).run("copy-out", "pot:web", steps)
+    stage = runner.argvs[1][-1]
+    assert not [line for line in runner.lines if line.startswith(f"cp -a {stage}/")]
+    assert runner.lines[-2:] == [f"chflags -R -x noschg {stage}", f"rm -rf {stage}"]
+    steps = copy_plan(single_zfs(), RUNNING, "out", "/tmp", "/var/run", False)
+    stage = shlex.split(render(steps)[1])[-1]
+    runner = RecordingRunner().answer(r"^find .* -delete$", f"{stage}/run/fifo\n")
+    with caplog.at_level("WARNING", logger="ladle"):
+        Executor(Context(runner)).run("copy-out", "pot:web", steps)
+    assert "run/fifo: a FIFO, socket or device, not copied" in caplog.text
 
 
 def test_copy_arguments_are_checked() -> None:

@@ -468,7 +468,11 @@ def test_copy_render(pots: Pots) -> None:
     assert lines[0].startswith("# descriptor by descriptor, never following a symlink")
     assert lines[1] == "unshare --mount --propagation private"
     assert any(line.startswith("mount -t overlay") for line in lines)
-    assert lines[-1].startswith("cp -a --no-dereference /etc/hosts ")
+    assert lines[-1].startswith("cp -a --no-dereference --remove-destination /etc/hosts ")
+    out = pots.host.copy_plan(spec, None, "out", "/tmp", "/usr/bin/su", False)[0].render()
+    assert out[-1] == "find /tmp/su -perm /6000 '!' -type l -exec chmod ug-s '{}' +"  # drops setuid, setgid ...
+    kept = pots.host.copy_plan(spec, None, "out", "/tmp", "/usr/bin/su", False, keep_setuid=True)[0].render()
+    assert kept[-1].startswith("cp -a ")  # ... unless asked to keep them
 
 
 # Plans, attributes, bases --------------------------------------------------------------------

@@ -47,11 +47,13 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-d", dest="dest", required=True, metavar="PATH", help="destination inside the pot")
     p.add_argument("-c", dest="create", action="store_true", help="create missing parent directories in the pot")
 
-    p = verb(verbs, "copy-out", change(lambda c, a: c.copy_out(a.pot, a.source, a.dest)),
+    p = verb(verbs, "copy-out", change(lambda c, a: c.copy_out(a.pot, a.source, a.dest, a.keep_setuid)),
              "copy a file or directory out of a pot; never follows a symlink out of the pot", changes=True)
     p.add_argument("-p", dest="pot", required=True, metavar="POT")
     p.add_argument("-s", dest="source", required=True, metavar="PATH", help="file or directory inside the pot")
     p.add_argument("-d", dest="dest", required=True, metavar="HOSTDIR", help="existing host directory")
+    p.add_argument("-k", "--keep-setuid", dest="keep_setuid", action="store_true",
+                   help="keep setuid and setgid bits (dropped by default)")
 
     p = verb(verbs, "snapshot", change(lambda c, a: c.snapshot(a.pot, a.fscomp, a.name)),
              "take a snapshot of a stopped pot or of an fscomp", changes=True, aliases=("snap",))

@@ -117,8 +117,10 @@ def remove_mount(eng: Engine, pot: str, mountpoint: str) -> str:
     return f"removed the mount at {mountpoint} from pot {pot}"
 
 
-def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool) -> str:
-    """copy-in / copy-out; the host driver never follows a symlink out of the pot's root."""
+def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool,
+         keep_setuid: bool = False) -> str:
+    """copy-in / copy-out; the host driver never follows a symlink out of the pot's root nor opens
+    a FIFO or device node of the pot, and copy-out drops setuid/setgid unless `keep_setuid`."""
     pot_path = names.mountpoint(pot_path) if pot_path != "/" else "/"
     host_path = os.path.abspath(host_path)
     if direction == "in" and not os.path.lexists(host_path):
@@ -129,7 +131,7 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
         row = eng.pot(pot)
         spec = lifecycle.spec(eng, row)
         run = runs.live_run(eng, pot)
-        steps = eng.host.copy_plan(spec, run, direction, host_path, pot_path, create_parents)
+        steps = eng.host.copy_plan(spec, run, direction, host_path, pot_path, create_parents, keep_setuid)
         eng.execute(f"copy-{direction}", f"pot:{pot}", steps)
     if direction == "in":
         return f"copied {host_path} to {pot_path} in pot {pot}"

@@ -189,7 +189,9 @@ class Host:
     # Files -------------------------------------------------------------------------------------
 
     def copy_plan(self, spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str,
-                  pot_path: str, create_parents: bool) -> list[Step]:
-        """Copy into ('in') or out of ('out') the pot, never following a symlink out of its root.
-        Works on stopped pots (mounting the tree privately) and running ones."""
+                  pot_path: str, create_parents: bool, keep_setuid: bool = False) -> list[Step]:
+        """Copy into ('in') or out of ('out') the pot, never following a symlink out of its root nor
+        writing through a FIFO or device node of the pot; a FIFO, socket or device asked for is
+        refused. Copy-out drops setuid and setgid bits unless `keep_setuid`. Works on stopped pots
+        (mounting the tree privately) and running ones."""
         raise NotImplementedError

@@ -168,6 +168,6 @@ class FreeBSDHost(Host):
     # Files -------------------------------------------------------------------------------------
 
     def copy_plan(self, spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str,
-                  pot_path: str, create_parents: bool) -> list[Step]:
-        return plans.copy_plan(spec, run, direction, host_path, pot_path, create_parents)
+                  pot_path: str, create_parents: bool, keep_setuid: bool = False) -> list[Step]:
+        return plans.copy_plan(spec, run, direction, host_path, pot_path, create_parents, keep_setuid)
 

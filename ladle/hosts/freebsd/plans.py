@@ -10,12 +10,14 @@ kill, all by jail(8)), then every mount in reverse order, each tolerant of being
 from __future__ import annotations
 
 import os
+import stat
 
 from ladle import names
 from ladle.errors import NotFound, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import jailparams
 from ladle.hosts.freebsd.steps import (
+    CopyOutFilter,
     CopyStage,
     JailCopyHostFile,
     JailCreate,
@@ -134,16 +136,20 @@ def stop_plan(spec: RuntimeSpec, run: RunRecord | None) -> list[Step]:
 
 
 def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,
-              create_parents: bool) -> list[Step]:
+              create_parents: bool, keep_setuid: bool = False) -> list[Step]:
     """pot's copy-in/copy-out, staged so that the jail never sees a host directory.
 
     The host side goes through a fresh directory private to root, `<run_dir>/copy.<token>`,
     that holds only what is copied: copy-in copies the source there first (on the host),
     copy-out starts with it empty. It is nullfs-mounted at a temporary directory under the pot's
     /tmp (read-only for copy-in, read-write for copy-out) and /bin/cp -a runs inside the jail, so
-    that symbolic links on the pot's side resolve inside the pot. Copy-out copies the result from
-    the stage to the destination once the stage is unmounted (out of the jail's reach). The
-    stage is removed at the end, and by the undo when a step fails.
+    that symbolic links on the pot's side resolve inside the pot. Copy-in's cp has -f: it removes
+    what is at each destination name and creates a new file, so it never writes through a FIFO or
+    device node the pot planted (a running pot could plant one again between the two; a stopped
+    pot's throwaway jail runs nothing else). Copy-out copies the result from the stage to the
+    destination once the stage is unmounted (out of the jail's reach), after `CopyOutFilter` has
+    refused a special file, dropped those inside a tree and, unless `keep_setuid`, every setuid
+    and setgid bit. The stage is removed at the end, and by the undo when a step fails.
 
     A running pot runs cp with jexec. A stopped pot gets its root and mounts (not tmpfs, so the
     temporary directory is on its disk) and a throwaway jail with no network, whose `command`
@@ -164,8 +170,11 @@ def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_pat
             raise NotFound(f"{host_path} does not exist")
         if source == "/":
             raise UsageError("cannot copy the host's root directory")
+        if not stat.S_ISREG(mode := os.stat(source).st_mode) and not stat.S_ISDIR(mode):
+            raise UsageError(f"{host_path}: a FIFO, socket or device; only files, directories and symbolic "
+                             "links are copied")
         before.append(Cmd(["cp", "-a", source, stage + "/"]))
-        cp = ["/bin/cp", "-a", f"{tmp}/{os.path.basename(source)}", pot_path]
+        cp = ["/bin/cp", "-a", "-f", f"{tmp}/{os.path.basename(source)}", pot_path]
         parent = os.path.dirname(pot_path)
     elif direction == "out":
         host_dir = os.path.abspath(host_path)
@@ -174,7 +183,9 @@ def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_pat
         if pot_path == "/":
             raise UsageError("give a file or directory inside the pot, not its root")
         cp = ["/bin/cp", "-a", pot_path, tmp + "/"]
-        after.append(Cmd(["cp", "-a", f"{stage}/{os.path.basename(pot_path)}", host_dir.rstrip("/") + "/"]))
+        copied = f"{stage}/{os.path.basename(pot_path)}"
+        after += [CopyOutFilter(copied, f"pot {spec.name}: {pot_path}", keep_setuid),
+                  Cmd(["cp", "-a", copied, host_dir.rstrip("/") + "/"])]
         parent = ""
     else:
         raise UsageError(f"copy direction must be 'in' or 'out', not {direction!r}")

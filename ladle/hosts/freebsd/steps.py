@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ladle.errors import CommandFailed, HostError
+from ladle import _log
+from ladle.errors import CommandFailed, HostError, UsageError
 from ladle.hosts.freebsd.jailparams import stop_config
 from ladle.paths import resolve_in_root
 from ladle.plan.runner import Runner
@@ -178,6 +179,39 @@ class CopyStage(Command):
 
     def inverse(self) -> list[Step]:
         return [RemoveStage(self.path)]
+
+
+@dataclass
+class CopyOutFilter(Command):
+    """What copy-out found in its stage, once the stage is out of the jail's reach, before it goes
+    to the host: `test` refuses a FIFO, socket or device asked for (`what` names it), `find -delete`
+    drops those inside a directory, and `find -perm +6000 -exec chmod ug-s` drops setuid and
+    setgid bits unless `keep_setuid`: a pot never lands a setuid file on the host."""
+
+    path: str
+    what: str
+    keep_setuid: bool = False
+
+    def argvs(self) -> list[list[str]]:
+        p = self.path
+        argvs = [["test", "-f", p, "-o", "-d", p, "-o", "-L", p],
+                 ["find", "-x", p, "!", "-type", "f", "!", "-type", "d", "!", "-type", "l", "-print", "-delete"]]
+        if not self.keep_setuid:
+            argvs.append(["find", "-x", p, "-perm", "+6000", "!", "-type", "l", "-exec", "chmod", "ug-s", "{}", "+"])
+        return argvs
+
+    def apply(self, ctx: Context) -> None:
+        check, drop, *strip = self.argvs()
+        try:
+            ctx.runner.run(check)
+        except CommandFailed:
+            raise UsageError(f"{self.what}: a FIFO, socket or device; only files, directories and symbolic "
+                             "links are copied") from None
+        for name in ctx.runner.run(drop).splitlines():
+            _log.warning(f"{name.removeprefix(os.path.dirname(self.path) + '/')}: a FIFO, socket or device, "
+                         "not copied")
+        for argv in strip:
+            ctx.runner.run(argv)
 
 
 @dataclass

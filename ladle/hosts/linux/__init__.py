@@ -182,7 +182,7 @@ class LinuxHost(Host):
     # Files -------------------------------------------------------------------------------------
 
     def copy_plan(self, spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str,
-                  pot_path: str, create_parents: bool) -> list[Step]:
+                  pot_path: str, create_parents: bool, keep_setuid: bool = False) -> list[Step]:
         from ladle.hosts.linux.steps import LinuxCopy, spec_to_json
 
         if direction not in ("in", "out"):
@@ -190,7 +190,7 @@ class LinuxHost(Host):
         live = run is not None and self.alive(run)
         return [LinuxCopy(spec_to_json(spec), run.init_pid if live and run else None,
                           run.init_start if live and run else None, direction, host_path, pot_path,
-                          create_parents)]
+                          create_parents, keep_setuid)]
 
 
 def _open_pty(entry: object) -> tuple[int, int]:

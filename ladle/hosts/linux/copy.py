@@ -4,17 +4,22 @@ A forked child opens the host side first (descriptors), then enters the pot's fi
 mount namespace of its pid 1 when it runs, else a private mount namespace of its own with the
 pot's tree mounted (gone when the child exits). It then chroots into the pot's root, so every
 in-pot path resolves the way the pot sees it (`/` and `..` stop at the pot's root), and copies with
-descriptor-relative calls: files are created with O_NOFOLLOW, directories opened with O_NOFOLLOW,
-symlinks copied as symlinks, modes, owners and times preserved.
+descriptor-relative calls: every file and symbolic link is made under a fresh name (O_EXCL) and
+renamed over its destination, so a FIFO, device node or symbolic link planted there is replaced,
+never opened or followed; directories are opened with O_NOFOLLOW; sources are opened with
+O_NONBLOCK and checked with fstat. Only files, directories and symbolic links are copied (a FIFO,
+socket or device asked for is refused, one inside a directory skipped). Modes, owners and times
+are preserved, except that copy-out drops setuid and setgid unless asked to keep them.
 """
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import gc
 import os
 import stat
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from ladle.errors import HostError, UsageError
@@ -24,13 +29,15 @@ from ladle.hosts.linux import syscalls as sc
 if TYPE_CHECKING:
     from ladle.hosts.base import RuntimeSpec
 
+_SETID = stat.S_ISUID | stat.S_ISGID
+
 
 class CopyError(Exception):
     """Bad input (missing source, a directory in the way): reported as a usage error."""
 
 
 def copy(spec: RuntimeSpec, init_pid: int | None, init_start: int | None, direction: str,
-         host_path: str, pot_path: str, create_parents: bool) -> None:
+         host_path: str, pot_path: str, create_parents: bool, keep_setuid: bool = False) -> None:
     """Do the copy in a forked child; raise UsageError or HostError with one line on failure."""
     if direction not in ("in", "out"):
         raise UsageError(f"copy direction must be 'in' or 'out', not {direction!r}")
@@ -38,7 +45,7 @@ def copy(spec: RuntimeSpec, init_pid: int | None, init_start: int | None, direct
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(spec, entry, direction, host_path, pot_path, create_parents, r, w)
+        _child(spec, entry, direction, host_path, pot_path, create_parents, keep_setuid, r, w)
     os.close(w)
     if entry:
         entry.close()
@@ -57,7 +64,7 @@ def copy(spec: RuntimeSpec, init_pid: int | None, init_start: int | None, direct
 
 
 def _child(spec: RuntimeSpec, entry: container.Entry | None, direction: str, host_path: str,
-           pot_path: str, create_parents: bool, r: int, w: int) -> NoReturn:
+           pot_path: str, create_parents: bool, keep_setuid: bool, r: int, w: int) -> NoReturn:
     code = 1
     gc.disable()
     try:
@@ -65,7 +72,7 @@ def _child(spec: RuntimeSpec, entry: container.Entry | None, direction: str, hos
         if direction == "in":
             _copy_in(spec, entry, host_path, pot_path, create_parents)
         else:
-            _copy_out(spec, entry, host_path, pot_path)
+            _copy_out(spec, entry, host_path, pot_path, keep_setuid)
         code = 0
     except CopyError as e:
         os.write(w, f"U {e}".encode())
@@ -94,7 +101,7 @@ def _enter(spec: RuntimeSpec, entry: container.Entry | None) -> None:
 
 def _open_dir(path: str, what: str) -> int:
     try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise CopyError(f"{what} {path}: no such directory") from None
     except NotADirectoryError:
@@ -121,11 +128,11 @@ def _copy_in(spec: RuntimeSpec, entry: container.Entry | None, host_path: str, p
         if create_parents:
             _makedirs(dst_dir)
     dfd = _open_dir(dst_dir, f"pot {spec.name}:")
-    _copy_entry(src_dir, src_name, dfd, name)
+    _copy_entry(src_dir, src_name, dfd, name, False, host_path)
 
 
 def _copy_out(spec: RuntimeSpec, entry: container.Entry | None, host_path: str, pot_path: str,
-              ) -> None:
+              keep_setuid: bool) -> None:
     src = "/" + pot_path.strip("/")
     src_name = os.path.basename(src)
     if not src_name:
@@ -141,7 +148,7 @@ def _copy_out(spec: RuntimeSpec, entry: container.Entry | None, host_path: str, 
         os.stat(src_name, dir_fd=sfd, follow_symlinks=False)
     except FileNotFoundError:
         raise CopyError(f"pot {spec.name}: {src}: no such file or directory") from None
-    _copy_entry(sfd, src_name, dst_dir, name)
+    _copy_entry(sfd, src_name, dst_dir, name, not keep_setuid, f"pot {spec.name}: {src}")
 
 
 def _makedirs(path: str) -> None:
@@ -156,20 +163,47 @@ def _makedirs(path: str) -> None:
         os.close(root)
 
 
-def _copy_entry(sdir: int, sname: str, ddir: int, dname: str) -> None:
+def _copy_entry(sdir: int, sname: str, ddir: int, dname: str, strip: bool, top: str | None = None) -> None:
+    """Copy one entry; `top` names the entry the user asked for (its special file is refused,
+    one met inside a directory is skipped with a warning); `strip` drops setuid and setgid."""
     st = os.stat(sname, dir_fd=sdir, follow_symlinks=False)
     if stat.S_ISLNK(st.st_mode):
         target = os.readlink(sname, dir_fd=sdir)
-        _remove_non_dir(ddir, dname)
-        os.symlink(target, dname, dir_fd=ddir)
-        os.chown(dname, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
-        os.utime(dname, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
+
+        def make(tmp: str) -> None:
+            os.symlink(target, tmp, dir_fd=ddir)
+            os.chown(tmp, st.st_uid, st.st_gid, dir_fd=ddir, follow_symlinks=False)
+            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=ddir, follow_symlinks=False)
+        _replace(ddir, dname, make)
     elif stat.S_ISDIR(st.st_mode):
-        _copy_dir(sdir, sname, ddir, dname, st)
-    elif stat.S_ISREG(st.st_mode):
-        _copy_file(sdir, sname, ddir, dname, st)
+        _copy_dir(sdir, sname, ddir, dname, st, strip)
+    elif not stat.S_ISREG(st.st_mode):
+        _special(st, sname, top)
     else:
-        print(f"ladle: warning: {sname}: special file not copied", file=sys.stderr)
+        _copy_file(sdir, sname, ddir, dname, strip, top)
+
+
+def _special(st: os.stat_result, name: str, top: str | None) -> None:
+    kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+            else "a device node")
+    if top is not None:
+        raise CopyError(f"{top}: {kind}; only files, directories and symbolic links are copied")
+    print(f"ladle: warning: {name}: {kind}, not copied", file=sys.stderr)
+
+
+def _replace(ddir: int, name: str, make: Callable[[str], None]) -> None:
+    """Make the new entry under a fresh name, then rename it over `name`: whatever is there (a
+    FIFO, a device node, a symbolic link the pot planted) is replaced, never opened or followed."""
+    tmp = f".ladle-copy.{os.urandom(6).hex()}"
+    try:
+        make(tmp)
+        os.rename(tmp, name, src_dir_fd=ddir, dst_dir_fd=ddir)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp, dir_fd=ddir)
+        if isinstance(e, IsADirectoryError):
+            raise CopyError(f"{name}: a directory is in the way") from None
+        raise
 
 
 def _remove_non_dir(ddir: int, name: str) -> None:
@@ -182,42 +216,44 @@ def _remove_non_dir(ddir: int, name: str) -> None:
     os.unlink(name, dir_fd=ddir)
 
 
-def _copy_file(sdir: int, sname: str, ddir: int, dname: str, st: os.stat_result) -> None:
-    src = os.open(sname, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sdir)
+def _copy_file(sdir: int, sname: str, ddir: int, dname: str, strip: bool, top: str | None) -> None:
+    # O_NONBLOCK and fstat: the entry may have become a FIFO or a device since it was looked at
+    src = os.open(sname, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=sdir)
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            dst = os.open(dname, flags, 0o600, dir_fd=ddir)
-        except OSError as e:
-            if e.errno not in (errno.ELOOP, errno.EISDIR):
-                raise
-            _remove_non_dir(ddir, dname)  # a symlink in the way is replaced, never followed
-            dst = os.open(dname, flags | os.O_EXCL, 0o600, dir_fd=ddir)
-        try:
-            while os.sendfile(dst, src, None, 1 << 30):
-                pass
-            _set_metadata(dst, st)
-        finally:
-            os.close(dst)
+        st = os.fstat(src)
+        if not stat.S_ISREG(st.st_mode):
+            _special(st, sname, top)
+            return
+
+        def make(tmp: str) -> None:
+            dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=ddir)
+            try:
+                while os.sendfile(dst, src, None, 1 << 30):
+                    pass
+                _set_metadata(dst, st, strip)
+            finally:
+                os.close(dst)
+        _replace(ddir, dname, make)
     finally:
         os.close(src)
 
 
-def _set_metadata(fd: int, st: os.stat_result) -> None:
+def _set_metadata(fd: int, st: os.stat_result, strip: bool) -> None:
     """Owner, mode and times of the source; last, so a directory's mtime survives its entries."""
     os.fchown(fd, st.st_uid, st.st_gid)
-    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~(_SETID if strip else 0))
     os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_dir(sdir: int, sname: str, ddir: int, dname: str, st: os.stat_result) -> None:
+def _copy_dir(sdir: int, sname: str, ddir: int, dname: str, st: os.stat_result, strip: bool) -> None:
     try:
         os.mkdir(dname, 0o700, dir_fd=ddir)
     except FileExistsError:
         if not stat.S_ISDIR(os.stat(dname, dir_fd=ddir, follow_symlinks=False).st_mode):
             _remove_non_dir(ddir, dname)
             os.mkdir(dname, 0o700, dir_fd=ddir)
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     src = os.open(sname, flags, dir_fd=sdir)
     try:
         dst = os.open(dname, flags, dir_fd=ddir)
@@ -225,8 +261,8 @@ def _copy_dir(sdir: int, sname: str, ddir: int, dname: str, st: os.stat_result) 
             with os.scandir(src) as it:
                 names = [e.name for e in it]
             for name in names:
-                _copy_entry(src, name, dst, name)
-            _set_metadata(dst, st)
+                _copy_entry(src, name, dst, name, strip)
+            _set_metadata(dst, st, strip)
         finally:
             os.close(dst)
     finally:

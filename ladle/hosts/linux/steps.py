@@ -10,6 +10,7 @@ whose pid is only known once it runs.
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -220,10 +221,12 @@ class LinuxCopy(Step):
     host_path: str
     pot_path: str
     create_parents: bool = False
+    keep_setuid: bool = False
 
     def render(self) -> list[str]:
         spec = spec_from_json(self.spec)
-        head = ["# descriptor by descriptor, never following a symlink of the pot out of its root:"]
+        head = ["# descriptor by descriptor, never following a symlink of the pot out of its root nor opening"
+                " its FIFOs or devices (each file is made anew and renamed into place):"]
         if self.init_pid:
             root = f"/proc/{self.init_pid}/root"
         else:
@@ -235,14 +238,18 @@ class LinuxCopy(Step):
         if self.create_parents and self.direction == "in":
             lines.append(shlex.join(["mkdir", "-p", inside.rsplit("/", 1)[0] or "/"]))
         src, dst = (self.host_path, inside) if self.direction == "in" else (inside, self.host_path)
-        lines.append(shlex.join(["cp", "-a", "--no-dereference", src, dst]))
+        lines.append(shlex.join(["cp", "-a", "--no-dereference", "--remove-destination", src, dst]))
+        if self.direction == "out" and not self.keep_setuid:
+            copied = os.path.join(self.host_path, os.path.basename(self.pot_path.rstrip("/")))
+            lines.append(shlex.join(["find", copied, "-perm", "/6000", "!", "-type", "l", "-exec", "chmod", "ug-s",
+                                     "{}", "+"]))
         return head + lines
 
     def apply(self, ctx: Context) -> None:
         from ladle.hosts.linux import copy
 
         copy.copy(spec_from_json(self.spec), self.init_pid, self.init_start, self.direction,
-                  self.host_path, self.pot_path, self.create_parents)
+                  self.host_path, self.pot_path, self.create_parents, self.keep_setuid)
 
 
 @dataclass
