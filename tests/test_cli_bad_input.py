@@ -50,7 +50,6 @@ FREEBSD = ("--host", "freebsd", "--dry-run")
 # Known bugs, each fixed in its own commit
 ROOT_FILE = "init says a root that is a file 'already exists'"
 NOT_FILE = "says 'does not exist' of a path that is there"
-OPS = "a rolled-back operation leaves its row in ops"
 SPECIAL = "a special file is 'copied' with a warning, exit 0"
 PATH = "a path in the pot is called a mountpoint"
 
@@ -95,9 +94,9 @@ ROWS: list[Row] = [
     r("create-base --from-tar", "is not a file", "create-base", "-r", "x", "-b", "t", "--from-tar", "{fifo}",
       bug=NOT_FILE),
     r("create-base --from-tar", "is too long", "create-base", "-r", "x", "-b", "t", "--from-tar", "{long}"),
-    r("create-base --from-tar", "empty", "create-base", "-r", "x", "-b", "t", "--from-tar", "{empty}", bug=OPS),
-    r("create-base --from-tar", "not a tar", "create-base", "-r", "x", "-b", "t", "--from-tar", "{random}", bug=OPS),
-    r("create-base --from-tar", "truncated", "create-base", "-r", "x", "-b", "t", "--from-tar", "{truncated}", bug=OPS),
+    r("create-base --from-tar", "empty", "create-base", "-r", "x", "-b", "t", "--from-tar", "{empty}"),
+    r("create-base --from-tar", "not a tar", "create-base", "-r", "x", "-b", "t", "--from-tar", "{random}"),
+    r("create-base --from-tar", "truncated", "create-base", "-r", "x", "-b", "t", "--from-tar", "{truncated}"),
     r("create-base --from-tar", "base busybox already exists", "create-base", "-r", "x", "-b", "busybox",
       "--from-tar", "{truncated}"),
     # bases, ls, list, fscomps, gc: nothing but flags
@@ -266,20 +265,18 @@ ROWS: list[Row] = [
       "-d", "rel", bug=PATH),
     r("copy-in -d", "path '/../x' must not contain '..'", "copy-in", "-p", "p1", "-s", "{file}", "-d", "/../x",
       bug=PATH),
-    r("copy-in -d", "pot p1: /no/such: no such directory", "copy-in", "-p", "p1", "-s", "{file}", "-d", "/no/such/x",
-      bug=OPS),
-    r("copy-in -d", "pot up: /no/such: no such directory", "copy-in", "-p", "up", "-s", "{file}", "-d", "/no/such/x",
-      bug=OPS),
+    r("copy-in -d", "pot p1: /no/such: no such directory", "copy-in", "-p", "p1", "-s", "{file}", "-d", "/no/such/x"),
+    r("copy-in -d", "pot up: /no/such: no such directory", "copy-in", "-p", "up", "-s", "{file}", "-d", "/no/such/x"),
     r("copy-out -p", NO_POT, "copy-out", "-p", "nosuch", "-s", "/etc/passwd", "-d", "{dir}"),
     r("copy-out -s", "pot p1: /nosuch: no such file or directory", "copy-out", "-p", "p1", "-s", "/nosuch",
-      "-d", "{dir}", bug=OPS),
+      "-d", "{dir}"),
     r("copy-out -s", "pot up: /nosuch: no such file or directory", "copy-out", "-p", "up", "-s", "/nosuch",
-      "-d", "{dir}", bug=OPS),
+      "-d", "{dir}"),
     r("copy-out -s", "path '' must be an absolute path inside the pot", "copy-out", "-p", "p1", "-s", "",
       "-d", "{dir}", bug=PATH),
     r("copy-out -s", "path '/../../etc/shadow' must not contain '..'", "copy-out", "-p", "p1", "-s",
       "/../../etc/shadow", "-d", "{dir}", bug=PATH),
-    r("copy-out -s", "not its root", "copy-out", "-p", "p1", "-s", "/", "-d", "{dir}", bug=OPS),
+    r("copy-out -s", "not its root", "copy-out", "-p", "p1", "-s", "/", "-d", "{dir}"),
     r("copy-out -d", "destination directory {missing} does not exist", "copy-out", "-p", "p1", "-s", "/etc/passwd",
       "-d", "{missing}"),
     r("copy-out -d", "destination directory {file} is not a directory", "copy-out", "-p", "p1", "-s",
