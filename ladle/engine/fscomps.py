@@ -80,8 +80,7 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
     else:
         if not os.path.isabs(source):
             raise UsageError(f"host directory {source!r} must be an absolute path")
-        if not os.path.isdir(source):
-            raise NotFound(f"host directory {source} does not exist")
+        _must_be_dir("host directory", source)
         source = os.path.realpath(source)
     with eng.lock(f"pot-{pot}"):
         row = eng.pot(pot)
@@ -121,8 +120,8 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
     host_path = os.path.abspath(host_path)
     if direction == "in" and not os.path.lexists(host_path):
         raise NotFound(f"{host_path} does not exist")
-    if direction == "out" and not os.path.isdir(host_path):
-        raise NotFound(f"destination directory {host_path} does not exist")
+    if direction == "out":
+        _must_be_dir("destination directory", host_path)
     with eng.lock(f"pot-{pot}"):
         row = eng.pot(pot)
         spec = lifecycle.spec(eng, row)
@@ -132,3 +131,10 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
     if direction == "in":
         return f"copied {host_path} to {pot_path} in pot {pot}"
     return f"copied {pot_path} from pot {pot} to {host_path}"
+
+
+def _must_be_dir(kind: str, path: str) -> None:
+    if not os.path.lexists(path):
+        raise NotFound(f"{kind} {path} does not exist")
+    if not os.path.isdir(path):
+        raise UsageError(f"{kind} {path} is not a directory")

@@ -26,6 +26,8 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
     if dataset and (storage != "zfs" or not _DATASET.fullmatch(dataset) or "/" not in dataset):
         raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH with --storage zfs")
     root = eng.root
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise UsageError(f"state root {root} is not a directory")
     wanted = [*_missing_ancestors(root), root, *(os.path.join(root, d) for d in SUBDIRS)]
     dirs: list[Step] = [MakeDir(p, 0o700) for p in wanted if eng.offline or not os.path.isdir(p)]
     db = os.path.join(root, "ladle.db")
