@@ -70,8 +70,7 @@ ROWS: list[Row] = [
     r("init --dataset", "--dataset must not be empty", "init", "--dataset", ""),
     r("init --dataset", "invalid dataset '../x'", "init", "--storage", "zfs", "--dataset", "../x"),
     r("init --dataset", "invalid dataset 'pool'", "init", "--storage", "zfs", "--dataset", "pool"),
-    r("init --dataset", "--dataset is only for --storage zfs", "init", "--dataset", "pool/x",
-      bug="blames the dataset, not --storage dir"),
+    r("init --dataset", "--dataset is only for --storage zfs", "init", "--dataset", "pool/x"),
     r("init --storage", "already initialised with dir storage", "init", "--storage", "zfs", "--dataset", "pool/x"),
     # create-base
     r("create-base -r", "release must not be empty", "create-base", "-r", ""),

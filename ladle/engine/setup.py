@@ -23,8 +23,10 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
         raise UsageError(f"unknown storage {storage!r} (choose from {', '.join(BACKENDS)})")
     if storage == "zfs" and not dataset:
         raise UsageError("--storage zfs needs --dataset POOL/PATH")
-    if dataset and (storage != "zfs" or not _DATASET.fullmatch(dataset) or "/" not in dataset):
-        raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH with --storage zfs")
+    if dataset and storage != "zfs":
+        raise UsageError("--dataset is only for --storage zfs")
+    if dataset and (not _DATASET.fullmatch(dataset) or "/" not in dataset):
+        raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH")
     root = eng.root
     if os.path.lexists(root) and not os.path.isdir(root):
         raise UsageError(f"state root {root} is not a directory")
