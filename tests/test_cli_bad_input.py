@@ -200,8 +200,7 @@ ROWS: list[Row] = [
     r("get-attr -p", NO_POT, "get-attr", "-p", "nosuch", "-A", "persistent"),
     r("get-attr -p", BAD_POT, "get-attr", "-p", "../x", "-A", "persistent"),
     r("get-attr -A", "pot p1 has no attribute nosuch", "get-attr", "-p", "p1", "-A", "nosuch"),
-    r("get-attr -A", "the attribute name must not be empty", "get-attr", "-p", "p1", "-A", "",
-      bug="an empty attribute name is not checked"),
+    r("get-attr -A", "the attribute name must not be empty", "get-attr", "-p", "p1", "-A", ""),
     # create-fscomp, clone-fscomp
     r("create-fscomp -f", "fscomp name must not be empty", "create-fscomp", "-f", ""),
     r("create-fscomp -f", "invalid fscomp name '../x'", "create-fscomp", "-f", "../x"),
