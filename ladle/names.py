@@ -115,22 +115,23 @@ def env_pair(pair: str) -> tuple[str, str]:
     return key, value
 
 
-def mountpoint(path: str) -> str:
-    """An absolute path inside a pot, normalised, that is not '/' and never climbs out with '..'."""
+def mountpoint(path: str, kind: str = "mountpoint") -> str:
+    """An absolute path inside a pot, normalised, that is not '/' and never climbs out with '..';
+    `kind` names it in errors (a mountpoint, or a path to copy)."""
     if not path.startswith("/"):
-        raise UsageError(f"mountpoint {short(path)} must be an absolute path inside the pot")
+        raise UsageError(f"{kind} {short(path)} must be an absolute path inside the pot")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UsageError(f"mountpoint {short(path)} must not contain '..'")
+        raise UsageError(f"{kind} {short(path)} must not contain '..'")
     if not parts:
-        raise UsageError("mountpoint must not be '/'")
+        raise UsageError(f"{kind} must not be '/'")
     if " " in path or not path.isprintable():
-        raise UsageError(f"mountpoint {short(path)} must not contain spaces or control characters")
+        raise UsageError(f"{kind} {short(path)} must not contain spaces or control characters")
     if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
-        raise UsageError(f"mountpoint {short(path)} has a component longer than {NAME_MAX} bytes")
+        raise UsageError(f"{kind} {short(path)} has a component longer than {NAME_MAX} bytes")
     normal = "/" + "/".join(parts)
     if len(os.fsencode(normal)) >= PATH_MAX:
-        raise UsageError(f"mountpoint {short(path)} is too long (under {PATH_MAX} bytes)")
+        raise UsageError(f"{kind} {short(path)} is too long (under {PATH_MAX} bytes)")
     return normal
 
 

@@ -116,7 +116,7 @@ def remove_mount(eng: Engine, pot: str, mountpoint: str) -> str:
 
 def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool) -> str:
     """copy-in / copy-out; the host driver never follows a symlink out of the pot's root."""
-    pot_path = names.mountpoint(pot_path) if pot_path != "/" else "/"
+    pot_path = names.mountpoint(pot_path, "path") if pot_path != "/" else "/"
     host_path = os.path.abspath(host_path)
     if direction == "in" and not os.path.lexists(host_path):
         raise NotFound(f"{host_path} does not exist")
