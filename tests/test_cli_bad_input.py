@@ -312,8 +312,10 @@ ROWS: list[Row] = [
       "-f", "fs1", "-k", HUGE),
     r("purge-snapshots -k", "argument -k: invalid int value: '1e23'", "purge-snapshots", "-f", "fs1", "-k", "1e23"),
     r("purge-snapshots -k", "argument -k: invalid int value: ''", "purge-snapshots", "-f", "fs1", "-k", ""),
-    r("purge-snapshots -a", "argument -a: not allowed with argument -k", "purge-snapshots", "-f", "fs1", "-a",
-      "-k", "5", bug="-a wins over -k: every snapshot is removed"),
+    r("purge-snapshots -a", "argument -k: not allowed with argument -a", "purge-snapshots", "-f", "fs1", "-a",
+      "-k", "5"),
+    r("purge-snapshots -a", "argument -a: not allowed with argument -k", "purge-snapshots", "-f", "fs1", "-k", "1",
+      "-a"),
     r("purge-snapshots -a", "snapshot pots/p1@s1 is used by pots/p2", "purge-snapshots", "-p", "p1", "-a"),
     # start, stop, exec, term, logs, signal, wait, last-run-stats
     r("start", "no pot given", "start"),

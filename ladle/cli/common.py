@@ -53,6 +53,9 @@ class Skipped:
     def add_argument(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def add_mutually_exclusive_group(self) -> Skipped:
+        return self
+
 
 class Verbs:
     """The verbs' subparsers. Building the parsers of ~40 verbs costs ~20 ms, more than the rest of
