@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from typing import TYPE_CHECKING
 
@@ -118,8 +119,8 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
     """copy-in / copy-out; the host driver never follows a symlink out of the pot's root."""
     pot_path = names.mountpoint(pot_path, "path") if pot_path != "/" else "/"
     host_path = os.path.abspath(host_path)
-    if direction == "in" and not os.path.lexists(host_path):
-        raise NotFound(f"{host_path} does not exist")
+    if direction == "in":
+        _must_be_file_or_dir(host_path)
     if direction == "out":
         _must_be_dir("destination directory", host_path)
     with eng.lock(f"pot-{pot}"):
@@ -138,3 +139,16 @@ def _must_be_dir(kind: str, path: str) -> None:
         raise NotFound(f"{kind} {path} does not exist")
     if not os.path.isdir(path):
         raise UsageError(f"{kind} {path} is not a directory")
+
+
+def _must_be_file_or_dir(path: str) -> None:
+    """What copy-in copies: a file or a tree (a host symlink is the operator's and followed). A
+    FIFO, socket or device at the top would be 'copied' as nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise NotFound(f"{path} does not exist") from None
+    except OSError as e:
+        raise UsageError(f"source {path}: {e.strerror}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UsageError(f"source {path} is not a file or directory")
