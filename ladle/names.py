@@ -135,6 +135,12 @@ def mountpoint(path: str, kind: str = "mountpoint") -> str:
     return normal
 
 
+def shown(value: str) -> str:
+    """`value` in a one-line message: as it is when printable, else quoted with its escapes (a
+    path may hold a newline)."""
+    return value if value.isprintable() else short(value)
+
+
 def short(value: str, limit: int = 40) -> str:
     """`value` quoted for a one-line message, cut if long."""
     return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value)} characters)"

@@ -56,6 +56,7 @@ ROWS: list[Row] = [
     r("--root", "--root is too long", "--root", "/tmp/" + "x" * 200, "ls"),
     r("--root", "is not initialised in", "--root", "{missing}", "ls"),
     r("--root", "is not initialised in", "--root", "{file}", "ls"),
+    r("--root", "is not initialised in '", "--root", "{newline}", "ls"),
     r("--root", "not a directory", "--root", "{file}", "init"),
     r("--host", "argument --host: invalid choice: 'plan9'", "--host", "plan9", "ls"),
     r("--host", "--host freebsd needs --dry-run", "--host", "freebsd", "ls"),
@@ -85,6 +86,7 @@ ROWS: list[Row] = [
     r("create-base --from-tar", "tarball must not be empty", "create-base", "-r", "x", "-b", "t", "--from-tar", ""),
     r("create-base --from-tar", "does not exist", "create-base", "-r", "x", "-b", "t", "--from-tar", "{missing}"),
     r("create-base --from-tar", "is not a file", "create-base", "-r", "x", "-b", "t", "--from-tar", "{dir}"),
+    r("create-base --from-tar", "does not exist", "create-base", "-r", "x", "-b", "t", "--from-tar", "{newline}"),
     r("create-base --from-tar", "is not a file", "create-base", "-r", "x", "-b", "t", "--from-tar", "{fifo}"),
     r("create-base --from-tar", "is too long", "create-base", "-r", "x", "-b", "t", "--from-tar", "{long}"),
     r("create-base --from-tar", "empty", "create-base", "-r", "x", "-b", "t", "--from-tar", "{empty}"),
@@ -230,6 +232,7 @@ ROWS: list[Row] = [
     r("mount-in -p", BAD_POT, "mount-in", "-p", "../x", "-d", "{dir}", "-m", "/x"),
     r("mount-in -d", "host directory {missing} does not exist", "mount-in", "-p", "p1", "-d", "{missing}", "-m", "/x"),
     r("mount-in -d", "host directory {file} is not a directory", "mount-in", "-p", "p1", "-d", "{file}", "-m", "/x"),
+    r("mount-in -d", "host directory '", "mount-in", "-p", "p1", "-d", "{newline}", "-m", "/x"),
     r("mount-in -d", "host directory must not be empty", "mount-in", "-p", "p1", "-d", "", "-m", "/x"),
     r("mount-in -d", "host directory 'rel' must be an absolute path", "mount-in", "-p", "p1", "-d", "rel", "-m", "/x"),
     r("mount-in -d", "is too long", "mount-in", "-p", "p1", "-d", "{long}", "-m", "/x"),
@@ -244,6 +247,7 @@ ROWS: list[Row] = [
     # copy-in, copy-out
     r("copy-in -p", NO_POT, "copy-in", "-p", "nosuch", "-s", "{file}", "-d", "/x"),
     r("copy-in -s", "{missing} does not exist", "copy-in", "-p", "p1", "-s", "{missing}", "-d", "/x"),
+    r("copy-in -s", "does not exist", "copy-in", "-p", "p1", "-s", "{newline}", "-d", "/x"),
     r("copy-in -s", "source must not be empty", "copy-in", "-p", "p1", "-s", "", "-d", "/x"),
     r("copy-in -s", "source {fifo} is not a file or directory", "copy-in", "-p", "p1",
       "-s", "{fifo}", "-d", "/x"),
@@ -271,6 +275,7 @@ ROWS: list[Row] = [
       "-d", "{missing}"),
     r("copy-out -d", "destination directory {file} is not a directory", "copy-out", "-p", "p1", "-s",
       "/etc/passwd", "-d", "{file}"),
+    r("copy-out -d", "destination directory '", "copy-out", "-p", "p1", "-s", "/etc/passwd", "-d", "{newline}"),
     r("copy-out -d", "destination must not be empty", "copy-out", "-p", "p1", "-s", "/etc/passwd", "-d", ""),
     # snapshot, snap, rollback, revert, snapshots, promote, purge-snapshots
     r("snapshot", "give exactly one of -p POT or -f FSCOMP", "snapshot"),
@@ -455,7 +460,8 @@ class World:
         (self.host / "random.tar").write_bytes(bytes(range(256)) * 64)
         (self.host / "truncated.tar.gz").write_bytes(gzip.compress(b"x" * 100000)[:200])
         self.paths = {"file": str(self.host / "file"), "dir": str(self.host / "dir"), "fifo": str(self.host / "fifo"),
-                      "missing": str(self.host / "missing"), "long": "/" + "x/" * 2100,
+                      "missing": str(self.host / "missing"), "newline": str(self.host / "two\nlines"),
+                      "long": "/" + "x/" * 2100,
                       "empty": str(self.host / "empty.tar"), "random": str(self.host / "random.tar"),
                       "truncated": str(self.host / "truncated.tar.gz")}
 

@@ -136,9 +136,9 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
 
 def _must_be_dir(kind: str, path: str) -> None:
     if not os.path.lexists(path):
-        raise NotFound(f"{kind} {path} does not exist")
+        raise NotFound(f"{kind} {names.shown(path)} does not exist")
     if not os.path.isdir(path):
-        raise UsageError(f"{kind} {path} is not a directory")
+        raise UsageError(f"{kind} {names.shown(path)} is not a directory")
 
 
 def _must_be_file_or_dir(path: str) -> None:
@@ -147,8 +147,8 @@ def _must_be_file_or_dir(path: str) -> None:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise NotFound(f"{path} does not exist") from None
+        raise NotFound(f"source {names.shown(path)} does not exist") from None
     except OSError as e:
-        raise UsageError(f"source {path}: {e.strerror}") from None
+        raise UsageError(f"source {names.shown(path)}: {e.strerror}") from None
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise UsageError(f"source {path} is not a file or directory")
+        raise UsageError(f"source {names.shown(path)} is not a file or directory")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+from ladle import names
 from ladle.engine.core import Engine
 from ladle.errors import UsageError
 from ladle.plan.executor import Executor
@@ -29,7 +30,7 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
         raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH")
     root = eng.root
     if os.path.lexists(root) and not os.path.isdir(root):
-        raise UsageError(f"state root {root} is not a directory")
+        raise UsageError(f"state root {names.shown(root)} is not a directory")
     wanted = [*_missing_ancestors(root), root, *(os.path.join(root, d) for d in SUBDIRS)]
     dirs: list[Step] = [MakeDir(p, 0o700) for p in wanted if eng.offline or not os.path.isdir(p)]
     db = os.path.join(root, "ladle.db")
