@@ -107,11 +107,12 @@ def _utf8_without_nul(kind: str, value: str) -> None:
 
 
 def env_pair(pair: str) -> tuple[str, str]:
-    """Split `KEY=value`; the key must be a valid shell variable name."""
+    """Split `KEY=value`; the key must be a valid shell variable name, and the whole entry is one
+    string to execve(2), so it is bounded as one (key included)."""
     key, sep, value = pair.partition("=")
     if not sep or not _ENV_KEY.fullmatch(key):
         raise UsageError(f"invalid environment entry {short(pair)}: expected KEY=value")
-    text(f"the value of {key}", value, empty=True)
+    text(f"the environment entry {short(key)}", pair)
     return key, value
 
 

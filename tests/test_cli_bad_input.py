@@ -176,7 +176,8 @@ ROWS: list[Row] = [
     r("set-env -E", "invalid environment entry '=x'", "set-env", "-p", "p1", "-E", "=x"),
     r("set-env -E", "invalid environment entry '1A=x'", "set-env", "-p", "p1", "-E", "1A=x"),
     r("set-env -E", "invalid environment entry 'A B=x'", "set-env", "-p", "p1", "-E", "A B=x"),
-    r("set-env -E", "the value of A is too long", "set-env", "-p", "p1", "-E", "A=" + "x" * 70000),
+    r("set-env -E", "the environment entry 'A' is too long", "set-env", "-p", "p1", "-E", "A=" + "x" * 70000),
+    r("set-env -E", "the environment entry 'AAAA", "set-env", "-p", "p1", "-E", "A" * 70000 + "=1"),
     # set-attr, get-attr
     r("set-attr -p", NO_POT, "set-attr", "-p", "nosuch", "-A", "persistent", "-V", "YES"),
     r("set-attr -A", "unknown attribute 'nosuch'", "set-attr", "-p", "p1", "-A", "nosuch", "-V", "1"),
@@ -342,6 +343,7 @@ ROWS: list[Row] = [
     r("exec args", "cannot run '/nonexistent'", "exec", "up", "--", "/nonexistent"),
     r("exec -e", "invalid environment entry 'x'", "exec", "-e", "x", "up", "--", "true"),
     r("exec -e", "invalid environment entry '1=2'", "exec", "-e", "1=2", "up", "--", "true"),
+    r("exec -e", "is too long", "exec", "-e", "A" * 70000 + "=1", "up", "--", "true"),
     r("term", "no pot given", "term"),
     r("term positional", NO_POT, "term", "nosuch"),
     r("term positional", "pot p1 is not running", "term", "p1"),
