@@ -90,6 +90,7 @@ ROWS: list[Row] = [
     r("create-base --from-tar", "is not a file", "create-base", "-r", "x", "-b", "t", "--from-tar", "{fifo}"),
     r("create-base --from-tar", "is too long", "create-base", "-r", "x", "-b", "t", "--from-tar", "{long}"),
     r("create-base --from-tar", "empty", "create-base", "-r", "x", "-b", "t", "--from-tar", "{empty}"),
+    r("create-base --from-tar", "empty", "create-base", "-r", "x", "-b", "t", "--from-tar", "{empty_newline}"),
     r("create-base --from-tar", "not a tar", "create-base", "-r", "x", "-b", "t", "--from-tar", "{random}"),
     r("create-base --from-tar", "truncated", "create-base", "-r", "x", "-b", "t", "--from-tar", "{truncated}"),
     r("create-base --from-tar", "base busybox already exists", "create-base", "-r", "x", "-b", "busybox",
@@ -459,13 +460,13 @@ class World:
         (self.host / "file").write_text("a file\n")
         os.mkfifo(self.host / "fifo")
         (self.host / "empty.tar").write_bytes(b"")
+        (self.host / "empty\n.tar").write_bytes(b"")
         (self.host / "random.tar").write_bytes(bytes(range(256)) * 64)
         (self.host / "truncated.tar.gz").write_bytes(gzip.compress(b"x" * 100000)[:200])
-        self.paths = {"file": str(self.host / "file"), "dir": str(self.host / "dir"), "fifo": str(self.host / "fifo"),
-                      "missing": str(self.host / "missing"), "newline": str(self.host / "two\nlines"),
-                      "long": "/" + "x/" * 2100,
-                      "empty": str(self.host / "empty.tar"), "random": str(self.host / "random.tar"),
-                      "truncated": str(self.host / "truncated.tar.gz")}
+        files = {"file": "file", "dir": "dir", "fifo": "fifo", "missing": "missing", "newline": "two\nlines",
+                 "empty": "empty.tar", "empty_newline": "empty\n.tar", "random": "random.tar",
+                 "truncated": "truncated.tar.gz"}
+        self.paths = {name: str(self.host / file) for name, file in files.items()} | {"long": "/" + "x/" * 2100}
 
     def fill(self, text: str) -> str:
         for name, path in self.paths.items():
