@@ -360,6 +360,8 @@ ROWS: list[Row] = [
     r("signal -s", "unknown signal '-1'", "signal", "-p", "up", "-s", "-1"),
     r("signal -s", "no signal number 0", "signal", "-p", "up", "-s", "0"),
     r("signal -s", "unknown signal ''", "signal", "-p", "up", "-s", ""),
+    r("signal -s", "unknown signal '\xb2'", "signal", "-p", "up", "-s", "\xb2"),
+    r("signal -s", "unknown signal '\uff11\uff15'", "signal", "-p", "up", "-s", "\uff11\uff15"),
     r("wait", "no pot given", "wait"),
     r("wait positional", NO_POT, "wait", "nosuch"),
     r("wait -p", BAD_POT, "wait", "-p", "../x"),
