@@ -58,6 +58,8 @@ ROWS: list[Row] = [
     r("--root", "is not initialised in", "--root", "{file}", "ls"),
     r("--root", "is not initialised in '", "--root", "{newline}", "ls"),
     r("--root", "not a directory", "--root", "{file}", "init"),
+    r("--root", "--root goes before the verb: ladle --root DIR VERB", "ls", "--root", "{dir}"),
+    r("--root", "--root goes before the verb", "set-cmd", "-p", "p1", "--root={dir}", "-c", "true"),
     r("--host", "argument --host: invalid choice: 'plan9'", "--host", "plan9", "ls"),
     r("--host", "--host freebsd needs --dry-run", "--host", "freebsd", "ls"),
     r("verb", "unknown verb 'nosuch'", "nosuch"),
