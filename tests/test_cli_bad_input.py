@@ -385,7 +385,7 @@ ROWS: list[Row] = [
 # What has no row, and why.
 NOT_APPLICABLE = {
     "-V": "--version prints the version: there is no value to get wrong",
-    "-h": "--help prints the usage and exits 0 (every verb's too)",
+    "-h": "--help prints the usage and exits 0, of every verb (test_help_still_prints_the_usage_and_exits_0)",
 }
 
 
@@ -562,3 +562,15 @@ def test_bad_input_is_one_line_and_changes_nothing(world: World, row: Row) -> No
     assert not changed, f"database rows changed (gone, new): {changed}"
     assert after[1] == before[1], (f"files changed: gone {sorted(set(before[1]) - set(after[1]))}, "
                                    f"new {sorted(set(after[1]) - set(before[1]))}")
+
+
+
+def test_help_still_prints_the_usage_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """The one exception to 'one line, non-zero': -h/--help, of ladle and of every verb."""
+    from ladle.cli import app
+
+    for argv in (["--help"], *([verb, "-h"] for verb in sorted(app.VERBS))):
+        with pytest.raises(SystemExit) as exit_:
+            app.run(argv)
+        out = capsys.readouterr()
+        assert exit_.value.code == 0 and out.out.startswith("usage: ladle") and out.err == "", argv
