@@ -477,10 +477,10 @@ class World:
             text = text.replace("{" + name + "}", path)
         return text
 
-    def run(self, argv: tuple[str, ...]) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: tuple[str, ...], **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*LADLE, "--root", str(self.cli.root), *(self.fill(a) for a in argv)],
                               capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30,
-                              env={**os.environ, "LADLE_LOCK_TIMEOUT": "5"})
+                              env={**os.environ, "LADLE_LOCK_TIMEOUT": "5", **env})
 
     def state(self) -> tuple[dict[str, list[str]], list[tuple[str, ...]]]:
         db = sqlite3.connect(f"file:{self.cli.root}/ladle.db?mode=ro", uri=True)
@@ -574,3 +574,13 @@ def test_help_still_prints_the_usage_and_exits_0(capsys: pytest.CaptureFixture[s
             app.run(argv)
         out = capsys.readouterr()
         assert exit_.value.code == 0 and out.out.startswith("usage: ladle") and out.err == "", argv
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "1e400"])
+def test_a_bad_lock_timeout_in_the_environment_is_one_line(world: World, value: str) -> None:
+    before = world.state()
+    proc = world.run(("set-cmd", "-p", "p1", "-c", "true"), LADLE_LOCK_TIMEOUT=value)
+    assert proc.returncode == 2
+    assert proc.stderr == f"ladle: LADLE_LOCK_TIMEOUT takes seconds from 0 to 86400, not {value!r}\n"
+    assert world.state() == before
+
