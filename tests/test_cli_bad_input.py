@@ -584,3 +584,16 @@ def test_a_bad_lock_timeout_in_the_environment_is_one_line(world: World, value: 
     assert proc.stderr == f"ladle: LADLE_LOCK_TIMEOUT takes seconds from 0 to 86400, not {value!r}\n"
     assert world.state() == before
 
+
+def test_a_bad_monitor_idle_time_is_one_line_at_once(tmp_path: Path) -> None:
+    """The command that would start the monitor says so, rather than a monitor failing to start."""
+    cli = Ladle(tmp_path / "root")
+    cli("init")
+    cli("create-base", "-r", "busybox")
+    cli("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    proc = subprocess.run([*LADLE, "--root", str(cli.root), "start", "a"], capture_output=True, text=True,
+                          timeout=20, env={**os.environ, "LADLE_MONITOR_IDLE": "soon"})
+    assert proc.returncode == 2
+    assert proc.stderr == "ladle: LADLE_MONITOR_IDLE takes seconds from 0 to 86400, not 'soon'\n"
+    assert "stopped" in cli("ls").stdout
+
