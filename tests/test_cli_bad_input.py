@@ -483,14 +483,18 @@ class World:
                               env={**os.environ, "LADLE_LOCK_TIMEOUT": "5", **env})
 
     def state(self) -> tuple[dict[str, list[str]], list[tuple[str, ...]]]:
+        """The database's rows, the files, and whether each running pot's command is alive (its
+        run's row changes only once the monitor sees it end)."""
         db = sqlite3.connect(f"file:{self.cli.root}/ladle.db?mode=ro", uri=True)
         try:
             tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
             rows = {t: sorted(repr(row) for row in db.execute(f"SELECT * FROM {t}")) for t in tables
                     if t != "sqlite_sequence"}  # the last id of each table: a counter, not state
+            running = db.execute("SELECT pot, main_pid FROM runs WHERE state = 'running'").fetchall()
         finally:
             db.close()
-        return rows, _files(self.cli.root) + _files(self.host)
+        alive = [("alive", pot, str(os.path.exists(f"/proc/{pid}"))) for pot, pid in sorted(running)]
+        return rows, _files(self.cli.root) + _files(self.host) + alive
 
 
 # Files that change without a change of state: the database (compared by its rows), the lock files
