@@ -275,6 +275,8 @@ ROWS: list[Row] = [
     r("copy-out -s", "path '/../../etc/shadow' must not contain '..'", "copy-out", "-p", "p1", "-s",
       "/../../etc/shadow", "-d", "{dir}"),
     r("copy-out -s", "not its root", "copy-out", "-p", "p1", "-s", "/", "-d", "{dir}"),
+    r("copy-out -s", "cannot copy out", "copy-out", "-p", "up", "-s", "/proc/1/environ", "-d", "{dir}",
+      bug="a copy-out that fails half-way (sendfile from procfs: EINVAL) leaves the partial file on the host"),
     r("copy-out -d", "destination directory {missing} does not exist", "copy-out", "-p", "p1", "-s", "/etc/passwd",
       "-d", "{missing}"),
     r("copy-out -d", "destination directory {file} is not a directory", "copy-out", "-p", "p1", "-s",
