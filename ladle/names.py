@@ -116,9 +116,10 @@ def env_pair(pair: str) -> tuple[str, str]:
     return key, value
 
 
-def mountpoint(path: str, kind: str = "mountpoint") -> str:
+def mountpoint(path: str, kind: str = "mountpoint", *, spaces: bool = False) -> str:
     """An absolute path inside a pot, normalised, that is not '/' and never climbs out with '..';
-    `kind` names it in errors (a mountpoint, or a path to copy)."""
+    `kind` names it in errors. A mountpoint has no spaces (fstab(5) and jail(8)'s mount.fstab
+    split on them); a path to copy (`spaces`) may."""
     if not path.startswith("/"):
         raise UsageError(f"{kind} {short(path)} must be an absolute path inside the pot")
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -126,8 +127,8 @@ def mountpoint(path: str, kind: str = "mountpoint") -> str:
         raise UsageError(f"{kind} {short(path)} must not contain '..'")
     if not parts:
         raise UsageError(f"{kind} must not be '/'")
-    if " " in path or not path.isprintable():
-        raise UsageError(f"{kind} {short(path)} must not contain spaces or control characters")
+    if (" " in path and not spaces) or not path.isprintable():
+        raise UsageError(f"{kind} {short(path)} must not contain {'' if spaces else 'spaces or '}control characters")
     if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
         raise UsageError(f"{kind} {short(path)} has a component longer than {NAME_MAX} bytes")
     normal = "/" + "/".join(parts)

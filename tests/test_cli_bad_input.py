@@ -262,6 +262,8 @@ ROWS: list[Row] = [
       "-d", ""),
     r("copy-in -d", "path 'rel' must be an absolute path inside the pot", "copy-in", "-p", "p1", "-s", "{file}",
       "-d", "rel"),
+    r("copy-in -d", "path '/a\\x1bb' must not contain control characters", "copy-in", "-p", "p1", "-s", "{file}",
+      "-d", "/a\x1bb"),
     r("copy-in -d", "path '/../x' must not contain '..'", "copy-in", "-p", "p1", "-s", "{file}", "-d", "/../x"),
     r("copy-in -d", "pot p1: /no/such: no such directory", "copy-in", "-p", "p1", "-s", "{file}", "-d", "/no/such/x"),
     r("copy-in -d", "pot up: /no/such: no such directory", "copy-in", "-p", "up", "-s", "{file}", "-d", "/no/such/x"),

@@ -117,7 +117,7 @@ def remove_mount(eng: Engine, pot: str, mountpoint: str) -> str:
 
 def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, create_parents: bool) -> str:
     """copy-in / copy-out; the host driver never follows a symlink out of the pot's root."""
-    pot_path = names.mountpoint(pot_path, "path") if pot_path != "/" else "/"
+    pot_path = names.mountpoint(pot_path, "path", spaces=True) if pot_path != "/" else "/"
     host_path = os.path.abspath(host_path)
     if direction == "in":
         _must_be_file_or_dir(host_path)
