@@ -47,7 +47,6 @@ HUGE = "99999999999999999999999"
 BAD_POT = "invalid pot name '../x'"
 NO_POT = "pot nosuch does not exist"
 FREEBSD = ("--host", "freebsd", "--dry-run")
-# Known bugs, each fixed in its own commit
 
 ROWS: list[Row] = [
     # global options and the verb
@@ -523,13 +522,13 @@ def _files(top: Path) -> list[tuple[str, ...]]:
         for name in [*dirnames, *filenames]:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, top)
-            if rel in _VOLATILE or rel.startswith("locks/"):
+            if rel in _VOLATILE:
                 continue
             st = os.lstat(path)
             extra = (str(st.st_size), str(st.st_mtime_ns)) if stat.S_ISREG(st.st_mode) else ()
             out.append((str(top.name), rel, oct(st.st_mode), *extra))
         dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == dev
-                       and os.path.relpath(os.path.join(dirpath, d), top) != "locks"]
+                       and os.path.relpath(os.path.join(dirpath, d), top) not in _VOLATILE]
     return sorted(out)
 
 
