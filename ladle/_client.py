@@ -201,6 +201,7 @@ class Client:
     def get_attr(self, name: str, attr: str) -> str:
         from ladle.engine.pots import get_attr
         names.check("pot", name)
+        names.text("the attribute name", attr)
         return self._read(lambda e: get_attr(e, name, attr))
 
     # File-system components, mounts and copies -------------------------------------------------

@@ -107,31 +107,40 @@ def _utf8_without_nul(kind: str, value: str) -> None:
 
 
 def env_pair(pair: str) -> tuple[str, str]:
-    """Split `KEY=value`; the key must be a valid shell variable name."""
+    """Split `KEY=value`; the key must be a valid shell variable name, and the whole entry is one
+    string to execve(2), so it is bounded as one (key included)."""
     key, sep, value = pair.partition("=")
     if not sep or not _ENV_KEY.fullmatch(key):
         raise UsageError(f"invalid environment entry {short(pair)}: expected KEY=value")
-    text(f"the value of {key}", value, empty=True)
+    text(f"the environment entry {short(key)}", pair)
     return key, value
 
 
-def mountpoint(path: str) -> str:
-    """An absolute path inside a pot, normalised, that is not '/' and never climbs out with '..'."""
+def mountpoint(path: str, kind: str = "mountpoint", *, spaces: bool = False) -> str:
+    """An absolute path inside a pot, normalised, that is not '/' and never climbs out with '..';
+    `kind` names it in errors. A mountpoint has no spaces (fstab(5) and jail(8)'s mount.fstab
+    split on them); a path to copy (`spaces`) may."""
     if not path.startswith("/"):
-        raise UsageError(f"mountpoint {short(path)} must be an absolute path inside the pot")
+        raise UsageError(f"{kind} {short(path)} must be an absolute path inside the pot")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UsageError(f"mountpoint {short(path)} must not contain '..'")
+        raise UsageError(f"{kind} {short(path)} must not contain '..'")
     if not parts:
-        raise UsageError("mountpoint must not be '/'")
-    if " " in path or not path.isprintable():
-        raise UsageError(f"mountpoint {short(path)} must not contain spaces or control characters")
+        raise UsageError(f"{kind} must not be '/'")
+    if (" " in path and not spaces) or not path.isprintable():
+        raise UsageError(f"{kind} {short(path)} must not contain {'' if spaces else 'spaces or '}control characters")
     if any(len(os.fsencode(p)) > NAME_MAX for p in parts):
-        raise UsageError(f"mountpoint {short(path)} has a component longer than {NAME_MAX} bytes")
+        raise UsageError(f"{kind} {short(path)} has a component longer than {NAME_MAX} bytes")
     normal = "/" + "/".join(parts)
     if len(os.fsencode(normal)) >= PATH_MAX:
-        raise UsageError(f"mountpoint {short(path)} is too long (under {PATH_MAX} bytes)")
+        raise UsageError(f"{kind} {short(path)} is too long (under {PATH_MAX} bytes)")
     return normal
+
+
+def shown(value: str) -> str:
+    """`value` in a one-line message: as it is when printable, else quoted with its escapes (a
+    path may hold a newline)."""
+    return value if value.isprintable() else short(value)
 
 
 def short(value: str, limit: int = 40) -> str:

@@ -135,6 +135,18 @@ def test_mountpoints_outside_or_invalid_are_refused(bb: Ladle, tmp_path: Path, m
     assert bb("info", "-p", "a", "--json").stdout == before
 
 
+def test_copy_paths_may_have_spaces(bb: Ladle, tmp_path: Path) -> None:
+    """Only mountpoints are kept free of spaces (they end up in fstab lines); a file to copy is any name."""
+    f = tmp_path / "a file"
+    f.write_text("spaced\n")
+    bb("create", "-p", "a", "-b", "busybox")
+    bb("copy-in", "-p", "a", "-s", str(f), "-d", "/my files/a file", "-c")
+    out = tmp_path / "out dir"
+    out.mkdir()
+    bb("copy-out", "-p", "a", "-s", "/my files/a file", "-d", str(out))
+    assert (out / "a file").read_text() == "spaced\n"
+
+
 def _tarball(path: Path, members: list[tuple[str, bytes | None, str | None]]) -> Path:
     """Members are (name, file content, or None with a symlink target)."""
     with tarfile.open(path, "w") as tar:

@@ -44,6 +44,12 @@ def test_mountpoints_are_normalised() -> None:
     assert names.mountpoint("//usr/./local/") == "/usr/local"
 
 
+def test_a_path_to_copy_may_have_spaces_but_no_control_characters() -> None:
+    assert names.mountpoint("/my files/a b", "path", spaces=True) == "/my files/a b"
+    with pytest.raises(UsageError, match="path '/a\\\\nb' must not contain control characters"):
+        names.mountpoint("/a\nb", "path", spaces=True)
+
+
 @given(st.lists(st.sampled_from(["a", "..", ".", "", "b"]), max_size=8))
 def test_a_normalised_mountpoint_never_climbs(parts: list[str]) -> None:
     try:

@@ -31,7 +31,16 @@ def test_a_failing_step_undoes_the_earlier_ones_and_leaves_no_trace(tmp_path: Pa
         Executor(c).run("test", "global", steps)
     assert not d.exists()
     assert c.store is not None and c.store.setting("k") is None
-    assert c.store.all("ops", state="running") == []
+    assert c.store.all("ops") == []
+
+
+def test_a_failed_plan_whose_undo_fails_is_left_for_gc(tmp_path: Path) -> None:
+    c = ctx(tmp_path)
+    with pytest.raises(CommandFailed, match="false failed"):
+        Executor(c).run("test", "global", [Cmd(["true"], undo=[["false"]]), Cmd(["false"])])
+    assert c.store is not None
+    [op] = c.store.all("ops")
+    assert op["state"] == "failed" and op["error"].startswith("false failed: exit code 1; could not undo false")
 
 
 def test_a_successful_plan_leaves_no_intent_log(tmp_path: Path) -> None:

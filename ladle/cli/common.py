@@ -43,6 +43,9 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("argument VERB: invalid choice: "):
             verb = message.split(": ", 2)[2].split(" (", 1)[0]
             raise Refused(f"unknown verb {verb} (see ladle --help)")
+        extra = message.removeprefix("unrecognized arguments: ").split()
+        if message.startswith("unrecognized") and any(a.partition("=")[0] == "--root" for a in extra):
+            raise Refused("--root goes before the verb: ladle --root DIR VERB ...")
         where = self.prog.removeprefix("ladle").strip()
         raise Refused(f"{where}: {message}" if where else message)
 
@@ -52,6 +55,9 @@ class Skipped:
 
     def add_argument(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    def add_mutually_exclusive_group(self) -> Skipped:
+        return self
 
 
 class Verbs:

@@ -72,11 +72,11 @@ def register(verbs: Verbs) -> None:
              "make a clone independent of the snapshot it was cloned from", changes=True)
     _target(p)
 
-    p = verb(verbs, "purge-snapshots", change(lambda c, a: c.purge_snapshots(a.pot, a.fscomp, a.keep, a.all)),
-             "remove old snapshots", changes=True)
+    p = verb(verbs, "purge-snapshots", change(_purge), "remove old snapshots", changes=True)
     _target(p)
-    p.add_argument("-k", dest="keep", type=int, default=1, help="how many of the newest to keep (default 1)")
-    p.add_argument("-a", dest="all", action="store_true", help="remove all, the latest too")
+    keep = p.add_mutually_exclusive_group()  # '-a -k 5' would remove the five too
+    keep.add_argument("-k", dest="keep", type=int, help="how many of the newest to keep (default 1)")
+    keep.add_argument("-a", dest="all", action="store_true", help="remove all, the latest too")
 
 
 def _mountpoint(p: Parser) -> None:
@@ -100,3 +100,7 @@ def _fscomps(client: ladle.Client, args: argparse.Namespace) -> None:
 def _snapshots(client: ladle.Client, args: argparse.Namespace) -> None:
     for s in client.snapshots(args.pot, args.fscomp):
         print(s)
+
+
+def _purge(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
+    return client.purge_snapshots(args.pot, args.fscomp, 1 if args.keep is None else args.keep, args.all)

@@ -23,8 +23,10 @@ def create_base(eng: Engine, release: str, name: str | None, from_tar: str | Non
         release = eng.host.canonical_release(release)
     if from_tar:
         from_tar = os.path.abspath(from_tar)
+        if not os.path.lexists(from_tar):
+            raise NotFound(f"tarball {names.shown(from_tar)} does not exist")
         if not os.path.isfile(from_tar):
-            raise NotFound(f"tarball {from_tar} does not exist")
+            raise UsageError(f"tarball {names.shown(from_tar)} is not a file")
     with eng.lock(f"base-{name}"):
         if eng.store.get("bases", name=name):
             raise Exists(f"base {name} already exists")

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from ladle import names
 from ladle.config import Config
 from ladle.errors import NotFound, UsageError
 from ladle.hosts import open_host, this_host
@@ -65,7 +66,7 @@ class Engine:
     @cached_property
     def store(self) -> Store:
         if not os.path.exists(self.db_path):
-            raise NotFound(f"ladle is not initialised in {self.root}: run 'ladle init' first")
+            raise NotFound(f"ladle is not initialised in {names.shown(self.root)}: run 'ladle init' first")
         return self._store() if self._store else Store(self.db_path)
 
     @cached_property

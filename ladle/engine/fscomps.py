@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from typing import TYPE_CHECKING
 
@@ -80,8 +81,7 @@ def add_mount(eng: Engine, pot: str, kind: str, source: str, mountpoint: str, ro
     else:
         if not os.path.isabs(source):
             raise UsageError(f"host directory {source!r} must be an absolute path")
-        if not os.path.isdir(source):
-            raise NotFound(f"host directory {source} does not exist")
+        _must_be_dir("host directory", source)
         source = os.path.realpath(source)
     with eng.lock(f"pot-{pot}"):
         row = eng.pot(pot)
@@ -121,12 +121,12 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
          keep_setuid: bool = False) -> str:
     """copy-in / copy-out; the host driver never follows a symlink out of the pot's root nor opens
     a FIFO or device node of the pot, and copy-out drops setuid/setgid unless `keep_setuid`."""
-    pot_path = names.mountpoint(pot_path) if pot_path != "/" else "/"
+    pot_path = names.mountpoint(pot_path, "path", spaces=True) if pot_path != "/" else "/"
     host_path = os.path.abspath(host_path)
-    if direction == "in" and not os.path.lexists(host_path):
-        raise NotFound(f"{host_path} does not exist")
-    if direction == "out" and not os.path.isdir(host_path):
-        raise NotFound(f"destination directory {host_path} does not exist")
+    if direction == "in":
+        _must_be_file_or_dir(host_path)
+    if direction == "out":
+        _must_be_dir("destination directory", host_path)
     with eng.lock(f"pot-{pot}"):
         row = eng.pot(pot)
         spec = lifecycle.spec(eng, row)
@@ -136,3 +136,23 @@ def copy(eng: Engine, pot: str, direction: str, host_path: str, pot_path: str, c
     if direction == "in":
         return f"copied {host_path} to {pot_path} in pot {pot}"
     return f"copied {pot_path} from pot {pot} to {host_path}"
+
+
+def _must_be_dir(kind: str, path: str) -> None:
+    if not os.path.lexists(path):
+        raise NotFound(f"{kind} {names.shown(path)} does not exist")
+    if not os.path.isdir(path):
+        raise UsageError(f"{kind} {names.shown(path)} is not a directory")
+
+
+def _must_be_file_or_dir(path: str) -> None:
+    """What copy-in copies: a file or a tree (a host symlink is the operator's and followed). A
+    FIFO, socket or device at the top would be 'copied' as nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise NotFound(f"source {names.shown(path)} does not exist") from None
+    except OSError as e:
+        raise UsageError(f"source {names.shown(path)}: {e.strerror}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UsageError(f"source {names.shown(path)} is not a file or directory")

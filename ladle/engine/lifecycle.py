@@ -196,7 +196,7 @@ def signal_number(sig: str) -> int:
     import signal
 
     text = sig.strip().upper()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # '²' is a digit to Python, and int() refuses it
         number = int(text)
         if number not in {int(s) for s in signal.valid_signals()}:
             raise UsageError(f"no signal number {number} on this host")

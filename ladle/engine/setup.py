@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 
+from ladle import names
 from ladle.engine.core import Engine
 from ladle.errors import UsageError
 from ladle.plan.executor import Executor
@@ -23,9 +24,13 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
         raise UsageError(f"unknown storage {storage!r} (choose from {', '.join(BACKENDS)})")
     if storage == "zfs" and not dataset:
         raise UsageError("--storage zfs needs --dataset POOL/PATH")
-    if dataset and (storage != "zfs" or not _DATASET.fullmatch(dataset) or "/" not in dataset):
-        raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH with --storage zfs")
+    if dataset and storage != "zfs":
+        raise UsageError("--dataset is only for --storage zfs")
+    if dataset and (not _DATASET.fullmatch(dataset) or "/" not in dataset):
+        raise UsageError(f"invalid dataset {dataset!r}: expected POOL/PATH")
     root = eng.root
+    if os.path.lexists(root) and not os.path.isdir(root):
+        raise UsageError(f"state root {names.shown(root)} is not a directory")
     wanted = [*_missing_ancestors(root), root, *(os.path.join(root, d) for d in SUBDIRS)]
     dirs: list[Step] = [MakeDir(p, 0o700) for p in wanted if eng.offline or not os.path.isdir(p)]
     db = os.path.join(root, "ladle.db")

@@ -58,10 +58,13 @@ class Executor:
                 if isinstance(step, Commit):
                     break
         except BaseException as exc:
-            for problem in undo(self.ctx, done):
+            problems = undo(self.ctx, done)
+            for problem in problems:
                 _log.warning(f"could not undo {problem}")
-            if store:
-                store.op_end(op, "rolled-back", str(exc))
+            if store and problems:  # `ladle gc` lists what is left
+                store.op_end(op, "failed", f"{exc}; could not undo {problems[0]}")
+            elif store:  # wholly undone: as if it never ran
+                store.op_end(op, "rolled-back")
             raise
         rest = steps[len(done):]
         for i, step in enumerate(rest, start=len(done)):

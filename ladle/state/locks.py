@@ -15,9 +15,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ladle.errors import Busy
+from ladle.errors import Busy, UsageError
 
-DEFAULT_TIMEOUT = float(os.environ.get("LADLE_LOCK_TIMEOUT", "60"))
+MAX_TIMEOUT = 86400.0
+
+
+def default_timeout() -> float:
+    """How long a command waits for another's lock: $LADLE_LOCK_TIMEOUT seconds, or 60."""
+    raw = os.environ.get("LADLE_LOCK_TIMEOUT") or "60"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_TIMEOUT:  # nan too
+        raise UsageError(f"LADLE_LOCK_TIMEOUT takes seconds from 0 to {MAX_TIMEOUT:g}, not {raw!r}")
+    return value
 
 
 def _label(name: str) -> str:
@@ -46,11 +58,14 @@ def _path(root: str, name: str) -> str:
 
 
 @contextmanager
-def hold(root: str, name: str, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
-    """Hold the lock `name` (e.g. 'pot-web', 'global'), waiting up to `timeout` seconds.
+def hold(root: str, name: str, timeout: float | None = None) -> Iterator[None]:
+    """Hold the lock `name` (e.g. 'pot-web', 'global'), waiting up to `timeout` seconds (None:
+    `default_timeout()`).
 
     The kernel drops the lock when the holder dies, so a killed command never leaves it held.
     """
+    if timeout is None:
+        timeout = default_timeout()
     path = _path(root, name)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:

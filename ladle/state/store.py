@@ -180,10 +180,10 @@ class Store:
         self.db.execute("UPDATE op_steps SET state=? WHERE op=? AND seq=?", (state, op, seq))
 
     def op_end(self, op: int, state: str, error: str | None = None) -> None:
-        """Close an operation; a clean one leaves no rows behind."""
+        """Close an operation; one done or wholly rolled back leaves no rows behind."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            if state == "done":
+            if state in ("done", "rolled-back"):
                 self.db.execute("DELETE FROM op_steps WHERE op=?", (op,))
                 self.db.execute("DELETE FROM ops WHERE id=?", (op,))
             else:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from ladle.config import Config
 from ladle.errors import HostError, UsageError
-from ladle.names import short
+from ladle.names import short, shown
 from ladle.plan.steps import Context, Step
 
 _MAX_HOPS = 40  # symlinks followed while resolving one target, as the kernel's ELOOP limit
@@ -246,10 +246,10 @@ class _Space:
         free = st.f_bavail * self.block
         twice = f" ({copies} copies)" if copies > 1 else ""
         if need > free - self.margin:
-            raise HostError(f"not enough free space in {self.dest} for {archive}: it needs {_human(need)}{twice},"
-                            f" {_human(free)} is free and {_human(self.margin)} is kept free")
+            raise HostError(f"not enough free space in {self.dest} for {shown(archive)}: it needs"
+                            f" {_human(need)}{twice}, {_human(free)} is free and {_human(self.margin)} is kept free")
         if st.f_files and copies * len(members) > st.f_favail:
-            raise HostError(f"not enough free inodes in {self.dest} for {archive}: it needs"
+            raise HostError(f"not enough free inodes in {self.dest} for {shown(archive)}: it needs"
                             f" {copies * len(members)}{twice}, {st.f_favail} are free")
 
     def wrote(self, size: int, archive: str) -> None:
@@ -260,7 +260,7 @@ class _Space:
         st = os.statvfs(self.dest)
         if st.f_bavail * self.block < self.margin:
             raise HostError(f"the file system of {self.dest} is nearly full (under {_human(self.margin)} free):"
-                            f" stopped extracting {archive}")
+                            f" stopped extracting {shown(archive)}")
 
 
 def extract(archive: str, dest: str, limits: Limits = Limits()) -> None:
@@ -277,11 +277,11 @@ def _open(archive: str) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, "r:*")
     except FileNotFoundError:
-        raise UsageError(f"{archive}: no such file") from None
+        raise UsageError(f"{shown(archive)}: no such file") from None
     except tarfile.ReadError:
         raise UsageError(_not_a_tar(archive)) from None
     except OSError as e:
-        raise UsageError(f"cannot read {archive}: {e.strerror}") from None
+        raise UsageError(f"cannot read {shown(archive)}: {e.strerror}") from None
 
 
 def _not_a_tar(archive: str) -> str:
@@ -290,19 +290,19 @@ def _not_a_tar(archive: str) -> str:
         with open(archive, "rb") as f:
             head = f.read(6)
     except OSError as e:
-        return f"cannot read {archive}: {e.strerror}"
+        return f"cannot read {shown(archive)}: {e.strerror}"
     if not head:
-        return f"{archive} is empty, not a tar archive"
+        return f"{shown(archive)} is empty, not a tar archive"
     kind = next((k for magic, k in _MAGIC.items() if head.startswith(magic)), None)
     if kind:
-        return f"{archive}: truncated or corrupt {kind} data, not a readable tar archive"
-    return f"{archive} is not a tar archive (plain, or compressed with gzip, bzip2 or xz)"
+        return f"{shown(archive)}: truncated or corrupt {kind} data, not a readable tar archive"
+    return f"{shown(archive)} is not a tar archive (plain, or compressed with gzip, bzip2 or xz)"
 
 
 def _damaged(archive: str, e: BaseException) -> UsageError:
     if isinstance(e, EOFError) or "unexpected end of data" in str(e) or "truncated" in str(e):
-        return UsageError(f"{archive} is truncated: it ends in the middle of a member")
-    return UsageError(f"{archive} is corrupt: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+        return UsageError(f"{shown(archive)} is truncated: it ends in the middle of a member")
+    return UsageError(f"{shown(archive)} is corrupt: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
 def _members(tar: tarfile.TarFile, archive: str, limits: Limits) -> list[tarfile.TarInfo]:
@@ -316,7 +316,7 @@ def _members(tar: tarfile.TarFile, archive: str, limits: Limits) -> list[tarfile
             members.append(m)
             total += m.size if m.isreg() else 0
             if total > limits.max_size:
-                raise UsageError(f"{archive} unpacks to more than max_unpacked_size ({_human(limits.max_size)}"
+                raise UsageError(f"{shown(archive)} unpacks to more than max_unpacked_size ({_human(limits.max_size)}"
                                  " in the configuration)")
             if len(members) > limits.max_members:
                 break

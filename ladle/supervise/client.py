@@ -80,6 +80,8 @@ class MonitorClient:
 
     def _start_keeper(self) -> None:
         """Start a detached keeper (double fork, own session) and wait until it listens."""
+        from ladle.supervise.keeper import monitor_idle
+        monitor_idle()  # a bad value fails here, not in every monitor the keeper tries
         r, w = os.pipe()
         log = os.path.join(self.root, "logs", "monitor.log")
         argv = [*python_argv(_KEEPER), self.root, str(w), json.dumps(self.monitor_argv)]

@@ -31,12 +31,27 @@ import sys
 import time
 
 from ladle import platform
+from ladle.errors import UsageError
 from ladle.supervise import protocol
 from ladle.supervise.protocol import SOCKET_NAME
 
 QUICK = 2.0        # a monitor that dies sooner than this after its start is failing
 GIVE_UP = 8        # quick failures in a row before the keeper stops trying
 WAITED = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
+
+def monitor_idle() -> float:
+    """How long an idle monitor (no pot, no client) stays: $LADLE_MONITOR_IDLE seconds, or 60.
+    Checked by the command that starts the keeper too, so a bad value is its one-line error and
+    not a monitor that keeps failing."""
+    raw = os.environ.get("LADLE_MONITOR_IDLE") or "60"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86400:  # nan too
+        raise UsageError(f"LADLE_MONITOR_IDLE takes seconds from 0 to 86400, not {raw!r}")
+    return value
 
 
 def exits_dir(root: str) -> str:

@@ -39,7 +39,7 @@ from ladle.errors import LadleError, StateError, UsageError
 from ladle.state.store import Store
 from ladle.supervise import protocol
 from ladle.supervise.adopt import adopt
-from ladle.supervise.keeper import exits_dir
+from ladle.supervise.keeper import exits_dir, monitor_idle
 from ladle.supervise.launcher import Launcher, Sandbox
 from ladle.supervise.output import Output
 from ladle.supervise.records import Conn, PotState, Proc, Refusal, exit_code
@@ -686,7 +686,7 @@ def serve(launcher: Launcher, args: list[str]) -> None:
     root = args[0]
     listen_fd = int(args[args.index("--listen-fd") + 1])
     keeper_fd = int(args[args.index("--keeper-fd") + 1])
-    idle = float(os.environ.get("LADLE_MONITOR_IDLE", "60"))
+    idle = monitor_idle()
     platform.current.set_title(f"ladle-mon {root}")
     launcher.prepare_monitor()
     signal.signal(signal.SIGTERM, lambda s, f: sys.exit(STOPPED_BY_SIGNAL))

@@ -157,7 +157,7 @@ def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_pat
     (as on Linux).
     """
     name = names.pot_name(spec.name)
-    pot_path = "/" if pot_path == "/" else names.mountpoint(pot_path)
+    pot_path = "/" if pot_path == "/" else names.mountpoint(pot_path, "path", spaces=True)
     path, roots = jail_root(spec)
     token = os.urandom(4).hex()
     stage = os.path.join(spec.run_dir, f"copy.{token}")

@@ -9,9 +9,11 @@ a symlink out of it. Each step runs in a forked child, so this process never cha
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import shlex
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
@@ -104,7 +106,10 @@ class LinuxLiveMount(Step):
         def attach(tree: int | None) -> None:
             root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             assert tree is not None
-            sc.move_mount(tree, mounts.mount_point(root, self.target))
+            target = mounts.mount_point(root, self.target)
+            if not stat.S_ISDIR(os.fstat(target).st_mode):  # move_mount would say only EINVAL
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory in the pot", self.target)
+            sc.move_mount(tree, target)
 
         _in_pot(self.init_pid, self.init_start, self.name, clone, attach)
 

@@ -1,0 +1,612 @@
+"""Bad input to every verb and every option: one line `ladle: ...` on stderr, exit 1 or 2, nothing
+changed (the database's rows, the files under the state root and the test's host paths).
+
+The table is checked against the parser (`test_the_table_covers_every_option`): an option of any
+verb, or a verb, that has no row and no entry in NOT_APPLICABLE fails. A flag (`store_true`) gets
+its row from the parser: the one bad input a flag can get is a value (`--json=1`, `-q1`).
+
+Usage errors are argparse's too, made one line by `cli.common.Parser.error` (`ladle: VERB:
+argument -l: invalid choice: ...`); `--help` still prints the usage and exits 0.
+
+The world is one state root per module with a base, an fscomp with a snapshot, a pot p1 with a
+snapshot that pot p2 (level 2) is built on, fs1 mounted in p1 (which has run once), and a running
+pot `up`: so unknown, existing and in-use names can all be tried.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import sqlite3
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LADLE, Ladle
+
+
+@dataclass(frozen=True)
+class Row:
+    covers: str  # "VERB OPTION", "VERB DEST" for a positional, "VERB" for the verb, "OPTION" for a global one
+    says: str  # a piece of the one line it must print
+    argv: tuple[str, ...]  # {name} stands for a path of the world (see World.paths)
+    bug: str = ""  # a known bug: the row is expected to fail (strictly)
+
+
+def r(covers: str, says: str, *argv: str, bug: str = "") -> Row:
+    return Row(covers, says, argv, bug)
+
+
+LONG = "x" * 64  # one over the 63 characters of a name
+HUGE = "99999999999999999999999"
+BAD_POT = "invalid pot name '../x'"
+NO_POT = "pot nosuch does not exist"
+FREEBSD = ("--host", "freebsd", "--dry-run")
+
+ROWS: list[Row] = [
+    # global options and the verb
+    r("--root", "--root must not be empty", "--root", "", "ls"),
+    r("--root", "--root must not be /", "--root", "/", "ls"),
+    r("--root", "--root is too long", "--root", "/tmp/" + "x" * 200, "ls"),
+    r("--root", "is not initialised in", "--root", "{missing}", "ls"),
+    r("--root", "is not initialised in", "--root", "{file}", "ls"),
+    r("--root", "is not initialised in '", "--root", "{newline}", "ls"),
+    r("--root", "not a directory", "--root", "{file}", "init"),
+    r("--root", "--root goes before the verb: ladle --root DIR VERB", "ls", "--root", "{dir}"),
+    r("--root", "--root goes before the verb", "set-cmd", "-p", "p1", "--root={dir}", "-c", "true"),
+    r("--host", "argument --host: invalid choice: 'plan9'", "--host", "plan9", "ls"),
+    r("--host", "--host freebsd needs --dry-run", "--host", "freebsd", "ls"),
+    r("verb", "unknown verb 'nosuch'", "nosuch"),
+    r("verb", "unknown verb '../x'", "../x"),
+    r("verb", "no verb given", "--dry-run"),
+    # init
+    r("init --storage", "argument --storage: invalid choice: 'btrfs'", "init", "--storage", "btrfs"),
+    r("init --storage", "--storage zfs needs --dataset", "init", "--storage", "zfs"),
+    r("init --dataset", "--dataset must not be empty", "init", "--dataset", ""),
+    r("init --dataset", "invalid dataset '../x'", "init", "--storage", "zfs", "--dataset", "../x"),
+    r("init --dataset", "invalid dataset 'pool'", "init", "--storage", "zfs", "--dataset", "pool"),
+    r("init --dataset", "--dataset is only for --storage zfs", "init", "--dataset", "pool/x"),
+    r("init --storage", "already initialised with dir storage", "init", "--storage", "zfs", "--dataset", "pool/x"),
+    # create-base
+    r("create-base -r", "release must not be empty", "create-base", "-r", ""),
+    r("create-base -r", "on linux, -r takes 'busybox'", "create-base", "-r", "14.2", "-b", "fb"),
+    r("create-base -r", "must not contain spaces or control characters", "create-base", "-r", "a b", "-b", "x"),
+    r("create-base -r", "release 'xxxxxxxx", "create-base", "-r", LONG, "-b", "x"),
+    r("create-base -r", "invalid FreeBSD release '14.2x'", *FREEBSD, "create-base", "-r", "14.2x"),
+    r("create-base -r", "invalid FreeBSD release '../x'", *FREEBSD, "create-base", "-r", "../x", "-b", "fb"),
+    r("create-base -r", "the following arguments are required: -r", "create-base", "-b", "x"),
+    r("create-base -b", "invalid base name '../x'", "create-base", "-r", "busybox", "-b", "../x"),
+    r("create-base -b", "base name must not be empty", "create-base", "-r", "busybox", "-b", ""),
+    r("create-base -b", "is too long", "create-base", "-r", "busybox", "-b", LONG),
+    r("create-base -b", "base busybox already exists", "create-base", "-r", "busybox"),
+    r("create-base --from-tar", "tarball must not be empty", "create-base", "-r", "x", "-b", "t", "--from-tar", ""),
+    r("create-base --from-tar", "does not exist", "create-base", "-r", "x", "-b", "t", "--from-tar", "{missing}"),
+    r("create-base --from-tar", "is not a file", "create-base", "-r", "x", "-b", "t", "--from-tar", "{dir}"),
+    r("create-base --from-tar", "does not exist", "create-base", "-r", "x", "-b", "t", "--from-tar", "{newline}"),
+    r("create-base --from-tar", "is not a file", "create-base", "-r", "x", "-b", "t", "--from-tar", "{fifo}"),
+    r("create-base --from-tar", "is too long", "create-base", "-r", "x", "-b", "t", "--from-tar", "{long}"),
+    r("create-base --from-tar", "empty", "create-base", "-r", "x", "-b", "t", "--from-tar", "{empty}"),
+    r("create-base --from-tar", "empty", "create-base", "-r", "x", "-b", "t", "--from-tar", "{empty_newline}"),
+    r("create-base --from-tar", "not a tar", "create-base", "-r", "x", "-b", "t", "--from-tar", "{random}"),
+    r("create-base --from-tar", "truncated", "create-base", "-r", "x", "-b", "t", "--from-tar", "{truncated}"),
+    r("create-base --from-tar", "base busybox already exists", "create-base", "-r", "x", "-b", "busybox",
+      "--from-tar", "{truncated}"),
+    # bases, ls, list, fscomps, gc: nothing but flags
+    r("bases", "unrecognized arguments: x", "bases", "x"),
+    r("ls", "unrecognized arguments: x", "ls", "x"),
+    r("list", "unrecognized arguments: -x", "list", "-x"),
+    r("fscomps", "unrecognized arguments: x", "fscomps", "x"),
+    r("gc", "unrecognized arguments: x", "gc", "x"),
+    # create
+    r("create -p", BAD_POT, "create", "-p", "../x", "-b", "busybox"),
+    r("create -p", "invalid pot name 'a/b'", "create", "-p", "a/b", "-b", "busybox"),
+    r("create -p", "pot name must not be empty", "create", "-p", "", "-b", "busybox"),
+    r("create -p", "pot name 'xxx", "create", "-p", LONG, "-b", "busybox"),
+    r("create -p", "invalid pot name 'a.b'", "create", "-p", "a.b", "-b", "busybox"),
+    r("create -p", "not all digits", "create", "-p", "1234", "-b", "busybox"),
+    r("create -p", "invalid pot name 'caf\xe9'", "create", "-p", "caf\xe9", "-b", "busybox"),
+    r("create -p", "invalid pot name 'a\\x1b[0m'", "create", "-p", "a\x1b[0m", "-b", "busybox"),
+    r("create -p", "argument -p: expected one argument", "create", "-p", "-x", "-b", "busybox"),
+    r("create -p", "pot p1 already exists", "create", "-p", "p1", "-b", "busybox"),
+    r("create -p", "the following arguments are required: -p", "create", "-b", "busybox"),
+    r("create -b", "base nosuch does not exist", "create", "-p", "new", "-b", "nosuch"),
+    r("create -b", "invalid base name '../x'", "create", "-p", "new", "-b", "../x"),
+    r("create -b", "a base is needed", "create", "-p", "new"),
+    r("create -t", "argument -t: invalid choice: 'double'", "create", "-p", "new", "-b", "busybox", "-t", "double"),
+    r("create -l", "argument -l: invalid choice: 7", "create", "-p", "new", "-b", "busybox", "-l", "7"),
+    r("create -l", "argument -l: invalid choice: -1", "create", "-p", "new", "-b", "busybox", "-l", "-1"),
+    r("create -l", "argument -l: invalid choice", "create", "-p", "new", "-b", "busybox", "-l", HUGE),
+    r("create -l", "argument -l: invalid int value: 'one'", "create", "-p", "new", "-b", "busybox", "-l", "one"),
+    r("create -l", "level", "create", "-p", "new", "-b", "busybox", "-t", "single", "-l", "1"),
+    r("create -l", "-P", "create", "-p", "new", "-b", "busybox", "-l", "2"),
+    r("create -P", NO_POT, "create", "-p", "new", "-b", "busybox", "-P", "nosuch"),
+    r("create -P", BAD_POT, "create", "-p", "new", "-b", "busybox", "-P", "../x"),
+    r("create -P", "pot up has no snapshot", "create", "-p", "new", "-b", "busybox", "-l", "2", "-P", "up"),
+    r("create -P", "-P cannot be used with a level 0 pot", "create", "-p", "new", "-b", "busybox", "-l", "0",
+      "-P", "p1"),
+    r("create -c", "the command must not be empty", "create", "-p", "new", "-b", "busybox", "-c", ""),
+    r("create -c", "the command must not be empty", "create", "-p", "new", "-b", "busybox", "-c", "  "),
+    r("create -c", "the command is too long", "create", "-p", "new", "-b", "busybox", "-c", "x" * 70000),
+    r("create -N", "argument -N: invalid choice: 'bridge'", "create", "-p", "new", "-b", "busybox", "-N", "bridge"),
+    # destroy
+    r("destroy", "give exactly one of -p POT, -b BASE or -f FSCOMP", "destroy"),
+    r("destroy -p", NO_POT, "destroy", "-p", "nosuch"),
+    r("destroy -p", BAD_POT, "destroy", "-p", "../x"),
+    r("destroy -p", "pot up is running", "destroy", "-p", "up"),
+    r("destroy -p", "pot p1 is used by p2", "destroy", "-p", "p1"),
+    r("destroy -p", "give exactly one of", "destroy", "-p", "p1", "-b", "busybox"),
+    r("destroy -b", "base nosuch does not exist", "destroy", "-b", "nosuch"),
+    r("destroy -b", "invalid base name '../x'", "destroy", "-b", "../x"),
+    r("destroy -b", "base busybox is used by pots", "destroy", "-b", "busybox"),
+    r("destroy -f", "fscomp nosuch does not exist", "destroy", "-f", "nosuch"),
+    r("destroy -f", "invalid fscomp name 'a/b'", "destroy", "-f", "a/b"),
+    r("destroy -f", "fscomp fs1 is mounted in pots p1", "destroy", "-f", "fs1"),
+    r("destroy -r", "give exactly one of", "destroy", "-r"),
+    r("destroy -F", "give exactly one of", "destroy", "-F"),
+    # info
+    r("info", "no pot given", "info"),
+    r("info positional", NO_POT, "info", "nosuch"),
+    r("info positional", "two pot names given: a and b", "info", "a", "-p", "b"),
+    r("info -p", BAD_POT, "info", "-p", "../x"),
+    r("info -p", "pot name must not be empty", "info", "-p", ""),
+    # clone
+    r("clone -p", "pot p2 already exists", "clone", "-p", "p2", "-P", "p1"),
+    r("clone -p", BAD_POT, "clone", "-p", "../x", "-P", "p1"),
+    r("clone -P", NO_POT, "clone", "-p", "new", "-P", "nosuch"),
+    r("clone -P", "pot up has no snapshot", "clone", "-p", "new", "-P", "up"),
+    r("clone -s", "pot p1 has no snapshot nosuch", "clone", "-p", "new", "-P", "p1", "-s", "nosuch"),
+    r("clone -s", "snapshot name must not be empty", "clone", "-p", "new", "-P", "p1", "-s", ""),
+    r("clone -s", "invalid snapshot name 'a/b'", "clone", "-p", "new", "-P", "p1", "-s", "a/b"),
+    # rename
+    r("rename -p", NO_POT, "rename", "-p", "nosuch", "-n", "new"),
+    r("rename -p", "pot up is running", "rename", "-p", "up", "-n", "new"),
+    r("rename -p", BAD_POT, "rename", "-p", "../x", "-n", "new"),
+    r("rename -n", "pot p1 is already called p1", "rename", "-p", "p1", "-n", "p1"),
+    r("rename -n", "pot p2 already exists", "rename", "-p", "p1", "-n", "p2"),
+    r("rename -n", "pot name must not be empty", "rename", "-p", "p1", "-n", ""),
+    # set-cmd, set-env
+    r("set-cmd -p", NO_POT, "set-cmd", "-p", "nosuch", "-c", "true"),
+    r("set-cmd -c", "the command must not be empty", "set-cmd", "-p", "p1", "-c", ""),
+    r("set-cmd -c", "the command is too long", "set-cmd", "-p", "p1", "-c", "x" * 70000),
+    r("set-env -p", NO_POT, "set-env", "-p", "nosuch", "-E", "A=1"),
+    r("set-env -E", "invalid environment entry 'x'", "set-env", "-p", "p1", "-E", "x"),
+    r("set-env -E", "invalid environment entry '=x'", "set-env", "-p", "p1", "-E", "=x"),
+    r("set-env -E", "invalid environment entry '1A=x'", "set-env", "-p", "p1", "-E", "1A=x"),
+    r("set-env -E", "invalid environment entry 'A B=x'", "set-env", "-p", "p1", "-E", "A B=x"),
+    r("set-env -E", "the environment entry 'A' is too long", "set-env", "-p", "p1", "-E", "A=" + "x" * 70000),
+    r("set-env -E", "the environment entry 'AAAA", "set-env", "-p", "p1", "-E", "A" * 70000 + "=1"),
+    # set-attr, get-attr
+    r("set-attr -p", NO_POT, "set-attr", "-p", "nosuch", "-A", "persistent", "-V", "YES"),
+    r("set-attr -A", "unknown attribute 'nosuch'", "set-attr", "-p", "p1", "-A", "nosuch", "-V", "1"),
+    r("set-attr -A", "the attribute name must not be empty", "set-attr", "-p", "p1", "-A", "", "-V", "1"),
+    r("set-attr -A", "is a FreeBSD jail parameter", "set-attr", "-p", "p1", "-A", "devfs_ruleset", "-V", "5"),
+    r("set-attr -V", "attribute persistent takes yes or no", "set-attr", "-p", "p1", "-A", "persistent", "-V", "maybe"),
+    r("set-attr -V", "attribute persistent takes yes or no", "set-attr", "-p", "p1", "-A", "persistent", "-V", ""),
+    r("set-attr -V", "stop_timeout takes a number of seconds from 0 to 86400", "set-attr", "-p", "p1", "-A",
+      "stop_timeout", "-V", "-1"),
+    r("set-attr -V", "stop_timeout takes a number", "set-attr", "-p", "p1", "-A", "stop_timeout", "-V", "1e3"),
+    r("set-attr -V", "stop_timeout takes a number", "set-attr", "-p", "p1", "-A", "stop_timeout", "-V", HUGE),
+    r("set-attr -V", "stop_timeout takes a number", "set-attr", "-p", "p1", "-A", "stop_timeout", "-V", "\u0663"),
+    r("set-attr -V", "seccomp takes default or unconfined", "set-attr", "-p", "p1", "-A", "seccomp", "-V", "off"),
+    r("set-attr -V", "sysvipc=disable is not supported on linux", "set-attr", "-p", "p1", "-A", "sysvipc", "-V",
+      "disable"),
+    r("set-attr -V", "devfs_ruleset takes a whole number from 0 to 65535",
+      *FREEBSD, "set-attr", "-p", "p1", "-A", "devfs_ruleset", "-V", "65536"),
+    r("set-attr -V", "enforce_statfs takes a whole number from 0 to 2",
+      *FREEBSD, "set-attr", "-p", "p1", "-A", "enforce_statfs", "-V", "3"),
+    r("set-attr -V", "children takes a whole number", *FREEBSD, "set-attr", "-p", "p1", "-A", "children", "-V", HUGE),
+    r("get-attr -p", NO_POT, "get-attr", "-p", "nosuch", "-A", "persistent"),
+    r("get-attr -p", BAD_POT, "get-attr", "-p", "../x", "-A", "persistent"),
+    r("get-attr -A", "pot p1 has no attribute nosuch", "get-attr", "-p", "p1", "-A", "nosuch"),
+    r("get-attr -A", "the attribute name must not be empty", "get-attr", "-p", "p1", "-A", ""),
+    # create-fscomp, clone-fscomp
+    r("create-fscomp -f", "fscomp name must not be empty", "create-fscomp", "-f", ""),
+    r("create-fscomp -f", "invalid fscomp name '../x'", "create-fscomp", "-f", "../x"),
+    r("create-fscomp -f", "invalid fscomp name 'a/b'", "create-fscomp", "-f", "a/b"),
+    r("create-fscomp -f", "is too long", "create-fscomp", "-f", LONG),
+    r("create-fscomp -f", "fscomp fs1 already exists", "create-fscomp", "-f", "fs1"),
+    r("clone-fscomp -F", "fscomp nosuch does not exist", "clone-fscomp", "-F", "nosuch", "-f", "new"),
+    r("clone-fscomp -F", "invalid fscomp name '../x'", "clone-fscomp", "-F", "../x", "-f", "new"),
+    r("clone-fscomp -f", "fscomp fs1 already exists", "clone-fscomp", "-F", "fs1", "-f", "fs1"),
+    r("clone-fscomp -f", "invalid fscomp name '../x'", "clone-fscomp", "-F", "fs1", "-f", "../x"),
+    r("clone-fscomp -s", "fscomp fs1 has no snapshot nosuch", "clone-fscomp", "-F", "fs1", "-f", "new", "-s", "nosuch"),
+    r("clone-fscomp -s", "snapshot name must not be empty", "clone-fscomp", "-F", "fs1", "-f", "new", "-s", ""),
+    # add-fscomp, mount-in, mount-out
+    r("add-fscomp -p", NO_POT, "add-fscomp", "-p", "nosuch", "-f", "fs1", "-m", "/x"),
+    r("add-fscomp -f", "fscomp nosuch does not exist", "add-fscomp", "-p", "p1", "-f", "nosuch", "-m", "/x"),
+    r("add-fscomp -f", "invalid fscomp name '../x'", "add-fscomp", "-p", "p1", "-f", "../x", "-m", "/x"),
+    r("add-fscomp -m", "pot p1 already has a mount at /data", "add-fscomp", "-p", "p1", "-f", "fs1", "-m", "/data"),
+    r("add-fscomp -m", "mountpoint '' must be an absolute path", "add-fscomp", "-p", "p1", "-f", "fs1", "-m", ""),
+    r("add-fscomp -m", "mountpoint 'x' must be an absolute path", "add-fscomp", "-p", "p1", "-f", "fs1", "-m", "x"),
+    r("add-fscomp -m", "mountpoint must not be '/'", "add-fscomp", "-p", "p1", "-f", "fs1", "-m", "/"),
+    r("add-fscomp -m", "must not contain '..'", "add-fscomp", "-p", "p1", "-f", "fs1", "-m", "/a/../../etc"),
+    r("add-fscomp -m", "must not contain spaces or control characters", "add-fscomp", "-p", "p1", "-f", "fs1",
+      "-m", "/a\nb"),
+    r("add-fscomp -m", "has a component longer than 255 bytes", "add-fscomp", "-p", "p1", "-f", "fs1",
+      "-m", "/" + "x" * 256),
+    r("add-fscomp -m", "is too long", "add-fscomp", "-p", "p1", "-f", "fs1", "-m", "/x" * 600),
+    r("add-fscomp -m", "must be an absolute path", "add-fscomp", "-p", "up", "-f", "fs1", "-m", "rel"),
+    r("add-fscomp -m", "pot up: /bin/busybox: not a directory in the pot", "add-fscomp", "-p", "up", "-f", "fs1",
+      "-m", "/bin/busybox"),
+    r("mount-in -p", NO_POT, "mount-in", "-p", "nosuch", "-d", "{dir}", "-m", "/x"),
+    r("mount-in -p", BAD_POT, "mount-in", "-p", "../x", "-d", "{dir}", "-m", "/x"),
+    r("mount-in -d", "host directory {missing} does not exist", "mount-in", "-p", "p1", "-d", "{missing}", "-m", "/x"),
+    r("mount-in -d", "host directory {file} is not a directory", "mount-in", "-p", "p1", "-d", "{file}", "-m", "/x"),
+    r("mount-in -d", "host directory '", "mount-in", "-p", "p1", "-d", "{newline}", "-m", "/x"),
+    r("mount-in -d", "host directory must not be empty", "mount-in", "-p", "p1", "-d", "", "-m", "/x"),
+    r("mount-in -d", "host directory 'rel' must be an absolute path", "mount-in", "-p", "p1", "-d", "rel", "-m", "/x"),
+    r("mount-in -d", "is too long", "mount-in", "-p", "p1", "-d", "{long}", "-m", "/x"),
+    r("mount-in -m", "pot p1 already has a mount at /data", "mount-in", "-p", "p1", "-d", "{dir}", "-m", "/data"),
+    r("mount-in -m", "mountpoint must not be '/'", "mount-in", "-p", "up", "-d", "{dir}", "-m", "/"),
+    r("mount-in -m", "must not contain '..'", "mount-in", "-p", "up", "-d", "{dir}", "-m", "/../x"),
+    r("mount-in -m", "pot up: /bin/sh: not a directory in the pot", "mount-in", "-p", "up", "-d", "{dir}",
+      "-m", "/bin/sh"),
+    r("mount-in -m", "pot up: /etc/passwd/x: Not a directory", "mount-in", "-p", "up", "-d", "{dir}",
+      "-m", "/etc/passwd/x"),
+    r("mount-out -p", NO_POT, "mount-out", "-p", "nosuch", "-m", "/data"),
+    r("mount-out -m", "pot p1 has no mount at /nosuch", "mount-out", "-p", "p1", "-m", "/nosuch"),
+    r("mount-out -m", "pot up has no mount at /nosuch", "mount-out", "-p", "up", "-m", "/nosuch"),
+    r("mount-out -m", "mountpoint '' must be an absolute path", "mount-out", "-p", "p1", "-m", ""),
+    r("mount-out -m", "mountpoint 'rel' must be an absolute path", "mount-out", "-p", "p1", "-m", "rel"),
+    # copy-in, copy-out
+    r("copy-in -p", NO_POT, "copy-in", "-p", "nosuch", "-s", "{file}", "-d", "/x"),
+    r("copy-in -s", "{missing} does not exist", "copy-in", "-p", "p1", "-s", "{missing}", "-d", "/x"),
+    r("copy-in -s", "does not exist", "copy-in", "-p", "p1", "-s", "{newline}", "-d", "/x"),
+    r("copy-in -s", "source must not be empty", "copy-in", "-p", "p1", "-s", "", "-d", "/x"),
+    r("copy-in -s", "source {fifo} is not a file or directory", "copy-in", "-p", "p1",
+      "-s", "{fifo}", "-d", "/x"),
+    r("copy-in -s", "source /dev/null is not a file or directory", "copy-in", "-p", "up",
+      "-s", "/dev/null", "-d", "/x"),
+    r("copy-in -s", "is too long", "copy-in", "-p", "p1", "-s", "{long}", "-d", "/x"),
+    r("copy-in -d", "path '' must be an absolute path inside the pot", "copy-in", "-p", "p1", "-s", "{file}",
+      "-d", ""),
+    r("copy-in -d", "path 'rel' must be an absolute path inside the pot", "copy-in", "-p", "p1", "-s", "{file}",
+      "-d", "rel"),
+    r("copy-in -d", "path '/a\\x1bb' must not contain control characters", "copy-in", "-p", "p1", "-s", "{file}",
+      "-d", "/a\x1bb"),
+    r("copy-in -d", "path '/../x' must not contain '..'", "copy-in", "-p", "p1", "-s", "{file}", "-d", "/../x"),
+    r("copy-in -d", "pot p1: /no/such: no such directory", "copy-in", "-p", "p1", "-s", "{file}", "-d", "/no/such/x"),
+    r("copy-in -d", "pot up: /no/such: no such directory", "copy-in", "-p", "up", "-s", "{file}", "-d", "/no/such/x"),
+    r("copy-out -p", NO_POT, "copy-out", "-p", "nosuch", "-s", "/etc/passwd", "-d", "{dir}"),
+    r("copy-out -s", "pot p1: /nosuch: no such file or directory", "copy-out", "-p", "p1", "-s", "/nosuch",
+      "-d", "{dir}"),
+    r("copy-out -s", "pot up: /nosuch: no such file or directory", "copy-out", "-p", "up", "-s", "/nosuch",
+      "-d", "{dir}"),
+    r("copy-out -s", "path '' must be an absolute path inside the pot", "copy-out", "-p", "p1", "-s", "",
+      "-d", "{dir}"),
+    r("copy-out -s", "path '/../../etc/shadow' must not contain '..'", "copy-out", "-p", "p1", "-s",
+      "/../../etc/shadow", "-d", "{dir}"),
+    r("copy-out -s", "not its root", "copy-out", "-p", "p1", "-s", "/", "-d", "{dir}"),
+    r("copy-out -s", "cannot copy out", "copy-out", "-p", "up", "-s", "/proc/1/environ", "-d", "{dir}",
+      bug="a copy-out that fails half-way (sendfile from procfs: EINVAL) leaves the partial file on the host"),
+    r("copy-out -d", "destination directory {missing} does not exist", "copy-out", "-p", "p1", "-s", "/etc/passwd",
+      "-d", "{missing}"),
+    r("copy-out -d", "destination directory {file} is not a directory", "copy-out", "-p", "p1", "-s",
+      "/etc/passwd", "-d", "{file}"),
+    r("copy-out -d", "destination directory '", "copy-out", "-p", "p1", "-s", "/etc/passwd", "-d", "{newline}"),
+    r("copy-out -d", "destination must not be empty", "copy-out", "-p", "p1", "-s", "/etc/passwd", "-d", ""),
+    # snapshot, snap, rollback, revert, snapshots, promote, purge-snapshots
+    r("snapshot", "give exactly one of -p POT or -f FSCOMP", "snapshot"),
+    r("snapshot -p", NO_POT, "snapshot", "-p", "nosuch"),
+    r("snapshot -p", "pot up is running", "snapshot", "-p", "up"),
+    r("snapshot -p", "give exactly one of", "snapshot", "-p", "p1", "-f", "fs1"),
+    r("snapshot -f", "fscomp nosuch does not exist", "snapshot", "-f", "nosuch"),
+    r("snapshot -f", "invalid fscomp name '../x'", "snapshot", "-f", "../x"),
+    r("snapshot -n", "snapshot pots/p1@s1 already exists", "snapshot", "-p", "p1", "-n", "s1"),
+    r("snapshot -n", "snapshot name must not be empty", "snapshot", "-p", "p1", "-n", ""),
+    r("snapshot -n", "invalid snapshot name '../x'", "snapshot", "-p", "p1", "-n", "../x"),
+    r("snapshot -n", "invalid snapshot name '\xe9'", "snapshot", "-f", "fs1", "-n", "\xe9"),
+    r("snapshot -n", "is too long", "snapshot", "-f", "fs1", "-n", LONG),
+    r("snap", BAD_POT, "snap", "-p", "../x"),
+    r("rollback", "give exactly one of -p POT or -f FSCOMP", "rollback"),
+    r("rollback -p", NO_POT, "rollback", "-p", "nosuch"),
+    r("rollback -p", "pot up is running", "rollback", "-p", "up"),
+    r("rollback -p", "pot p2 has no snapshot", "rollback", "-p", "p2"),
+    r("rollback -f", "fscomp nosuch does not exist", "rollback", "-f", "nosuch"),
+    r("rollback -s", "snapshot pots/p1@nosuch does not exist", "rollback", "-p", "p1", "-s", "nosuch"),
+    r("rollback -s", "snapshot name must not be empty", "rollback", "-f", "fs1", "-s", ""),
+    r("rollback -s", "invalid snapshot name '../x'", "rollback", "-f", "fs1", "-s", "../x"),
+    r("revert", BAD_POT, "revert", "-p", "../x"),
+    r("snapshots", "give exactly one of", "snapshots"),
+    r("snapshots -p", NO_POT, "snapshots", "-p", "nosuch"),
+    r("snapshots -p", "give exactly one of", "snapshots", "-p", "p1", "-f", "fs1"),
+    r("snapshots -f", "fscomp nosuch does not exist", "snapshots", "-f", "nosuch"),
+    r("promote", "give exactly one of", "promote"),
+    r("promote -p", NO_POT, "promote", "-p", "nosuch"),
+    r("promote -f", "fscomp nosuch does not exist", "promote", "-f", "nosuch"),
+    r("promote -f", "invalid fscomp name 'a/b'", "promote", "-f", "a/b"),
+    r("purge-snapshots", "give exactly one of", "purge-snapshots"),
+    r("purge-snapshots -p", NO_POT, "purge-snapshots", "-p", "nosuch"),
+    r("purge-snapshots -f", "fscomp nosuch does not exist", "purge-snapshots", "-f", "nosuch"),
+    r("purge-snapshots -k", "-k takes a whole number from 0 to 1000000, not '-1'", "purge-snapshots", "-f", "fs1",
+      "-k", "-1"),
+    r("purge-snapshots -k", f"-k takes a whole number from 0 to 1000000, not '{HUGE}'", "purge-snapshots",
+      "-f", "fs1", "-k", HUGE),
+    r("purge-snapshots -k", "argument -k: invalid int value: '1e23'", "purge-snapshots", "-f", "fs1", "-k", "1e23"),
+    r("purge-snapshots -k", "argument -k: invalid int value: ''", "purge-snapshots", "-f", "fs1", "-k", ""),
+    r("purge-snapshots -a", "argument -k: not allowed with argument -a", "purge-snapshots", "-f", "fs1", "-a",
+      "-k", "5"),
+    r("purge-snapshots -a", "argument -a: not allowed with argument -k", "purge-snapshots", "-f", "fs1", "-k", "1",
+      "-a"),
+    r("purge-snapshots -a", "snapshot pots/p1@s1 is used by pots/p2", "purge-snapshots", "-p", "p1", "-a"),
+    # start, stop, exec, term, logs, signal, wait, last-run-stats
+    r("start", "no pot given", "start"),
+    r("start positional", NO_POT, "start", "nosuch"),
+    r("start positional", BAD_POT, "start", "../x"),
+    r("start positional", "pot up is already running", "start", "up"),
+    r("start positional", "two pot names given", "start", "a", "-p", "b"),
+    r("start -p", NO_POT, "start", "-d", "-p", "nosuch"),
+    r("start -p", "pot name must not be empty", "start", "-p", ""),
+    r("stop", "no pot given", "stop"),
+    r("stop positional", NO_POT, "stop", "nosuch"),
+    r("stop positional", BAD_POT, "stop", "../x"),
+    r("stop -p", "invalid pot name 'a b'", "stop", "-p", "a b"),
+    r("exec", "no pot given", "exec"),
+    r("exec -p", NO_POT, "exec", "-p", "nosuch", "true"),
+    r("exec -p", "pot p1 is not running", "exec", "-p", "p1", "true"),
+    r("exec args", NO_POT, "exec", "nosuch", "--", "true"),
+    r("exec args", BAD_POT, "exec", "../x", "true"),
+    r("exec args", "no command given", "exec", "up"),
+    r("exec args", "cannot run '/nonexistent'", "exec", "up", "--", "/nonexistent"),
+    r("exec -e", "invalid environment entry 'x'", "exec", "-e", "x", "up", "--", "true"),
+    r("exec -e", "invalid environment entry '1=2'", "exec", "-e", "1=2", "up", "--", "true"),
+    r("exec -e", "is too long", "exec", "-e", "A" * 70000 + "=1", "up", "--", "true"),
+    r("term", "no pot given", "term"),
+    r("term positional", NO_POT, "term", "nosuch"),
+    r("term positional", "pot p1 is not running", "term", "p1"),
+    r("term -p", BAD_POT, "term", "-p", "../x"),
+    r("logs", "no pot given", "logs"),
+    r("logs positional", NO_POT, "logs", "nosuch"),
+    r("logs -p", BAD_POT, "logs", "-p", "../x"),
+    r("signal", "no pot given", "signal"),
+    r("signal positional", NO_POT, "signal", "nosuch"),
+    r("signal -p", "pot p1 is not running", "signal", "-p", "p1"),
+    r("signal -s", "unknown signal 'NOSUCH'", "signal", "-p", "up", "-s", "NOSUCH"),
+    r("signal -s", "no signal number 99999999999 on this host", "signal", "-p", "up", "-s", "99999999999"),
+    r("signal -s", "unknown signal '-1'", "signal", "-p", "up", "-s", "-1"),
+    r("signal -s", "no signal number 0", "signal", "-p", "up", "-s", "0"),
+    r("signal -s", "unknown signal ''", "signal", "-p", "up", "-s", ""),
+    r("signal -s", "unknown signal '\xb2'", "signal", "-p", "up", "-s", "\xb2"),
+    r("signal -s", "unknown signal '\uff11\uff15'", "signal", "-p", "up", "-s", "\uff11\uff15"),
+    r("wait", "no pot given", "wait"),
+    r("wait positional", NO_POT, "wait", "nosuch"),
+    r("wait -p", BAD_POT, "wait", "-p", "../x"),
+    r("last-run-stats", "no pot given", "last-run-stats"),
+    r("last-run-stats positional", NO_POT, "last-run-stats", "nosuch"),
+    r("last-run-stats -p", BAD_POT, "last-run-stats", "-p", "../x"),
+    # run
+    r("run", "the following arguments are required: BASE", "run"),
+    r("run base", "base nosuch does not exist", "run", "nosuch", "true"),
+    r("run base", "invalid base name '../x'", "run", "../x", "true"),
+    r("run args", "no command given", "run", "busybox"),
+    r("run args", "no command given", "run", "-d", "busybox", "--"),
+    r("run -p", "pot up already exists", "run", "-p", "up", "busybox", "true"),
+    r("run -p", BAD_POT, "run", "-p", "../x", "busybox", "true"),
+    r("run -p", "not all digits", "run", "--name", "1234", "busybox", "true"),
+    r("run -N", "argument -N: invalid choice: 'x'", "run", "-N", "x", "busybox", "true"),
+]
+
+# What has no row, and why.
+NOT_APPLICABLE = {
+    "-V": "--version prints the version: there is no value to get wrong",
+    "-h": "--help prints the usage and exits 0, of every verb (test_help_still_prints_the_usage_and_exits_0)",
+}
+
+
+def _flag_rows() -> list[Row]:
+    """A flag's only bad input is a value: `--json=1`, `-q1` (argparse: 'ignored explicit argument')."""
+    rows = []
+    for verb, action in _options():
+        if isinstance(action, argparse._StoreTrueAction):
+            flag = action.option_strings[0]
+            bad = f"{flag}=1" if flag.startswith("--") else f"{flag}1"
+            says = f"argument {'/'.join(action.option_strings)}: ignored explicit argument '1'"
+            rows.append(Row(f"{verb} {flag}".strip(), says,
+                            (verb, bad) if verb else (bad, "ls")))
+        elif action.dest == "host" and verb:
+            rows.append(Row(f"{verb} --host", "argument --host: invalid choice: 'plan9'", (verb, "--host", "plan9")))
+    return rows
+
+
+def _options() -> Iterator[tuple[str, argparse.Action]]:
+    """(verb, action) for each option and positional of the parser: verb '' for the global ones;
+    each verb once (an alias shares its verb's parser)."""
+    from ladle.cli import app
+
+    top = app._parser([])
+    seen: set[int] = set()
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield "", action
+            for verb, parser in action.choices.items():
+                if id(parser) not in seen:
+                    seen.add(id(parser))
+                    yield from ((verb, a) for a in parser._actions)
+        else:
+            yield "", action
+
+
+def _key(verb: str, action: argparse.Action) -> str:
+    name = action.option_strings[0] if action.option_strings else action.dest
+    return f"{verb} {name}".strip()
+
+
+ALL_ROWS = ROWS + _flag_rows()
+
+
+def _id(row: Row) -> str:
+    text = " ".join(a if len(a) < 30 else a[:12] + "..." for a in row.argv)
+    return text.encode("unicode_escape").decode() or "(nothing)"
+
+
+def test_the_table_covers_every_option() -> None:
+    """Every option of every verb has a row or a reason; every verb and alias has a row; every row
+    names an option that exists."""
+    from ladle.cli import app
+
+    keys = {_key(verb, a) for verb, a in _options()}
+    covered = {row.covers for row in ALL_ROWS}
+    for verb, action in _options():
+        name = action.option_strings[0] if action.option_strings else action.dest
+        if name in NOT_APPLICABLE:
+            continue
+        assert _key(verb, action) in covered, f"no bad-input row for {_key(verb, action)}"
+    verbs = {c.split()[0] for c in covered}
+    assert verbs >= app.VERBS, f"verbs without a row: {sorted(app.VERBS - verbs)}"
+    assert not {c for c in covered if c not in keys and c not in app.VERBS}, "rows for options that do not exist"
+    assert len({_id(row) for row in ALL_ROWS}) == len(ALL_ROWS), "two rows are the same command"
+
+
+class World:
+    """The module's state root and host paths, and what a user could see change in them."""
+
+    def __init__(self, base: Path) -> None:
+        self.cli = Ladle(base / "root")
+        self.host = base / "host"
+        self.host.mkdir()
+        (self.host / "dir").mkdir()
+        (self.host / "file").write_text("a file\n")
+        os.mkfifo(self.host / "fifo")
+        (self.host / "empty.tar").write_bytes(b"")
+        (self.host / "empty\n.tar").write_bytes(b"")
+        (self.host / "random.tar").write_bytes(bytes(range(256)) * 64)
+        (self.host / "truncated.tar.gz").write_bytes(gzip.compress(b"x" * 100000)[:200])
+        files = {"file": "file", "dir": "dir", "fifo": "fifo", "missing": "missing", "newline": "two\nlines",
+                 "empty": "empty.tar", "empty_newline": "empty\n.tar", "random": "random.tar",
+                 "truncated": "truncated.tar.gz"}
+        self.paths = {name: str(self.host / file) for name, file in files.items()} | {"long": "/" + "x/" * 2100}
+
+    def fill(self, text: str) -> str:
+        for name, path in self.paths.items():
+            text = text.replace("{" + name + "}", path)
+        return text
+
+    def run(self, argv: tuple[str, ...], **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*LADLE, "--root", str(self.cli.root), *(self.fill(a) for a in argv)],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30,
+                              env={**os.environ, "LADLE_LOCK_TIMEOUT": "5", **env})
+
+    def state(self) -> tuple[dict[str, list[str]], list[tuple[str, ...]]]:
+        """The database's rows, the files, and whether each running pot's command is alive (its
+        run's row changes only once the monitor sees it end)."""
+        db = sqlite3.connect(f"file:{self.cli.root}/ladle.db?mode=ro", uri=True)
+        try:
+            tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            rows = {t: sorted(repr(row) for row in db.execute(f"SELECT * FROM {t}")) for t in tables
+                    if t != "sqlite_sequence"}  # the last id of each table: a counter, not state
+            running = db.execute("SELECT pot, main_pid FROM runs WHERE state = 'running'").fetchall()
+        finally:
+            db.close()
+        alive = [("alive", pot, str(os.path.exists(f"/proc/{pid}"))) for pot, pid in sorted(running)]
+        return rows, _files(self.cli.root) + _files(self.host) + alive
+
+
+# Files that change without a change of state: the database (compared by its rows), the lock files
+# (one per name a command locked, kept: removing a lock file races with its next user), the monitor's
+# own log, socket and lock.
+_VOLATILE = ("ladle.db", "ladle.db-wal", "ladle.db-shm", "locks", "logs/monitor.log", "run/monitor.sock",
+             "run/keeper.lock")
+
+
+def _files(top: Path) -> list[tuple[str, ...]]:
+    """Every entry under `top` (not crossing into another file system: a running pot's mounts),
+    with its type, mode and, for a file, its size and modification time."""
+    out = []
+    dev = top.stat().st_dev
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, top)
+            if rel in _VOLATILE:
+                continue
+            st = os.lstat(path)
+            extra = (str(st.st_size), str(st.st_mtime_ns)) if stat.S_ISREG(st.st_mode) else ()
+            out.append((str(top.name), rel, oct(st.st_mode), *extra))
+        dirnames[:] = [d for d in dirnames if os.lstat(os.path.join(dirpath, d)).st_dev == dev
+                       and os.path.relpath(os.path.join(dirpath, d), top) not in _VOLATILE]
+    return sorted(out)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    w = World(tmp_path_factory.mktemp("bad"))
+    cli = w.cli
+    cli("init")
+    cli("create-base", "-r", "busybox")
+    cli("create-fscomp", "-f", "fs1")
+    cli("snapshot", "-f", "fs1", "-n", "s1")
+    cli("create", "-p", "p1", "-b", "busybox", "-c", "sleep 1000")
+    cli("add-fscomp", "-p", "p1", "-f", "fs1", "-m", "/data")
+    cli("snapshot", "-p", "p1", "-n", "s1")
+    cli("start", "p1")  # once: its tree then has its mountpoints and overlayfs's work directory
+    cli("stop", "p1")
+    cli("create", "-p", "p2", "-b", "busybox", "-l", "2", "-P", "p1")
+    cli("create", "-p", "up", "-b", "busybox", "-c", "sleep 1000")
+    cli("start", "up")
+    yield w
+    for pot in ("up", "p2", "p1"):
+        cli("destroy", "-p", pot, "-F", check=False)
+    cli("destroy", "-f", "fs1", check=False)
+    cli("destroy", "-b", "busybox", "-r", "-F", check=False)
+
+
+def _params() -> list[object]:
+    return [pytest.param(row, id=_id(row), marks=[pytest.mark.xfail(strict=True, reason=row.bug)] if row.bug else [])
+            for row in ALL_ROWS]
+
+
+@pytest.mark.parametrize("row", _params())
+def test_bad_input_is_one_line_and_changes_nothing(world: World, row: Row) -> None:
+    before = world.state()
+    proc = world.run(row.argv)
+    lines = proc.stderr.splitlines()
+    assert proc.returncode in (1, 2), f"exit {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+    assert len(lines) == 1 and lines[0].startswith("ladle: "), f"not one line:\n{proc.stderr}"
+    assert world.fill(row.says) in lines[0]
+    assert proc.stdout == ""
+    after = world.state()
+    changed = {t: (sorted(set(before[0][t]) - set(rows)), sorted(set(rows) - set(before[0][t])))
+               for t, rows in after[0].items() if rows != before[0].get(t)}
+    assert not changed, f"database rows changed (gone, new): {changed}"
+    assert after[1] == before[1], (f"files changed: gone {sorted(set(before[1]) - set(after[1]))}, "
+                                   f"new {sorted(set(after[1]) - set(before[1]))}")
+
+
+
+def test_help_still_prints_the_usage_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    """The one exception to 'one line, non-zero': -h/--help, of ladle and of every verb."""
+    from ladle.cli import app
+
+    for argv in (["--help"], *([verb, "-h"] for verb in sorted(app.VERBS))):
+        with pytest.raises(SystemExit) as exit_:
+            app.run(argv)
+        out = capsys.readouterr()
+        assert exit_.value.code == 0 and out.out.startswith("usage: ladle") and out.err == "", argv
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "1e400"])
+def test_a_bad_lock_timeout_in_the_environment_is_one_line(world: World, value: str) -> None:
+    before = world.state()
+    proc = world.run(("set-cmd", "-p", "p1", "-c", "true"), LADLE_LOCK_TIMEOUT=value)
+    assert proc.returncode == 2
+    assert proc.stderr == f"ladle: LADLE_LOCK_TIMEOUT takes seconds from 0 to 86400, not {value!r}\n"
+    assert world.state() == before
+
+
+def test_a_bad_monitor_idle_time_is_one_line_at_once(tmp_path: Path) -> None:
+    """The command that would start the monitor says so, rather than a monitor failing to start."""
+    cli = Ladle(tmp_path / "root")
+    cli("init")
+    cli("create-base", "-r", "busybox")
+    cli("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    proc = subprocess.run([*LADLE, "--root", str(cli.root), "start", "a"], capture_output=True, text=True,
+                          timeout=20, env={**os.environ, "LADLE_MONITOR_IDLE": "soon"})
+    assert proc.returncode == 2
+    assert proc.stderr == "ladle: LADLE_MONITOR_IDLE takes seconds from 0 to 86400, not 'soon'\n"
+    assert "stopped" in cli("ls").stdout
+
