@@ -1,5 +1,6 @@
 """What a test run may leak on the host: mounts, processes in other pid namespaces, network
-namespaces, ladle-like interfaces, nftables tables and ZFS datasets. Compared before and after.
+namespaces, ladle-like interfaces, nftables tables, ladle's cgroups and ZFS datasets. Compared
+before and after.
 
 Several test runs may share the machine (helpers working at once): a mount, process or dataset that
 belongs to another run (under its pytest base directory, its ZFS roots, its pool) is not ours, so
@@ -89,6 +90,31 @@ def _zombie(pid: str) -> bool:
         return True  # gone
 
 
+def cgroups() -> set[str]:
+    """ladle's cgroups (`ladle/KEY` of a state root, `ladle/KEY/POT` of a pot), named by the root
+    that the xattr of `ladle/KEY` records; those of another run's roots are not ours."""
+    from ladle.hosts.linux.cgroup import ROOT_XATTR, mount
+
+    base = os.path.join(mount(), "ladle")
+    found = set()
+    for key in _dirs(base):
+        try:
+            root = os.getxattr(os.path.join(base, key), ROOT_XATTR).decode()
+        except OSError:
+            root = f"(state root unknown: ladle/{key})"
+        if not _others(root):
+            found |= {f"{root}: cgroup ladle/{key}", *(f"{root}: cgroup ladle/{key}/{pot}"
+                                                       for pot in _dirs(os.path.join(base, key)))}
+    return found
+
+
+def _dirs(path: str) -> list[str]:
+    try:
+        return [e.name for e in os.scandir(path) if e.is_dir()]
+    except OSError:
+        return []
+
+
 def interfaces() -> set[str]:
     out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
@@ -111,7 +137,7 @@ def datasets() -> set[str]:
 
 def snapshot(with_zfs: bool = False) -> dict[str, set[str]]:
     state = {"mounts": mounts(), "processes": foreign_processes(), "interfaces": interfaces(),
-             "netns": netns()}
+             "netns": netns(), "cgroups": cgroups()}
     if with_zfs:
         state["datasets"] = datasets()
     return state

@@ -101,9 +101,32 @@ def gc(eng: Engine, force: bool = False) -> list[str]:
         monitor = eng.monitor().request("hello")["pid"]
         report += [f"pot {r.pot} is running; its monitor {r.monitor_pid} had died, monitor {monitor} adopted it"
                    for r in live if r.monitor_pid != monitor]
+    report += _leftovers(eng, {r.pot for r in live})
     report += _leaked_mounts(eng, {r.pot for r in live})
     report += _orphans(eng)
     return report
+
+
+def _leftovers(eng: Engine, live: set[str]) -> list[str]:
+    """Processes the host tracks for a pot that no run says is running (Linux: the pot's cgroup),
+    left by a crash that lost the record of them (`start` and its monitor killed together): they
+    are ended and the tracking removed, under the pot's lock, so a start right now is left alone."""
+    out = []
+    for name, populated in eng.host.leftovers().items():
+        if name in live:
+            continue
+        try:
+            with locks.hold(eng.root, locks.subject_lock(f"pot:{name}"), timeout=0):
+                if runs.live_run(eng, name) is not None:
+                    continue
+                steps = eng.host.leftover_plan(name)
+                if steps:
+                    eng.execute("gc", f"pot:{name}", steps, on_crash="finish")
+                    out.append(f"ended the leftover processes of pot {name}" if populated
+                               else f"removed the empty cgroup of pot {name}")
+        except Busy:
+            continue
+    return out
 
 
 _KIND = {"bases": "base", "pots": "pot", "fscomps": "fscomp"}
