@@ -117,6 +117,25 @@ def test_a_pot_whose_run_record_and_monitor_are_gone_is_ended_by_gc(
     bb("destroy", "-p", "web")
 
 
+def test_a_running_pot_that_no_monitor_can_adopt_is_ended_by_gc(
+        bb: Ladle, leftover: list[tuple[int, int | None]]) -> None:
+    bb("start", "web")
+    with sqlite3.connect(bb.root / "ladle.db") as db:
+        init, monitor = db.execute("SELECT init_pid, monitor_pid FROM runs").fetchone()
+    leftover.append((init, platform.start_time(init)))
+    namespace = pid_namespace(init)
+    assert namespace is not None
+    log = bb.root / "logs" / "web.log"
+    log.unlink()
+    log.mkdir()  # the next monitor cannot reopen the pot's log: it cannot adopt the pot
+    os.kill(monitor, signal.SIGKILL)
+    report = bb("gc").stdout
+    assert "pot web was running but its monitor could not adopt it: stopped it" in report
+    assert processes_in(namespace) == []
+    assert not os.path.exists(cgroup.pot_dir(str(bb.root), "web"))
+    log.rmdir()
+
+
 def in_cgroup(pid: int) -> str:
     with open(f"/proc/{pid}/cgroup") as f:
         return next(line[3:] for line in f.read().splitlines() if line.startswith("0::"))
