@@ -49,8 +49,8 @@ def key(root: str) -> str:
     return hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:12]
 
 
-def root_dir(root: str, where: str | None = None) -> str:
-    return os.path.join(where or mount(), "ladle", key(root))
+def root_dir(root: str) -> str:
+    return os.path.join(mount(), "ladle", key(root))
 
 
 def pot_dir(root: str, pot: str) -> str:
@@ -107,16 +107,14 @@ def populated(path: str) -> bool:
         return False
 
 
-def remove(path: str, timeout: float = KILL_WAIT) -> bool:
+def remove(path: str, timeout: float = KILL_WAIT) -> None:
     """Remove the pot's cgroup, killing what is still in it first (a crash left it there), and the
-    state root's cgroup if no other pot has one; True if something had to be killed."""
+    state root's cgroup if no other pot has one."""
     if not os.path.isdir(path):
-        return False
-    killed = False
+        return
     for _ in range(3):  # a process may join between the kill and the rmdir (an exec starting)
         if populated(path):
             kill(path, timeout)
-            killed = True
         try:
             os.rmdir(path)
             break
@@ -129,7 +127,6 @@ def remove(path: str, timeout: float = KILL_WAIT) -> bool:
         raise HostError(f"cannot remove cgroup {path}: processes keep joining it")
     with contextlib.suppress(OSError):  # busy: another pot of this root is running
         os.rmdir(os.path.dirname(path))
-    return killed
 
 
 def kill(path: str, timeout: float) -> None:
@@ -166,8 +163,6 @@ def pots(root: str) -> dict[str, bool]:
     base = root_dir(root)
     try:
         names = os.listdir(base)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR):
-            return {}
-        raise
+    except FileNotFoundError:
+        return {}
     return {n: populated(os.path.join(base, n)) for n in sorted(names) if os.path.isdir(os.path.join(base, n))}
