@@ -18,7 +18,7 @@ import pytest
 from ladle import platform
 from ladle.hosts.linux import cgroup
 from tests.conftest import LADLE, Ladle
-from tests.leaks import cmdline
+from tests.leaks import cgroups, cmdline
 
 
 @pytest.fixture
@@ -215,3 +215,21 @@ def test_gc_dry_run_says_it_would_kill_a_leftover_and_kills_nothing(
 ])
 def test_the_cgroup2_hierarchy_is_found_on_hybrid_and_pure_v2_hosts(mountinfo: str, where: str | None) -> None:
     assert cgroup.find_mount(mountinfo) == where
+
+
+def test_a_cgroup_marked_for_another_state_root_is_left_alone(tmp_path: Path) -> None:
+    """Should two roots' paths ever hash alike, gc of one never ends the other's pots; and the leak
+    check names a cgroup by the root it belongs to."""
+    root = str(tmp_path / "root")
+    base = cgroup.root_dir(root)
+    os.makedirs(f"{base}/web")
+    try:
+        os.setxattr(base, cgroup.ROOT_XATTR, b"/another/root")
+        assert cgroup.pots(root) == {}
+        os.setxattr(base, cgroup.ROOT_XATTR, os.path.realpath(root).encode())
+        assert cgroup.pots(root) == {"web": False}
+        real = os.path.realpath(root)
+        assert {f"{real}: cgroup ladle/{cgroup.key(root)}", f"{real}: cgroup ladle/{cgroup.key(root)}/web"} <= cgroups()
+    finally:
+        os.rmdir(f"{base}/web")
+        os.rmdir(base)

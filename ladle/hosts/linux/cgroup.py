@@ -165,4 +165,7 @@ def pots(root: str) -> dict[str, bool]:
         names = os.listdir(base)
     except FileNotFoundError:
         return {}
+    with contextlib.suppress(OSError):  # no mark (made by hand?): the hash is all there is
+        if os.getxattr(base, ROOT_XATTR).decode() != os.path.realpath(root):
+            return {}  # another root's, whose path has the same hash: not ours to end
     return {n: populated(os.path.join(base, n)) for n in sorted(names) if os.path.isdir(os.path.join(base, n))}
