@@ -63,7 +63,7 @@ def foreign_processes() -> set[str]:
         cmd = cmdline(pid)
         if cmd is None or _zombie(pid):  # dead already, its reaper about to collect it
             continue
-        if not cmd.startswith("ladle-pid1 ") and not _others(_lineage(pid)):
+        if not cmd.startswith("ladle-pid1 ") and not _others(f"{_lineage(pid)} {_cgroup_root(pid)}"):
             found.add(f"{pid} {cmd}")
     return found
 
@@ -80,6 +80,18 @@ def _lineage(pid: str) -> str:
         except (OSError, IndexError):
             break
     return " ".join(names)
+
+
+def _cgroup_root(pid: str) -> str:
+    """The state root of the ladle cgroup a process is in (a pot's process whose monitor and
+    keeper are gone has no lineage left to name it)."""
+    from ladle.hosts.linux.cgroup import ROOT_XATTR, of_process
+
+    group = of_process(int(pid))
+    try:
+        return os.getxattr(os.path.dirname(group), ROOT_XATTR).decode() if group else ""
+    except OSError:
+        return ""
 
 
 def _zombie(pid: str) -> bool:
