@@ -1,5 +1,6 @@
 """What a test run may leak on the host: mounts, processes in other pid namespaces, network
-namespaces, ladle-like interfaces, nftables tables and ZFS datasets. Compared before and after.
+namespaces, ladle-like interfaces, nftables tables, ladle's cgroups and ZFS datasets. Compared
+before and after.
 
 Several test runs may share the machine (helpers working at once): a mount, process or dataset that
 belongs to another run (under its pytest base directory, its ZFS roots, its pool) is not ours, so
@@ -62,7 +63,7 @@ def foreign_processes() -> set[str]:
         cmd = cmdline(pid)
         if cmd is None or _zombie(pid):  # dead already, its reaper about to collect it
             continue
-        if not cmd.startswith("ladle-pid1 ") and not _others(_lineage(pid)):
+        if not cmd.startswith("ladle-pid1 ") and not _others(f"{_lineage(pid)} {_cgroup_root(pid)}"):
             found.add(f"{pid} {cmd}")
     return found
 
@@ -81,12 +82,49 @@ def _lineage(pid: str) -> str:
     return " ".join(names)
 
 
+def _cgroup_root(pid: str) -> str:
+    """The state root of the ladle cgroup a process is in (a pot's process whose monitor and
+    keeper are gone has no lineage left to name it)."""
+    from ladle.hosts.linux.cgroup import ROOT_XATTR, of_process
+
+    group = of_process(int(pid))
+    try:
+        return os.getxattr(os.path.dirname(group), ROOT_XATTR).decode() if group else ""
+    except OSError:
+        return ""
+
+
 def _zombie(pid: str) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             return f.read().rpartition(b")")[2].split()[0] == b"Z"
     except (OSError, IndexError):
         return True  # gone
+
+
+def cgroups() -> set[str]:
+    """ladle's cgroups (`ladle/KEY` of a state root, `ladle/KEY/POT` of a pot), named by the root
+    that the xattr of `ladle/KEY` records; those of another run's roots are not ours."""
+    from ladle.hosts.linux.cgroup import ROOT_XATTR, mount
+
+    base = os.path.join(mount(), "ladle")
+    found = set()
+    for key in _dirs(base):
+        try:
+            root = os.getxattr(os.path.join(base, key), ROOT_XATTR).decode()
+        except OSError:
+            root = f"(state root unknown: ladle/{key})"
+        if not _others(root):
+            found |= {f"{root}: cgroup ladle/{key}", *(f"{root}: cgroup ladle/{key}/{pot}"
+                                                       for pot in _dirs(os.path.join(base, key)))}
+    return found
+
+
+def _dirs(path: str) -> list[str]:
+    try:
+        return [e.name for e in os.scandir(path) if e.is_dir()]
+    except OSError:
+        return []
 
 
 def interfaces() -> set[str]:
@@ -111,7 +149,7 @@ def datasets() -> set[str]:
 
 def snapshot(with_zfs: bool = False) -> dict[str, set[str]]:
     state = {"mounts": mounts(), "processes": foreign_processes(), "interfaces": interfaces(),
-             "netns": netns()}
+             "netns": netns(), "cgroups": cgroups()}
     if with_zfs:
         state["datasets"] = datasets()
     return state

@@ -206,7 +206,7 @@ def test_dry_run_prints_the_steps_and_changes_nothing(bb: Ladle) -> None:
     assert "unshare" in bb("start", "--dry-run", "web").stdout
     assert json.loads(bb("info", "-p", "web", "--json").stdout)["status"] == "stopped"
     assert "rm -rf --" in bb("destroy", "-p", "web", "--dry-run").stdout
-    assert bb("exec", "--dry-run", "web", "--", "ps").stdout.splitlines()[1].startswith("nsenter --target")
+    assert bb("exec", "--dry-run", "web", "--", "ps").stdout.splitlines()[2].startswith("nsenter --target")
     assert "web" in bb("ls").stdout
 
 

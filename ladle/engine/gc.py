@@ -12,6 +12,7 @@ from ladle import _log
 from ladle.engine import lifecycle, runs
 from ladle.engine.core import Engine
 from ladle.errors import Busy, LadleError
+from ladle.hosts.base import RunRecord
 from ladle.plan.executor import committed, finish, reason, undo
 from ladle.plan.steps import Step, UnknownStep
 from ladle.state import locks
@@ -98,12 +99,51 @@ def gc(eng: Engine, force: bool = False) -> list[str]:
                 report.append(f"cleaned up after crashed pot {run.pot}")
     live = [r for r, ok in zip(recorded, alive, strict=True) if ok]
     if live and not eng.dry_run:  # a dry run starts no monitor
-        monitor = eng.monitor().request("hello")["pid"]
-        report += [f"pot {r.pot} is running; its monitor {r.monitor_pid} had died, monitor {monitor} adopted it"
-                   for r in live if r.monitor_pid != monitor]
+        live, lines = _adopted(eng, live)
+        report += lines
+    report += _leftovers(eng, {r.pot for r in live})
     report += _leaked_mounts(eng, {r.pot for r in live})
     report += _orphans(eng)
     return report
+
+
+def _adopted(eng: Engine, live: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """Make sure the monitor owns every live pot (it adopts them when it starts); one it could not
+    adopt (its log or FIFOs are gone) is stopped, so that nothing of it runs unseen."""
+    client = eng.monitor()
+    monitor = client.request("hello")["pid"]  # answered once it has adopted what it could
+    owned = set(client.request("status")["pots"])
+    report = []
+    for run in [r for r in live if r.pot not in owned]:
+        with eng.lock(f"pot-{run.pot}"):
+            if lifecycle.stop_locked(eng, run.pot):
+                report.append(f"pot {run.pot} was running but its monitor could not adopt it: stopped it")
+    live = [r for r in live if r.pot in owned]
+    report += [f"pot {r.pot} is running; its monitor {r.monitor_pid} had died, monitor {monitor} adopted it"
+               for r in live if r.monitor_pid != monitor]
+    return live, report
+
+
+def _leftovers(eng: Engine, live: set[str]) -> list[str]:
+    """Processes the host tracks for a pot that no run says is running (Linux: the pot's cgroup),
+    left by a crash that lost the record of them (`start` and its monitor killed together): they
+    are ended and the tracking removed, under the pot's lock, so a start right now is left alone."""
+    out = []
+    for name, populated in eng.host.leftovers().items():
+        if name in live:
+            continue
+        try:
+            with locks.hold(eng.root, locks.subject_lock(f"pot:{name}"), timeout=0):
+                if runs.live_run(eng, name) is not None:
+                    continue
+                steps = eng.host.leftover_plan(name)
+                if steps:
+                    eng.execute("gc", f"pot:{name}", steps, on_crash="finish")
+                    out.append(f"ended the leftover processes of pot {name}" if populated
+                               else f"removed the empty cgroup of pot {name}")
+        except Busy:
+            continue
+    return out
 
 
 _KIND = {"bases": "base", "pots": "pot", "fscomps": "fscomp"}

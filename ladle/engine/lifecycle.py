@@ -87,10 +87,14 @@ def startable(eng: Engine, name: str) -> dict[str, Any]:
 
 
 def _clean_stale(eng: Engine, name: str) -> None:
-    """A run record left by a crash: tear down whatever is left of it before starting again."""
+    """A run record left by a crash, or processes no run recorded: tear down whatever is left of
+    the pot before starting it again."""
     run = record(eng.store.get("runs", pot=name))
     if run and run.state == "running" and not eng.dry_run:
         eng.execute("stop", f"pot:{name}", eng.host.stop_plan(spec(eng, eng.pot(name)), run), on_crash="finish")
+    leftover = eng.host.leftover_plan(name)  # processes of it that no run recorded
+    if leftover and not eng.dry_run:
+        eng.execute("stop", f"pot:{name}", leftover, on_crash="finish")
 
 
 def stop(eng: Engine, name: str) -> str:

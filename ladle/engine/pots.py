@@ -127,7 +127,8 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
             if not force:
                 raise StateError(f"pot {name} is running: stop it first, or use -F")
             lifecycle.stop_locked(eng, name)
-        steps: list[Step] = [put("pot_mounts", {"pot": name, "mountpoint": m["mountpoint"]}, None, m)
+        steps: list[Step] = eng.host.leftover_plan(name)  # processes a crash left with no run of them
+        steps += [put("pot_mounts", {"pot": name, "mountpoint": m["mountpoint"]}, None, m)
                              for m in eng.store.all("pot_mounts", pot=name)]
         run = eng.store.get("runs", pot=name)
         if run:

@@ -169,6 +169,16 @@ class Host:
         """`alive` for many runs at once (a driver may ask the host once for all of them)."""
         return [self.alive(r) for r in runs]
 
+    def leftovers(self) -> dict[str, bool]:
+        """Pots that the host tracks processes of by name (Linux: a cgroup each), whether or not a
+        run records them, and whether processes are left; a jail is its own record (FreeBSD)."""
+        return {}
+
+    def leftover_plan(self, name: str) -> list[Step]:
+        """Steps that end whatever of the pot the host still tracks though no run owns it (left by
+        a crash), and remove the tracking."""
+        return []
+
     def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step] | None:
         """Steps that add `mount` to the running pot at once (mount-in, add-fscomp); None when this
         host cannot do it safely, and the mount waits for the pot's next start."""

@@ -31,8 +31,13 @@ def adopt(mon: Monitor) -> None:
     for row in mon.runs.running():
         try:
             _adopt(mon, row, recorded)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # not half-adopted: `ladle gc` stops a pot no monitor owns
             print(f"ladle monitor: cannot adopt pot {row['pot']}: {e}", file=sys.stderr)
+            pot = mon.pots.pop(row["pot"], None)
+            if pot is not None:
+                mon.output.close(pot)
+            for pid in [p.pid for p in mon.procs.values() if p.pot == row["pot"]]:
+                del mon.procs[pid]
     for path in recorded.values():  # exits of processes no pot claims
         with contextlib.suppress(OSError):
             os.unlink(path)

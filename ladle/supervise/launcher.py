@@ -30,6 +30,10 @@ class Launcher:
         exist, then (after `enter`) EOF when it has exec'd the init, or why not."""
         raise UsageError(f"the {self.name} launcher has no sandboxes")
 
+    def place(self, sandbox: Sandbox, request: dict[str, Any]) -> None:
+        """Put the waiting pid 1 where the pot's processes are tracked (the `cgroup` asked for),
+        before anything of the pot runs."""
+
     def enter(self, sandbox: Sandbox, request: dict[str, Any]) -> None:
         """Let the waiting pid 1 go on: build the pot's root, enter it, exec the init."""
         raise UsageError(f"the {self.name} launcher has no sandboxes")

@@ -220,6 +220,11 @@ class Monitor:
             pot.sandbox, pot.report = spare
             self._adopt_sandbox(pot, conn)
             self.later(0, functools.partial(self._make_spare, namespaces))  # after this answer
+            try:
+                self.launcher.place(pot.sandbox, m)
+            except (OSError, LadleError):
+                self._discard(pot)
+                raise
             return {"pid": pot.sandbox.pid, "start": pot.sandbox.start}
         sandbox, child = self.launcher.sandbox(name, {**m, "title": f"ladle-pid1 {self.root}"})
         pot.sandbox = sandbox
@@ -232,6 +237,11 @@ class Monitor:
 
         def ready() -> None:
             pot.report = child.report
+            try:
+                self.launcher.place(sandbox, m)
+            except (OSError, LadleError) as e:
+                failed(f"cannot put its pid 1 in its cgroup: {e}")
+                return
             self.reply(conn, rid, {"pid": sandbox.pid, "start": sandbox.start})
             self._make_spare(namespaces)
 

@@ -101,21 +101,38 @@ class LinuxHost(Host):
         return [*python_argv(MONITOR), self.root]
 
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
-        from ladle.hosts.linux import container
-        from ladle.hosts.linux.steps import LinuxEnter, LinuxMain, LinuxSandbox, spec_to_json
+        from ladle.hosts.linux import cgroup, container
+        from ladle.hosts.linux.steps import LinuxCgroup, LinuxEnter, LinuxMain, LinuxSandbox, spec_to_json
 
         container.check_spec(spec)
         container.command_argv(spec.cmd)
         data = spec_to_json(spec)
-        # Host-side steps (veths, cgroups) go between the sandbox and `enter`: they address the
-        # pot by its waiting pid 1.
-        return [LinuxSandbox(spec.name, container.namespaces(spec)), LinuxEnter(spec.name, data),
-                LinuxMain(spec.name, data, self.on_exit(spec.name, bool(spec.extra.get("remove"))))]
+        group = cgroup.pot_dir(self.root, spec.name)
+        # Host-side steps (veths, limits) go between the sandbox and `enter`: they address the
+        # pot by its waiting pid 1, which is in the pot's cgroup already.
+        return [LinuxCgroup(spec.name, group, os.path.realpath(self.root)),
+                LinuxSandbox(spec.name, container.namespaces(spec), group), LinuxEnter(spec.name, data),
+                LinuxMain(spec.name, data, self.on_exit(spec.name, bool(spec.extra.get("remove"))), group)]
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
-        from ladle.hosts.linux.steps import LinuxStop, spec_to_json
+        from ladle.hosts.linux import cgroup
+        from ladle.hosts.linux.steps import LinuxCgroupRemove, LinuxStop, spec_to_json
 
-        return [LinuxStop(spec_to_json(spec), asdict(run))]
+        return [LinuxStop(spec_to_json(spec), asdict(run)),
+                LinuxCgroupRemove(spec.name, cgroup.pot_dir(self.root, spec.name))]
+
+    def leftovers(self) -> dict[str, bool]:
+        """Pots with a cgroup under this state root, and whether processes are in it."""
+        from ladle.hosts.linux import cgroup
+
+        return cgroup.pots(self.root)
+
+    def leftover_plan(self, name: str) -> list[Step]:
+        from ladle.hosts.linux import cgroup
+        from ladle.hosts.linux.steps import LinuxCgroupRemove
+
+        path = cgroup.pot_dir(self.root, name)
+        return [LinuxCgroupRemove(name, path)] if os.path.isdir(path) else []
 
     def alive(self, run: RunRecord) -> bool:
         return platform.alive(run.init_pid, run.init_start)
@@ -142,8 +159,8 @@ class LinuxHost(Host):
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
         import shlex
 
-        from ladle.hosts.linux import container
-        from ladle.hosts.linux.steps import SECCOMP_NOTE, caps_flags, seccomp_on
+        from ladle.hosts.linux import cgroup, container
+        from ladle.hosts.linux.steps import SECCOMP_NOTE, caps_flags, join_cgroup, seccomp_on
 
         pid = str(spec.extra.get("init_pid") or "$PID1")
         env = [f"{k}={v}" for k, v in container.pot_env(spec).items()]
@@ -151,7 +168,8 @@ class LinuxHost(Host):
                            "--wd=/", "--", "setpriv", *caps_flags(spec.attr_on("mlock")), "--", "env", "-i",
                            *env, *argv]).replace("'$PID1'", '"$PID1"')
         note = [SECCOMP_NOTE] if seccomp_on(spec) else []
-        return [*note, line + ("  # on a new terminal of the pot's own devpts" if tty else "")]
+        join = join_cgroup(cgroup.pot_dir(self.root, spec.name))
+        return [*join, *note, line + ("  # on a new terminal of the pot's own devpts" if tty else "")]
 
     def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step]:
         from ladle.hosts.linux.live import LinuxLiveMount

@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 
 from ladle import platform
 from ladle.errors import HostError, StateError
-from ladle.hosts.linux import caps, container, mounts, rootfs, seccomp
+from ladle.hosts.linux import caps, cgroup, container, mounts, rootfs, seccomp
 from ladle.hosts.linux import syscalls as sc
 from ladle.hosts.linux.steps import seccomp_on, spec_from_json
 from ladle.supervise.launcher import Launcher, Sandbox
@@ -130,6 +130,10 @@ class LinuxLauncher(Launcher):
                     os.close(fd)
         return Sandbox(pid, platform.start_time(pid), ctl_w), Child(pid, rep_r)
 
+    def place(self, sandbox: Sandbox, request: dict[str, Any]) -> None:
+        if request.get("cgroup"):
+            cgroup.join(str(request["cgroup"]), sandbox.pid)
+
     # 2. Into its root --------------------------------------------------------------------------
 
     def enter(self, sandbox: Sandbox, request: dict[str, Any]) -> None:
@@ -154,8 +158,17 @@ class LinuxLauncher(Launcher):
         argv, env = list(request["argv"]), dict(request["env"])
         probe, mlock, cwd = request.get("probe"), bool(request.get("mlock")), str(request.get("cwd") or "/")
         program = self._seccomp() if request.get("seccomp", True) else b""
+        group = cgroup.of_process(sandbox.pid)  # pid 1's: where the pot's processes live
+        try:
+            procs = os.open(os.path.join(group, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) if group else -1
+        except OSError:
+            entry.close()
+            raise
 
         def prepare() -> None:
+            if procs >= 0:  # born in the pot's cgroup, before anything of the pot is reachable
+                os.write(procs, b"0")
+                os.close(procs)
             container.join(entry, cwd)
             if tty:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -166,13 +179,15 @@ class LinuxLauncher(Launcher):
                 seccomp.apply(program)
 
         try:
-            keep = [*entry.ns.values(), entry.root]
+            keep = [*entry.ns.values(), entry.root, procs]
             if "pid" in entry.ns:
                 return fork_child(argv, env, stdio, prepare, keep,
                                   around_fork=lambda fork: _in_pid_namespace(entry.ns["pid"], fork))
             return fork_child(argv, env, stdio, prepare, keep)
         finally:
             entry.close()
+            if procs >= 0:
+                os.close(procs)
 
     def kill_sandbox(self, sandbox: Sandbox) -> None:
         if platform.alive(sandbox.pid, sandbox.start):

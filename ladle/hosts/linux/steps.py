@@ -60,6 +60,13 @@ def seccomp_on(spec: RuntimeSpec) -> bool:
     return spec.attrs.get("seccomp", "default") != "unconfined"
 
 
+def join_cgroup(path: str) -> list[str]:
+    """How a command is born in the pot's cgroup: the shell that runs it joins first."""
+    if not path:
+        return []
+    return [f"echo $$ > {shlex.quote(path + '/cgroup.procs')}  # then what this shell runs is born there"]
+
+
 SECCOMP_NOTE = "# then loads ladle's default seccomp filter (setpriv has no option for it) and execs:"
 
 
@@ -82,20 +89,75 @@ PID1 = '"$PID1"'  # how the rendering names the pot's pid 1 (its pid is known on
 
 
 @dataclass
+class LinuxCgroup(Step):
+    """The pot's cgroup, made before its pid 1: every process of the pot lives in it, so `ladle gc`
+    finds them from the state root alone (`cgroup`). The state root's cgroup names the root."""
+
+    pot: str
+    path: str
+    root: str
+
+    def render(self) -> list[str]:
+        from ladle.hosts.linux.cgroup import ROOT_XATTR
+
+        parent = shlex.quote(self.path.rsplit("/", 1)[0])
+        return [f"# pot {self.pot}: its cgroup, where every process of the pot lives",
+                f"mkdir -p {parent}", shlex.join(["setfattr", "-n", ROOT_XATTR, "-v", self.root]) + f" {parent}",
+                shlex.join(["mkdir", self.path])]
+
+    def apply(self, ctx: Context) -> None:
+        from ladle.hosts.linux import cgroup
+
+        cgroup.create(self.path, self.root)
+
+    def inverse(self) -> list[Step]:
+        return [LinuxCgroupRemove(self.pot, self.path)]
+
+
+@dataclass
+class LinuxCgroupRemove(Step):
+    """Remove the pot's cgroup once its processes are gone; whatever is still in it (left by a
+    crash, with no record of it) is killed first, with cgroup.kill. Then the state root's cgroup,
+    if no other pot has one."""
+
+    pot: str
+    path: str
+
+    def render(self) -> list[str]:
+        path = shlex.quote(self.path)
+        return [f"# pot {self.pot}: anything still in its cgroup is killed, and waited for (populated 0)",
+                f"if grep -qx 'populated 1' {path}/cgroup.events; then echo 1 > {path}/cgroup.kill; fi",
+                f"rmdir {path}",
+                f"rmdir {shlex.quote(self.path.rsplit('/', 1)[0])} 2>/dev/null || true"
+                "  # the state root's, once no other pot has one"]
+
+    def apply(self, ctx: Context) -> None:
+        from ladle.hosts.linux import cgroup
+
+        cgroup.remove(self.path)
+
+
+@dataclass
 class LinuxSandbox(Step):
-    """The pot's pid 1, forked by the monitor into new namespaces; it waits for `LinuxEnter`, so
-    that host-side steps can address the pot (by its pid) before anything runs in it."""
+    """The pot's pid 1, forked by the monitor into new namespaces and moved into the pot's cgroup;
+    it waits for `LinuxEnter`, so that host-side steps can address the pot (by its pid) before
+    anything runs in it."""
 
     pot: str
     namespaces: list[str]
+    cgroup: str = ""
 
     def render(self) -> list[str]:
         flags = [f"--{ {'mnt': 'mount'}.get(n, n)}" for n in self.namespaces]
-        return [f"# pot {self.pot}: its pid 1 (host pid $PID1) waits in new namespaces for the steps below",
-                shlex.join(["unshare", "--pid", "--fork", *flags, "--propagation", "private"])]
+        lines = [f"# pot {self.pot}: its pid 1 (host pid $PID1) waits in new namespaces for the steps below",
+                 shlex.join(["unshare", "--pid", "--fork", *flags, "--propagation", "private"])]
+        if self.cgroup:
+            lines.append(f"echo {PID1} > {shlex.quote(self.cgroup + '/cgroup.procs')}"
+                         "  # by the monitor, before pid 1 goes on")
+        return lines
 
     def apply(self, ctx: Context) -> None:
-        _ask(ctx, self.pot, "sandbox", namespaces=self.namespaces)
+        _ask(ctx, self.pot, "sandbox", namespaces=self.namespaces, cgroup=self.cgroup)
 
     def inverse(self) -> list[Step]:
         return [LinuxDiscard(self.pot)]
@@ -151,6 +213,7 @@ class LinuxMain(Step):
     pot: str
     spec: dict[str, Any]
     on_exit: list[str]
+    cgroup: str = ""
 
     def request(self) -> dict[str, Any]:
         from ladle.hosts.linux import container
@@ -169,6 +232,7 @@ class LinuxMain(Step):
                 "--", "setpriv", *caps_flags(req["mlock"]), "--", "env", "-i", *env, *req["argv"]]
         line = shlex.join(argv).replace("'$PID1'", PID1)
         return [f"# by the monitor, which copies the output to {req['log']} and records the run:",
+                *join_cgroup(self.cgroup),
                 *([SECCOMP_NOTE] if req["seccomp"] else []),
                 f"{line} </dev/null >{shlex.quote(run + '/out.fifo')} 2>{shlex.quote(run + '/err.fifo')}"]
 
