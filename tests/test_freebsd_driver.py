@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from ladle import _log
 from ladle.errors import CommandFailed, HostError, UsageError
 from ladle.hosts import open_host
 from ladle.hosts.base import RunRecord, RuntimeSpec
@@ -579,7 +580,9 @@ def test_copy_out_drops_setuid_after_the_stage_leaves_the_jail_and_before_the_ho
     assert not [line for line in kept if "chmod" in line]
 
 
-def test_copy_out_refuses_a_special_file_and_warns_of_those_in_a_tree(caplog: pytest.LogCaptureFixture) -> None:
+def test_copy_out_refuses_a_special_file_and_warns_of_those_in_a_tree(caplog: pytest.LogCaptureFixture,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_log, "to_presenter", None)  # an in-process CLI run earlier may have set its printer
     runner = RecordingRunner().answer(r"^test -f ", Fail())
     steps = copy_plan(single_zfs(), RUNNING, "out", "/tmp", "/var/run/fifo", False)
     with pytest.raises(UsageError, match=r"pot web: /var/run/fifo: a FIFO, socket or device"):

@@ -155,4 +155,5 @@ def _must_be_file_or_dir(path: str) -> None:
     except OSError as e:
         raise UsageError(f"source {names.shown(path)}: {e.strerror}") from None
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise UsageError(f"source {names.shown(path)} is not a file or directory")
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device node")
+        raise UsageError(f"source {names.shown(path)} is {kind}, not a file or directory")

@@ -45,25 +45,37 @@ def start(eng: Engine, name: str, remove: bool = False) -> str:
         s = spec(eng, pot)
         s.extra["remove"] = remove
         eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
-        if not eng.dry_run:
-            _died_at_once(eng, name, s.log_path)
+        failed = None if eng.dry_run else _died_at_once(eng, name, s.log_path)
+        if failed and pot["attrs"].get("persistent") == "YES":
+            stop_locked(eng, name)
+    if failed:
+        _torn_down(eng, name)  # the others: the monitor's own stop, which needed the lock we held
+        raise StateError(failed)
     return f"started pot {name}"
 
 
-def _died_at_once(eng: Engine, name: str, log_path: str) -> None:
-    """Raise if the pot's command ended with a failure within GRACE seconds (its lock held)."""
+def _died_at_once(eng: Engine, name: str, log_path: str) -> str | None:
+    """Why the start failed, if the pot's command ended with a failure within GRACE seconds."""
     deadline = time.monotonic() + GRACE
     code = None
     while code is None and time.monotonic() < deadline:
         time.sleep(0.02)
         code = (eng.store.get("runs", pot=name) or {}).get("exit_code")
     if not code:
-        return
-    if eng.pot(name)["attrs"].get("persistent") == "YES":  # others: the monitor tears them down
-        stop_locked(eng, name)
+        return None
     tail = _log_tail(log_path)
-    raise StateError(f"pot {name} did not start: its command exited with code {code}"
-                     + ("; the end of its log:\n" + tail if tail else " (its log is empty)"))
+    return (f"pot {name} did not start: its command exited with code {code}"
+            + ("; the end of its log:\n" + tail if tail else " (its log is empty)"))
+
+
+def _torn_down(eng: Engine, name: str, timeout: float = 10.0) -> None:
+    """Wait (bounded) until the monitor has stopped a non-persistent pot, so that `ls` agrees."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = eng.store.get("runs", pot=name)
+        if run is None or run.get("state") != "running":
+            return
+        time.sleep(0.02)
 
 
 def _log_tail(path: str) -> str:
