@@ -655,9 +655,7 @@ TABLE = [
     Row("start-attached", "start", 3, ["start", "web"], one_shot, ran_once_more),
     # the root itself
     Row("init", "init", 5, ["init"], wiped, initialised, nth=1, first=("init",)),
-    Row("init-state", "init", 6, ["init"], wiped, initialised, nth=2, first=("init",),
-        xfail=dict.fromkeys((2, 3, 4), "init does not repair an interrupted init first: gc later undoes its "
-                            "MakeDir of the storage tree, which the second init filled again")),
+    Row("init-state", "init", 6, ["init"], wiped, initialised, nth=2, first=("init",)),
     Row("gc-orphan", "gc", 1, ["gc"], orphan, orphan_gone),
     # bases
     Row("create-base", "create-base", 12, ["create-base", "-r", "busybox", "-b", "b2"], nothing,
