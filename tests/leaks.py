@@ -60,7 +60,7 @@ def foreign_processes() -> set[str]:
         if None in theirs or theirs == mine:
             continue
         cmd = cmdline(pid)
-        if cmd is None or _zombie(pid):  # dead already, its reaper about to collect it
+        if not cmd or _zombie(pid):  # dead already (an exiting process has no command line yet)
             continue
         if not cmd.startswith("ladle-pid1 ") and not _others(_lineage(pid)) and not _elsewhere(pid):
             found.add(f"{pid} {cmd}")

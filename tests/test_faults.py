@@ -44,6 +44,21 @@ from tests.zfs_pool import run_busy
 MARK = "/data/mark"
 
 
+@contextlib.contextmanager
+def _deadline(args: tuple[str, ...], seconds: int = 60) -> Iterator[None]:
+    """A command in this process that hangs (zfs-fuse has been seen to stop answering) fails its
+    test instead of the whole run."""
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"ladle {' '.join(args)} did not finish in {seconds}s")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class World:
     """One state root with the busybox base, and what a row needs to look at it."""
 
@@ -58,7 +73,7 @@ class World:
         if sub:
             return self.cli(*args, check=check)
         out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _deadline(args):
             code = cli_main(["--root", str(self.cli.root), *args])
         proc = subprocess.CompletedProcess(["ladle", *args], code, out.getvalue(), err.getvalue())
         if check and code != 0:
