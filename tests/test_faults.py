@@ -223,15 +223,6 @@ def renamed_or_not(w: World) -> None:
     assert w.get(other) == "old"
 
 
-def attr_old_or_new(attr: str, old: str, new: str) -> Callable[[World], None]:
-    def check(w: World) -> None:
-        info = w.info("web")
-        value = info[attr] if attr in info else w("get-attr", "-p", "web", "-A", attr, "-q").stdout.strip()
-        assert str(value) in (old, new), value
-        assert w.get("web") == "old"
-    return check
-
-
 def cmd_old_or_new(w: World) -> None:
     assert w.rows("SELECT cmd FROM pots WHERE name='web'")[0][0] in ("sh /etc/rc", "echo new")
     w("set-cmd", "-p", "web", "-c", "echo next")
@@ -591,7 +582,6 @@ def live_copy_setup(w: World) -> None:
     w("start", "web")
 
 
-LIVE_COPY = live_copy_setup
 ZFS = ("dir", "zfs")
 TABLE = [
     # pots: make them
@@ -631,7 +621,7 @@ TABLE = [
         mounted_or_not("/fs", "fscomp")),
     Row("mount-out", "mount-out", 1, ["mount-out", "-p", "web", "-m", "/host"], mount_out_setup,
         mounted_or_not("/host", "dir")),
-    Row("copy-in-live", "copy-in", 1, ["copy-in", "-p", "web", "-s", "NEW", "-d", MARK], LIVE_COPY,
+    Row("copy-in-live", "copy-in", 1, ["copy-in", "-p", "web", "-s", "NEW", "-d", MARK], live_copy_setup,
         live_copied_in),
     Row("mount-in-live", "mount-in", 2, ["mount-in", "-p", "web", "-d", "HOSTDIR", "-m", "/host"], live_mount_setup,
         live_mounted_or_not("/host", "dir")),
