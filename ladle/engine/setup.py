@@ -39,6 +39,8 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
     if existing and have and (have != storage or existing.setting("dataset") != dataset):
         had = existing.setting("dataset")
         raise UsageError(f"{root} is already initialised with {have} storage" + (f" on {had}" if had else ""))
+    if existing and not eng.dry_run:
+        _repair(eng, existing)
     # The directories come before the database that would log them; a dry run plans against an
     # empty in-memory store.
     eng.lines += Executor(Context(eng.runner, None), dry_run=eng.dry_run).run("init", "global", dirs)
@@ -53,6 +55,17 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
     with eng.lock("global"):
         eng.execute("init", "global", steps)
     return f"ladle initialised in {root} ({storage} storage{' on ' + dataset if dataset else ''})"
+
+
+def _repair(eng: Engine, store: Store) -> None:
+    """Repair an interrupted operation (an init killed half-way) before planning what is missing:
+    repaired later, its undo would remove what this init makes again (the storage tree)."""
+    from ladle import _log
+    from ladle.engine.gc import recover
+
+    eng.__dict__["store"] = store
+    for line in recover(eng):
+        _log.info(line)
 
 
 def _missing_ancestors(path: str) -> list[str]:

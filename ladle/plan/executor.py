@@ -81,11 +81,19 @@ class Executor:
         return []
 
 
+_plans: dict[str, int] = {}  # plans run by this process, by verb (for LADLE_FAULT's K)
+
+
 def _fault(verb: str) -> int | None:
-    """Fault injection for the crash tests: LADLE_FAULT=VERB:N kills this process after step N."""
-    spec = os.environ.get("LADLE_FAULT", "")
-    name, _, index = spec.partition(":")
-    return int(index) if name == verb and index.isdigit() else None
+    """Fault injection for the crash tests: LADLE_FAULT=VERB:N kills this process after step N
+    of a plan named VERB; VERB:N:K only in the K-th such plan this process runs (`destroy -r`
+    destroys each dependant in a plan of its own, `init` runs two)."""
+    _plans[verb] = _plans.get(verb, 0) + 1
+    name, _, rest = os.environ.get("LADLE_FAULT", "").partition(":")
+    index, _, nth = rest.partition(":")
+    if name != verb or not index.isdigit() or (nth and (not nth.isdigit() or int(nth) != _plans[verb])):
+        return None
+    return int(index)
 
 
 def _first_line(step: Step) -> str:

@@ -209,8 +209,7 @@ def _pid1(flags: int, ctl: int, rep: int, init: int, title: str, program: bytes)
         close_all_but([ctl, rep, init])
         platform.current.set_title(title)
         _stdio_to("/dev/null")
-        sc.unshare(flags)
-        mounts.make_private()
+        sc.unshare(flags & ~sc.CLONE_NEWNS)
         os.write(rep, b"K\n")
         data = b""
         while chunk := os.read(ctl, 65536):
@@ -218,6 +217,12 @@ def _pid1(flags: int, ctl: int, rep: int, init: int, title: str, program: bytes)
         if not data:  # the monitor gave up on this pot
             os._exit(0)
         spec = spec_from_json(json.loads(data)["spec"])
+        # The mount namespace only now: a spare waiting with a private copy of the host's mounts
+        # kept every file system mounted then busy (a ZFS pot's dataset could not be destroyed
+        # after its stop, zfs-fuse said "dataset is busy") and missed those mounted since.
+        if flags & sc.CLONE_NEWNS:
+            sc.unshare(sc.CLONE_NEWNS)
+            mounts.make_private()
         root = os.path.join(spec.run_dir, "root")
         rootfs.build(spec, root)
         sc.sethostname(spec.hostname)
