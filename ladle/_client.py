@@ -109,12 +109,13 @@ class Client:
 
     # Set-up and bases --------------------------------------------------------------------------
 
-    def init(self, storage: str = "dir", dataset: str | None = None) -> Change:
-        """Create the state root, its database and storage (idempotent)."""
+    def init(self, storage: str = "dir", dataset: str | None = None, force: bool = False) -> Change:
+        """Create the state root, its database and storage (idempotent); `force` takes over a
+        ZFS dataset that another state root owns."""
         from ladle.engine.setup import init
         if dataset is not None:
             names.host_path("--dataset", dataset)
-        return self._change(lambda e: init(e, storage, dataset), recover=False)
+        return self._change(lambda e: init(e, storage, dataset, force), recover=False)
 
     def create_base(self, release: str, name: str | None = None, from_tar: str | None = None) -> Change:
         """A base: a FreeBSD release (base.txz, checked against MANIFEST), 'busybox' on Linux, or

@@ -186,3 +186,20 @@ def test_mounts_change_at_once_in_a_running_pot(store: Ladle, tmp_path: Path) ->
         assert store("exec", "a", "--", "sh", "-c", "echo no > /conf/x", check=False).returncode != 0
     finally:
         store("stop", "a")
+
+
+def test_a_second_root_cannot_take_a_dataset_another_root_owns(zfs_pool: str, tmp_path: Path) -> None:
+    dataset = f"{zfs_pool}/owned{abs(hash(tmp_path)) % 10**8}"
+    first, second = Ladle(tmp_path / "first"), Ladle(tmp_path / "second")
+    first("init", "--storage", "zfs", "--dataset", dataset)
+    try:
+        first("create-base", "-r", "busybox")
+        line = second.fails("init", "--storage", "zfs", "--dataset", dataset)
+        assert line == (f"ladle: dataset {dataset} belongs to the ladle state root {first.root} (ladle:root): "
+                        "choose another dataset, or take it over with 'ladle init --force'")
+        assert run("zfs", "get", "-H", "-o", "value", "mountpoint", dataset).strip() == f"{first.root}/zfs"
+        assert (first.root / "zfs" / "bases" / "busybox" / "bin" / "busybox").exists()
+        assert not second.root.exists()  # refused before anything was made
+        first("destroy", "-b", "busybox")
+    finally:
+        run_busy("zfs", "destroy", "-r", dataset)
