@@ -203,3 +203,21 @@ def test_a_second_root_cannot_take_a_dataset_another_root_owns(zfs_pool: str, tm
         first("destroy", "-b", "busybox")
     finally:
         run_busy("zfs", "destroy", "-r", dataset)
+
+
+def test_destroy_follows_only_real_dependencies(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "a", "-b", "busybox")
+    put(store, "a", tmp_path, "from a")
+    store("snapshot", "-p", "a")
+    store("create", "-p", "copy", "-P", "a")  # a copy of a's snapshot: it depends on nothing of a
+    store("snapshot", "-p", "copy")
+    store("clone", "-p", "cc", "-P", "copy")
+    assert "destroyed pot a" in store("destroy", "-p", "a", "-r").stdout
+    assert store("ls", "-q").stdout.split() == ["cc", "copy"]
+    assert get(store, "copy", tmp_path) == get(store, "cc", tmp_path) == "from a"
+    assert json.loads(store("info", "-p", "copy", "--json").stdout)["potbase"] is None
+    if _dataset(store):  # a ZFS clone depends on its origin (a dir clone is a copy)
+        assert "used by cc" in store.fails("destroy", "-p", "copy")
+    store("promote", "-p", "cc")  # now copy depends on cc, not cc on copy
+    store("destroy", "-p", "copy")
+    assert get(store, "cc", tmp_path) == "from a"
