@@ -265,11 +265,14 @@ class Client:
         names.check("snapshot", name)
         return self._change(lambda e: snapshot(e, pot, fscomp, name))
 
-    def rollback(self, pot: str | None = None, fscomp: str | None = None, snapshot: str | None = None) -> Change:
+    def rollback(self, pot: str | None = None, fscomp: str | None = None, snapshot: str | None = None,
+                 force: bool = False) -> Change:
+        """Roll back a pot (a level 0 pot: its base) or an fscomp; refused while a running pot
+        uses it, unless `force`, which stops those pots and starts them again."""
         from ladle.engine.snapshots import rollback
         _target(pot, fscomp)
         names.check("snapshot", snapshot)
-        return self._change(lambda e: rollback(e, pot, fscomp, snapshot))
+        return self._change(lambda e: rollback(e, pot, fscomp, snapshot, force))
 
     def snapshots(self, pot: str | None = None, fscomp: str | None = None) -> list[str]:
         from ladle.engine.snapshots import list_snapshots

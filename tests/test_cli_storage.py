@@ -221,3 +221,48 @@ def test_destroy_follows_only_real_dependencies(store: Ladle, tmp_path: Path) ->
     store("promote", "-p", "cc")  # now copy depends on cc, not cc on copy
     store("destroy", "-p", "copy")
     assert get(store, "cc", tmp_path) == "from a"
+
+
+def test_a_snapshot_of_a_level_zero_pot_is_what_new_pots_start_from(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "old", "-b", "busybox")
+    store("create", "-p", "patcher", "-l", "0", "-b", "busybox", "-c", "sleep 1000")
+    put(store, "patcher", tmp_path, "patched", dest="/etc/patch")
+    store("start", "patcher")
+    try:
+        assert "in use by running pot(s) patcher" in store.fails("snapshot", "-p", "patcher")
+    finally:
+        store("stop", "patcher")
+    out = store("snapshot", "-p", "patcher", "-n", "patched").stdout
+    assert "snapshot patched of base busybox" in out
+    assert store("snapshots", "-p", "patcher").stdout.split()[-1] == "patched"
+    store("create", "-p", "new", "-b", "busybox")
+    store("create", "-p", "solo", "-t", "single", "-b", "busybox")
+    assert get(store, "new", tmp_path, "/etc/patch") == get(store, "solo", tmp_path, "/etc/patch") == "patched"
+    out = tmp_path / "out"  # a pot made before the snapshot keeps the tree it started from
+    out.mkdir(exist_ok=True)
+    assert store("copy-out", "-p", "old", "-s", "/etc/patch", "-d", str(out), check=False).returncode != 0
+
+
+def test_rollback_of_what_a_running_pot_uses_is_refused_or_restarts_it(store: Ladle, tmp_path: Path) -> None:
+    store("create-fscomp", "-f", "data")
+    store("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    store("add-fscomp", "-p", "a", "-f", "data", "-m", "/data")
+    put(store, "a", tmp_path, "at the snapshot", dest="/data/f")
+    store("snapshot", "-f", "data", "-n", "s1")
+    store("snapshot", "-p", "a", "-n", "p1")
+    store("start", "a")
+    try:
+        store("exec", "a", "--", "sh", "-c", "echo later > /data/f; echo later > /etc/mine")
+        line = store.fails("rollback", "-f", "data")
+        assert line == ("ladle: fscomp data is in use by running pot(s) a: stop them first, or use -F to stop "
+                        "and restart them")
+        assert "pot a is in use by running pot(s) a" in store.fails("rollback", "-p", "a")
+        assert store("exec", "a", "--", "cat", "/data/f").stdout == "later\n"
+        assert "restarted a" in store("rollback", "-f", "data", "-F").stdout
+        assert store("exec", "a", "--", "cat", "/data/f").stdout == "at the snapshot"
+        assert "restarted a" in store("rollback", "-p", "a", "-F").stdout
+        assert store("exec", "a", "--", "cat", "/etc/mine", check=False).returncode != 0
+        assert "running" in store("ls").stdout
+    finally:
+        store("stop", "a")
+    store("mount-out", "-p", "a", "-m", "/data")

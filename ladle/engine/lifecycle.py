@@ -41,13 +41,18 @@ def start(eng: Engine, name: str, remove: bool = False) -> str:
     A command that fails within GRACE seconds (a daemon whose port is taken) is reported with its
     exit code and the end of its log, and the pot is stopped, instead of saying "started"."""
     with eng.lock(f"pot-{name}"):
-        pot = startable(eng, name)
-        s = spec(eng, pot)
-        s.extra["remove"] = remove
-        eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
-        if not eng.dry_run:
-            _died_at_once(eng, name, s.log_path)
+        start_locked(eng, name, remove)
     return f"started pot {name}"
+
+
+def start_locked(eng: Engine, name: str, remove: bool = False) -> None:
+    """`start` of a pot whose lock we hold (rollback -F restarts the pots it stopped)."""
+    pot = startable(eng, name)
+    s = spec(eng, pot)
+    s.extra["remove"] = remove
+    eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
+    if not eng.dry_run:
+        _died_at_once(eng, name, s.log_path)
 
 
 def _died_at_once(eng: Engine, name: str, log_path: str) -> None:
