@@ -258,6 +258,8 @@ def test_rollback_of_what_a_running_pot_uses_is_refused_or_restarts_it(store: La
                         "and restart them")
         assert "pot a is in use by running pot(s) a" in store.fails("rollback", "-p", "a")
         assert store("exec", "a", "--", "cat", "/data/f").stdout == "later\n"
+        assert "kill -TERM" in store("rollback", "-f", "data", "-F", "--dry-run").stdout  # stops nothing
+        assert store("exec", "a", "--", "cat", "/data/f").stdout == "later\n"
         assert "restarted a" in store("rollback", "-f", "data", "-F").stdout
         assert store("exec", "a", "--", "cat", "/data/f").stdout == "at the snapshot"
         assert "restarted a" in store("rollback", "-p", "a", "-F").stdout

@@ -100,6 +100,9 @@ def _restart(eng: Engine, held: str, names_: list[str]) -> None:
     """Start the pots a rollback -F stopped; one that fails does not keep the others stopped."""
     failed = []
     for name in names_:
+        if eng.dry_run:  # nothing was stopped: render the start it would run
+            eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, eng.pot(name))))
+            continue
         try:
             with _pot_lock(eng, held, name):
                 lifecycle.start_locked(eng, name)
