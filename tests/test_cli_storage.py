@@ -254,9 +254,10 @@ def test_rollback_of_what_a_running_pot_uses_is_refused_or_restarts_it(store: La
     try:
         store("exec", "a", "--", "sh", "-c", "echo later > /data/f; echo later > /etc/mine")
         line = store.fails("rollback", "-f", "data")
-        assert line == ("ladle: fscomp data is in use by running pot(s) a: stop them first, or use -F to stop "
-                        "and restart them")
-        assert "pot a is in use by running pot(s) a" in store.fails("rollback", "-p", "a")
+        assert line == ("ladle: fscomp data is in use by running pot(s) a: stop it first, or use -F to stop and "
+                        "restart it")
+        assert store.fails("rollback", "-p", "a") == ("ladle: pot a is running: stop it first, or use -F to stop "
+                                                      "and restart it")
         assert store("exec", "a", "--", "cat", "/data/f").stdout == "later\n"
         assert "kill -TERM" in store("rollback", "-f", "data", "-F", "--dry-run").stdout  # stops nothing
         assert store("exec", "a", "--", "cat", "/data/f").stdout == "later\n"

@@ -51,10 +51,16 @@ def _users(eng: Engine, key: str, fscomp: str | None) -> list[str]:
     return [n for n in names_ if runs.is_running(eng, n)]
 
 
+def _in_use(label: str, users: list[str]) -> str:
+    if label in (f"pot {u}" for u in users):
+        return f"{label} is running"
+    return f"{label} is in use by running pot(s) {', '.join(users)}"
+
+
 def _stopped(eng: Engine, key: str, label: str) -> None:
     """pot snapshots a pot only while it is stopped; a base, while none of its level 0 pots runs."""
     if users := _users(eng, key, None):
-        raise StateError(f"{label} is in use by running pot(s) {', '.join(users)}: stop them first")
+        raise StateError(f"{_in_use(label, users)}: stop {'it' if len(users) == 1 else 'them'} first")
 
 
 def snapshot(eng: Engine, pot: str | None, fscomp: str | None, name: str | None) -> str:
@@ -78,8 +84,8 @@ def rollback(eng: Engine, pot: str | None, fscomp: str | None, snap: str | None,
             raise NotFound(f"{label} has no snapshot")
         users = _users(eng, key, fscomp)
         if users and not force:
-            raise StateError(f"{label} is in use by running pot(s) {', '.join(users)}: "
-                             "stop them first, or use -F to stop and restart them")
+            them = "it" if len(users) == 1 else "them"
+            raise StateError(f"{_in_use(label, users)}: stop {them} first, or use -F to stop and restart {them}")
         steps = eng.snap.rollback(key, snap)  # refused (a later snapshot in use) before anything stops
         for name in users:
             with _pot_lock(eng, lock, name):
