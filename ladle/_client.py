@@ -109,12 +109,13 @@ class Client:
 
     # Set-up and bases --------------------------------------------------------------------------
 
-    def init(self, storage: str = "dir", dataset: str | None = None) -> Change:
-        """Create the state root, its database and storage (idempotent)."""
+    def init(self, storage: str = "dir", dataset: str | None = None, force: bool = False) -> Change:
+        """Create the state root, its database and storage (idempotent); `force` takes over a
+        ZFS dataset that another state root owns."""
         from ladle.engine.setup import init
         if dataset is not None:
             names.host_path("--dataset", dataset)
-        return self._change(lambda e: init(e, storage, dataset), recover=False)
+        return self._change(lambda e: init(e, storage, dataset, force), recover=False)
 
     def create_base(self, release: str, name: str | None = None, from_tar: str | None = None) -> Change:
         """A base: a FreeBSD release (base.txz, checked against MANIFEST), 'busybox' on Linux, or
@@ -266,11 +267,14 @@ class Client:
         names.check("snapshot", name)
         return self._change(lambda e: snapshot(e, pot, fscomp, name))
 
-    def rollback(self, pot: str | None = None, fscomp: str | None = None, snapshot: str | None = None) -> Change:
+    def rollback(self, pot: str | None = None, fscomp: str | None = None, snapshot: str | None = None,
+                 force: bool = False) -> Change:
+        """Roll back a pot (a level 0 pot: its base) or an fscomp; refused while a running pot
+        uses it, unless `force`, which stops those pots and starts them again."""
         from ladle.engine.snapshots import rollback
         _target(pot, fscomp)
         names.check("snapshot", snapshot)
-        return self._change(lambda e: rollback(e, pot, fscomp, snapshot))
+        return self._change(lambda e: rollback(e, pot, fscomp, snapshot, force))
 
     def snapshots(self, pot: str | None = None, fscomp: str | None = None) -> list[str]:
         from ladle.engine.snapshots import list_snapshots

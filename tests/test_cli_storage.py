@@ -186,3 +186,86 @@ def test_mounts_change_at_once_in_a_running_pot(store: Ladle, tmp_path: Path) ->
         assert store("exec", "a", "--", "sh", "-c", "echo no > /conf/x", check=False).returncode != 0
     finally:
         store("stop", "a")
+
+
+def test_a_second_root_cannot_take_a_dataset_another_root_owns(zfs_pool: str, tmp_path: Path) -> None:
+    dataset = f"{zfs_pool}/owned{abs(hash(tmp_path)) % 10**8}"
+    first, second = Ladle(tmp_path / "first"), Ladle(tmp_path / "second")
+    first("init", "--storage", "zfs", "--dataset", dataset)
+    try:
+        first("create-base", "-r", "busybox")
+        line = second.fails("init", "--storage", "zfs", "--dataset", dataset)
+        assert line == (f"ladle: dataset {dataset} belongs to the ladle state root {first.root} (ladle:root): "
+                        "choose another dataset, or take it over with 'ladle init --force'")
+        assert run("zfs", "get", "-H", "-o", "value", "mountpoint", dataset).strip() == f"{first.root}/zfs"
+        assert (first.root / "zfs" / "bases" / "busybox" / "bin" / "busybox").exists()
+        assert not second.root.exists()  # refused before anything was made
+        first("destroy", "-b", "busybox")
+    finally:
+        run_busy("zfs", "destroy", "-r", dataset)
+
+
+def test_destroy_follows_only_real_dependencies(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "a", "-b", "busybox")
+    put(store, "a", tmp_path, "from a")
+    store("snapshot", "-p", "a")
+    store("create", "-p", "copy", "-P", "a")  # a copy of a's snapshot: it depends on nothing of a
+    store("snapshot", "-p", "copy")
+    store("clone", "-p", "cc", "-P", "copy")
+    assert "destroyed pot a" in store("destroy", "-p", "a", "-r").stdout
+    assert store("ls", "-q").stdout.split() == ["cc", "copy"]
+    assert get(store, "copy", tmp_path) == get(store, "cc", tmp_path) == "from a"
+    assert json.loads(store("info", "-p", "copy", "--json").stdout)["potbase"] is None
+    if _dataset(store):  # a ZFS clone depends on its origin (a dir clone is a copy)
+        assert "used by cc" in store.fails("destroy", "-p", "copy")
+    store("promote", "-p", "cc")  # now copy depends on cc, not cc on copy
+    store("destroy", "-p", "copy")
+    assert get(store, "cc", tmp_path) == "from a"
+
+
+def test_a_snapshot_of_a_level_zero_pot_is_what_new_pots_start_from(store: Ladle, tmp_path: Path) -> None:
+    store("create", "-p", "old", "-b", "busybox")
+    store("create", "-p", "patcher", "-l", "0", "-b", "busybox", "-c", "sleep 1000")
+    put(store, "patcher", tmp_path, "patched", dest="/etc/patch")
+    store("start", "patcher")
+    try:
+        assert "in use by running pot(s) patcher" in store.fails("snapshot", "-p", "patcher")
+    finally:
+        store("stop", "patcher")
+    out = store("snapshot", "-p", "patcher", "-n", "patched").stdout
+    assert "snapshot patched of base busybox" in out
+    assert store("snapshots", "-p", "patcher").stdout.split()[-1] == "patched"
+    store("create", "-p", "new", "-b", "busybox")
+    store("create", "-p", "solo", "-t", "single", "-b", "busybox")
+    assert get(store, "new", tmp_path, "/etc/patch") == get(store, "solo", tmp_path, "/etc/patch") == "patched"
+    out = tmp_path / "out"  # a pot made before the snapshot keeps the tree it started from
+    out.mkdir(exist_ok=True)
+    assert store("copy-out", "-p", "old", "-s", "/etc/patch", "-d", str(out), check=False).returncode != 0
+
+
+def test_rollback_of_what_a_running_pot_uses_is_refused_or_restarts_it(store: Ladle, tmp_path: Path) -> None:
+    store("create-fscomp", "-f", "data")
+    store("create", "-p", "a", "-b", "busybox", "-c", "sleep 1000")
+    store("add-fscomp", "-p", "a", "-f", "data", "-m", "/data")
+    put(store, "a", tmp_path, "at the snapshot", dest="/data/f")
+    store("snapshot", "-f", "data", "-n", "s1")
+    store("snapshot", "-p", "a", "-n", "p1")
+    store("start", "a")
+    try:
+        store("exec", "a", "--", "sh", "-c", "echo later > /data/f; echo later > /etc/mine")
+        line = store.fails("rollback", "-f", "data")
+        assert line == ("ladle: fscomp data is in use by running pot(s) a: stop it first, or use -F to stop and "
+                        "restart it")
+        assert store.fails("rollback", "-p", "a") == ("ladle: pot a is running: stop it first, or use -F to stop "
+                                                      "and restart it")
+        assert store("exec", "a", "--", "cat", "/data/f").stdout == "later\n"
+        assert "kill -TERM" in store("rollback", "-f", "data", "-F", "--dry-run").stdout  # stops nothing
+        assert store("exec", "a", "--", "cat", "/data/f").stdout == "later\n"
+        assert "restarted a" in store("rollback", "-f", "data", "-F").stdout
+        assert store("exec", "a", "--", "cat", "/data/f").stdout == "at the snapshot"
+        assert "restarted a" in store("rollback", "-p", "a", "-F").stdout
+        assert store("exec", "a", "--", "cat", "/etc/mine", check=False).returncode != 0
+        assert "running" in store("ls").stdout
+    finally:
+        store("stop", "a")
+    store("mount-out", "-p", "a", "-m", "/data")

@@ -327,7 +327,8 @@ def test_a_dry_run_from_another_host_runs_nothing_and_trusts_the_run_records(
 def test_a_dry_run_init_for_another_host_asks_no_zfs_and_plans_every_dataset(tmp_path: Path) -> None:
     proc = offline_cli(tmp_path, tmp_path / "fresh")("init", "--storage", "zfs", "--dataset", "zroot/ladle")
     assert proc.returncode == 0, proc.stderr
-    assert f"zfs create -o mountpoint={tmp_path}/fresh/zfs -o atime=off zroot/ladle" in proc.stdout.splitlines()
+    assert (f"zfs create -o mountpoint={tmp_path}/fresh/zfs -o atime=off -o ladle:root={tmp_path}/fresh"
+            " zroot/ladle") in proc.stdout.splitlines()
     assert "zfs create zroot/ladle/pots" in proc.stdout.splitlines()
     assert not (tmp_path / "trapped.log").exists() and not (tmp_path / "fresh").exists()
 
@@ -350,7 +351,7 @@ def test_dry_run_from_linux_prints_the_same_commands(tmp_path: Path) -> None:
                           text=True)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert f"zfs create -o mountpoint={tmp_path}/r/zfs -o atime=off zroot/ladle" in lines
+    assert f"zfs create -o mountpoint={tmp_path}/r/zfs -o atime=off -o ladle:root={tmp_path}/r zroot/ladle" in lines
     assert not (tmp_path / "r").exists()
     assert all(not check_line(line) for line in lines if not line.startswith(("#", "mkdir -m")))
     refused = subprocess.run([*cli[:7], "init"], capture_output=True, text=True)

@@ -88,4 +88,5 @@ def test_the_cli_answers_on_freebsd(tmp_path: Path) -> None:
                                "--dataset", "zroot/ladle"]))
     """)
     assert proc.returncode == 0, proc.stderr
-    assert f"zfs create -o mountpoint={tmp_path}/r/zfs -o atime=off zroot/ladle" in proc.stdout.splitlines()
+    assert (f"zfs create -o mountpoint={tmp_path}/r/zfs -o atime=off -o ladle:root={tmp_path}/r zroot/ladle"
+            in proc.stdout.splitlines())

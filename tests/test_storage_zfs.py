@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ladle.errors import CommandFailed, Exists, LadleError, NotFound, UsageError
+from ladle.errors import CommandFailed, Exists, LadleError, NotFound, StateError, UsageError
 from ladle.plan.executor import Executor
 from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Cmd, Context, Step
@@ -100,6 +100,34 @@ def test_init_fixes_a_foreign_mountpoint(env: Env) -> None:
     env.do(steps)
     assert os.path.ismount(env.zfs.path("pots"))
     assert not os.path.exists(os.path.join(elsewhere, "pots"))
+
+
+def test_a_dataset_another_root_owns_is_refused_and_left_alone(env: Env, tmp_path: str) -> None:
+    ds, first = env.zfs.dataset, env.zfs.root
+    base(env, "bases/b", ("1",))
+    assert run("zfs", "get", "-H", "-o", "value", "ladle:root", ds).strip() == first
+    other = Store(":memory:")
+    second = ZfsSnapshotter(str(tmp_path), other, ds)
+    with pytest.raises(StateError, match=rf"^dataset {ds} belongs to the ladle state root {first} \(ladle:root\): "
+                       r"choose another dataset, or take it over with 'ladle init --force'$"):
+        second.init_steps()
+    with pytest.raises(StateError, match=rf"dataset {ds}/pots belongs to the ladle state root {first} .*: "
+                       rf"{ds}/pots/x cannot be created inside it"):
+        ZfsSnapshotter(str(tmp_path), other, f"{ds}/pots/x").init_steps()
+    assert run("zfs", "get", "-H", "-o", "value", "mountpoint", ds).strip() == os.path.join(first, "zfs")
+    assert env.read("bases/b", "f") == "1"
+    # Taken over deliberately: the first root then destroys nothing of the new owner's.
+    Executor(Context(SubprocessRunner(), other)).run("init", "global", second.init_steps(force=True))
+    try:
+        fresh = ZfsSnapshotter(first, env.store, ds)
+        with pytest.raises(StateError, match=rf"^dataset {ds} now belongs to the ladle state root {tmp_path} "):
+            fresh.remove("bases/b")
+        with pytest.raises(StateError, match="now belongs"):
+            fresh.orphans()
+        assert os.path.exists(os.path.join(second.path("bases/b"), "f"))
+    finally:
+        run("zfs", "set", f"mountpoint={os.path.join(first, 'zfs')}", ds)
+        run("zfs", "set", f"ladle:root={first}", ds)
 
 
 def test_new_snapshot_rollback(env: Env) -> None:

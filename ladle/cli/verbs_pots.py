@@ -11,10 +11,12 @@ from ladle.cli.output import as_json, names, show_change, table
 
 
 def register(verbs: Verbs) -> None:
-    p = verb(verbs, "init", change(lambda c, a: c.init(a.storage, a.dataset)),
+    p = verb(verbs, "init", change(lambda c, a: c.init(a.storage, a.dataset, a.force)),
              "set up the state root, its database and the storage backend (idempotent)", changes=True)
     p.add_argument("--storage", choices=("dir", "zfs"), default="dir", help="storage backend (default: dir)")
     p.add_argument("--dataset", metavar="POOL/PATH", help="ZFS dataset for --storage zfs")
+    p.add_argument("--force", action="store_true",
+                   help="take over a ZFS dataset that another state root owns (its mountpoints move here)")
 
     p = verb(verbs, "create-base", change(lambda c, a: c.create_base(a.release, a.name, a.from_tar)),
              "create a base: the tree pots are made from", changes=True)

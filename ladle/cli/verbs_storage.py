@@ -56,14 +56,17 @@ def register(verbs: Verbs) -> None:
                    help="keep setuid and setgid bits (dropped by default)")
 
     p = verb(verbs, "snapshot", change(lambda c, a: c.snapshot(a.pot, a.fscomp, a.name)),
-             "take a snapshot of a stopped pot or of an fscomp", changes=True, aliases=("snap",))
+             "take a snapshot of a stopped pot (of a level 0 pot: its base's) or of an fscomp", changes=True,
+             aliases=("snap",))
     _target(p)
     p.add_argument("-n", dest="name", metavar="NAME", help="snapshot name (default: the Unix time, like pot)")
 
-    p = verb(verbs, "rollback", change(lambda c, a: c.rollback(a.pot, a.fscomp, a.snap)),
+    p = verb(verbs, "rollback", change(lambda c, a: c.rollback(a.pot, a.fscomp, a.snap, a.force)),
              "roll a stopped pot or an fscomp back to a snapshot", changes=True, aliases=("revert",))
     _target(p)
     p.add_argument("-s", dest="snap", metavar="SNAPSHOT", help="default: the latest; later ones are destroyed")
+    p.add_argument("-F", dest="force", action="store_true",
+                   help="stop the running pots that use it, and start them again afterwards")
 
     p = verb(verbs, "snapshots", _snapshots, "list the snapshots of a pot or an fscomp, oldest first")
     _target(p)

@@ -77,7 +77,8 @@ class Engine:
     def snap(self) -> Snapshotter:
         from ladle.storage import open_backend
         kind = self.store.setting("storage", "dir") or "dir"
-        return open_backend(kind, self.root, self.store, self.store.setting("dataset"), self.runner, self.cfg.host)
+        return open_backend(kind, self.root, self.store, self.store.setting("dataset"), self.runner, self.cfg.host,
+                            self.offline)
 
     def monitor(self) -> MonitorClient:
         """The host's monitor, started on demand (the steps that run processes ask it)."""

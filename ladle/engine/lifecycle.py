@@ -41,17 +41,24 @@ def start(eng: Engine, name: str, remove: bool = False) -> str:
     A command that fails within GRACE seconds (a daemon whose port is taken) is reported with its
     exit code and the end of its log, and the pot is stopped, instead of saying "started"."""
     with eng.lock(f"pot-{name}"):
-        pot = startable(eng, name)
-        s = spec(eng, pot)
-        s.extra["remove"] = remove
-        eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
-        failed = None if eng.dry_run else _died_at_once(eng, name, s.log_path)
-        if failed and pot["attrs"].get("persistent") == "YES":
-            stop_locked(eng, name)
+        failed = start_locked(eng, name, remove)
     if failed:
-        _torn_down(eng, name)  # the others: the monitor's own stop, which needed the lock we held
+        _torn_down(eng, name)  # a non-persistent one: the monitor's own stop, which needed our lock
         raise StateError(failed)
     return f"started pot {name}"
+
+
+def start_locked(eng: Engine, name: str, remove: bool = False) -> str | None:
+    """`start` of a pot whose lock we hold (rollback -F restarts the pots it stopped); why it
+    failed if its command died at once (a persistent pot is stopped again)."""
+    pot = startable(eng, name)
+    s = spec(eng, pot)
+    s.extra["remove"] = remove
+    eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
+    failed = None if eng.dry_run else _died_at_once(eng, name, s.log_path)
+    if failed and pot["attrs"].get("persistent") == "YES":
+        stop_locked(eng, name)
+    return failed
 
 
 def _died_at_once(eng: Engine, name: str, log_path: str) -> str | None:

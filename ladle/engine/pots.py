@@ -103,9 +103,11 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
 
 
 def dependants(eng: Engine, name: str) -> list[str]:
-    """Pots that would be orphaned by destroying `name`: by -P reference or by storage."""
+    """Pots that would be orphaned by destroying `name`: those whose storage depends on one of its
+    snapshots, as the snapshotter says (a ZFS origin, an overlay's lower directory). A pot made
+    with -P as a copy (`zfs send`, `cp`) depends on nothing; nor, after `promote`, does a clone."""
     pot = eng.pot(name)
-    found = {r["name"] for r in eng.store.all("pots", potbase=name)}
+    found = set()
     if pot["layer"] == f"pots/{name}":
         for key in eng.snap.dependants(pot["layer"]):
             if key.startswith("pots/"):
@@ -134,6 +136,8 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
         if run:
             steps.append(put("runs", {"pot": name}, None, run))
         steps.append(put("pots", {"name": name}, None, pot))
+        for copy in eng.store.all("pots", potbase=name):  # copies made with -P outlive it
+            steps.append(put("pots", {"name": copy["name"]}, {**copy, "potbase": None}, copy))
         if pot["layer"] == f"pots/{name}":
             steps += eng.snap.remove(pot["layer"])
         steps += [RemoveTree(os.path.join(eng.root, "run", name)),

@@ -18,8 +18,9 @@ _DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*
 SUBDIRS = ("locks", "logs", "run", "cache")
 
 
-def init(eng: Engine, storage: str, dataset: str | None) -> str:
-    """Create what is missing; refuse to switch an initialised root to another backend."""
+def init(eng: Engine, storage: str, dataset: str | None, force: bool = False) -> str:
+    """Create what is missing; refuse to switch an initialised root to another backend, or to
+    take a ZFS dataset that another root owns (unless `force`)."""
     if storage not in BACKENDS:
         raise UsageError(f"unknown storage {storage!r} (choose from {', '.join(BACKENDS)})")
     if storage == "zfs" and not dataset:
@@ -41,17 +42,20 @@ def init(eng: Engine, storage: str, dataset: str | None) -> str:
         raise UsageError(f"{root} is already initialised with {have} storage" + (f" on {had}" if had else ""))
     if existing and not eng.dry_run:
         _repair(eng, existing)
+    # The storage is planned before anything new is made: it may refuse (a dataset another root
+    # owns). Its plan reads no rows, so an empty store serves.
+    backend = open_backend(storage, root, Store(":memory:"), dataset, eng.runner, eng.cfg.host, eng.offline)
+    storage_steps = backend.init_steps(eng.offline, force)
     # The directories come before the database that would log them; a dry run plans against an
     # empty in-memory store.
     eng.lines += Executor(Context(eng.runner, None), dry_run=eng.dry_run).run("init", "global", dirs)
     store = existing or Store(":memory:" if eng.dry_run else db)
     eng.__dict__["store"] = store
-    backend = open_backend(storage, root, store, dataset, eng.runner, eng.cfg.host)
     steps: list[Step] = []
     for key, value in (("storage", storage), ("dataset", dataset), ("host", eng.cfg.host)):
         if value is not None and store.setting(key) != value:
             steps.append(put("settings", {"key": key}, {"key": key, "value": value}, None))
-    steps += backend.init_steps(eng.offline)
+    steps += storage_steps
     with eng.lock("global"):
         eng.execute("init", "global", steps)
     return f"ladle initialised in {root} ({storage} storage{' on ' + dataset if dataset else ''})"

@@ -15,7 +15,7 @@ BACKENDS = ("dir", "zfs")
 
 
 def open_backend(kind: str, root: str, store: Store, dataset: str | None, runner: Runner | None = None,
-                 host: str = "linux") -> Snapshotter:
+                 host: str = "linux", offline: bool = False) -> Snapshotter:
     """The snapshotter for `kind` on `host`; imported lazily so the CLI only pays for the one it uses."""
     if kind == "dir":
         from ladle.storage.dirfs import DirSnapshotter
@@ -24,5 +24,5 @@ def open_backend(kind: str, root: str, store: Store, dataset: str | None, runner
         from ladle.storage.zfs import ZfsSnapshotter
         if not dataset:
             raise UsageError("zfs storage needs a dataset (ladle init --storage zfs --dataset POOL/PATH)")
-        return ZfsSnapshotter(root, store, dataset, runner)
+        return ZfsSnapshotter(root, store, dataset, runner, offline)
     raise UsageError(f"unknown storage backend {kind!r} (choose from {', '.join(BACKENDS)})")

@@ -68,7 +68,7 @@ class DirSnapshotter(Snapshotter):
             raise UsageError(f"{ref!r} is not a snapshot reference")
         return os.path.join(self._dir(key), "snaps", snap)
 
-    def init_steps(self, offline: bool = False) -> list[Step]:
+    def init_steps(self, offline: bool = False, force: bool = False) -> list[Step]:
         """Create the storage tree on `ladle init` (idempotent: only what is missing)."""
         base = os.path.join(self.root, "storage")
         paths = [base] + [os.path.join(base, k) for k in ("bases", "pots", "fscomps")]

@@ -197,9 +197,10 @@ class Snapshotter:
         """Remove a layer that `orphans` found; there are no rows to forget."""
         raise NotImplementedError
 
-    def init_steps(self, offline: bool = False) -> list[Step]:
+    def init_steps(self, offline: bool = False, force: bool = False) -> list[Step]:
         """What `ladle init` creates for this backend; only what is missing (idempotent). A dry
-        run for another host (`offline`) has no host to ask: it plans everything."""
+        run for another host (`offline`) has no host to ask: it plans everything. `force` takes
+        over storage that another state root owns (ZFS)."""
         raise NotImplementedError
 
     def new(self, key: str) -> list[Step]:

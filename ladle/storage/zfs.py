@@ -11,7 +11,14 @@ bookmarks. Two zfs-fuse quirks are handled where they bite: a destroy is retried
 "dataset is busy" (``run_zfs``), and a rename unmounts first (``ZfsSnapshotter.rename``).
 
 The state store is the source of truth for layers and snapshots; ``zfs`` is queried only where
-the store cannot know (``init_steps``, ``datasets``), and then once for the whole tree.
+the store cannot know (``init_steps``, ``datasets``, ``owned``), and then once for the whole tree.
+
+A dataset belongs to one state root: ``init`` sets the user property ``ladle:root`` to the root's
+path, and refuses a dataset whose property names another root (``init --force`` takes it over
+deliberately). Everything below the dataset inherits the property, so a dataset inside another
+root's tree is refused too. Before a plan destroys anything (``remove``, ``rollback``, a snapshot,
+gc's orphans), the property is checked once per command: a root whose dataset was taken over
+destroys nothing of the new owner's.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ladle.errors import CommandFailed, Exists, NotFound, UsageError
+from ladle.errors import CommandFailed, Exists, NotFound, StateError, UsageError
 from ladle.plan.runner import Runner, SubprocessRunner
 from ladle.plan.steps import Command, Commit, Context, Step
 from ladle.state.steps import put
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
     from ladle.state.store import Store
 
 CATEGORIES = ("bases", "pots", "fscomps")
+OWNER = "ladle:root"  # user property: the state root that owns the dataset
 
 
 # Steps -----------------------------------------------------------------------------------------
@@ -337,13 +345,16 @@ class ZfsSnapshotter(Snapshotter):
 
     name = "zfs"
 
-    def __init__(self, root: str, store: Store, dataset: str, runner: Runner | None = None) -> None:
+    def __init__(self, root: str, store: Store, dataset: str, runner: Runner | None = None,
+                 offline: bool = False) -> None:
         super().__init__(root, store)
         dataset = dataset.strip("/")
         if not dataset or "@" in dataset or any(p in ("", ".", "..") for p in dataset.split("/")):
             raise UsageError(f"invalid ZFS dataset {dataset!r}")
         self.dataset = dataset
         self.runner = runner or SubprocessRunner()
+        self.offline = offline  # a dry run for another host: no zfs to ask
+        self._checked = False
 
     # Names -------------------------------------------------------------------------------------
 
@@ -369,24 +380,62 @@ class ZfsSnapshotter(Snapshotter):
         rows = zfs_list(self.runner, self.dataset, ["origin"], "filesystem,snapshot")
         return {name: values[0] for name, values in rows.items()}
 
+    def owned(self) -> None:
+        """Refuse, before a plan destroys anything, if another state root now owns the dataset
+        (its `ladle:root`); one query per command. A dataset from before the property is ours."""
+        if self._checked or self.offline:
+            return
+        owner = self._owner(self.dataset)
+        if owner not in (None, "", self.root):
+            raise StateError(f"dataset {self.dataset} now belongs to the ladle state root {owner} "
+                             f"({OWNER}): this root destroys nothing in it")
+        self._checked = True
+
+    def _owner(self, dataset: str) -> str | None:
+        """The `ladle:root` of a dataset ('' if unset), None if it does not exist."""
+        try:
+            out = self.runner.run(["zfs", "get", "-H", "-o", "value", OWNER, dataset]).strip()
+        except CommandFailed as e:
+            if "does not exist" in e.stderr:
+                return None
+            _reword(e)
+            raise
+        return "" if out == "-" else out
+
     def orphans(self) -> list[str]:
+        self.owned()
         prefix = self.dataset + "/"
         keys = [name[len(prefix):] for name in self.datasets() if name.startswith(prefix) and "@" not in name]
         return sorted(k for k in keys if k.count("/") == 1 and k.split("/")[0] in CATEGORIES
                       and not self.exists(k))
 
     def remove_orphan(self, key: str) -> list[Step]:
+        self.owned()
         return [ZfsDestroy(self.ds(key), recursive=True)]
 
-    def init_steps(self, offline: bool = False) -> list[Step]:
-        """Create `<dataset>` (mounted at `<root>/zfs`, atime off) and its children; only what is missing."""
-        have = {} if offline else zfs_list(self.runner, self.dataset, ["mountpoint"])
+    def init_steps(self, offline: bool = False, force: bool = False) -> list[Step]:
+        """Create `<dataset>` (mounted at `<root>/zfs`, atime off, owned by this root) and its
+        children; only what is missing. A dataset another root owns is refused unless `force`:
+        taking it would move that root's mountpoints here."""
+        have = {} if offline else zfs_list(self.runner, self.dataset, ["mountpoint", OWNER])
         top = os.path.join(self.root, "zfs")
         steps: list[Step] = []
         if self.dataset not in have:
-            steps.append(ZfsCreate(self.dataset, {"mountpoint": top, "atime": "off"}))
-        elif have[self.dataset][0] != top:
-            steps.append(ZfsSet(self.dataset, "mountpoint", top, have[self.dataset][0]))
+            parent = self.dataset.rpartition("/")[0]
+            owner = None if offline else self._owner(parent)
+            if owner and owner != self.root:
+                raise StateError(f"dataset {parent} belongs to the ladle state root {owner} ({OWNER}): "
+                                 f"{self.dataset} cannot be created inside it")
+            steps.append(ZfsCreate(self.dataset, {"mountpoint": top, "atime": "off", OWNER: self.root}))
+        else:
+            mountpoint, owner = have[self.dataset]
+            if owner not in ("", self.root) and not force:
+                raise StateError(f"dataset {self.dataset} belongs to the ladle state root {owner} ({OWNER}): "
+                                 "choose another dataset, or take it over with 'ladle init --force'")
+            if owner != self.root:
+                steps.append(ZfsSet(self.dataset, OWNER, self.root, owner or None))
+            if mountpoint != top:
+                steps.append(ZfsSet(self.dataset, "mountpoint", top, mountpoint))
         steps += [ZfsCreate(self.ds(c)) for c in CATEGORIES if self.ds(c) not in have]
         return steps
 
@@ -461,11 +510,13 @@ class ZfsSnapshotter(Snapshotter):
     def rollback(self, key: str, snap: str) -> list[Step]:
         """`zfs rollback -r`, refused if a later snapshot (destroyed by it) is another layer's origin."""
         later = self.removable(key, snap, later=True)
+        self.owned()
         return [*(self._forget_snap(key, s) for s in later), Commit(f"{key} rolled back to {snap}"),
                 ZfsRollback(self.zref(f"{key}@{snap}"))]
 
     def remove_snapshot(self, key: str, snap: str) -> list[Step]:
         self.removable(key, snap)
+        self.owned()
         return [self._forget_snap(key, snap), ZfsDestroySnapshot(self.zref(f"{key}@{snap}"))]
 
     def promote(self, key: str) -> list[Step]:
@@ -538,5 +589,6 @@ class ZfsSnapshotter(Snapshotter):
     def remove(self, key: str) -> list[Step]:
         """Forget the rows, then `zfs destroy -r` (last, as it cannot be undone)."""
         layer = self._layer(key)
+        self.owned()
         forget: list[Step] = [self._forget_snap(key, s) for s in self.snapshots(key)]
         return [*forget, put("layers", {"key": key}, None, layer), ZfsDestroy(self.ds(key), recursive=True)]
