@@ -304,7 +304,7 @@ ROWS: list[Row] = [
     r("snap", BAD_POT, "snap", "-p", "../x"),
     r("rollback", "give exactly one of -p POT or -f FSCOMP", "rollback"),
     r("rollback -p", NO_POT, "rollback", "-p", "nosuch"),
-    r("rollback -p", "pot up is running", "rollback", "-p", "up"),
+    r("rollback -p", "pot up has no snapshot", "rollback", "-p", "up"),
     r("rollback -p", "pot p2 has no snapshot", "rollback", "-p", "p2"),
     r("rollback -f", "fscomp nosuch does not exist", "rollback", "-f", "nosuch"),
     r("rollback -s", "snapshot pots/p1@nosuch does not exist", "rollback", "-p", "p1", "-s", "nosuch"),

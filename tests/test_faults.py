@@ -120,7 +120,10 @@ class World:
     def ends(self, pot: str, timeout: float = 10) -> None:
         """Wait for a pot whose command ends at once to be torn down (its monitor does it)."""
         deadline = time.monotonic() + timeout
-        while pot in self.pots() and self.status(pot).startswith("running"):
+        while True:
+            info = self("info", "-p", pot, "--json", check=False)  # a --rm pot may go in between
+            if info.returncode != 0 or not str(json.loads(info.stdout)["status"]).startswith("running"):
+                return
             assert time.monotonic() < deadline, f"pot {pot} still runs"
             time.sleep(0.05)
 
@@ -596,15 +599,15 @@ TABLE = [
         ZFS, zfs_steps=3),
     Row("run-rm-create", "create", 6, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
         run_gone_or_stopped("job")),
-    Row("run-rm-start", "start", 3, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
-        run_gone_or_stopped("job"), ZFS, zfs_steps=3),
+    Row("run-rm-start", "start", 4, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
+        run_gone_or_stopped("job"), ZFS, zfs_steps=4),
     Row("run-rm-destroy", "destroy", 6, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
         run_gone_or_stopped("job")),
     Row("create-level0", "create", 1, ["create", "-p", "web", "-l", "0", "-b", "busybox"], nothing,
         level0_made_or_not),
     Row("run-rm-d-create", "create", 6, ["run", "--rm", "-d", "-p", "job", "busybox", "--", "true"], nothing,
         detached_gone("job")),
-    Row("run-rm-d-start", "start", 3, ["run", "--rm", "-d", "-p", "job", "busybox", "--", "true"], nothing,
+    Row("run-rm-d-start", "start", 4, ["run", "--rm", "-d", "-p", "job", "busybox", "--", "true"], nothing,
         detached_gone("job")),
     # pots: change them
     Row("rename", "rename", 5, ["rename", "-p", "web", "-n", "www"], marked, renamed_or_not, ZFS, zfs_steps=7),
@@ -629,14 +632,14 @@ TABLE = [
         live_mounted_or_not("/fs", "fscomp")),
     Row("mount-out-live", "mount-out", 2, ["mount-out", "-p", "web", "-m", "/host"], live_mount_out_setup,
         live_mounted_or_not("/host", "dir")),
-    Row("start", "start", 3, ["start", "web"], server, started_or_not, ZFS, zfs_steps=3),
-    Row("stop", "stop", 1, ["stop", "web"], running_server, stopped, ZFS, zfs_steps=1),
+    Row("start", "start", 4, ["start", "web"], server, started_or_not, ZFS, zfs_steps=4),
+    Row("stop", "stop", 2, ["stop", "web"], running_server, stopped, ZFS, zfs_steps=2),
     Row("destroy", "destroy", 5, ["destroy", "-p", "web"], marked, destroyed("web"), ZFS, zfs_steps=5),
     Row("destroy-r", "destroy", 5, ["destroy", "-p", "src", "-r"], with_dependant, destroyed_with_dependant,
         nth=1),
     Row("destroy-r-then", "destroy", 6, ["destroy", "-p", "src", "-r"], with_dependant, destroyed_with_dependant,
         nth=2),
-    Row("destroy-F-stop", "stop", 1, ["destroy", "-p", "web", "-F"], running_server, stopped_or_destroyed),
+    Row("destroy-F-stop", "stop", 2, ["destroy", "-p", "web", "-F"], running_server, stopped_or_destroyed),
     Row("destroy-F", "destroy", 6, ["destroy", "-p", "web", "-F"], running_server, destroyed("web")),
     # snapshots
     Row("snapshot", "snapshot", 2, ["snapshot", "-p", "web", "-n", "s2"], snapshotted, one_snapshot_more_or_not,
@@ -658,7 +661,7 @@ TABLE = [
         fscomp_rolled_back_or_not, ZFS, zfs_steps=2),
     Row("purge-fscomp", "purge-snapshots", 2, ["purge-snapshots", "-f", "data", "-a"], fscomp_snapshotted,
         fscomp_purged),
-    Row("start-attached", "start", 3, ["start", "web"], one_shot, ran_once_more),
+    Row("start-attached", "start", 4, ["start", "web"], one_shot, ran_once_more),
     # the root itself
     Row("init", "init", 5, ["init"], wiped, initialised, nth=1, first=("init",)),
     Row("init-state", "init", 6, ["init"], wiped, initialised, nth=2, first=("init",)),
