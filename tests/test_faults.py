@@ -784,8 +784,19 @@ def complete(w: World, row: Row) -> None:
     row.setup(w)
     steps = row.zfs_steps if w.backend == "zfs" else row.steps
     assert not killed(w, row.spec(steps), row.argv), f"{row.fault} has more than {steps} steps"
+    settled(w)
     repaired(w)
     consistent(w)
+
+
+def settled(w: World, timeout: float = 15) -> None:
+    """Wait until no operation is in flight (a monitor tearing down a `run --rm -d` pot runs its own
+    stop and destroy after the verb returned): none seen open three times in a row."""
+    deadline, quiet = time.monotonic() + timeout, 0
+    while quiet < 3:
+        assert time.monotonic() < deadline, "an operation is still open"
+        quiet = 0 if w.rows("SELECT verb FROM ops WHERE state='running'") else quiet + 1
+        time.sleep(0.1)
 
 
 # Fixtures ----------------------------------------------------------------------------------------
