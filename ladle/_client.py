@@ -22,7 +22,7 @@ from ladle.engine.core import Engine
 from ladle.hosts import this_host
 
 if TYPE_CHECKING:
-    from ladle._models import Base, Fscomp, LastRun, Pot, PotInfo
+    from ladle._models import Base, Fscomp, LastRun, Network, Pot, PotInfo
     from ladle._results import Change, RunResult
     from ladle.plan.runner import Runner
     from ladle.state.store import Store
@@ -259,6 +259,35 @@ class Client:
         names.host_path("destination", dest)
         return self._change(lambda e: copy(e, pot, "out", dest, source, False, keep_setuid))
 
+    # Networks ----------------------------------------------------------------------------------
+
+    def networks(self) -> list[Network]:
+        """The public bridge's network and the private bridges, with their leases."""
+        from ladle.engine.networks import list_networks
+        return self._read(list_networks)
+
+    def network(self, name: str) -> Network:
+        from ladle.engine.networks import show
+        names.check("network", name)
+        return self._read(lambda e: show(e, name))
+
+    def create_private_bridge(self, name: str, size: int | None = None, network: str | None = None) -> Change:
+        """A private bridge for `size` pots (its IPv4 block rounded up to a power of two, see the
+        README), or with the IPv4 `network` given, carved out of the configured network."""
+        from ladle.engine.networks import create_bridge
+        names.check("bridge", name)
+        if size is not None:
+            names.count("-S", size, MAX_BRIDGE)
+        if network is not None:
+            names.label("-n", network)
+        return self._change(lambda e: create_bridge(e, name, size, network))
+
+    def destroy_private_bridge(self, name: str) -> Change:
+        """Forget a private bridge; refused while a pot has an address on it."""
+        from ladle.engine.networks import destroy_bridge
+        names.check("bridge", name)
+        return self._change(lambda e: destroy_bridge(e, name))
+
     # Snapshots ---------------------------------------------------------------------------------
 
     def snapshot(self, pot: str | None = None, fscomp: str | None = None, name: str | None = None) -> Change:
@@ -386,6 +415,7 @@ class Client:
 
 
 MAX_KEEP = 1_000_000  # snapshots to keep: more than any layer has
+MAX_BRIDGE = 1 << 24  # pots on a private bridge: a /8's worth, more than any IPv4 network ladle carves from
 
 
 def _target(pot: str | None, fscomp: str | None) -> None:

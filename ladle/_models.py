@@ -100,3 +100,22 @@ class LastRun:
     def pot_json(self) -> dict[str, int]:
         """pot's own format (`{"ExitCode": N}`, or `{}` when there is none)."""
         return {} if self.exit_code is None else {"ExitCode": self.exit_code}
+
+
+@dataclass(frozen=True)
+class Lease:
+    address: str
+    pot: str
+
+
+@dataclass(frozen=True)
+class Network:
+    """`ladle network ls` (leases counted) and `network show` (leases listed)."""
+
+    name: str
+    kind: str  # public-bridge or private-bridge
+    ipv4: str | None
+    gateway4: str | None
+    ipv6: str | None
+    gateway6: str | None
+    leases: list[Lease] = field(default_factory=list)

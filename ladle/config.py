@@ -10,6 +10,8 @@ The file is TOML (`/etc/ladle/ladle.toml` on Linux, `/usr/local/etc/ladle.toml` 
     max_unpacked_size = "16G"   # the most a --from-tar tarball may unpack to (bytes, or K, M, G, T)
     max_tar_members = 500000    # the most members it may have
     max_tar_depth = 256         # the deepest path in it, in components
+    network = "10.192.0.0/10"   # the IPv4 network of the public bridge; private bridges are carved from it
+    network6 = "fd00:1:2::/48"  # the IPv6 prefix (/48 to /64); default: a ULA /48 made once per state root
 
 Every number has bounds (`BOUNDS`): a value out of them is refused when the file is read.
 """
@@ -46,6 +48,8 @@ class Config:
     max_unpacked_size: int = 16 * GiB
     max_tar_members: int = 500_000
     max_tar_depth: int = 256
+    network: str = "10.192.0.0/10"  # pot's POT_NETWORK
+    network6: str = ""  # '' for the state root's own ULA prefix (RFC 4193, in the settings table)
 
 
 def load(host: str, root: str | None = None) -> Config:
@@ -108,6 +112,27 @@ def _apply_file(cfg: Config, path: str) -> None:
         if not low <= value <= high:
             raise UsageError(f"config {path}: {key} must be from {low} to {high}, not {value}")
         setattr(cfg, key, value)
+    if "network" in data or "network6" in data:
+        _networks(cfg, path)
     if cfg.stack not in STACKS:
         raise UsageError(f"config {path}: stack must be {', '.join(STACKS)}, not {cfg.stack!r}")
     cfg.root = _root(cfg.root, f"config {path}: root", cfg.host)
+
+
+def _networks(cfg: Config, path: str) -> None:
+    """The IPv4 network must leave room for a bridge and a pot (/30 at most); an IPv6 prefix is
+    a /48 to a /64, whose first /64 is the public bridge's and the next ones private bridges'."""
+    import ipaddress
+
+    for key, version, lengths in (("network", 4, range(0, 31)), ("network6", 6, range(48, 65))):
+        value = getattr(cfg, key)
+        if key == "network6" and value == "":
+            continue
+        try:
+            net = ipaddress.ip_network(value)
+        except ValueError as e:
+            raise UsageError(f"config {path}: {key}: {e}") from None
+        if net.version != version or net.prefixlen not in lengths:
+            raise UsageError(f"config {path}: {key} must be an IPv{version} network of prefix length "
+                             f"{lengths[0]} to {lengths[-1]}, not {value}")
+        setattr(cfg, key, str(net))

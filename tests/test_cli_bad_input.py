@@ -134,7 +134,7 @@ ROWS: list[Row] = [
     r("create -c", "the command is too long", "create", "-p", "new", "-b", "busybox", "-c", "x" * 70000),
     r("create -N", "argument -N: invalid choice: 'bridge'", "create", "-p", "new", "-b", "busybox", "-N", "bridge"),
     # destroy
-    r("destroy", "give exactly one of -p POT, -b BASE or -f FSCOMP", "destroy"),
+    r("destroy", "give exactly one of -p POT, -b BASE, -f FSCOMP or -B BRIDGE", "destroy"),
     r("destroy -p", NO_POT, "destroy", "-p", "nosuch"),
     r("destroy -p", BAD_POT, "destroy", "-p", "../x"),
     r("destroy -p", "pot up is running", "destroy", "-p", "up"),
@@ -146,6 +146,11 @@ ROWS: list[Row] = [
     r("destroy -f", "fscomp nosuch does not exist", "destroy", "-f", "nosuch"),
     r("destroy -f", "invalid fscomp name 'a/b'", "destroy", "-f", "a/b"),
     r("destroy -f", "fscomp fs1 is mounted in pots p1", "destroy", "-f", "fs1"),
+    r("destroy -B", "private bridge nosuch does not exist", "destroy", "-B", "nosuch"),
+    r("destroy -B", "invalid bridge name '../x'", "destroy", "-B", "../x"),
+    r("destroy -B", "private bridge br1 is used by pots up", "destroy", "-B", "br1"),
+    r("destroy -B", "public is the public bridge's network: it cannot be destroyed", "destroy", "-B", "public"),
+    r("destroy -B", "give exactly one of", "destroy", "-B", "br1", "-p", "p1"),
     r("destroy -r", "give exactly one of", "destroy", "-r"),
     r("destroy -F", "give exactly one of", "destroy", "-F"),
     # info
@@ -388,6 +393,52 @@ ROWS: list[Row] = [
     r("run -p", BAD_POT, "run", "-p", "../x", "busybox", "true"),
     r("run -p", "not all digits", "run", "--name", "1234", "busybox", "true"),
     r("run -N", "argument -N: invalid choice: 'x'", "run", "-N", "x", "busybox", "true"),
+    # network, create-private-bridge, destroy-private-bridge
+    r("network", "the following arguments are required: action", "network"),
+    r("network action", "argument action: invalid choice: 'rm'", "network", "rm"),
+    r("network name", "network ls takes no NAME", "network", "ls", "public"),
+    r("network name", "no network given", "network", "show"),
+    r("network name", "network nosuch does not exist", "network", "show", "nosuch"),
+    r("network name", "invalid network name '../x'", "network", "show", "../x"),
+    r("network name", "network name must not be empty", "network", "show", ""),
+    r("create-private-bridge", "the following arguments are required: -B", "create-private-bridge", "-S", "3"),
+    r("create-private-bridge -B", "invalid bridge name '../x'", "create-private-bridge", "-B", "../x", "-S", "3"),
+    r("create-private-bridge -B", "bridge name must not be empty", "create-private-bridge", "-B", "", "-S", "3"),
+    r("create-private-bridge -B", "is too long", "create-private-bridge", "-B", LONG, "-S", "3"),
+    r("create-private-bridge -B", "public is the public bridge's network", "create-private-bridge", "-B", "public",
+      "-S", "3"),
+    r("create-private-bridge -B", "network br1 already exists", "create-private-bridge", "-B", "br1", "-S", "3"),
+    r("create-private-bridge -S", "give one of -S SIZE or -n NETWORK", "create-private-bridge", "-B", "b"),
+    r("create-private-bridge -S", "-S takes a number of pots from 1, not 0", "create-private-bridge", "-B", "b",
+      "-S", "0"),
+    r("create-private-bridge -S", "-S takes a whole number from 0 to 16777216, not '-1'", "create-private-bridge",
+      "-B", "b", "-S", "-1"),
+    r("create-private-bridge -S", "-S takes a whole number from 0 to 16777216", "create-private-bridge", "-B", "b",
+      "-S", HUGE),
+    r("create-private-bridge -S", "argument -S: invalid int value: 'x'", "create-private-bridge", "-B", "b",
+      "-S", "x"),
+    r("create-private-bridge -S", "a /9 does not fit in the IPv4 network 10.192.0.0/10", "create-private-bridge",
+      "-B", "b", "-S", "5000000"),
+    r("create-private-bridge -n", "argument -n: not allowed with argument -S", "create-private-bridge", "-B", "b",
+      "-S", "3", "-n", "10.192.1.0/24"),
+    r("create-private-bridge -n", "-n 10.192.0.8/30 overlaps private bridge br1 (10.192.0.8/29)",
+      "create-private-bridge", "-B", "b", "-n", "10.192.0.8/30"),
+    r("create-private-bridge -n", "a private bridge's network is a /30 or larger inside 10.192.0.0/10",
+      "create-private-bridge", "-B", "b", "-n", "10.0.0.0/24"),
+    r("create-private-bridge -n", "a private bridge's network is a /30 or larger", "create-private-bridge", "-B",
+      "b", "-n", "10.192.1.0/31"),
+    r("create-private-bridge -n", "has host bits set", "create-private-bridge", "-B", "b", "-n", "10.192.1.1/24"),
+    r("create-private-bridge -n", "-n 'x'", "create-private-bridge", "-B", "b", "-n", "x"),
+    r("create-private-bridge -n", "-n 'fd00::/64'", "create-private-bridge", "-B", "b", "-n", "fd00::/64"),
+    r("create-private-bridge -n", "-n 10.192.0.0/30 holds 10.192.0.0, the public bridge's network address",
+      "create-private-bridge", "-B", "b", "-n", "10.192.0.0/30"),
+    r("create-private-bridge -n", "-n must not be empty", "create-private-bridge", "-B", "b", "-n", ""),
+    r("destroy-private-bridge", "the following arguments are required: -B", "destroy-private-bridge"),
+    r("destroy-private-bridge -B", "private bridge nosuch does not exist", "destroy-private-bridge", "-B", "nosuch"),
+    r("destroy-private-bridge -B", "invalid bridge name 'a b'", "destroy-private-bridge", "-B", "a b"),
+    r("destroy-private-bridge -B", "private bridge br1 is used by pots up", "destroy-private-bridge", "-B", "br1"),
+    r("destroy-private-bridge -B", "public is the public bridge's network", "destroy-private-bridge", "-B",
+      "public"),
 ]
 
 # What has no row, and why.
@@ -547,11 +598,23 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     cli("create", "-p", "p2", "-b", "busybox", "-l", "2", "-P", "p1")
     cli("create", "-p", "up", "-b", "busybox", "-c", "sleep 1000")
     cli("start", "up")
+    cli("create-private-bridge", "-B", "br1", "-S", "5")
+    _lease(str(cli.root), "up", "br1")
     yield w
     for pot in ("up", "p2", "p1"):
         cli("destroy", "-p", pot, "-F", check=False)
     cli("destroy", "-f", "fs1", check=False)
     cli("destroy", "-b", "busybox", "-r", "-F", check=False)
+
+
+def _lease(root: str, pot: str, network: str) -> None:
+    """Lease `pot` an address (as the bridge network types will at create)."""
+    from ladle import Client
+    from ladle.engine import networks
+
+    with Client(root) as client:
+        eng = client._engine(recover=False)
+        eng.execute("lease", f"pot:{pot}", [networks.lease(eng, pot, network, 4)])
 
 
 def _params() -> list[object]:

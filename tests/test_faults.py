@@ -543,6 +543,52 @@ def fscomp_destroyed(w: World) -> None:
     fscomp_made_or_not("data")(w)
 
 
+# Networks ----------------------------------------------------------------------------------------
+
+def _leases(w: World) -> list[tuple[str, str]]:
+    return sorted((lease["pot"], lease["address"]) for n in json.loads(w("network", "ls", "--json").stdout)
+                  for lease in n["leases"])
+
+
+def _lease(w: World, pot: str) -> None:
+    from ladle import Client
+    from ladle.engine import networks
+
+    with Client(str(w.cli.root)) as client:
+        eng = client._engine(recover=False)
+        eng.execute("lease", f"pot:{pot}", [networks.lease(eng, pot, "public", 4)])
+
+
+def bridge(w: World) -> None:
+    w("create-private-bridge", "-B", "br", "-S", "5")
+
+
+def bridge_made_or_not(w: World) -> None:
+    nets = {n["name"]: n["ipv4"] for n in json.loads(w("network", "ls", "--json").stdout)}
+    assert nets in ({"public": "10.192.0.0/10"}, {"public": "10.192.0.0/10", "br": "10.192.0.8/29"}), nets
+    if "br" in nets:
+        w("destroy-private-bridge", "-B", "br")
+    bridge(w)
+
+
+def bridge_destroyed(w: World) -> None:
+    assert [n["name"] for n in json.loads(w("network", "ls", "--json").stdout)] == ["public"]
+    bridge(w)
+
+
+def leased(w: World) -> None:
+    w.pot_with_mark("web", "old")
+    _lease(w, "web")
+
+
+def destroyed_and_released(w: World) -> None:
+    """destroy is finished by recovery: the pot and its lease are gone, the address free again."""
+    assert "web" not in w.pots() and _leases(w) == []
+    made_or_not("web")(w)
+    _lease(w, "web")
+    assert _leases(w) == [("web", "10.192.0.2")]
+
+
 # Bases -------------------------------------------------------------------------------------------
 
 def tarball(w: World) -> None:
@@ -650,6 +696,10 @@ TABLE = [
         ZFS, zfs_steps=4),
     Row("promote", "promote", 5, ["promote", "-p", "copy"], clone_to_promote, promoted_or_not, ("zfs",), zfs_steps=5),
     # fscomps
+    Row("create-private-bridge", "create-private-bridge", 1, ["create-private-bridge", "-B", "br", "-S", "5"],
+        nothing, bridge_made_or_not),
+    Row("destroy-private-bridge", "destroy-private-bridge", 1, ["destroy", "-B", "br"], bridge, bridge_destroyed),
+    Row("destroy-leased", "destroy", 6, ["destroy", "-p", "web"], leased, destroyed_and_released),
     Row("create-fscomp", "create-fscomp", 5, ["create-fscomp", "-f", "data"], nothing, fscomp_made_or_not("data"),
         ZFS, zfs_steps=3),
     Row("clone-fscomp", "clone-fscomp", 5, ["clone-fscomp", "-F", "data", "-f", "copy"], fscomp_snapshotted,

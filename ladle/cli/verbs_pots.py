@@ -38,10 +38,11 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-N", dest="network", choices=("inherit", "none"), default="none",
                    help="inherit: the host's network stack; none: its own, with loopback only (default)")
 
-    p = verb(verbs, "destroy", change(_destroy), "destroy a pot, a base or an fscomp", changes=True)
+    p = verb(verbs, "destroy", change(_destroy), "destroy a pot, a base, an fscomp or a private bridge", changes=True)
     p.add_argument("-p", dest="pot", metavar="POT")
     p.add_argument("-b", dest="base", metavar="BASE")
     p.add_argument("-f", dest="fscomp", metavar="FSCOMP")
+    p.add_argument("-B", dest="bridge", metavar="BRIDGE", help="a private bridge no pot uses")
     p.add_argument("-r", dest="recursive", action="store_true", help="also destroy what depends on it")
     p.add_argument("-F", dest="force", action="store_true", help="stop running pots first")
 
@@ -109,8 +110,10 @@ def _create(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
 
 
 def _destroy(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
-    if sum(x is not None for x in (args.pot, args.base, args.fscomp)) != 1:
-        raise ladle.UsageError("give exactly one of -p POT, -b BASE or -f FSCOMP")
+    if sum(x is not None for x in (args.pot, args.base, args.fscomp, args.bridge)) != 1:
+        raise ladle.UsageError("give exactly one of -p POT, -b BASE, -f FSCOMP or -B BRIDGE")
+    if args.bridge is not None:
+        return client.destroy_private_bridge(args.bridge)
     if args.pot:
         return client.destroy(args.pot, args.recursive, args.force)
     if args.base:

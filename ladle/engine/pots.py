@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ladle import names
-from ladle.engine import lifecycle, runs
+from ladle.engine import lifecycle, networks, runs
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, StateError, UsageError
 from ladle.plan.steps import RemoveTree, Rename, Step
 from ladle.state.steps import put
-
-if TYPE_CHECKING:
-    pass
 
 NETWORKS = ("inherit", "none")
 DEFAULT_CMD = "sh /etc/rc"
@@ -135,6 +132,7 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
         run = eng.store.get("runs", pot=name)
         if run:
             steps.append(put("runs", {"pot": name}, None, run))
+        steps += networks.release(eng, name)
         steps.append(put("pots", {"name": name}, None, pot))
         for copy in eng.store.all("pots", potbase=name):  # copies made with -P outlive it
             steps.append(put("pots", {"name": copy["name"]}, {**copy, "potbase": None}, copy))
@@ -193,6 +191,7 @@ def rename(eng: Engine, old: str, new: str) -> str:
         run = eng.store.get("runs", pot=old)
         if run:
             steps.append(put("runs", {"pot": old}, None, run))
+        steps += networks.move(eng, old, new)
         for other in eng.store.all("pots", potbase=old):
             steps.append(put("pots", {"name": other["name"]}, {**other, "potbase": new}, other))
         log = os.path.join(eng.root, "logs", f"{old}.log")

@@ -1,8 +1,9 @@
 """The SQLite state store: schema, row access and the intent log.
 
 Rows are plain dicts so that state changes can be expressed as `StatePut` steps and undone.
-The schema has room for what comes next (IPAM leases, images, restart policies) as new tables,
-added by bumping SCHEMA_VERSION with a migration.
+The schema has room for what comes next (images, restart policies) as new tables, added by
+bumping SCHEMA_VERSION with a migration. A write that must read what it depends on first (an
+address lease: the next free address) runs in `transaction`, which holds SQLite's write lock.
 """
 
 from __future__ import annotations
@@ -10,12 +11,24 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ladle import platform as proc
-from ladle.errors import HostError
+from ladle.errors import HostError, StateError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+NET_TABLES = """
+CREATE TABLE IF NOT EXISTS networks (
+    name TEXT PRIMARY KEY, kind TEXT NOT NULL, ipv4 TEXT, ipv6 TEXT, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (         -- an address is one pot's: never handed out twice
+    network TEXT NOT NULL, address TEXT NOT NULL, pot TEXT NOT NULL, family INTEGER NOT NULL,
+    created REAL NOT NULL, PRIMARY KEY (network, address), UNIQUE (network, pot, family)
+);
+"""
 
 # How to bring a database of version N-1 to version N (a fresh database gets _SCHEMA directly).
 _MIGRATIONS = {
@@ -30,6 +43,7 @@ ALTER TABLE runs ADD COLUMN on_exit TEXT;
 ALTER TABLE layers RENAME COLUMN kind TO layout;
 ALTER TABLE layers ADD COLUMN kind TEXT NOT NULL DEFAULT 'active';
 """,
+    4: NET_TABLES,
 }
 
 _SCHEMA = """
@@ -74,7 +88,7 @@ CREATE TABLE IF NOT EXISTS op_steps (
     op INTEGER NOT NULL, seq INTEGER NOT NULL, step TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (op, seq)
 );
-"""
+""" + NET_TABLES
 
 
 def _statements(script: str) -> list[str]:
@@ -117,6 +131,10 @@ class Store:
                 scripts = [_SCHEMA] if fresh else [_MIGRATIONS[v] for v in range(have + 1, SCHEMA_VERSION + 1)]
                 for statement in _statements("".join(scripts)):
                     self.db.execute(statement)
+                # RFC 4193's random 40-bit Global ID of this root's ULA prefix, made once.
+                import secrets
+                self.db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('ula_global_id', ?)",
+                                (secrets.token_hex(5),))
                 self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             self.db.execute("COMMIT")
         except BaseException:
@@ -152,6 +170,31 @@ class Store:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction: what is read inside it cannot change before it commits (SQLite
+        lets one writer in at a time, across threads and processes)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def insert(self, table: str, row: dict[str, Any]) -> None:
+        """Add a row; one whose key or unique columns are taken is refused, never replaced."""
+        cols, marks = ",".join(row), ",".join("?" * len(row))
+        try:
+            self.db.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", tuple(row.values()))
+        except sqlite3.IntegrityError as e:
+            raise StateError(f"{table}: {e}") from None
+
+    def delete(self, table: str, **key: Any) -> None:
+        """Remove the rows at `key` (in the caller's transaction, or on its own)."""
+        where = " AND ".join(f"{k}=?" for k in key)
+        self.db.execute(f"DELETE FROM {table} WHERE {where}", tuple(key.values()))
 
     def setting(self, key: str, default: str | None = None) -> str | None:
         row = self.get("settings", key=key)

@@ -1,0 +1,1 @@
+"""ladle's networking: the IPAM (pot's potnet, inside ladle), then bridges, exports and names."""
