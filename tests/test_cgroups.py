@@ -4,6 +4,7 @@ processes (its monitor and `ladle start` killed together) still leaves nothing `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -168,6 +169,8 @@ def test_every_process_of_a_pot_is_in_its_cgroup_and_a_stop_leaves_no_cgroup(bb:
     assert in_cgroup(json.loads(bb("info", "-p", "web", "--json").stdout)["run"]["init_pid"]) == relative
     bb("stop", "web")
     assert not os.path.exists(os.path.dirname(path))
+    top = Path(path).parent.parent  # `ladle` itself goes too, unless another root has pots running
+    assert not top.exists() or any(p.is_dir() for p in top.iterdir())
 
 
 def test_the_cgroup_steps_render_exactly_what_they_do(bb: Ladle) -> None:
@@ -235,3 +238,5 @@ def test_a_cgroup_marked_for_another_state_root_is_left_alone(tmp_path: Path) ->
     finally:
         os.rmdir(f"{base}/web")
         os.rmdir(base)
+        with contextlib.suppress(OSError):  # `ladle` too, unless another root's pots run
+            os.rmdir(os.path.dirname(base))

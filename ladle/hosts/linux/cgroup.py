@@ -108,8 +108,8 @@ def populated(path: str) -> bool:
 
 
 def remove(path: str, timeout: float = KILL_WAIT) -> None:
-    """Remove the pot's cgroup, killing what is still in it first (a crash left it there), and the
-    state root's cgroup if no other pot has one."""
+    """Remove the pot's cgroup, killing what is still in it first (a crash left it there), the
+    state root's cgroup if no other pot has one, and `ladle` if no other root has one."""
     if not os.path.isdir(path):
         return
     for _ in range(3):  # a process may join between the kill and the rmdir (an exec starting)
@@ -125,8 +125,9 @@ def remove(path: str, timeout: float = KILL_WAIT) -> None:
                 raise HostError(f"cannot remove cgroup {path}: {e.strerror}") from None
     else:
         raise HostError(f"cannot remove cgroup {path}: processes keep joining it")
-    with contextlib.suppress(OSError):  # busy: another pot of this root is running
-        os.rmdir(os.path.dirname(path))
+    for parent in (os.path.dirname(path), os.path.dirname(os.path.dirname(path))):
+        with contextlib.suppress(OSError):  # busy: another pot of this root, or another root, runs
+            os.rmdir(parent)  # the root's cgroup, then `ladle` itself: nothing is left once none runs
 
 
 def kill(path: str, timeout: float) -> None:
