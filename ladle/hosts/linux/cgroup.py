@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import os
 import select
@@ -35,6 +36,7 @@ def find_mount(mountinfo: str) -> str | None:
     return None
 
 
+@functools.cache  # read once per process: the monitor asks at every spawn and exec
 def mount() -> str:
     """Where cgroup2 is mounted here (/sys/fs/cgroup if nowhere: rendering for another host)."""
     try:
