@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
 
 from ladle.errors import UsageError
 
@@ -24,6 +24,59 @@ def yes_no(name: str, value: str) -> str:
     raise UsageError(f"attribute {name} takes yes or no (or true/false, on/off), not {value!r}")
 
 
+class NetAddress(TypedDict):
+    """One address of a pot on a bridge, with its network's prefix length and gateway (the
+    bridge's own address, the pot's default route)."""
+
+    address: str
+    prefixlen: int
+    gateway: str
+
+
+class NetAlias(TypedDict):
+    """An `alias` pot's address: added to host interface `interface` while the pot runs."""
+
+    interface: str
+    address: str
+    prefixlen: int  # 32 or 128: a host route's worth, never the interface's whole subnet
+
+
+class NetPort(TypedDict):
+    """A port export: `host_port` on the host (every address, 127.0.0.1 too) to `pot_port`."""
+
+    proto: str  # tcp | udp
+    pot_port: int
+    host_port: int
+
+
+class NetSpec(TypedDict, total=False):
+    """How a pot is networked, as the engine hands it to a driver (`RuntimeSpec.net`; JSON values).
+    Empty for `inherit` and `none`. For the bridge types every key is present; for `alias` only
+    `type`, `aliases`, `hosts` and `resolv`.
+
+    - `network`: the IPAM network ('public' or the private bridge's name); `bridge` the host's
+      bridge interface for it (`ldbr0` for the public one, `ldbr<N>` for private ones), `veth`
+      the host-side end of the pot's pair (`ldv<hex>`; inside the pot the other end is `eth0`).
+    - `ipv4`, `ipv6`: the pot's leases (None for a family its stack leaves out).
+    - `nat`: the configured networks (IPv4 network and IPv6 prefix) whose sources are masqueraded
+      when they leave for anything outside them (private bridges are carved out of them).
+    - `ports`: the pot's exports; `hosts`: the text of its /etc/hosts (None: leave the pot's own,
+      attribute no-etc-hosts); `resolv`: the text of its /etc/resolv.conf (None: the host's).
+    """
+
+    type: str
+    network: str
+    bridge: str
+    veth: str
+    ipv4: NetAddress | None
+    ipv6: NetAddress | None
+    nat: list[str]
+    aliases: list[NetAlias]
+    ports: list[NetPort]
+    hosts: str | None
+    resolv: str | None
+
+
 @dataclass
 class RuntimeSpec:
     """Everything a driver needs to run one pot; built by the engine from the state store.
@@ -31,9 +84,10 @@ class RuntimeSpec:
     `root` mounts the pot's tree at '/' (from the snapshotter); `mounts` are fscomps and mount-ins,
     in order, with targets inside the pot. `cmd` is pot's command line, parsed by /bin/sh like
     pot's tinirc does (`exec <cmd>`). `attrs` hold pot attributes as strings ('YES'/'NO', numbers,
-    'new'/'inherit'/'disable'). `network` is 'inherit' (host stack) or 'none' (own stack, loopback
-    only); bridges come later. `stack` is the IP versions the pot may use ('ipv4', 'ipv6' or
-    'dual', the host's `stack` setting; per pot with the networking modes).
+    'new'/'inherit'/'disable'). `network` is the network type: 'inherit' (host stack), 'none' (own
+    stack, loopback only), 'alias', 'public-bridge' or 'private-bridge', described by `net`.
+    `stack` is the IP versions the pot may use ('ipv4', 'ipv6' or 'dual'; the pot's, else the
+    host's `stack` setting).
     """
 
     name: str
@@ -48,6 +102,7 @@ class RuntimeSpec:
     run_dir: str  # per-pot runtime directory under the state root (mountpoint for the root, ...)
     stack: str = "ipv4"
     extra: dict[str, Any] = field(default_factory=dict)
+    net: NetSpec = field(default_factory=lambda: NetSpec())
 
     def read_only_at(self, path: str) -> bool:
         """Whether in-pot `path` lies on a read-only mount: the innermost of the root's and the
@@ -177,6 +232,11 @@ class Host:
     def leftover_plan(self, name: str) -> list[Step]:
         """Steps that end whatever of the pot the host still tracks though no run owns it (left by
         a crash), and remove the tracking."""
+        return []
+
+    def hosts_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
+        """Steps that write `spec.net["hosts"]` as the running pot's /etc/hosts at once (a pot on
+        its bridge came or went), never through a link the pot planted."""
         return []
 
     def live_mount_plan(self, spec: RuntimeSpec, run: RunRecord, mount: Mount) -> list[Step] | None:
