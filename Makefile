@@ -27,6 +27,7 @@ bench: bootstrap
 	$(PY) bench/run_latency
 	$(PY) bench/ls_many
 	$(PY) bench/memory
+	$(PY) bench/net_latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

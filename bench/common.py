@@ -18,6 +18,12 @@ LADLE = [_SCRIPT] if os.access(_SCRIPT, os.X_OK) else [sys.executable, "-m", "la
 # The same interpreter and site as ladle's (the virtualenv's), not a wrapper script such as pyenv's
 # shim, which adds tens of milliseconds, nor the base interpreter with its own site-packages.
 PYTHON = sys.executable
+RUNS = int(os.environ.get("BENCH_RUNS", "20"))
+CONTAINERS_CONF = """[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+"""
 
 
 def median_ms(argv: list[str], runs: int, env: dict[str, str] | None = None, warmup: int = 2) -> float:
@@ -63,3 +69,28 @@ def end_monitor(root: str) -> None:
                 os.kill(int(pid), 9)
         except (OSError, ValueError):
             continue
+
+
+def podman(tree: str, network: list[str] | None = None) -> float:
+    """podman's median for `run --rm` of /bin/true on `tree`, with `network` options (default: none)."""
+    if not shutil.which("podman"):
+        raise SystemExit("bench: podman is not installed (make bench installs it)")
+    work = tempfile.mkdtemp(prefix="ladle-bench-podman.")
+    conf = os.path.join(work, "containers.conf")
+    with open(conf, "w") as f:
+        f.write(CONTAINERS_CONF)
+    env = {**os.environ, "CONTAINERS_CONF": conf}
+    podman = ["podman", "--root", os.path.join(work, "root"), "--runroot", os.path.join(work, "run"),
+              "--storage-driver", "overlay"]
+    try:
+        tar = os.path.join(work, "rootfs.tar")
+        subprocess.run(["tar", "-C", tree, "-cf", tar, "."], check=True)
+        subprocess.run([*podman, "import", tar, "localhost/ladle-bench:1"], check=True, env=env,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return median_ms([*podman, "run", "--rm", *(network or ["--network", "none"]), "localhost/ladle-bench:1",
+                          "/bin/true"], RUNS, env=env)
+    finally:
+        subprocess.run([*podman, "system", "reset", "-f"], env=env, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        subprocess.run(["umount", "-R", os.path.join(work, "root")], stderr=subprocess.DEVNULL)
+        shutil.rmtree(work, ignore_errors=True)
