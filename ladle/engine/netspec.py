@@ -1,5 +1,4 @@
-"""`RuntimeSpec.net` from the state store (the contract in `hosts.base.NetSpec`), and keeping the
-/etc/hosts of running pots current when a pot on their network comes, goes or is renamed."""
+"""`RuntimeSpec.net` from the state store: the contract in `hosts.base.NetSpec`."""
 
 from __future__ import annotations
 
@@ -8,11 +7,10 @@ import os
 from ipaddress import ip_address
 from typing import Any
 
-from ladle import _log
 from ladle.engine import networks
 from ladle.engine.core import Engine
 from ladle.engine.potnet import BRIDGES, network_of
-from ladle.errors import LadleError, UsageError
+from ladle.errors import UsageError
 from ladle.hosts.base import NetAddress, NetAlias, NetPort, NetSpec
 from ladle.net import ipam
 
@@ -93,31 +91,3 @@ def build(eng: Engine, pot: dict[str, Any]) -> NetSpec:
     return NetSpec(type=type_, network=network, bridge=bridge(eng, network), veth=veth(eng, pot["name"]),
                    ipv4=held.get(4), ipv6=held.get(6), nat=[eng.cfg.network, networks.prefix6(eng)],
                    aliases=[], ports=ports(eng, pot["name"]), hosts=hosts(eng, pot), resolv=resolv(pot))
-
-
-def refresh(eng: Engine, network: str | None, skip: str | None = None) -> None:
-    """Rewrite the /etc/hosts of every running pot on `network` (but `skip`)."""
-    if network is None:
-        return
-    for row in eng.store.all("runs", order="pot", state="running"):
-        if row["pot"] != skip:
-            rewrite(eng, row["pot"], network)
-
-
-def rewrite(eng: Engine, name: str, network: str | None = None) -> None:
-    """Rewrite a running pot's /etc/hosts (if it is on `network`, when given), under its own lock
-    and never while holding another pot's (two commands refreshing each other would deadlock).
-    A failure is only warned about: the change that asked for it is made."""
-    from ladle.engine import lifecycle, runs
-
-    try:
-        with eng.lock(f"pot-{name}"):
-            pot = eng.pot(name) if eng.store.get("pots", name=name) else None
-            run = runs.live_run(eng, name) if pot else None
-            if pot is None or run is None or (network is not None and network_of(pot) != network):
-                return
-            steps = eng.host.hosts_plan(lifecycle.spec(eng, pot), run)
-            if steps:
-                eng.execute("hosts", f"pot:{name}", steps, on_crash="finish")
-    except LadleError as e:
-        _log.warning(f"pot {name}: /etc/hosts not updated: {e}")

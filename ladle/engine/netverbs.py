@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ladle.engine import netspec, networks, potnet, runs
+from ladle.engine import hostsfile, netspec, networks, potnet, runs
 from ladle.engine.core import Engine
 from ladle.errors import StateError
 from ladle.net.ports import render
@@ -27,7 +27,7 @@ def set_network(eng: Engine, name: str, req: potnet.Request) -> str:
         steps.append(put("pots", {"name": name}, {**pot, "network": req.type, "net": netrow}, pot))
         eng.execute("set-network", f"pot:{name}", steps)
     for network in dict.fromkeys([old_network, netrow.get("network")]):
-        netspec.refresh(eng, network, skip=name)
+        hostsfile.refresh(eng, network, skip=name)
     return f"pot {name}: network {req.type}" + ("; its port exports were dropped" if dropped else "")
 
 
@@ -53,5 +53,5 @@ def set_hosts(eng: Engine, name: str, entries: list[str]) -> str:
         pot = eng.pot(name)
         eng.execute("set-hosts", f"pot:{name}",
                     [put("pots", {"name": name}, {**pot, "net": {**pot["net"], "hosts": hosts}}, pot)])
-    netspec.rewrite(eng, name)
+    hostsfile.rewrite(eng, name)
     return f"pot {name}: {len(hosts)} hosts entr{'y' if len(hosts) == 1 else 'ies'} set"

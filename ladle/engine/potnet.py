@@ -163,6 +163,7 @@ def _aliases(eng: Engine, name: str, addresses: list[str], stack: str) -> list[d
         iface = iface if bar else eng.cfg.extif or default_interface()
         if not _IFNAME.fullmatch(iface):
             raise UsageError(f"-i {names.short(text)}: invalid interface name {names.short(iface)}")
+        _interface_exists(eng, iface)
         addr = _ip("-i", ip)
         _family("-i", addr, stack)
         if addr.is_unspecified or addr.is_loopback or addr.is_multicast or addr.is_link_local:
@@ -173,6 +174,17 @@ def _aliases(eng: Engine, name: str, addresses: list[str], stack: str) -> list[d
             raise UsageError(f"-i {addr} is given twice")
         out.append({"interface": iface, "address": str(addr)})
     return out
+
+
+def _interface_exists(eng: Engine, iface: str) -> None:
+    """Refuse an interface this host does not have (not asked when planning for another host)."""
+    import socket
+    if eng.offline:
+        return
+    try:
+        socket.if_nametoindex(iface)
+    except OSError:
+        raise NotFound(f"-i: this host has no interface {iface}") from None
 
 
 def _pot_nets(eng: Engine) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from ladle import names
-from ladle.engine import lifecycle, netspec, networks, potnet, runs
+from ladle.engine import hostsfile, lifecycle, netspec, networks, potnet, runs
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, StateError, UsageError
 from ladle.net.ports import ExportDrop, ExportTake
@@ -103,7 +103,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
                "layer": key, "created": time.time(), "net": netrow}
         steps.append(put("pots", {"name": name}, row, None))
         eng.execute("create", f"pot:{name}", steps)
-    netspec.refresh(eng, netrow.get("network"), skip=name)
+    hostsfile.refresh(eng, netrow.get("network"), skip=name)
     return f"created pot {name}" + _addresses(eng, name)
 
 
@@ -161,7 +161,7 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
         steps += [RemoveTree(os.path.join(eng.root, "run", name)),
                   RemoveTree(os.path.join(eng.root, "logs", f"{name}.log"))]
         eng.execute("destroy", f"pot:{name}", steps, on_crash="finish")
-    netspec.refresh(eng, potnet.network_of(pot))
+    hostsfile.refresh(eng, potnet.network_of(pot))
     return f"destroyed pot {name}"
 
 
@@ -192,7 +192,7 @@ def clone(eng: Engine, new: str, source: str, snap: str | None, addresses: list[
         for m in eng.store.all("pot_mounts", pot=source):
             steps.append(put("pot_mounts", {"pot": new, "mountpoint": m["mountpoint"]}, {**m, "pot": new}, None))
         eng.execute("clone", f"pot:{new}", steps)
-    netspec.refresh(eng, netrow.get("network"), skip=new)
+    hostsfile.refresh(eng, netrow.get("network"), skip=new)
     return f"cloned pot {source} to {new}" + _addresses(eng, new)
 
 
@@ -228,7 +228,7 @@ def rename(eng: Engine, old: str, new: str) -> str:
         if os.path.exists(log):
             steps.append(Rename(log, os.path.join(eng.root, "logs", f"{new}.log")))
         eng.execute("rename", f"pot:{old}", steps)
-    netspec.refresh(eng, potnet.network_of(pot))
+    hostsfile.refresh(eng, potnet.network_of(pot))
     return f"renamed pot {old} to {new}"
 
 
