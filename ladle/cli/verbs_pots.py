@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import replace
 
 import ladle
@@ -132,7 +133,8 @@ def _ls(client: ladle.Client, args: argparse.Namespace) -> None:
     elif args.quiet:
         names(rows)
     else:
-        table(rows, ["name", "status", "base", "type", "level", "network"])
+        table([{**dataclasses.asdict(r), "addresses": " ".join(r.addresses), "ports": " ".join(r.ports)}
+               for r in rows], ["name", "status", "base", "type", "level", "network", "addresses", "ports"])
 
 
 def _info(client: ladle.Client, args: argparse.Namespace) -> None:
@@ -142,6 +144,7 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
         return
     out = [f"{key + ':':10} {'' if getattr(data, key) is None else getattr(data, key)}"
            for key in ("name", "status", "type", "level", "base", "potbase", "network", "cmd")]
+    out += _net_lines(data)
     out.append(f"{'storage:':10} {data.storage.backend} {data.storage.path}")
     out += [f"{'env:':10} {k}={v}" for k, v in data.env.items()]
     out.append("attributes: " + " ".join(f"{k}={v}" for k, v in data.attrs.items()))
@@ -149,6 +152,18 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
     if data.snapshots:
         out.append(f"{'snapshots:':10} {' '.join(data.snapshots)}")
     print("\n".join(out))
+
+
+def _net_lines(data: ladle.PotInfo) -> list[str]:
+    """info's network part: the stack, the bridge, addresses, exports, DNS servers and hosts entries."""
+    out = [f"{'stack:':10} {data.stack}"]
+    if data.network_name:
+        out.append(f"{'bridge:':10} {data.bridge} (network {data.network_name})")
+    out += [f"{'address:':10} {a}" for a in (data.aliases or data.addresses)]
+    out += [f"{'export:':10} {p.host_port}->{p.pot_port}/{p.proto}" for p in data.ports]
+    out += [f"{'dns:':10} {s}" for s in data.dns]
+    out += [f"{'hosts:':10} {h}" for h in data.hosts]
+    return out
 
 
 def _set_env(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
