@@ -45,6 +45,13 @@ class Request:
     dns: list[str] | None = None
 
 
+def request(net: Request | str | None) -> Request:
+    """A Request from what a caller gave: one, a bare network type, or nothing (none)."""
+    if isinstance(net, Request):
+        return net
+    return Request(net or "none")
+
+
 def network_of(pot: dict[str, Any]) -> str | None:
     """The IPAM network a pot's addresses come from (None for the types without a bridge)."""
     return pot["net"].get("network") if pot["network"] in BRIDGES else None
