@@ -64,7 +64,10 @@ def _attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None, remove
             started = True
             eng.ctx.attach = (out_w, err_w)
             try:
-                eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, pot)))
+                spec = lifecycle.spec(eng, pot)
+                eng.execute("start", f"pot:{name}", eng.host.start_plan(spec))
+                if "hosts" in spec.net:
+                    lifecycle.write_hosts(eng, name, spec.net["hosts"])  # see engine/hostsfile
             finally:
                 eng.ctx.attach = None
                 os.close(out_w)
