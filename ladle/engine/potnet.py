@@ -9,6 +9,7 @@ with the lease and export steps a plan adds (create, run, clone, set-network, ex
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -198,7 +199,6 @@ def _interface_exists(eng: Engine, iface: str) -> None:
 
 
 def _pot_nets(eng: Engine) -> list[dict[str, Any]]:
-    import json
     return [{"name": r["name"], "net": json.loads(r["net"])} for r in eng.store.all("pots")]
 
 

@@ -108,7 +108,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
 
 
 def _addresses(eng: Engine, name: str) -> str:
-    """What a new pot got: ' (10.192.0.2, host port 8080->80/tcp)' (nothing in a dry run)."""
+    """What a new pot got: ' (10.192.0.2, port 8080->80/tcp)' (nothing in a dry run)."""
     if eng.dry_run:
         return ""
     from ladle._models import Export
