@@ -12,6 +12,7 @@ The file is TOML (`/etc/ladle/ladle.toml` on Linux, `/usr/local/etc/ladle.toml` 
     max_tar_depth = 256         # the deepest path in it, in components
     network = "10.192.0.0/10"   # the IPv4 network of the public bridge; private bridges are carved from it
     network6 = "fd00:1:2::/48"  # the IPv6 prefix (/48 to /64); default: a ULA /48 made once per state root
+    extif = "eth0"      # the host interface of alias addresses given without one; default: the IPv4 default route's
 
 Every number has bounds (`BOUNDS`): a value out of them is refused when the file is read.
 """
@@ -19,6 +20,7 @@ Every number has bounds (`BOUNDS`): a value out of them is refused when the file
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 
 from ladle.errors import UsageError
@@ -26,6 +28,7 @@ from ladle.errors import UsageError
 _DEFAULT_ROOT = {"linux": "/var/lib/ladle", "freebsd": "/var/db/ladle"}
 _CONFIG_PATH = {"linux": "/etc/ladle/ladle.toml", "freebsd": "/usr/local/etc/ladle.toml"}
 STACKS = ("ipv4", "ipv6", "dual")
+IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an interface name: IFNAMSIZ is 15 characters and the NUL
 # A Unix socket's path, the monitor's below the root among them, fits in sun_path (with its NUL).
 _SUN_PATH = {"linux": 108, "freebsd": 104}
 _SOCKET = "/run/monitor.sock"
@@ -50,6 +53,7 @@ class Config:
     max_tar_depth: int = 256
     network: str = "10.192.0.0/10"  # pot's POT_NETWORK
     network6: str = ""  # '' for the state root's own ULA prefix (RFC 4193, in the settings table)
+    extif: str = ""  # pot's POT_EXTIF, for `-N alias -i IP`; '' for the interface of the IPv4 default route
 
 
 def load(host: str, root: str | None = None) -> Config:
@@ -116,6 +120,9 @@ def _apply_file(cfg: Config, path: str) -> None:
         _networks(cfg, path)
     if cfg.stack not in STACKS:
         raise UsageError(f"config {path}: stack must be {', '.join(STACKS)}, not {cfg.stack!r}")
+    if cfg.extif and not IFNAME.fullmatch(cfg.extif):
+        raise UsageError(f"config {path}: extif must be an interface name (at most 15 letters, digits, '.', '_' "
+                         f"or '-'), not {cfg.extif!r}")
     cfg.root = _root(cfg.root, f"config {path}: root", cfg.host)
 
 
