@@ -18,7 +18,7 @@ from typing import Any
 from ladle import platform as proc
 from ladle.errors import HostError, StateError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 NET_TABLES = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -27,6 +27,17 @@ CREATE TABLE IF NOT EXISTS networks (
 CREATE TABLE IF NOT EXISTS leases (         -- an address is one pot's: never handed out twice
     network TEXT NOT NULL, address TEXT NOT NULL, pot TEXT NOT NULL, family INTEGER NOT NULL,
     created REAL NOT NULL, PRIMARY KEY (network, address), UNIQUE (network, pot, family)
+);
+"""
+
+# The image index: a name and tag (or '' for an image pulled by digest) -> the digest it resolved
+# to (an index or a manifest) and the manifest of this host's platform, whose blobs are in the
+# content store (ladle.images.blobs).
+IMAGE_TABLES = """
+CREATE TABLE IF NOT EXISTS images (
+    name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, manifest TEXT NOT NULL,
+    media_type TEXT NOT NULL, size INTEGER NOT NULL, created TEXT, pulled REAL NOT NULL,
+    PRIMARY KEY (name, tag, digest)
 );
 """
 
@@ -44,6 +55,7 @@ ALTER TABLE layers RENAME COLUMN kind TO layout;
 ALTER TABLE layers ADD COLUMN kind TEXT NOT NULL DEFAULT 'active';
 """,
     4: NET_TABLES,
+    5: IMAGE_TABLES,
 }
 
 _SCHEMA = """
@@ -88,7 +100,7 @@ CREATE TABLE IF NOT EXISTS op_steps (
     op INTEGER NOT NULL, seq INTEGER NOT NULL, step TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (op, seq)
 );
-""" + NET_TABLES
+""" + NET_TABLES + IMAGE_TABLES
 
 
 def _statements(script: str) -> list[str]:
