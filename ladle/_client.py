@@ -436,9 +436,11 @@ class Client:
         from ladle._results import Change
         from ladle.engine.images import login
         from ladle.images.auth import check_user
+        from ladle.images.refs import registry_host
+        host = registry_host(registry)
         check_user(user)
         names.text("a password", password)
-        return Change(login(registry, user, password, insecure))
+        return Change(login(host, user, password, insecure))
 
     def images(self) -> list[Image]:
         from ladle.engine.images import images

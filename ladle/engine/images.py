@@ -50,7 +50,7 @@ def push(eng: Engine, source: str, dest: str | None, insecure: bool, chunk: int,
     from ladle.images import index, refs, transfer
     if eng.dry_run:
         raise UsageError("push has no dry run")
-    target = refs.parse(dest or source)
+    target = refs.parse(source if dest is None else dest)
     blobs = _blobs(eng)
     with eng.lock("images"):
         found = index.find(eng.store, source)
@@ -62,12 +62,12 @@ def push(eng: Engine, source: str, dest: str | None, insecure: bool, chunk: int,
 
 
 def login(registry: str, user: str, password: str, insecure: bool) -> str:
-    from ladle.images import auth, refs
+    """Check the credentials against the registry (host[:port], checked), then keep them."""
+    from ladle.images import auth
     from ladle.images.registry import opened
-    host = refs.registry_host(registry)
-    with opened(host, insecure=insecure, creds=(user, password)) as reg:
+    with opened(registry, insecure=insecure, creds=(user, password)) as reg:
         reg.login()
-    return f"logged in to {host} (credentials in {auth.store(host, user, password)})"
+    return f"logged in to {registry} (credentials in {auth.store(registry, user, password)})"
 
 
 def images(eng: Engine) -> list[Image]:

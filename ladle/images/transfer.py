@@ -57,7 +57,6 @@ def _get(reg: Registry, ref: Ref, reference: str, want: Descriptor | None) -> tu
 def pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, *, insecure: bool,
          progress: Progress | None) -> dict[str, Any]:
     """Pull `ref` into the store and point its name at it; return its index row."""
-    blobs.ensure()
     added: list[str] = []
     try:
         with opened(ref.registry, insecure=insecure, creds=auth.credentials(ref.registry)) as reg:
