@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import stat
 from typing import Any
 
 from ladle.errors import UsageError
@@ -83,10 +84,13 @@ def _load(path: str) -> dict[str, Any] | None:
         return None
     except OSError as e:
         raise UsageError(f"cannot read auth file {short(path)}: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not os.path.isfile(path) or os.fstat(f.fileno()).st_size > MAX_FILE:
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE:
             raise UsageError(f"auth file {short(path)} is not a regular file of at most 1 MiB")
-        data = f.read(MAX_FILE + 1)
+        data = os.read(fd, MAX_FILE + 1)
+    finally:
+        os.close(fd)
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError):
