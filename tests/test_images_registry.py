@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Ladle
+from tests.conftest import LADLE, Ladle
 from tests.registry_fixtures import (
     HOST_ARCH,
     Layout,
@@ -331,6 +331,79 @@ def test_server_errors_are_retried(ladle: Ladle, layout: Layout, fake_registry: 
     host = fake_registry(_fake(layout, "one", blob=flaky))
     ladle("pull", "-q", f"{host}/x/y:one")
     assert stored(ladle) == layout.closure(layout.refs["one"]["digest"])
+
+
+def test_dropped_connections_are_retried(ladle: Ladle, layout: Layout, fake_registry: Any) -> None:
+    """One blob's connection is closed before any answer, another's halfway through its body."""
+    digest = layout.refs["gz"]["digest"]
+    first, second = (d["digest"] for d in json.loads(layout.blobs[digest])["layers"])
+    dropped: set[str] = set()
+
+    def flaky(h: http.server.BaseHTTPRequestHandler, d: str) -> None:
+        data = layout.blobs[d]
+        if d in (first, second) and d not in dropped:
+            dropped.add(d)
+            if d == first:
+                h.close_connection = True
+                return  # no answer at all
+            reply(h, 200, data[: len(data) // 2], length=len(data))
+            h.close_connection = True
+        else:
+            reply(h, 200, data)
+    host = fake_registry(_fake(layout, "gz", blob=flaky))
+    ladle("pull", f"{host}/x/y:gz")
+    assert dropped == {first, second}
+    assert stored(ladle) == layout.closure(digest)
+
+
+def _on_a_terminal(cli: Ladle, *args: str) -> bytes:
+    """Run ladle with a pseudo-terminal as stderr; return what it wrote there."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run([*LADLE, "--root", str(cli.root), *args], stdout=subprocess.PIPE, stderr=follower,
+                              stdin=subprocess.DEVNULL, timeout=60, env={**os.environ, "COLUMNS": "100"})
+        os.close(follower)
+        follower = -1
+        out = b""
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        assert proc.returncode == 0, out
+        return out
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+
+
+def test_progress_bars_on_a_terminal_only(ladle: Ladle, layout: Layout, fake_registry: Any) -> None:
+    layer = json.loads(layout.blobs[layout.refs["one"]["digest"]])["layers"][0]["digest"]
+
+    def slow(h: http.server.BaseHTTPRequestHandler, d: str) -> None:
+        data = layout.blobs[d]
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        for i in range(0, len(data), max(1, len(data) // 4)):
+            h.wfile.write(data[i:i + max(1, len(data) // 4)])
+            h.wfile.flush()
+            time.sleep(0.3 if d == layer else 0)
+    host = fake_registry(_fake(layout, "one", blob=slow))
+    shown = _on_a_terminal(ladle, "pull", f"{host}/x/y:one")
+    assert layer[7:19].encode() in shown and b"\x1b[" in shown
+    ladle("rmi", f"{host}/x/y:one")
+    quiet = _on_a_terminal(ladle, "pull", "-q", f"{host}/x/y:one")
+    assert quiet == b""
+    ladle("rmi", f"{host}/x/y:one")
+    piped = ladle("pull", f"{host}/x/y:one")  # stderr is a pipe: no bars
+    assert piped.stderr == ""
 
 
 def test_a_push_the_registry_refuses_is_one_line(ladle: Ladle, registry: Registry, layout: Layout,

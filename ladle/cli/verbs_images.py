@@ -93,11 +93,13 @@ def _progress(quiet: bool) -> Iterator[Bar | None]:
         yield None
         return
     try:
+        from rich.console import Console
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
     except ImportError:
         yield None
         return
-    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True) as bars:
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True,
+                  console=Console(stderr=True)) as bars:
         tasks: dict[str, object] = {}
 
         def bar(what: str, done: int, total: int) -> None:

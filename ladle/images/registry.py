@@ -42,6 +42,10 @@ class Denied(HostError):
     """The registry or its token server refused the credentials (or gave none enough rights)."""
 
 
+class CutShort(HostError):
+    """A download ended early (a reset, a closed connection): worth another try."""
+
+
 class Registry:
     """One registry, as `ladle pull/push/login` talk to it."""
 
@@ -107,6 +111,7 @@ class Registry:
                 raise HostError(f"cannot reach registry {self.registry}: {_reason(e)}") from None
             if resp.status_code == 401 and not authed and "www-authenticate" in resp.headers:
                 self.challenge = auth.challenge(resp.headers["www-authenticate"])
+                self.tokens.clear()  # one that expired is refused: ask for another
                 resp.close()
                 authed = True
                 if self.challenge[0] == "basic" and self.creds is None:
@@ -237,7 +242,7 @@ class Registry:
                 if progress:
                     progress(writer.written, writer.size)
         except (httpx.TransportError, httpx.StreamError) as e:
-            raise HostError(f"download of blob {digest} from {self.registry} was cut short: {_reason(e)}") from None
+            raise CutShort(f"download of blob {digest} from {self.registry} was cut short: {_reason(e)}") from None
         finally:
             resp.close()
 

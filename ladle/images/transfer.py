@@ -21,7 +21,7 @@ from ladle.images.blobs import BlobStore
 from ladle.images.media import MAX_MANIFEST, Descriptor, Index, Manifest, media_type, parse, select
 from ladle.images.refs import Ref
 from ladle.images.refs import parse as parse_ref
-from ladle.images.registry import Registry, opened
+from ladle.images.registry import BACKOFF, RETRIES, CutShort, Registry, opened
 from ladle.state.store import Store
 
 # (what, done, total): one blob's progress, for whoever shows it
@@ -75,9 +75,8 @@ def pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, *, insecu
                 raise HostError(f"image {ref} nests indexes deeper than {MAX_NESTING}")
             for d in doc.blobs:
                 if not blobs.has(d.digest, d.size):
-                    with blobs.writer(d.digest, d.size, ref.registry) as w:
-                        added.append(d.digest)
-                        reg.fetch(ref.repository, d.digest, w, _bar(progress, d))
+                    added.append(d.digest)
+                    _fetch(reg, blobs, ref, d, progress)
             for data, dg in fetched:
                 if not blobs.has(dg):
                     added.append(dg)
@@ -89,6 +88,19 @@ def pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, *, insecu
     except BaseException:
         _forget(store, blobs, added)
         raise
+
+
+def _fetch(reg: Registry, blobs: BlobStore, ref: Ref, d: Descriptor, progress: Progress | None) -> None:
+    """One blob, from the start again if the connection drops on the way."""
+    for attempt in range(RETRIES + 1):
+        try:
+            with blobs.writer(d.digest, d.size, ref.registry) as w:
+                reg.fetch(ref.repository, d.digest, w, _bar(progress, d))
+            return
+        except CutShort:
+            if attempt == RETRIES:
+                raise
+            time.sleep(BACKOFF * 2 ** attempt)
 
 
 def _forget(store: Store, blobs: BlobStore, added: list[str]) -> None:
