@@ -167,6 +167,37 @@ def test_prune_removes_what_nothing_references(ladle: Ladle, registry: Registry,
     mine.unlink()
 
 
+def test_pulls_share_the_store_and_prune_waits_for_them(ladle: Ladle, layout: Layout, fake_registry: Any) -> None:
+    """A slow pull holds the store shared: another pull goes ahead, a prune finds it busy (and so
+    never removes the blobs the slow one has brought but not yet recorded)."""
+    release = __import__("threading").Event()
+
+    def slow(h: http.server.BaseHTTPRequestHandler, d: str) -> None:
+        release.wait(30)
+        reply(h, 200, layout.blobs[d])
+    slow_host = fake_registry(_fake(layout, "gz", blob=slow))
+    fast_host = fake_registry(_fake(layout, "one"))
+    env = {**os.environ, "LADLE_LOCK_TIMEOUT": "0.5"}
+    background = subprocess.Popen([*LADLE, "--root", str(ladle.root), "pull", f"{slow_host}/x/slow:gz"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 10
+        while not (ladle.root / "locks/images.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        ladle("pull", f"{fast_host}/x/fast:one")
+        prune = subprocess.run([*LADLE, "--root", str(ladle.root), "image", "prune"], capture_output=True, text=True,
+                               env=env, timeout=30)
+        assert prune.returncode == 1
+        assert prune.stderr == "ladle: the image store is busy: another ladle command held it for 0.5s\n"
+    finally:
+        release.set()
+        _, err = background.communicate(timeout=30)
+    assert background.returncode == 0, err
+    assert {(r["name"].split("/", 1)[1], r["tag"]) for r in images(ladle)} == {("x/slow", "gz"), ("x/fast", "one")}
+    assert stored(ladle) == layout.closure(layout.refs["gz"]["digest"]) | layout.closure(layout.refs["one"]["digest"])
+
+
 def _login(cli: Ladle, host: str, user: str, password: str) -> subprocess.CompletedProcess[str]:
     return cli("login", host, "-u", user, "--password-stdin", input=password + "\n", check=False)
 

@@ -1,5 +1,6 @@
-"""The image verbs on this host: the state root's content store and image index, under one lock
-(`images`) so that a prune never removes what a pull is bringing in."""
+"""The image verbs on this host: the state root's content store and image index. Pulls and
+pushes hold the store's lock shared, rmi and prune alone, so a prune never removes what a pull is
+bringing in and two pulls never wait for each other."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ladle.errors import UsageError
 from ladle.hosts import this_host
+from ladle.state.locks import default_timeout
 
 if TYPE_CHECKING:
     from ladle._models import Image
@@ -39,9 +41,8 @@ def pull(eng: Engine, text: str, insecure: bool, progress: Callable[[str, int, i
     ref = refs.parse(text)
     blobs = _blobs(eng)
     os_name, arch = platform()
-    with eng.lock("images"):
-        row = transfer.pull(eng.store, blobs, ref, transfer.Platform(os_name, arch), insecure=insecure,
-                            progress=progress)
+    row = transfer.pull(eng.store, blobs, ref, transfer.Platform(os_name, arch), insecure=insecure,
+                        progress=progress, lock_timeout=default_timeout())
     return f"pulled {ref} ({row['manifest']})"
 
 
@@ -52,7 +53,7 @@ def push(eng: Engine, source: str, dest: str | None, insecure: bool, chunk: int,
         raise UsageError("push has no dry run")
     target = refs.parse(source if dest is None else dest)
     blobs = _blobs(eng)
-    with eng.lock("images"):
+    with blobs.lock(shared=True, timeout=default_timeout()):
         found = index.find(eng.store, source)
         if len({r["manifest"] for r in found}) > 1:
             raise UsageError(f"{source} names more than one image: give NAME:TAG or NAME@DIGEST")
@@ -83,7 +84,7 @@ def rmi(eng: Engine, text: str) -> str:
     if eng.dry_run:
         raise UsageError("rmi has no dry run")
     blobs = _blobs(eng)
-    with eng.lock("images"):
+    with blobs.lock(shared=False, timeout=default_timeout()):
         found = index.find(eng.store, text)
         with eng.store.transaction():
             for r in found:
@@ -97,7 +98,7 @@ def prune(eng: Engine) -> str:
     if eng.dry_run:
         raise UsageError("image prune has no dry run")
     blobs = _blobs(eng)
-    with eng.lock("images"):
+    with blobs.lock(shared=False, timeout=default_timeout()):
         removed = _prune(eng, blobs)
     return f"removed {removed} blobs nothing references"
 

@@ -9,13 +9,15 @@ with a wrong content; `prune` removes those of processes that are gone.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
+import time
 from collections.abc import Iterator
 
 from ladle import platform as proc
-from ladle.errors import HostError
+from ladle.errors import Busy, HostError
 from ladle.images.refs import DIGEST, check_digest
 
 _PARTIAL = ".partial-"
@@ -60,9 +62,48 @@ class Writer:
             os.unlink(self.tmp)
 
 
+class Held:
+    """The store's lock as one command holds it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def upgrade(self) -> bool:
+        """Make a shared hold exclusive if no one else holds the lock (never waits)."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+
 class BlobStore:
     def __init__(self, root: str) -> None:
+        self.root = root
         self.dir = os.path.join(root, "images", "blobs", "sha256")
+
+    @contextlib.contextmanager
+    def lock(self, *, shared: bool, timeout: float) -> Iterator[Held]:
+        """Pulls and pushes hold the store shared (many at once); what removes blobs (rmi, prune,
+        a failed pull's clean-up) holds it alone, so no blob goes while one is in use."""
+        top = os.path.join(self.root, "locks")
+        os.makedirs(top, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(top, "images.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline, pause = time.monotonic() + timeout, 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise Busy(f"the image store is busy: another ladle command held it for {timeout:g}s") \
+                            from None
+                    time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+                    pause = min(pause * 2, 0.05)
+            yield Held(fd)
+        finally:
+            os.close(fd)
 
     def ensure(self) -> None:
         os.makedirs(self.dir, mode=0o700, exist_ok=True)

@@ -55,39 +55,45 @@ def _get(reg: Registry, ref: Ref, reference: str, want: Descriptor | None) -> tu
 
 
 def pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, *, insecure: bool,
-         progress: Progress | None) -> dict[str, Any]:
+         progress: Progress | None, lock_timeout: float) -> dict[str, Any]:
     """Pull `ref` into the store and point its name at it; return its index row."""
-    added: list[str] = []
-    try:
-        with opened(ref.registry, insecure=insecure, creds=auth.credentials(ref.registry)) as reg:
-            body, kind, digest = _get(reg, ref, ref.reference, None)
-            top = (body, digest)
-            fetched = [top]
-            doc = parse(body, kind, str(ref))
-            for _ in range(MAX_NESTING):
-                if not isinstance(doc, Index):
-                    break
-                chosen = select(doc, platform.os, platform.architecture, str(ref))
-                body, kind, mdigest = _get(reg, ref, chosen.digest, chosen)
-                fetched.append((body, mdigest))
-                doc = parse(body, kind, f"{ref.name}@{mdigest}")
-            if not isinstance(doc, Manifest):
-                raise HostError(f"image {ref} nests indexes deeper than {MAX_NESTING}")
-            for d in doc.blobs:
-                if not blobs.has(d.digest, d.size):
-                    added.append(d.digest)
-                    _fetch(reg, blobs, ref, d, progress)
-            for data, dg in fetched:
-                if not blobs.has(dg):
-                    added.append(dg)
-                    blobs.put(data, dg, ref.registry)
-        config = blobs.read(doc.config.digest, index.MAX_CONFIG) if doc.config.size <= index.MAX_CONFIG else b""
-        size = sum(d.size for d in doc.blobs) + len(fetched[-1][0])
-        index.record(store, ref, digest, fetched[-1][1], kind, size, index.created_of(config), time.time())
-        return index.find(store, str(ref))[0]
-    except BaseException:
-        _forget(store, blobs, added)
-        raise
+    with blobs.lock(shared=True, timeout=lock_timeout) as held:
+        added: list[str] = []
+        try:
+            return _pull(store, blobs, ref, platform, insecure, progress, added)
+        except BaseException:
+            if held.upgrade():  # else another pull may be using them: prune will see to them
+                _forget(store, blobs, added)
+            raise
+
+
+def _pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, insecure: bool, progress: Progress | None,
+          added: list[str]) -> dict[str, Any]:
+    with opened(ref.registry, insecure=insecure, creds=auth.credentials(ref.registry)) as reg:
+        body, kind, digest = _get(reg, ref, ref.reference, None)
+        fetched = [(body, digest)]
+        doc = parse(body, kind, str(ref))
+        for _ in range(MAX_NESTING):
+            if not isinstance(doc, Index):
+                break
+            chosen = select(doc, platform.os, platform.architecture, str(ref))
+            body, kind, mdigest = _get(reg, ref, chosen.digest, chosen)
+            fetched.append((body, mdigest))
+            doc = parse(body, kind, f"{ref.name}@{mdigest}")
+        if not isinstance(doc, Manifest):
+            raise HostError(f"image {ref} nests indexes deeper than {MAX_NESTING}")
+        for d in doc.blobs:
+            if not blobs.has(d.digest, d.size):
+                added.append(d.digest)
+                _fetch(reg, blobs, ref, d, progress)
+        for data, dg in fetched:
+            if not blobs.has(dg):
+                added.append(dg)
+                blobs.put(data, dg, ref.registry)
+    config = blobs.read(doc.config.digest, index.MAX_CONFIG) if doc.config.size <= index.MAX_CONFIG else b""
+    size = sum(d.size for d in doc.blobs) + len(fetched[-1][0])
+    index.record(store, ref, digest, fetched[-1][1], kind, size, index.created_of(config), time.time())
+    return index.find(store, str(ref))[0]
 
 
 def _fetch(reg: Registry, blobs: BlobStore, ref: Ref, d: Descriptor, progress: Progress | None) -> None:
@@ -123,7 +129,7 @@ def _bar(progress: Progress | None, d: Descriptor) -> Callable[[int, int], None]
 
 def push(store: Store, blobs: BlobStore, row: dict[str, Any], dest: Ref, *, insecure: bool, chunk: int,
          progress: Progress | None) -> str:
-    """Push the image of `row` to `dest`; return the manifest's digest."""
+    """Push the image of `row` to `dest` (the caller holds the store shared); return the manifest's digest."""
     manifest = index.manifest_of(blobs, row)
     body = blobs.read(row["manifest"], MAX_MANIFEST)
     if dest.digest and dest.digest != row["manifest"]:
