@@ -303,8 +303,35 @@ def reply(h: http.server.BaseHTTPRequestHandler, status: int, body: bytes = b"",
         h.wfile.write(body)
 
 
-def serve(handle: Handler, host: str = "127.0.0.1") -> http.server.ThreadingHTTPServer:
-    """An HTTP server on `host` (a free port) whose every request goes to `handle`, in a thread."""
+def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    """A certificate for `host` (an IP address), signed by itself, and its key."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    return directory / "cert.pem", directory / "key.pem"
+
+
+def serve(handle: Handler, host: str = "127.0.0.1", tls: Path | None = None) -> http.server.ThreadingHTTPServer:
+    """An HTTP server on `host` (a free port) whose every request goes to `handle`, in a thread;
+    HTTPS with a self-signed certificate written to `tls`, if given."""
 
     class H(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -319,6 +346,12 @@ def serve(handle: Handler, host: str = "127.0.0.1") -> http.server.ThreadingHTTP
 
     server = http.server.ThreadingHTTPServer((host, 0), H)
     server.daemon_threads = True
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*self_signed(tls, host))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -329,8 +362,9 @@ def fake_registry() -> Iterator[Callable[..., str]]:
     after the test."""
     servers: list[http.server.ThreadingHTTPServer] = []
 
-    def start(handle: Handler, host: str = "127.0.0.1") -> str:
-        server = serve(handle, host)
+    def start(handle: Handler, host: str = "127.0.0.1", tls: Path | None = None) -> str:
+        """`tls`: a directory to put a self-signed certificate in, served with TLS."""
+        server = serve(handle, host, tls)
         servers.append(server)
         return f"{host}:{server.server_port}"
 

@@ -350,6 +350,17 @@ def test_an_unreachable_registry_answers_within_seconds(ladle: Ladle) -> None:
                    within=3)
 
 
+def test_tls_is_verified_unless_insecure(ladle: Ladle, layout: Layout, fake_registry: Any, tmp_path: Path) -> None:
+    """A registry with a self-signed certificate: refused (even on loopback, where the plain-HTTP
+    fallback fails too), taken with --insecure, and then spoken to over HTTPS."""
+    host = fake_registry(_fake(layout, "one"), tls=tmp_path / "tls")
+    line = ladle.fails("pull", f"{host}/x/y:one")
+    assert f"cannot reach registry {host}: https: " in line and "CERTIFICATE_VERIFY_FAILED" in line
+    assert stored(ladle) == set()
+    ladle("pull", "--insecure", f"{host}/x/y:one")
+    assert stored(ladle) == layout.closure(layout.refs["one"]["digest"])
+
+
 def test_server_errors_are_retried(ladle: Ladle, layout: Layout, fake_registry: Any) -> None:
     fails = {"left": 2}
 

@@ -79,14 +79,15 @@ class Registry:
         import httpx
 
         schemes = ("https", "http") if self.plain_ok else ("https",)
+        failed = []
         for scheme in schemes:
             try:
                 self.http.get(f"{scheme}://{self.host}/v2/").close()
                 return f"{scheme}://{self.host}"
             except httpx.TransportError as e:
-                last = e
+                failed.append(f"{scheme}: {_reason(e)}")
         hint = "" if self.plain_ok else " (plain HTTP only with --insecure)"
-        raise HostError(f"cannot reach registry {self.registry}: {_reason(last)}{hint}")
+        raise HostError(f"cannot reach registry {self.registry}: {'; '.join(failed)}{hint}")
 
     def request(self, method: str, path_or_url: str, *, scopes: tuple[str, ...] = (), headers: dict[str, str] | None
                 = None, content: bytes | None = None, ok: tuple[int, ...] = (200,),
