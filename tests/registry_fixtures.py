@@ -217,21 +217,9 @@ class TokenServer:
     signed as an RS256 JWT with the certificate in its x5c header; anyone else gets 401."""
 
     def __init__(self, base: Path) -> None:
-        import datetime
+        from cryptography.hazmat.primitives import serialization
 
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        from cryptography.x509.oid import NameOID
-
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ladle test token issuer")])
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-                .sign(self.key, hashes.SHA256()))
+        self.key, cert = certificate("ladle test token issuer")
         self.cert_der = cert.public_bytes(serialization.Encoding.DER)
         self.bundle = base / "token.pem"
         self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -303,24 +291,34 @@ def reply(h: http.server.BaseHTTPRequestHandler, status: int, body: bytes = b"",
         h.wfile.write(body)
 
 
-def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
-    """A certificate for `host` (an IP address), signed by itself, and its key."""
+def certificate(common_name: str, ip: str | None = None) -> tuple[Any, Any]:
+    """An RSA key and a certificate signed by itself (a CA; for `ip`, if given)."""
     import datetime
     import ipaddress
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
-            .sign(key, hashes.SHA256()))
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=1))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
+    if ip:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                                        critical=False)
+    return key, builder.sign(key, hashes.SHA256())
+
+
+def self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `host` (an IP address) and its key, as PEM files."""
+    from cryptography.hazmat.primitives import serialization
+
+    key, cert = certificate(host, host)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,

@@ -153,8 +153,8 @@ class Registry:
         parts = urlsplit(url)
         if parts.scheme == "https":
             return
-        if parts.scheme == "http" and (self.insecure or is_loopback(parts.hostname or "")):
-            return
+        if parts.scheme == "http" and (self.insecure or (self.plain_ok and is_loopback(parts.hostname or ""))):
+            return  # a remote registry may not send us to plain HTTP on this machine either
         raise HostError(f"registry {self.registry} sent ladle to {_shown(url)}: refused (plain HTTP only to "
                         "loopback hosts, or with --insecure)")
 
