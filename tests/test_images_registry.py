@@ -8,6 +8,7 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -462,6 +463,15 @@ def test_a_push_the_registry_refuses_is_one_line(ladle: Ladle, registry: Registr
     host = fake_registry(deny)
     line = ladle.fails("push", f"{registry.host}/t/refuse:1", f"{host}/t/x:1")
     assert "access denied: DENIED: no pushing here" in line
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["images"], ["rmi", "127.0.0.1:1/x:1"], ["image", "prune"]])
+def test_only_the_commands_that_talk_to_registries_import_httpx(ladle: Ladle, argv: list[str]) -> None:
+    code = ("import sys; from ladle.cli import main; main(sys.argv[1:]); "
+            "print([m for m in ('httpx', 'rich', 'ladle.images.registry') if m in sys.modules], file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code, "--root", str(ladle.root), *argv], capture_output=True,
+                          text=True, timeout=30)
+    assert proc.stderr.splitlines()[-1] == "[]"
 
 
 def test_a_migrated_database_gets_the_image_table(tmp_path: Path) -> None:
