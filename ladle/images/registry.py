@@ -238,7 +238,7 @@ class Registry:
 
         resp = self.request("GET", f"/v2/{repo}/blobs/{digest}", scopes=(f"repository:{repo}:pull",), stream=True)
         try:
-            for data in resp.iter_bytes(CHUNK):
+            for data in resp.iter_bytes():  # as it arrives: re-chunking would copy every byte again
                 writer.write(data)
                 if progress:
                     progress(writer.written, writer.size)

@@ -27,6 +27,7 @@ from ladle.state.store import Store
 # (what, done, total): one blob's progress, for whoever shows it
 Progress = Callable[[str, int, int], None]
 MAX_NESTING = 2  # an index of indexes is allowed, once
+PARALLEL = 3  # blobs downloaded at once
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,9 @@ def _pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, insecure
             doc = parse(body, kind, f"{ref.name}@{mdigest}")
         if not isinstance(doc, Manifest):
             raise HostError(f"image {ref} nests indexes deeper than {MAX_NESTING}")
-        for d in doc.blobs:
-            if not blobs.has(d.digest, d.size):
-                added.append(d.digest)
-                _fetch(reg, blobs, ref, d, progress)
+        missing = list({d.digest: d for d in doc.blobs if not blobs.has(d.digest, d.size)}.values())
+        added += [d.digest for d in missing]
+        _fetch_all(reg, blobs, ref, missing, progress)
         for data, dg in fetched:
             if not blobs.has(dg):
                 added.append(dg)
@@ -94,6 +94,25 @@ def _pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, insecure
     size = sum(d.size for d in doc.blobs) + len(fetched[-1][0])
     index.record(store, ref, digest, fetched[-1][1], kind, size, index.created_of(config), time.time())
     return index.find(store, str(ref))[0]
+
+
+def _fetch_all(reg: Registry, blobs: BlobStore, ref: Ref, missing: list[Descriptor], progress: Progress | None) -> None:
+    """The blobs, PARALLEL at a time (as Docker and skopeo do); the first failure stops the rest
+    from starting and is the one raised."""
+    if len(missing) <= 1:
+        for d in missing:
+            _fetch(reg, blobs, ref, d, progress)
+        return
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="ladle-pull") as pool:
+        futures = [pool.submit(_fetch, reg, blobs, ref, d, progress) for d in missing]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in futures if f in done and f.exception() is not None]
+        if failed:
+            for f in futures:
+                f.cancel()
+            raise failed[0].exception()  # type: ignore[misc]
 
 
 def _fetch(reg: Registry, blobs: BlobStore, ref: Ref, d: Descriptor, progress: Progress | None) -> None:
