@@ -199,6 +199,44 @@ def test_pulls_share_the_store_and_prune_waits_for_them(ladle: Ladle, layout: La
     assert stored(ladle) == layout.closure(layout.refs["gz"]["digest"]) | layout.closure(layout.refs["one"]["digest"])
 
 
+def test_a_pull_killed_midway_leaves_nothing_visible(ladle: Ladle, layout: Layout, fake_registry: Any) -> None:
+    """SIGKILL while a blob streams in: no blob, no image; only the dead pull's temporary file,
+    which the next prune removes."""
+    import signal
+    import threading
+
+    layer = json.loads(layout.blobs[layout.refs["one"]["digest"]])["layers"][0]["digest"]
+    streaming, release = threading.Event(), threading.Event()
+
+    def stall(h: http.server.BaseHTTPRequestHandler, d: str) -> None:
+        data = layout.blobs[d]
+        if d != layer:
+            reply(h, 200, data)
+            return
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data[:100])
+        h.wfile.flush()
+        streaming.set()
+        release.wait(30)
+    host = fake_registry(_fake(layout, "one", blob=stall))
+    proc = subprocess.Popen([*LADLE, "--root", str(ladle.root), "pull", f"{host}/x/y:one"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert streaming.wait(20)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        release.set()
+    partial = {n for n in stored(ladle) if not n.startswith("sha256:")}
+    assert layer not in stored(ladle) and images(ladle) == []
+    assert partial and all(n.startswith(f".partial-{proc.pid}-") for n in partial)
+    ladle("image", "prune")
+    assert not {n for n in stored(ladle) if not n.startswith("sha256:")}
+
+
 def _login(cli: Ladle, host: str, user: str, password: str) -> subprocess.CompletedProcess[str]:
     return cli("login", host, "-u", user, "--password-stdin", input=password + "\n", check=False)
 
