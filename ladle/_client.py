@@ -22,7 +22,7 @@ from ladle.engine.core import Engine
 from ladle.hosts import this_host
 
 if TYPE_CHECKING:
-    from ladle._models import Base, Fscomp, LastRun, Network, Pot, PotInfo
+    from ladle._models import Base, Fscomp, Image, LastRun, Network, Pot, PotInfo
     from ladle._results import Change, RunResult
     from ladle.plan.runner import Runner
     from ladle.state.store import Store
@@ -454,6 +454,49 @@ class Client:
         operation whose repair failed; `force` drops those."""
         from ladle.engine.gc import gc
         return self._change(lambda eng: "\n".join(gc(eng, force)), recover=False)
+
+    # Images ------------------------------------------------------------------------------------
+
+    def pull(self, ref: str, *, insecure: bool = False,
+             progress: Callable[[str, int, int], None] | None = None) -> Change:
+        """Pull an image (by tag or digest; from an index, this host's platform) into the content
+        store. `progress(blob, done, total)` hears of each blob as it comes."""
+        from ladle.engine.images import pull
+        return self._change(lambda e: pull(e, ref, insecure, progress), recover=False)
+
+    def push(self, source: str, dest: str | None = None, *, insecure: bool = False, chunk_size: int = 16 << 20,
+             progress: Callable[[str, int, int], None] | None = None) -> Change:
+        """Push an image of the store to its own name or to `dest`; blobs larger than `chunk_size`
+        go up in chunks of that size (0: each in one request)."""
+        from ladle.engine.images import push
+        from ladle.images.registry import check_chunk
+        check_chunk(chunk_size)
+        return self._change(lambda e: push(e, source, dest, insecure, chunk_size, progress), recover=False)
+
+    def login(self, registry: str, user: str, password: str, *, insecure: bool = False) -> Change:
+        """Check credentials against a registry and keep them in the Docker/Podman auth file."""
+        from ladle._results import Change
+        from ladle.engine.images import login
+        from ladle.images.auth import check_user
+        from ladle.images.refs import registry_host
+        host = registry_host(registry)
+        check_user(user)
+        names.text("a password", password)
+        return Change(login(host, user, password, insecure))
+
+    def images(self) -> list[Image]:
+        from ladle.engine.images import images
+        return self._read(images)
+
+    def rmi(self, ref: str) -> Change:
+        """Remove an image's name (NAME:TAG, NAME@DIGEST or DIGEST) and the blobs only it used."""
+        from ladle.engine.images import rmi
+        return self._change(lambda e: rmi(e, ref), recover=False)
+
+    def image_prune(self) -> Change:
+        """Remove the blobs no image references, and what interrupted pulls left."""
+        from ladle.engine.images import prune
+        return self._change(prune, recover=False)
 
 
 MAX_KEEP = 1_000_000  # snapshots to keep: more than any layer has

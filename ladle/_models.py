@@ -143,3 +143,17 @@ class Network:
     ipv6: str | None
     gateway6: str | None
     leases: list[Lease] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Image:
+    """One line of `ladle images`: a name and tag ('' when pulled by digest), the digest it
+    resolved to (an index or a manifest), this host's manifest, and the compressed size of its
+    manifest, config and layers."""
+
+    name: str
+    tag: str
+    digest: str
+    manifest: str
+    size: int
+    created: str | None

@@ -13,6 +13,8 @@ fi
 packages=(zfs-fuse busybox-static catatonit iproute2 nftables util-linux libseccomp2)
 # the escape probes in tests/security are a static C program built at test time
 packages+=(gcc libc6-dev)
+# the images tests: a real registry, skopeo as the independent client, htpasswd for Basic auth, zstd layers
+packages+=(docker-registry skopeo apache2-utils zstd)
 [ "${1:-}" = "--bench" ] && packages+=(podman runc hyperfine)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 

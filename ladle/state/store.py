@@ -18,7 +18,7 @@ from typing import Any
 from ladle import platform as proc
 from ladle.errors import HostError, StateError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 NET_TABLES = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -37,6 +37,17 @@ CREATE TABLE IF NOT EXISTS exports (        -- a host port of a protocol is one 
 );
 """
 
+# The image index: a name and tag (or '' for an image pulled by digest) -> the digest it resolved
+# to (an index or a manifest) and the manifest of this host's platform, whose blobs are in the
+# content store (ladle.images.blobs).
+IMAGE_TABLES = """
+CREATE TABLE IF NOT EXISTS images (
+    name TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, manifest TEXT NOT NULL,
+    media_type TEXT NOT NULL, size INTEGER NOT NULL, created TEXT, pulled REAL NOT NULL,
+    PRIMARY KEY (name, tag, digest)
+);
+"""
+
 # How to bring a database of version N-1 to version N (a fresh database gets _SCHEMA directly).
 _MIGRATIONS = {
     2: """
@@ -52,6 +63,7 @@ ALTER TABLE layers ADD COLUMN kind TEXT NOT NULL DEFAULT 'active';
 """,
     4: NET_TABLES,
     5: "ALTER TABLE pots ADD COLUMN net TEXT NOT NULL DEFAULT '{}';\n" + EXPORTS,
+    6: IMAGE_TABLES,
 }
 
 _SCHEMA = """
@@ -97,7 +109,7 @@ CREATE TABLE IF NOT EXISTS op_steps (
     op INTEGER NOT NULL, seq INTEGER NOT NULL, step TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (op, seq)
 );
-""" + NET_TABLES + EXPORTS
+""" + NET_TABLES + EXPORTS + IMAGE_TABLES
 
 
 def _statements(script: str) -> list[str]:

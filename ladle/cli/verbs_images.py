@@ -1,0 +1,110 @@
+"""Verbs for images: pull, push, login, the list, rmi and prune."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import ladle
+from ladle.cli.common import Refused, Verbs, change, verb
+from ladle.cli.output import as_json, table
+
+Bar = Callable[[str, int, int], None]
+
+
+def register(verbs: Verbs) -> None:
+    p = verb(verbs, "pull", _pull, "pull an image from a registry (from an index, this host's platform)")
+    p.add_argument("ref", metavar="REF", help="[REGISTRY/]NAME[:TAG] or [REGISTRY/]NAME@sha256:DIGEST")
+    _transfer(p)
+
+    p = verb(verbs, "push", _push, "push an image of the store to its registry, or to another name")
+    p.add_argument("ref", metavar="REF", help="an image in the store (see 'ladle images')")
+    p.add_argument("dest", nargs="?", metavar="DEST", help="where to push it (default: REF)")
+    p.add_argument("--chunk-size", dest="chunk", type=int, default=16 << 20, metavar="BYTES",
+                   help="upload blobs larger than this in chunks of it (default 16 MiB; 0: in one request)")
+    _transfer(p)
+
+    p = verb(verbs, "login", _login, "check credentials for a registry and keep them in the auth file "
+             "($REGISTRY_AUTH_FILE, ${XDG_RUNTIME_DIR}/containers/auth.json or ~/.config/containers/auth.json)")
+    p.add_argument("registry", metavar="REGISTRY", help="host[:port]")
+    p.add_argument("-u", "--username", dest="user", required=True, metavar="USER")
+    p.add_argument("--password-stdin", dest="stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--insecure", action="store_true", help="allow plain HTTP and unverified TLS")
+
+    p = verb(verbs, "images", _images, "list the images in the store")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = verb(verbs, "rmi", change(lambda c, a: c.rmi(a.ref)), "remove an image (and the blobs only it used)")
+    p.add_argument("ref", metavar="REF", help="NAME[:TAG], NAME@DIGEST or DIGEST")
+
+    p = verb(verbs, "image", change(lambda c, a: c.image_prune()), "manage the image store")
+    p.add_argument("action", choices=("prune",), help="prune: remove the blobs no image references")
+
+
+def _transfer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--insecure", action="store_true", help="allow plain HTTP and unverified TLS for this "
+                   "registry (plain HTTP is allowed for loopback registries without it)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars (there are none without a terminal)")
+
+
+def _pull(client: ladle.Client, args: argparse.Namespace) -> None:
+    with _progress(args.quiet) as bar:
+        result = client.pull(args.ref, insecure=args.insecure, progress=bar)
+    print(result.message)
+
+
+def _push(client: ladle.Client, args: argparse.Namespace) -> None:
+    with _progress(args.quiet) as bar:
+        result = client.push(args.ref, args.dest, insecure=args.insecure, chunk_size=args.chunk, progress=bar)
+    print(result.message)
+
+
+def _login(client: ladle.Client, args: argparse.Namespace) -> None:
+    if not args.stdin:
+        raise Refused("login: give the password on stdin with --password-stdin (never on the command line)")
+    password = sys.stdin.readline().rstrip("\r\n")
+    print(client.login(args.registry, args.user, password, insecure=args.insecure).message)
+
+
+def _images(client: ladle.Client, args: argparse.Namespace) -> None:
+    rows = client.images()
+    if args.json:
+        as_json(rows)
+    else:
+        table([{"name": r.name, "tag": r.tag or "<none>", "digest": r.digest[:19], "size": _size(r.size),
+                "created": r.created or ""} for r in rows], ["name", "tag", "digest", "size", "created"])
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Bar | None]:
+    """Progress bars (rich) on a terminal; nothing with --quiet, without one, or without rich."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+    except ImportError:
+        yield None
+        return
+    with Progress("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True,
+                  console=Console(stderr=True)) as bars:
+        tasks: dict[str, object] = {}
+
+        def bar(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bars.add_task(what, total=total)
+            bars.update(tasks[what], completed=done)  # type: ignore[arg-type]
+
+        yield bar

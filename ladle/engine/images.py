@@ -1,0 +1,115 @@
+"""The image verbs on this host: the state root's content store and image index. Pulls and
+pushes hold the store's lock shared, rmi and prune alone, so a prune never removes what a pull is
+bringing in and two pulls never wait for each other."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ladle.errors import UsageError
+from ladle.hosts import this_host
+from ladle.state.locks import default_timeout
+
+if TYPE_CHECKING:
+    from ladle._models import Image
+    from ladle.engine.core import Engine
+    from ladle.images.blobs import BlobStore
+
+# uname's machine -> the OCI (GOARCH) architecture
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386", "i686": "386",
+         "riscv64": "riscv64", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def _blobs(eng: Engine) -> BlobStore:
+    from ladle.images.blobs import BlobStore
+    eng.store  # noqa: B018  (ladle must be initialised: the index is in its database)
+    return BlobStore(eng.root)
+
+
+def platform() -> tuple[str, str]:
+    """This host's os/architecture as image indexes name them (a FreeBSD host: freebsd/amd64)."""
+    machine = os.uname().machine
+    return this_host(), _ARCH.get(machine, machine)
+
+
+def pull(eng: Engine, text: str, insecure: bool, progress: Callable[[str, int, int], None] | None) -> str:
+    from ladle.images import refs, transfer
+    if eng.dry_run:
+        raise UsageError("pull has no dry run")
+    ref = refs.parse(text)
+    blobs = _blobs(eng)
+    os_name, arch = platform()
+    row = transfer.pull(eng.store, blobs, ref, transfer.Platform(os_name, arch), insecure=insecure,
+                        progress=progress, lock_timeout=default_timeout())
+    return f"pulled {ref} ({row['manifest']})"
+
+
+def push(eng: Engine, source: str, dest: str | None, insecure: bool, chunk: int,
+         progress: Callable[[str, int, int], None] | None) -> str:
+    from ladle.images import index, refs, transfer
+    if eng.dry_run:
+        raise UsageError("push has no dry run")
+    target = refs.parse(source if dest is None else dest)
+    blobs = _blobs(eng)
+    with blobs.lock(shared=True, timeout=default_timeout()):
+        found = index.find(eng.store, source)
+        if len({r["manifest"] for r in found}) > 1:
+            raise UsageError(f"{source} names more than one image: give NAME:TAG or NAME@DIGEST")
+        digest = transfer.push(eng.store, blobs, found[0], target, insecure=insecure, chunk=chunk,
+                               progress=progress)
+    return f"pushed {target} ({digest})"
+
+
+def login(registry: str, user: str, password: str, insecure: bool) -> str:
+    """Check the credentials against the registry (host[:port], checked), then keep them."""
+    from ladle.images import auth
+    from ladle.images.registry import opened
+    with opened(registry, insecure=insecure, creds=(user, password)) as reg:
+        reg.login()
+    return f"logged in to {registry} (credentials in {auth.store(registry, user, password)})"
+
+
+def images(eng: Engine) -> list[Image]:
+    from ladle._models import Image
+    from ladle.images import index
+    rows = index.rows(eng.store)
+    return [Image(name=r["name"], tag=r["tag"], digest=r["digest"], manifest=r["manifest"], size=r["size"],
+                  created=r["created"]) for r in rows]
+
+
+def rmi(eng: Engine, text: str) -> str:
+    from ladle.images import index
+    if eng.dry_run:
+        raise UsageError("rmi has no dry run")
+    blobs = _blobs(eng)
+    with blobs.lock(shared=False, timeout=default_timeout()):
+        found = index.find(eng.store, text)
+        with eng.store.transaction():
+            for r in found:
+                eng.store.delete("images", name=r["name"], tag=r["tag"], digest=r["digest"])
+        removed = _prune(eng, blobs)
+    names = ", ".join(f"{r['name']}:{r['tag']}" if r["tag"] else f"{r['name']}@{r['digest']}" for r in found)
+    return f"removed {names} ({removed} blobs freed)"
+
+
+def prune(eng: Engine) -> str:
+    if eng.dry_run:
+        raise UsageError("image prune has no dry run")
+    blobs = _blobs(eng)
+    with blobs.lock(shared=False, timeout=default_timeout()):
+        removed = _prune(eng, blobs)
+    return f"removed {removed} blobs nothing references"
+
+
+def _prune(eng: Engine, blobs: BlobStore) -> int:
+    """Remove the blobs no image references, and what crashed pulls left half-written."""
+    from ladle.images import index
+    keep = index.referenced(eng.store, blobs)
+    gone = [d for d in blobs.digests() if d not in keep]
+    for d in gone:
+        blobs.remove(d)
+    for path in blobs.partials_of_the_dead():
+        os.unlink(path)
+    return len(gone)
