@@ -22,7 +22,7 @@ from ladle.engine.core import Engine
 from ladle.hosts import this_host
 
 if TYPE_CHECKING:
-    from ladle._models import Base, Fscomp, Image, LastRun, Network, Pot, PotInfo
+    from ladle._models import Base, Fscomp, Image, LastRun, Network, Pot, PotInfo, PotStats, Process, Resources
     from ladle._results import Change, RunResult
     from ladle.plan.runner import Runner
     from ladle.state.store import Store
@@ -409,6 +409,39 @@ class Client:
         from ladle.engine.lifecycle import logs
         names.check("pot", name)
         return logs(self._engine(recover=False), name, follow)
+
+    # Resources ---------------------------------------------------------------------------------
+
+    def set_rss(self, name: str, *, cpus: str | None = None, memory: str | None = None, pids: str | None = None,
+                pcpu: str | None = None) -> Change:
+        """pot's set-rss: CPUs (a count, balanced at each start, or a list such as '0,2'), memory
+        ('512M'), the most processes (0: none; default the configuration's pids_limit) and a CPU
+        share (percent of one CPU); 'none' lifts one. Applied at once to a running pot."""
+        from ladle.engine.resources import set_rss
+        names.check("pot", name)
+        for what, value in (("-C", cpus), ("-M", memory), ("--pids", pids), ("--pcpu", pcpu)):
+            if value is not None:
+                names.text(f"the value of {what}", value)
+        return self._change(lambda e: set_rss(e, name, cpus, memory, pids, pcpu))
+
+    def get_rss(self, name: str) -> Resources:
+        """pot's get-rss: a running pot's limits and what it uses now."""
+        from ladle.engine.resources import get_rss
+        names.check("pot", name)
+        return self._read(lambda e: get_rss(e, name))
+
+    def stats(self, pots: list[str] | None = None, interval: float = 0.5) -> list[PotStats]:
+        """CPU %, memory and pids of running pots (all of them, or those named), over `interval`."""
+        from ladle.engine.resources import stats
+        for name in pots or []:
+            names.check("pot", name)
+        return self._read(lambda e: stats(e, list(pots or []), interval))
+
+    def ps(self, name: str) -> list[Process]:
+        """The running pot's processes."""
+        from ladle.engine.resources import ps
+        names.check("pot", name)
+        return self._read(lambda e: ps(e, name))
 
     def last_run_stats(self, name: str) -> LastRun:
         """How the pot's command last ended (pot's `last-run-stats`)."""

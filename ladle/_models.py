@@ -157,3 +157,53 @@ class Image:
     manifest: str
     size: int
     created: str | None
+
+
+@dataclass(frozen=True)
+class Resources:
+    """`ladle get-rss`: a running pot's limits (None: none) and what it uses now."""
+
+    name: str
+    memory_limit: int | None  # bytes, swap included
+    pids_limit: int | None
+    pcpu_limit: int | None  # percent of one CPU
+    cpus: str | None  # set-rss -C as given: a count, or a list
+    memory: int  # bytes in use (less inactive page cache on Linux; rctl's memoryuse on FreeBSD)
+    swap: int
+    pids: int
+    cpu_percent: float  # of one CPU
+    cpu_seconds: float  # CPU time since it started (0 where the host does not say)
+    clock_mhz: float  # the host CPU's clock, for pot's TotalTicks
+    oom_kills: int = 0
+
+    def pot_json(self) -> dict[str, object]:
+        """pot's `get-rss -J` (what nomad-pot-driver reads: Percent as an integer), with ladle's
+        own fields beside it."""
+        return {"ResourceUsage": {"MemoryStats": {"RSS": self.memory, "Swap": self.swap},
+                                  "CpuStats": {"TotalTicks": round(self.clock_mhz * self.cpu_percent / 100, 2),
+                                               "Percent": round(self.cpu_percent)}},
+                "Limits": {"Memory": self.memory_limit, "Pids": self.pids_limit, "Pcpu": self.pcpu_limit,
+                           "Cpus": self.cpus},
+                "Pids": self.pids, "CpuSeconds": round(self.cpu_seconds, 3), "OomKills": self.oom_kills}
+
+
+@dataclass(frozen=True)
+class PotStats:
+    """One line of `ladle stats`."""
+
+    name: str
+    cpu_percent: float
+    memory: int
+    memory_limit: int | None
+    pids: int
+    pids_limit: int | None
+
+
+@dataclass(frozen=True)
+class Process:
+    """One line of `ladle ps`: a process of a running pot."""
+
+    pid: int  # inside the pot
+    host_pid: int
+    uid: int
+    command: str

@@ -13,6 +13,7 @@ The file is TOML (`/etc/ladle/ladle.toml` on Linux, `/usr/local/etc/ladle.toml` 
     network = "10.192.0.0/10"   # the IPv4 network of the public bridge; private bridges are carved from it
     network6 = "fd00:1:2::/48"  # the IPv6 prefix (/48 to /64); default: a ULA /48 made once per state root
     extif = "eth0"      # the host interface of alias addresses given without one; default: the IPv4 default route's
+    pids_limit = 2048   # the most processes a pot may have unless `set-rss --pids` says otherwise (0: none)
 
 Every number has bounds (`BOUNDS`): a value out of them is refused when the file is read.
 """
@@ -37,7 +38,7 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": GiB, "T": 1 << 40}
 # (lowest, highest) of each number: past them a value is a mistake (a day to stop a pot; a depth
 # no PATH_MAX allows) or could overflow what uses it.
 BOUNDS = {"stop_timeout": (0, 86400), "max_unpacked_size": (1 << 20, 1 << 50),
-          "max_tar_members": (1, 100_000_000), "max_tar_depth": (1, 2048)}
+          "max_tar_members": (1, 100_000_000), "max_tar_depth": (1, 2048), "pids_limit": (0, 4_194_304)}
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Config:
     network: str = "10.192.0.0/10"  # pot's POT_NETWORK
     network6: str = ""  # '' for the state root's own ULA prefix (RFC 4193, in the settings table)
     extif: str = ""  # pot's POT_EXTIF, for `-N alias -i IP`; '' for the interface of the IPv4 default route
+    pids_limit: int = 2048  # a pot's pids limit unless set-rss --pids sets its own (as Podman's); 0: none
 
 
 def load(host: str, root: str | None = None) -> Config:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ladle.engine.core import Engine
-from ladle.hosts.base import RunRecord
+from ladle.hosts.base import OOM, RunRecord
 
 
 def record(row: dict[str, Any] | None) -> RunRecord | None:
@@ -17,15 +17,17 @@ def record(row: dict[str, Any] | None) -> RunRecord | None:
 
 
 def _status(run: RunRecord | None, alive: bool) -> str:
-    """'running', 'stopped', 'exited (N)', 'failed', or 'crashed' when the record says running but
+    """'running', 'stopped', 'exited (N)' ('exited (137, killed for memory)' after the kernel's OOM
+    killer), 'failed', or 'crashed' when the record says running but
     nothing of the pot is left."""
     if run is None:
         return "stopped"
     if run.state == "running":
         return "running" if alive else "crashed"
+    oom = ", killed for memory" if (run.error or "").startswith(OOM) else ""
     if run.state == "exited":
-        return f"exited ({'?' if run.exit_code is None else run.exit_code})"
-    return run.state
+        return f"exited ({'?' if run.exit_code is None else run.exit_code}{oom})"
+    return f"{run.state} ({run.exit_code}{oom})" if oom else run.state
 
 
 def status(eng: Engine, row: dict[str, Any] | None) -> str:

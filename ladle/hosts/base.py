@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from ladle.supervise.client import MonitorClient
 
 
+OOM = "killed for memory"  # how a run's `error` begins when the kernel's OOM killer ended its command
+
+
 def yes_no(name: str, value: str) -> str:
     """pot's booleans: yes/no, true/false or on/off in any case, stored as YES or NO."""
     low = value.strip().lower()
@@ -223,6 +226,37 @@ class Host:
     def alive_all(self, runs: list[RunRecord]) -> list[bool]:
         """`alive` for many runs at once (a driver may ask the host once for all of them)."""
         return [self.alive(r) for r in runs]
+
+    # Resources -----------------------------------------------------------------------------------
+
+    def limits_plan(self, spec: RuntimeSpec, run: RunRecord, limits: dict[str, Any],
+                    previous: dict[str, Any]) -> list[Step]:
+        """Steps that set a running pot's limits (`spec.extra["limits"]` at a start) to `limits`
+        at once, undone by setting `previous` again."""
+        raise NotImplementedError
+
+    def host_cpus(self) -> list[int] | None:
+        """The host's CPU numbers (None: not known, a dry run for another host)."""
+        return None
+
+    def host_memory(self) -> int | None:
+        """The host's memory in bytes (None: not known)."""
+        return None
+
+    def pinned(self, exclude: str | None = None) -> list[list[int]]:
+        """The CPU lists of the pots pinned on this host now (but pot `exclude` of this state
+        root), to balance a count (`-C N`) over."""
+        return []
+
+    def usage(self, spec: RuntimeSpec, run: RunRecord) -> dict[str, float]:
+        """What the running pot uses: memory, swap (bytes), pids, cpu_usec (CPU time so far) and,
+        where the host gives a share directly, pcpu (percent of one CPU); oom_kills; mhz (the
+        CPU's clock)."""
+        raise NotImplementedError
+
+    def processes(self, spec: RuntimeSpec, run: RunRecord) -> list[dict[str, Any]]:
+        """The running pot's processes: pid (inside), host_pid, uid, command."""
+        raise NotImplementedError
 
     def leftovers(self) -> dict[str, bool]:
         """Pots that the host tracks processes of by name (Linux: a cgroup each), whether or not a

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ladle import platform
 from ladle.errors import StateError, UsageError
@@ -110,9 +110,55 @@ class LinuxHost(Host):
         group = cgroup.pot_dir(self.root, spec.name)
         # Host-side steps (veths, limits) go between the sandbox and `enter`: they address the
         # pot by its waiting pid 1, which is in the pot's cgroup already.
-        return [LinuxCgroup(spec.name, group, os.path.realpath(self.root)),
+        return [LinuxCgroup(spec.name, group, os.path.realpath(self.root)), *self._limits(spec, group),
                 LinuxSandbox(spec.name, container.namespaces(spec), group), LinuxEnter(spec.name, data),
                 LinuxMain(spec.name, data, self.on_exit(spec.name, bool(spec.extra.get("remove"))), group)]
+
+    def _limits(self, spec: RuntimeSpec, group: str) -> list[Step]:
+        """The pot's limits on its cgroups, before its pid 1 joins them (`limits`)."""
+        from ladle.hosts.linux.steps import LinuxLimits
+
+        return [LinuxLimits(spec.name, group, dict(spec.extra.get("limits") or {}))]
+
+    def limits_plan(self, spec: RuntimeSpec, run: RunRecord, limits: dict[str, Any],
+                    previous: dict[str, Any]) -> list[Step]:
+        from ladle.hosts.linux import cgroup
+        from ladle.hosts.linux.steps import LinuxLimits
+
+        return [LinuxLimits(spec.name, cgroup.pot_dir(self.root, spec.name), limits, previous)]
+
+    def host_cpus(self) -> list[int] | None:
+        from ladle.hosts.linux import limits
+
+        return limits.host_cpus()
+
+    def host_memory(self) -> int | None:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+    def pinned(self, exclude: str | None = None) -> list[list[int]]:
+        """The CPUs of every pinned pot on this host (all state roots'), but pot `exclude` of this
+        root, for balancing `-C N`."""
+        from ladle.hosts.linux import cgroup, limits
+
+        base = os.path.join(cgroup.mount(), "ladle")
+        own = cgroup.pot_dir(self.root, exclude) if exclude else None
+        found = []
+        for key in _subdirs(base):
+            for pot in _subdirs(os.path.join(base, key)):
+                cpus = None if os.path.join(base, key, pot) == own else limits.pinned(os.path.join(base, key, pot))
+                if cpus:
+                    found.append(cpus)
+        return found
+
+    def usage(self, spec: RuntimeSpec, run: RunRecord) -> dict[str, float]:
+        from ladle.hosts.linux import cgroup, limits
+
+        return {**limits.usage(cgroup.pot_dir(self.root, spec.name)), "mhz": limits.clock_mhz()}
+
+    def processes(self, spec: RuntimeSpec, run: RunRecord) -> list[dict[str, Any]]:
+        from ladle.hosts.linux import cgroup, procs
+
+        return procs.listing(cgroup.pot_dir(self.root, spec.name))
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         from ladle.hosts.linux import cgroup
@@ -132,7 +178,7 @@ class LinuxHost(Host):
         from ladle.hosts.linux.steps import LinuxCgroupRemove
 
         path = cgroup.pot_dir(self.root, name)
-        return [LinuxCgroupRemove(name, path)] if os.path.isdir(path) else []
+        return [LinuxCgroupRemove(name, path)] if cgroup.exists(path) else []
 
     def alive(self, run: RunRecord) -> bool:
         return platform.alive(run.init_pid, run.init_start)
@@ -209,6 +255,13 @@ class LinuxHost(Host):
         return [LinuxCopy(spec_to_json(spec), run.init_pid if live and run else None,
                           run.init_start if live and run else None, direction, host_path, pot_path,
                           create_parents, keep_setuid)]
+
+
+def _subdirs(path: str) -> list[str]:
+    try:
+        return [n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n))]
+    except OSError:
+        return []
 
 
 def _open_pty(entry: object) -> tuple[int, int]:

@@ -21,6 +21,7 @@ import signal
 import time
 
 from ladle.errors import HostError
+from ladle.hosts.linux import limits
 
 DEFAULT_MOUNT = "/sys/fs/cgroup"
 ROOT_XATTR = "trusted.ladle.root"
@@ -82,9 +83,22 @@ def create(path: str, root: str) -> None:
 
 
 def join(path: str, pid: int) -> None:
-    """Move process `pid` (0: the caller) into the cgroup."""
-    with open(os.path.join(path, "cgroup.procs"), "w") as f:
-        f.write(str(pid))
+    """Move process `pid` (0: the caller) into the cgroup, and into its v1 counterparts (`limits`)."""
+    for procs in procs_files(path):
+        with open(procs, "w") as f:
+            f.write(str(pid))
+
+
+def procs_files(path: str) -> list[str]:
+    """The cgroup.procs files a process of the pot writes itself into: the cgroup2 group's, then
+    those of the pot's v1 groups that exist (a v1 or hybrid host's controllers)."""
+    return [os.path.join(path, "cgroup.procs"),
+            *(os.path.join(d, "cgroup.procs") for d in limits.v1_dirs(path).values() if os.path.isdir(d))]
+
+
+def exists(path: str) -> bool:
+    """Whether anything of the pot's cgroups is there (its cgroup2 group or a v1 one)."""
+    return os.path.isdir(path) or limits.exists(path)
 
 
 def of_process(pid: int) -> str | None:
@@ -111,9 +125,14 @@ def populated(path: str) -> bool:
 
 def remove(path: str, timeout: float = KILL_WAIT) -> None:
     """Remove the pot's cgroup, killing what is still in it first (a crash left it there), the
-    state root's cgroup if no other pot has one, and `ladle` if no other root has one."""
-    if not os.path.isdir(path):
-        return
+    state root's cgroup if no other pot has one, and `ladle` if no other root has one; then the
+    same of its v1 groups."""
+    if os.path.isdir(path):
+        _remove_v2(path, timeout)
+    limits.remove(path)
+
+
+def _remove_v2(path: str, timeout: float) -> None:
     for _ in range(3):  # a process may join between the kill and the rmdir (an exec starting)
         if populated(path):
             kill(path, timeout)
@@ -165,10 +184,11 @@ def pots(root: str) -> dict[str, bool]:
     """The pots of this state root that have a cgroup, and whether processes are in it."""
     base = root_dir(root)
     try:
-        names = os.listdir(base)
+        names = {n for n in os.listdir(base) if os.path.isdir(os.path.join(base, n))}
     except FileNotFoundError:
-        return {}
+        names = set()
     with contextlib.suppress(OSError):  # no mark (made by hand?): the hash is all there is
         if os.getxattr(base, ROOT_XATTR).decode() != os.path.realpath(root):
             return {}  # another root's, whose path has the same hash: not ours to end
-    return {n: populated(os.path.join(base, n)) for n in sorted(names) if os.path.isdir(os.path.join(base, n))}
+    names |= limits.pot_names(base)  # a v1 group whose cgroup2 group is gone (a crash between the two)
+    return {n: populated(os.path.join(base, n)) for n in sorted(names)}

@@ -159,16 +159,20 @@ class LinuxLauncher(Launcher):
         probe, mlock, cwd = request.get("probe"), bool(request.get("mlock")), str(request.get("cwd") or "/")
         program = self._seccomp() if request.get("seccomp", True) else b""
         group = cgroup.of_process(sandbox.pid)  # pid 1's: where the pot's processes live
+        procs: list[int] = []  # its cgroup2 group's cgroup.procs, and its v1 groups' (limits)
         try:
-            procs = os.open(os.path.join(group, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC) if group else -1
+            for path in cgroup.procs_files(group) if group else []:
+                procs.append(os.open(path, os.O_WRONLY | os.O_CLOEXEC))
         except OSError:
+            for fd in procs:
+                os.close(fd)
             entry.close()
             raise
 
         def prepare() -> None:
-            if procs >= 0:  # born in the pot's cgroup, before anything of the pot is reachable
-                os.write(procs, b"0")
-                os.close(procs)
+            for fd in procs:  # born in the pot's cgroups, before anything of the pot is reachable
+                os.write(fd, b"0")
+                os.close(fd)
             container.join(entry, cwd)
             if tty:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
@@ -179,15 +183,15 @@ class LinuxLauncher(Launcher):
                 seccomp.apply(program)
 
         try:
-            keep = [*entry.ns.values(), entry.root, procs]
+            keep = [*entry.ns.values(), entry.root, *procs]
             if "pid" in entry.ns:
                 return fork_child(argv, env, stdio, prepare, keep,
                                   around_fork=lambda fork: _in_pid_namespace(entry.ns["pid"], fork))
             return fork_child(argv, env, stdio, prepare, keep)
         finally:
             entry.close()
-            if procs >= 0:
-                os.close(procs)
+            for fd in procs:
+                os.close(fd)
 
     def kill_sandbox(self, sandbox: Sandbox) -> None:
         if platform.alive(sandbox.pid, sandbox.start):

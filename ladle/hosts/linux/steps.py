@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ladle.errors import HostError
-from ladle.hosts.base import RuntimeSpec
+from ladle.hosts.base import OOM, RuntimeSpec
 from ladle.plan.steps import Context, Step
 from ladle.storage.snapshotter import Mount
 
@@ -132,9 +132,49 @@ class LinuxCgroupRemove(Step):
                 "  # the state root's, once no other pot has one"]
 
     def apply(self, ctx: Context) -> None:
-        from ladle.hosts.linux import cgroup
+        from ladle.hosts.linux import cgroup, limits
 
+        if ctx.store is not None and os.path.isdir(self.path):
+            record_oom(ctx.store, self.pot, limits.oom_kills(self.path))
         cgroup.remove(self.path)
+
+
+def record_oom(store: Any, pot: str, kills: int) -> None:
+    """A run whose command the kernel SIGKILLed (137) while its cgroup counted OOM kills ended for
+    memory: the run says so (`ls`, `info`), read before the cgroup and its counter go."""
+    row = store.get("runs", pot=pot)
+    if kills and row is not None and row["state"] in ("exited", "stopped") and row["exit_code"] == 137:
+        store.put("runs", {"pot": pot}, {**row, "error": f"{OOM} (the kernel's OOM killer, {kills} kill(s))"})
+
+
+@dataclass
+class LinuxLimits(Step):
+    """The pot's limits (memory with swap, pids, CPU quota, cpuset) on its cgroups, before its
+    pid 1 runs or at once on a running pot; its v1 groups are made here (`limits`). Undone by
+    `previous` (a change to a running pot), else by the cgroup's removal."""
+
+    pot: str
+    path: str
+    limits: dict[str, Any]
+    previous: dict[str, Any] | None = None
+
+    def render(self) -> list[str]:
+        from ladle.hosts.linux import limits
+
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(self.limits.items()) if v) or "none"
+        return [f"# pot {self.pot}: its limits ({shown})", *limits.render(self.path, self.limits)]
+
+    def apply(self, ctx: Context) -> None:
+        from ladle.hosts.linux import limits
+
+        try:
+            limits.prepare(self.path)
+            limits.apply(self.path, self.limits)
+        except HostError as e:
+            raise HostError(f"pot {self.pot}: {e}") from None
+
+    def inverse(self) -> list[Step]:
+        return [] if self.previous is None else [LinuxLimits(self.pot, self.path, self.previous)]
 
 
 @dataclass
