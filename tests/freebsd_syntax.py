@@ -410,6 +410,63 @@ def check_chmod(args: list[str]) -> Problems:
     return p.problems
 
 
+RCTL_RESOURCES = {"cputime", "datasize", "stacksize", "coredumpsize", "memoryuse", "memorylocked", "maxproc",
+                  "openfiles", "vmemoryuse", "pseudoterminals", "swapuse", "nthr", "msgqqueued", "msgqsize", "nmsgq",
+                  "nsem", "nsemop", "nshm", "shmsize", "wallclock", "pcpu", "readbps", "writebps", "readiops",
+                  "writeiops"}
+_RCTL_SUBJECT = r"(?:process|user|loginclass|jail):[^:\s]+"
+_RCTL_RULE = re.compile(_RCTL_SUBJECT + r":(\w+):(deny|log|devctl|throttle|sig\w+)=[0-9]+[kKmMgGtTpP]?"
+                        r"(/(process|user|loginclass|jail))?")
+_RCTL_FILTER = re.compile(r"(" + _RCTL_SUBJECT + r"(:(\w+)(:(\w+))?)?|:)")
+
+
+def check_rctl(args: list[str]) -> Problems:
+    """rctl(8): rctl [-h] [-n] [filter ...]; rctl -a rule ...; rctl -l [-h] [-n] filter ...;
+    rctl -r filter ...; rctl -u [-h] filter ... (rule: subject:subject-id:resource:action=amount[/per])."""
+    p = getopt(args, "hnlru", "a")
+    modes = [o for o, _ in p.opts if o in ("a", "l", "r", "u")]
+    if len(modes) > 1:
+        p.problems.append("rctl takes one of -a, -l, -r, -u")
+    for rule in p.values("a") + (p.operands if modes == ["a"] else []):
+        m = _RCTL_RULE.fullmatch(rule)
+        if not m:
+            p.problems.append(f"not an rctl rule: {rule!r}")
+        elif m.group(1) not in RCTL_RESOURCES:
+            p.problems.append(f"unknown rctl resource {m.group(1)!r}")
+    if modes and modes[0] in ("l", "r", "u"):
+        _count(p, 1, None, f"filters for rctl -{modes[0]}")
+        for f in p.operands:
+            if not _RCTL_FILTER.fullmatch(f):
+                p.problems.append(f"not an rctl filter: {f!r}")
+    return p.problems
+
+
+def check_sysctl(args: list[str]) -> Problems:
+    """sysctl(8), reading only here: sysctl [-bdeiNnoqTtWx] name ..."""
+    p = getopt(args, "bdeiNnoqTtWxh")
+    _count(p, 1, None, "names")
+    for name in p.operands:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z0-9_%]+)+", name):
+            p.problems.append(f"not a sysctl name to read: {name!r}")
+    return p.problems
+
+
+def check_cpuset(args: list[str]) -> Problems:
+    """cpuset(1): cpuset [-c] [-l cpu-list] [-n policy:domain-list] [-j jail | -p pid | -t tid | -s setid | -x irq];
+    cpuset -g [-cir] [-d domain | -j jail | -p pid | -t tid | -s setid | -x irq]."""
+    p = getopt(args, "cgirC", "lnjptsxd")
+    targets = [o for o, _ in p.opts if o in ("j", "p", "t", "s", "x", "d")]
+    if len(targets) != 1:
+        p.problems.append("cpuset here needs exactly one target (-j, -p, -t, -s, -x or -d)")
+    for cpus in p.values("l"):
+        if not re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*|all", cpus):
+            p.problems.append(f"not a cpu-list: {cpus!r}")
+    if not p.has("g") and not p.values("l") and not p.values("n") and not p.has("s"):
+        p.problems.append("cpuset sets nothing without -l, -n or -s")
+    _count(p, 0, 0, "operands (a command is not run here)")
+    return p.problems
+
+
 CHFLAGS_WORDS = {"arch", "archived", "nodump", "opaque", "sappnd", "sappend", "schg", "schange", "simmutable",
                  "snapshot", "sunlnk", "sunlink", "uappnd", "uappend", "uarch", "uarchive", "uchg", "uchange",
                  "uimmutable", "uhidden", "hidden", "uoffline", "offline", "urdonly", "rdonly", "readonly",
@@ -652,7 +709,8 @@ CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
     "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
     "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
     "cat": check_cat, "chflags": check_chflags, "uname": check_uname, "cp": check_cp, "test": check_test,
-    "find": check_find, "chmod": check_chmod,
+    "find": check_find, "chmod": check_chmod, "rctl": check_rctl, "cpuset": check_cpuset,
+    "sysctl": check_sysctl,
 }
 INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
 # Where the base system installs them (hier(7)), for commands run inside a jail by full path.

@@ -93,8 +93,17 @@ def attrs_on() -> RuntimeSpec:
     return make_spec("lab", attrs=attrs, stack="dual")
 
 
+LIMITS = {"memory": 512 << 20, "pids": 100, "pcpu": 50, "cpus": [0, 2]}
+
+
+def limited() -> RuntimeSpec:
+    """set-rss: 512M of memory, 100 processes, half a CPU's time, pinned to CPUs 0 and 2."""
+    return make_spec("capped", extra={"limits": dict(LIMITS)})
+
+
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
-    "single_zfs": single_zfs, "fscomps": fscomps, "nonpersistent": nonpersistent, "attrs": attrs_on}
+    "single_zfs": single_zfs, "fscomps": fscomps, "nonpersistent": nonpersistent, "attrs": attrs_on,
+    "limits": limited}
 RUNNING = RunRecord("web", "running", main_pid=4242)
 ON_EXIT = ["ladle", "--root", ROOT, "--host", "freebsd", "stop"]  # what the monitor runs when a pot ends
 
@@ -128,6 +137,16 @@ def sections(case: str) -> dict[str, list[str]]:
             "copy-out keeping setuid and setgid bits":
                 render(copy_plan(running, RUNNING, "out", "/tmp", "/usr/bin/su", False, keep_setuid=True)),
         }
+    if case == "rss":
+        host = FreeBSDHost(RecordingRunner().answer(r"sysctl -n hw.ncpu", "4\n"), ROOT)
+        spec, run = limited(), RunRecord("capped", "running", main_pid=4242)
+        lifted = {"memory": None, "pids": 2048, "pcpu": None, "cpus": None, "defaults": ["pids"]}
+        return {
+            "set-rss -M 1G --pcpu 200 on a running pot":
+                render(host.limits_plan(spec, run, {**LIMITS, "memory": 1 << 30, "pcpu": 200}, dict(LIMITS))),
+            "set-rss lifting every limit on a running pot (the cpuset back to all 4 CPUs)":
+                render(host.limits_plan(spec, run, lifted, dict(LIMITS))),
+        }
     if case == "base":
         return {
             "14.2 from the default mirror":
@@ -139,7 +158,7 @@ def sections(case: str) -> dict[str, list[str]]:
     raise KeyError(case)
 
 
-CASES = [*SPECS, "copy", "base"]
+CASES = [*SPECS, "copy", "base", "rss"]
 
 
 def text_of(case: str) -> str:
@@ -375,6 +394,7 @@ def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
 @pytest.mark.parametrize("case", list(SPECS))
 def test_start_runs_exactly_what_it_renders(case: str, freebsd: FreeBSDPots, tmp_path: Path) -> None:
     spec = here(SPECS[case](), freebsd)
+    freebsd.runner.answer(r"^sysctl -n kern.racct.enable$", "1\n")
     steps = start_plan(spec, [])
     Executor(freebsd.ctx).run("start", f"pot:{spec.name}", steps)
     assert freebsd.runner.argvs == runner_argvs(steps)
@@ -475,8 +495,8 @@ def test_stop_after_a_crash_tolerates_what_is_already_gone(freebsd: FreeBSDPots)
                                               "persistent": 1})
     steps = stop_plan(spec, RUNNING)
     Executor(freebsd.ctx).run("stop", "pot:web", steps, on_crash="finish")
-    assert freebsd.runner.lines == ["jail -f - -q -r web", "jls -j web jid", f"umount {jail}/dev", "mount -p",
-                                    f"umount {jail}/tmp", "mount -p"]
+    assert freebsd.runner.lines == ["jail -f - -q -r web", "jls -j web jid", "rctl -r jail:web",
+                                    f"umount {jail}/dev", "mount -p", f"umount {jail}/tmp", "mount -p"]
     assert freebsd.row("web")["state"] == "stopped"  # no monitor knew it: the plan records the end
 
 

@@ -116,6 +116,8 @@ def resolve(eng: Engine, pot: dict[str, Any]) -> dict[str, Any]:
         out["memory"] = int(attrs[KEYS["memory"]])
     pids = attrs.get(KEYS["pids"])
     out["pids"] = int(pids) if pids else eng.cfg.pids_limit
+    if not pids:
+        out["defaults"] = ["pids"]  # the configuration's, not the pot's (FreeBSD skips it without racct)
     if attrs.get(KEYS["pcpu"]):
         out["pcpu"] = int(attrs[KEYS["pcpu"]])
     cpus = attrs.get(KEYS["cpus"], "")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ladle.errors import UsageError
 from ladle.hosts.base import Host, RunRecord, RuntimeSpec
@@ -107,6 +107,41 @@ class FreeBSDHost(Host):
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         return plans.stop_plan(spec, run)
+
+    # Resources -----------------------------------------------------------------------------------
+
+    def limits_plan(self, spec: RuntimeSpec, run: RunRecord, limits: dict[str, Any],
+                    previous: dict[str, Any]) -> list[Step]:
+        """The jail's rules replaced at once; a cpuset lifted is set to every CPU again."""
+        from ladle.hosts.freebsd.rctl import JailLimits
+
+        if previous.get("cpus") and not limits.get("cpus"):
+            limits = {**limits, "cpus": self.host_cpus() or previous["cpus"]}
+        return [JailLimits(spec.name, limits, True, previous)]
+
+    def _sysctl(self, name: str) -> int | None:
+        if self.offline:
+            return None
+        from ladle.errors import CommandFailed
+        try:
+            return int(self.runner.run(["sysctl", "-n", name]).strip())
+        except (CommandFailed, ValueError):
+            return None
+
+    def host_cpus(self) -> list[int] | None:
+        count = self._sysctl("hw.ncpu")
+        return list(range(count)) if count else None
+
+    def host_memory(self) -> int | None:
+        return self._sysctl("hw.physmem")
+
+    def usage(self, spec: RuntimeSpec, run: RunRecord) -> dict[str, float]:
+        from ladle.hosts.freebsd import rctl
+        return rctl.usage(self.runner, spec.name)
+
+    def processes(self, spec: RuntimeSpec, run: RunRecord) -> list[dict[str, Any]]:
+        from ladle.hosts.freebsd import rctl
+        return rctl.processes(self.runner, spec.name)
 
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
              tty: bool, env: dict[str, str]) -> int | None:

@@ -16,6 +16,7 @@ from ladle import names
 from ladle.errors import NotFound, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.hosts.freebsd import jailparams
+from ladle.hosts.freebsd.rctl import JailLimits, JailLimitsRemove
 from ladle.hosts.freebsd.steps import (
     CopyOutFilter,
     CopyStage,
@@ -111,6 +112,9 @@ def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = No
                                                      osrelease, spec.stack)))
     if spec.network == "none":
         steps.append(JailLoopbackUp(name))
+    limits = spec.extra.get("limits") or {}
+    if any(limits.get(k) for k in ("memory", "pids", "pcpu", "cpus")):
+        steps.append(JailLimits(name, limits))
     steps.append(JailMain(name, main_argv(spec), spec.log_path, spec.run_dir, attrs["persistent"] == "YES",
                           on_exit))
     return steps
@@ -131,8 +135,8 @@ def teardown_steps(spec: RuntimeSpec) -> list[Step]:
 def stop_plan(spec: RuntimeSpec, run: RunRecord | None) -> list[Step]:
     name = names.pot_name(spec.name)
     attrs = jailparams.effective(spec.attrs)
-    return [JailNotice(name), JailRemove(name, attrs["exec_stop"], attrs["stop_timeout"]), *teardown_steps(spec),
-            JailRelease(name)]
+    return [JailNotice(name), JailRemove(name, attrs["exec_stop"], attrs["stop_timeout"]), JailLimitsRemove(name),
+            *teardown_steps(spec), JailRelease(name)]
 
 
 def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,

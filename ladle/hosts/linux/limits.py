@@ -310,12 +310,11 @@ def usage(group: str) -> dict[str, int]:
 
 
 def clock_mhz() -> float:
-    """The first CPU's clock in /proc/cpuinfo (pot's TotalTicks are clock × percent / 100)."""
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("cpu MHz"):
-                    return float(line.split(":", 1)[1])
+    """The first CPU's clock in /proc/cpuinfo (pot's TotalTicks are clock x percent / 100)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1])
     return 0.0
 
 
