@@ -135,6 +135,25 @@ def cgroups() -> set[str]:
         if not _others(root):
             found |= {f"{root}: cgroup ladle/{key}", *(f"{root}: cgroup ladle/{key}/{pot}"
                                                        for pot in _dirs(os.path.join(base, key)))}
+    return found | _v1_cgroups()
+
+
+def _v1_cgroups() -> set[str]:
+    """The same in each v1 controller's hierarchy (a v1 or hybrid host's memory, pids, cpu and
+    cpuset groups of pots with limits), named by the root in their state root group's xattr."""
+    from ladle.hosts.linux.limits import ROOT_XATTR, v1
+
+    found = set()
+    for controller, where in v1().items():
+        base = os.path.join(where, "ladle")
+        for key in _dirs(base):
+            try:
+                root = os.getxattr(os.path.join(base, key), ROOT_XATTR).decode()
+            except OSError:
+                root = f"(state root unknown: {controller} ladle/{key})"
+            if not _others(root):
+                found |= {f"{root}: {controller} cgroup ladle/{key}",
+                          *(f"{root}: {controller} cgroup ladle/{key}/{pot}" for pot in _dirs(os.path.join(base, key)))}
     return found
 
 

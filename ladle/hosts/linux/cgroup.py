@@ -24,7 +24,7 @@ from ladle.errors import HostError
 from ladle.hosts.linux import limits
 
 DEFAULT_MOUNT = "/sys/fs/cgroup"
-ROOT_XATTR = "trusted.ladle.root"
+ROOT_XATTR = limits.ROOT_XATTR
 KILL_WAIT = 10.0  # seconds for killed processes to be gone from a cgroup
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from ladle.errors import HostError
 
 CONTROLLERS = ("memory", "pids", "cpu", "cpuset")
+ROOT_XATTR = "trusted.ladle.root"  # on a state root's group, v1 and cgroup2 alike: whose it is
 PERIOD = 100_000  # µs: the CFS period a pcpu quota is a share of
 
 
@@ -111,6 +112,9 @@ def prepare(group: str) -> None:
     """Make the pot's v1 groups (each level's cpuset given its parent's CPUs and memory nodes,
     without which no process may join), or enable the controllers on a v2 host."""
     dirs = v1_dirs(group)
+    root = b""
+    with contextlib.suppress(OSError):
+        root = os.getxattr(os.path.dirname(group), ROOT_XATTR)
     for controller, path in dirs.items():
         mount = v1()[controller]
         level = mount
@@ -118,6 +122,9 @@ def prepare(group: str) -> None:
             parent, level = level, os.path.join(level, part)
             with contextlib.suppress(FileExistsError):
                 os.mkdir(level)
+            if level == os.path.dirname(path) and root:
+                with contextlib.suppress(OSError):
+                    os.setxattr(level, ROOT_XATTR, root)
             if controller == "cpuset":
                 for name in ("cpuset.mems", "cpuset.cpus"):
                     if not _read(os.path.join(level, name)):
