@@ -83,11 +83,11 @@ def _timed(ladle: Ladle, name: str, loops: int) -> float:
 
 def test_pcpu_20_makes_fixed_cpu_work_at_least_three_times_slower(bb: Ladle) -> None:
     pot(bb, "cpu", "sleep 1000")
-    bb("set-rss", "-p", "cpu", "-C", "1")  # one CPU: the work is one process anyway
     bb("start", "cpu")
     loops = 50_000
     while (free := _timed(bb, "cpu", loops)) < 0.5:  # about half a second of work, whatever this machine
         loops *= 2
+    free = min(free, _timed(bb, "cpu", loops))  # the machine is shared: its best time is the work's
     bb("set-rss", "-p", "cpu", "--pcpu", "20")  # applied at once
     capped = _timed(bb, "cpu", loops)
     assert capped >= 3 * free, f"{loops} loops: {free:.2f}s free, {capped:.2f}s at 20%"
@@ -152,3 +152,19 @@ def test_a_cpu_hog_shows_in_stats(bb: Ladle) -> None:
     percent = json.loads(bb("stats", "--json", "busy").stdout)[0]["cpu_percent"]
     assert 30 <= percent <= 65, percent  # half a CPU, measured over half a second
     bb("stop", "busy")
+
+
+def test_gc_removes_a_v1_group_a_crash_left_without_its_cgroup2_group(bb: Ladle) -> None:
+    from ladle.hosts.linux import cgroup
+
+    if "memory" not in limits.v1():
+        pytest.skip("no v1 memory controller here")
+    pot(bb, "left", "sleep 1000")
+    bb("set-rss", "-p", "left", "-M", "64M")
+    bb("start", "left")
+    group = cgroup.pot_dir(str(bb.root), "left")
+    bb("stop", "left")
+    leaked = limits.v1_dirs(group)["memory"]
+    os.makedirs(leaked)  # as a crash between the two removals would leave it
+    assert "removed the empty cgroup of pot left" in bb("gc").stdout
+    assert not os.path.exists(leaked) and not os.path.exists(os.path.dirname(leaked))
