@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from ladle.errors import HostError
-from ladle.hosts.freebsd import FreeBSDHost
-from ladle.hosts.freebsd import rctl
 from ladle.hosts.base import RunRecord
+from ladle.hosts.freebsd import FreeBSDHost, rctl
 from ladle.hosts.linux import limits
 from ladle.plan.steps import Context
 from tests.recording_runner import Fail, RecordingRunner
@@ -82,7 +81,7 @@ def test_v2_usage_and_oom_kills_come_from_the_pot_group(v2: Path) -> None:
 def test_a_limit_the_v2_host_cannot_enforce_is_refused_and_a_default_is_not(v2: Path) -> None:
     (v2 / "pids.max").unlink()  # no pids controller
     limits.apply(str(v2), {"memory": None, "pids": None, "pcpu": None, "cpus": None})
-    with pytest.raises(HostError, match="cannot set pids.max: this host's cgroup2 has no such controller"):
+    with pytest.raises(HostError, match=r"cannot set pids\.max: this host.s cgroup2 has no such controller"):
         limits.apply(str(v2), {"memory": None, "pids": 20, "pcpu": None, "cpus": None})
 
 
@@ -129,7 +128,7 @@ def test_without_racct_the_default_pids_limit_is_skipped_and_an_explicit_one_ref
     off = RecordingRunner().answer(r"^sysctl -n kern.racct.enable$", "0\n")
     rctl.JailLimits("web", {"pids": 2048, "defaults": ["pids"], "cpus": [1]}).apply(ctx(off))
     assert off.lines == ["sysctl -n kern.racct.enable", "cpuset -l 1 -j web"]  # the pinning needs no racct
-    with pytest.raises(HostError, match="limiting memory needs rctl, which is off: set kern.racct.enable=1"):
+    with pytest.raises(HostError, match=r"limiting memory needs rctl, which is off: set kern\.racct\.enable=1"):
         rctl.JailLimits("web", {"memory": 1 << 30, "pids": 2048, "defaults": ["pids"]}).apply(ctx(off))
     gone = RecordingRunner().answer(r"^rctl -r", Fail("rctl: failed to remove rule: No such process"))
     rctl.JailLimitsRemove("web").apply(ctx(gone))  # no rules, or no racct: nothing to undo
