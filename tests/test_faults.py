@@ -438,6 +438,16 @@ def started_or_not(w: World) -> None:
     assert w.get("web") == "old"
 
 
+def limits_old_or_new(w: World) -> None:
+    """set-rss on a running pot: its row and its cgroup's limits are one version, and it still runs."""
+    attrs = json.loads(str(w.rows("SELECT attrs FROM pots WHERE name='web'")[0][0]))
+    got = json.loads(w("get-rss", "-p", "web", "-J").stdout)["Limits"]
+    assert (attrs.get("rss.memory"), attrs.get("rss.pids")) in ((None, None), (str(64 << 20), "30")), attrs
+    assert (got["Memory"], got["Pids"]) == ((None, 2048) if "rss.memory" not in attrs else (64 << 20, 30)), got
+    w("set-rss", "-p", "web", "-M", "none")
+    w("stop", "web")
+
+
 def stopped(w: World) -> None:
     assert not w.status("web").startswith("running")
     assert w.get("web") == "old"
@@ -692,15 +702,15 @@ TABLE = [
         ZFS, zfs_steps=3),
     Row("run-rm-create", "create", 6, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
         run_gone_or_stopped("job")),
-    Row("run-rm-start", "start", 4, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
-        run_gone_or_stopped("job"), ZFS, zfs_steps=4),
+    Row("run-rm-start", "start", 5, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
+        run_gone_or_stopped("job"), ZFS, zfs_steps=5),
     Row("run-rm-destroy", "destroy", 6, ["run", "--rm", "-p", "job", "busybox", "--", "true"], nothing,
         run_gone_or_stopped("job")),
     Row("create-level0", "create", 1, ["create", "-p", "web", "-l", "0", "-b", "busybox"], nothing,
         level0_made_or_not),
     Row("run-rm-d-create", "create", 6, ["run", "--rm", "-d", "-p", "job", "busybox", "--", "true"], nothing,
         detached_gone("job")),
-    Row("run-rm-d-start", "start", 4, ["run", "--rm", "-d", "-p", "job", "busybox", "--", "true"], nothing,
+    Row("run-rm-d-start", "start", 5, ["run", "--rm", "-d", "-p", "job", "busybox", "--", "true"], nothing,
         detached_gone("job")),
     # pots: change them
     Row("rename", "rename", 5, ["rename", "-p", "web", "-n", "www"], marked, renamed_or_not, ZFS, zfs_steps=7),
@@ -725,7 +735,9 @@ TABLE = [
         live_mounted_or_not("/fs", "fscomp")),
     Row("mount-out-live", "mount-out", 2, ["mount-out", "-p", "web", "-m", "/host"], live_mount_out_setup,
         live_mounted_or_not("/host", "dir")),
-    Row("start", "start", 4, ["start", "web"], server, started_or_not, ZFS, zfs_steps=4),
+    Row("start", "start", 5, ["start", "web"], server, started_or_not, ZFS, zfs_steps=5),
+    Row("set-rss-live", "set-rss", 2, ["set-rss", "-p", "web", "-M", "64M", "--pids", "30"], running_server,
+        limits_old_or_new),
     Row("stop", "stop", 2, ["stop", "web"], running_server, stopped, ZFS, zfs_steps=2),
     Row("destroy", "destroy", 5, ["destroy", "-p", "web"], marked, destroyed("web"), ZFS, zfs_steps=5),
     Row("destroy-r", "destroy", 5, ["destroy", "-p", "src", "-r"], with_dependant, destroyed_with_dependant,
@@ -766,7 +778,7 @@ TABLE = [
         fscomp_rolled_back_or_not, ZFS, zfs_steps=2),
     Row("purge-fscomp", "purge-snapshots", 2, ["purge-snapshots", "-f", "data", "-a"], fscomp_snapshotted,
         fscomp_purged),
-    Row("start-attached", "start", 4, ["start", "web"], one_shot, ran_once_more),
+    Row("start-attached", "start", 5, ["start", "web"], one_shot, ran_once_more),
     # the root itself
     Row("init", "init", 5, ["init"], wiped, initialised, nth=1, first=("init",)),
     Row("init-state", "init", 6, ["init"], wiped, initialised, nth=2, first=("init",)),

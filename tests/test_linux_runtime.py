@@ -22,7 +22,8 @@ from ladle.hosts.base import RunRecord
 from ladle.hosts.linux import LinuxHost, caps, rootfs
 from ladle.hosts.linux import busybox as bb
 from ladle.hosts.linux.container import command_argv
-from ladle.hosts.linux.steps import LinuxCgroup, LinuxEnter, LinuxMain, LinuxSandbox, spec_from_json, spec_to_json
+from ladle.hosts.linux.steps import (LinuxCgroup, LinuxEnter, LinuxLimits, LinuxMain, LinuxSandbox, spec_from_json,
+                                     spec_to_json)
 from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Step
 from ladle.storage.snapshotter import Mount
@@ -481,7 +482,7 @@ def test_copy_render(pots: Pots) -> None:
 def test_start_is_split_around_host_side_steps_and_renders_exact_commands(pots: Pots) -> None:
     spec = pots.spec("nginx -g 'daemon off;'", mounts=[Mount("bind", "/srv", "/srv", ("ro",))])
     steps = pots.host.start_plan(spec)
-    assert [type(s) for s in steps] == [LinuxCgroup, LinuxSandbox, LinuxEnter, LinuxMain]
+    assert [type(s) for s in steps] == [LinuxCgroup, LinuxLimits, LinuxSandbox, LinuxEnter, LinuxMain]
     lines = [line for s in steps for line in s.render()]
     root = f"{pots.base}/run/web/root"
     assert "unshare --pid --fork --mount --uts --ipc --net --propagation private" in lines
@@ -507,7 +508,8 @@ def test_start_is_split_around_host_side_steps_and_renders_exact_commands(pots: 
         assert Step.from_json(step.to_json()) == step
     assert spec_from_json(spec_to_json(spec)) == spec
     assert [type(s).__name__ for s in steps[0].inverse()] == ["LinuxCgroupRemove"]
-    assert [type(s).__name__ for s in steps[1].inverse()] == ["LinuxDiscard"]
+    assert steps[1].inverse() == []  # the cgroup's removal takes its limits with it
+    assert [type(s).__name__ for s in steps[2].inverse()] == ["LinuxDiscard"]
     assert [type(s).__name__ for s in steps[-1].inverse()] == ["LinuxStop"]
     stop = pots.host.stop_plan(spec, RunRecord("web", "running", init_pid=1234, main_pid=1236))
     assert stop[0].render() == ["kill -TERM 1236", "# if it still runs after 10s (waited for on a pidfd, not polled):",
@@ -517,8 +519,8 @@ def test_start_is_split_around_host_side_steps_and_renders_exact_commands(pots: 
 
 def test_inherit_network_has_no_host_side_step(pots: Pots) -> None:
     steps = pots.host.start_plan(pots.spec("true", network="inherit", sysvipc="inherit"))
-    assert [type(s) for s in steps] == [LinuxCgroup, LinuxSandbox, LinuxEnter, LinuxMain]
-    assert steps[1].render()[1] == "unshare --pid --fork --mount --uts --propagation private"
+    assert [type(s) for s in steps] == [LinuxCgroup, LinuxLimits, LinuxSandbox, LinuxEnter, LinuxMain]
+    assert steps[2].render()[1] == "unshare --pid --fork --mount --uts --propagation private"
 
 
 def test_attributes() -> None:
