@@ -22,8 +22,15 @@ from ladle.hosts.base import RunRecord
 from ladle.hosts.linux import LinuxHost, caps, rootfs
 from ladle.hosts.linux import busybox as bb
 from ladle.hosts.linux.container import command_argv
-from ladle.hosts.linux.steps import (LinuxCgroup, LinuxEnter, LinuxLimits, LinuxMain, LinuxSandbox, spec_from_json,
-                                     spec_to_json)
+from ladle.hosts.linux.steps import (
+    LinuxCgroup,
+    LinuxEnter,
+    LinuxLimits,
+    LinuxMain,
+    LinuxSandbox,
+    spec_from_json,
+    spec_to_json,
+)
 from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Step
 from ladle.storage.snapshotter import Mount
