@@ -507,9 +507,7 @@ def check_ifconfig(args: list[str]) -> Problems:
                 if word in ("inet", "inet6") and (problem := _address(word, rest[i + 1])):
                     p.problems.append(problem)
                 i += 1
-            elif word == "inet":
-                p.problems.append("inet needs an address")
-            i += 1
+            i += 1  # a family alone shows the interface's addresses of that family
             continue
         if word not in IFCONFIG_PARAMS:
             p.problems.append(f"unknown ifconfig parameter {word!r}")

@@ -135,23 +135,30 @@ class VnetUp(Step):
 
     def apply(self, ctx: Context) -> None:
         with _locked(self.root):
-            if not _exists(ctx, self.bridge):
-                for argv in bridge_argvs(self.bridge, self.network, [(af, gw) for af, gw in self.gateways]):
-                    ctx.runner.run(argv)
-            a = ctx.runner.run(["ifconfig", "epair", "create"]).strip()
-            if not (a.startswith("epair") and a.endswith("a") and a[5:-1].isdigit()):
-                raise HostError(f"ifconfig epair create printed {a!r}, not an epair's a-side")
             try:
-                ctx.runner.run(["ifconfig", a, "name", self.veth, "descr", f"ladle pot {self.pot}", "group", GROUP,
-                                "up"])
-            except CommandFailed:
-                ctx.runner.run(["ifconfig", a, "destroy"], check=False)  # nothing else knows its name
+                self._up(ctx)
+            except BaseException:
+                _down(ctx, self.bridge, self.veth)  # a failing step is not undone by the executor
                 raise
-            ctx.runner.run(["ifconfig", a[:-1] + "b", "name", pot_end(self.veth)])
-            for argv in self._rest():
+
+    def _up(self, ctx: Context) -> None:
+        if not _exists(ctx, self.bridge):
+            for argv in bridge_argvs(self.bridge, self.network, [(af, gw) for af, gw in self.gateways]):
                 ctx.runner.run(argv)
-            if self.nat:
-                ctx.runner.run(["pfctl", "-a", NAT_ANCHOR, "-f", "-"], input=self.nat.encode())
+        a = ctx.runner.run(["ifconfig", "epair", "create"]).strip()
+        if not (a.startswith("epair") and a.endswith("a") and a[5:-1].isdigit()):
+            raise HostError(f"ifconfig epair create printed {a!r}, not an epair's a-side")
+        try:
+            ctx.runner.run(["ifconfig", a, "name", self.veth, "descr", f"ladle pot {self.pot}", "group", GROUP,
+                            "up"])
+        except CommandFailed:
+            ctx.runner.run(["ifconfig", a, "destroy"], check=False)  # nothing else knows its name
+            raise
+        ctx.runner.run(["ifconfig", a[:-1] + "b", "name", pot_end(self.veth)])
+        for argv in self._rest():
+            ctx.runner.run(argv)
+        if self.nat:
+            ctx.runner.run(["pfctl", "-a", NAT_ANCHOR, "-f", "-"], input=self.nat.encode())
 
     def inverse(self) -> list[Step]:
         return [VnetDown(self.root, self.bridge, self.veth)]
@@ -174,20 +181,25 @@ class VnetDown(Step):
 
     def apply(self, ctx: Context) -> None:
         with _locked(self.root):
-            try:
-                ctx.runner.run(["ifconfig", self.veth, "destroy"])
-            except CommandFailed:
-                if _exists(ctx, self.veth):
-                    raise
-            try:
-                shown = ctx.runner.run(["ifconfig", self.bridge])
-            except CommandFailed:
-                shown = None  # gone already
-            if shown is not None and not any(line.split()[:1] == ["member:"] for line in shown.splitlines()):
-                ctx.runner.run(["ifconfig", self.bridge, "destroy"])
-            group = ctx.runner.run(["ifconfig", "-g", GROUP], check=False).split()
-            if not any(name.startswith("ldbr") for name in group):
-                PfAnchorFlush(NAT_ANCHOR, ["nat"]).apply(ctx)
+            _down(ctx, self.bridge, self.veth)
+
+
+def _down(ctx: Context, bridge: str, veth: str) -> None:
+    """VnetDown's work, with the network lock held."""
+    try:
+        ctx.runner.run(["ifconfig", veth, "destroy"])
+    except CommandFailed:
+        if _exists(ctx, veth):
+            raise
+    try:
+        shown = ctx.runner.run(["ifconfig", bridge])
+    except CommandFailed:
+        shown = None  # gone already
+    if shown is not None and not any(line.split()[:1] == ["member:"] for line in shown.splitlines()):
+        ctx.runner.run(["ifconfig", bridge, "destroy"])
+    group = ctx.runner.run(["ifconfig", "-g", GROUP], check=False).split()
+    if not any(name.startswith("ldbr") for name in group):
+        PfAnchorFlush(NAT_ANCHOR, ["nat"]).apply(ctx)
 
 
 # Inside the jail --------------------------------------------------------------------------------
