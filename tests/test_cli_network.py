@@ -163,7 +163,7 @@ def test_exports_conflicts_and_the_port_ladle_picks(cli: Ladle) -> None:
     cli("export-ports", "-p", "b", "-e", "81:8080/udp")  # another protocol: another port
     # Without HOSTPORT: the lowest of 1024-9999 that no pot exports and nothing listens on.
     cli("export-ports", "-p", "b", "-e", "81")
-    first = [port for pot, port, _, _ in _exports(cli.root) if pot == "b"][0]
+    [first] = [port for pot, port, _, _ in _exports(cli.root) if pot == "b"]
     assert 1024 <= first <= 9999
     with socket.socket() as held:
         held.bind(("0.0.0.0", first))
@@ -291,7 +291,7 @@ def test_twenty_creates_at_once_get_twenty_distinct_addresses(cli: Ladle) -> Non
                                "public-bridge"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(20)]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     held = _leases(cli.root)
     assert len(held) == 20 and len({address for _, _, address in held}) == 20

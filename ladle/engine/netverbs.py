@@ -5,7 +5,6 @@ from __future__ import annotations
 from ladle.engine import hostsfile, netspec, networks, potnet, runs
 from ladle.engine.core import Engine
 from ladle.errors import StateError
-from ladle.net.ports import render
 from ladle.state.steps import put
 
 
@@ -41,7 +40,8 @@ def export_ports(eng: Engine, name: str, specs: list[str]) -> str:
         later = runs.is_running(eng, name)
     if eng.dry_run:
         return ""
-    got = [render(p["proto"], p["pot_port"], p["host_port"]) for p in netspec.ports(eng, name)]
+    from ladle._models import Export
+    got = [Export(**p).text for p in netspec.ports(eng, name)]
     return (f"pot {name}: exports {', '.join(got) or 'no port'}"
             + (" (applied at its next start)" if later else ""))
 

@@ -68,8 +68,9 @@ def settle(eng: Engine, name: str, req: Request,
     net: dict[str, Any] = {k: old[k] for k in ("dns", "hosts") if k in old}
     if req.dns is not None:
         if req.dns and req.type not in ("alias", *BRIDGES):
-            raise UsageError(f"-d sets the DNS servers of a pot with a network of its own, not of -N {req.type}")
-        net["dns"] = [str(_ip("-d", d)) for d in dict.fromkeys(req.dns)]
+            raise UsageError(f"DNS servers are for a pot with a network of its own (alias or a bridge), "
+                             f"not one of -N {req.type}")
+        net["dns"] = [str(_ip("DNS server", d)) for d in dict.fromkeys(req.dns)]
     if req.type in ("inherit", "none"):
         if req.addresses:
             raise UsageError(f"-i is for -N alias, public-bridge or private-bridge, not -N {req.type}")

@@ -111,11 +111,11 @@ def _addresses(eng: Engine, name: str) -> str:
     """What a new pot got: ' (10.192.0.2, host port 8080->80/tcp)' (nothing in a dry run)."""
     if eng.dry_run:
         return ""
-    from ladle.net.ports import render
+    from ladle._models import Export
     pot = eng.pot(name)
     got = [a["address"] for _, a in sorted(netspec.addresses(eng, pot).items())]
     got += [f"{a['interface']}|{a['address']}" for a in pot["net"].get("aliases", [])]
-    got += [f"port {render(p['proto'], p['pot_port'], p['host_port'])}" for p in netspec.ports(eng, name)]
+    got += [f"port {Export(**p).text}" for p in netspec.ports(eng, name)]
     return f" ({', '.join(got)})" if got else ""
 
 

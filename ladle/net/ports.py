@@ -38,11 +38,6 @@ def _port(text: str, value: str) -> int:
     return int(value)
 
 
-def render(proto: str, pot_port: int, host_port: int) -> str:
-    """An export as the user writes it (`ls`, `info`)."""
-    return f"{host_port}->{pot_port}/{proto}"
-
-
 def _listening(proto: str, port: int) -> bool:
     """Whether something on this host holds `port` now (a bind to it fails)."""
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
