@@ -15,8 +15,6 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ladle.hosts.freebsd.net import WRITE_SCRIPT
-
 Problems = list[str]
 
 
@@ -962,10 +960,8 @@ def check_line(line: str, stdin: list[str] | None = None) -> Problems:
             problems += check_jail_conf(stdin)
         elif _reads_stdin(argv, "pfctl"):
             problems += check_pf_conf(stdin)
-        elif argv[:1] == ["jexec"] and argv[-3:-1] == ["-c", WRITE_SCRIPT]:
-            pass  # a file's text, written by the jail's sh
         else:
-            problems.append("a here-document is only expected for jail -f -, pfctl -f - and a file written in a jail")
+            problems.append("a here-document is only expected for jail -f -, pfctl -f - and cat > FILE")
     return problems
 
 

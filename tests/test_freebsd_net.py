@@ -21,7 +21,7 @@ from ladle.config import Config
 from ladle.engine import bases, lifecycle, netspec, networks, pots, setup
 from ladle.engine.core import Engine
 from ladle.engine.potnet import Request
-from ladle.errors import Busy, CommandFailed, UsageError
+from ladle.errors import Busy, CommandFailed, HostError, UsageError
 from ladle.hosts.base import NetAddress, NetSpec, RuntimeSpec
 from ladle.hosts.freebsd import FreeBSDHost, jailparams
 from ladle.hosts.freebsd.net import (
@@ -43,7 +43,7 @@ from tests.freebsd_net_host import FreeBSDNet, Interface
 from tests.freebsd_syntax import check_line, check_pf_conf, check_rendering, untoken
 from tests.recording_runner import Fail
 from tests.test_freebsd_driver import ON_EXIT, ROOT, RUNNING, make_spec, render
-from tests.test_freebsd_verbs import DIGEST, NOT_RUNNING, WatchedMonitor
+from tests.test_freebsd_verbs import DIGEST, NOT_RUNNING, WatchedMonitor, offline_cli
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd"
 EXT = {"inet": "vtnet0", "inet6": "vtnet0"}
@@ -177,8 +177,7 @@ def test_pots_share_one_bridge_that_goes_with_the_last_and_leave_nothing(freebsd
     assert ("rdr pass on vtnet0 inet proto tcp from any to (vtnet0) port 8080 -> 10.192.0.6 port 80"
             in net.anchors["ladle/api"])
     assert "ifconfig -j api ldp111111111111 inet 10.192.0.6/10" in net.lines
-    hosts = next(c for c in net.calls if c.argv[:4] == ["jexec", "-U", "root", "web"] and c.argv[-1] == "/etc/hosts")
-    assert hosts.input == web.net["hosts"].encode()  # type: ignore[union-attr]
+    assert (Path(web.root[0].source) / "etc" / "hosts").read_text() == web.net["hosts"]
     stop(freebsd, web)
     assert net.ladle_interfaces() == ["ldbr0", "ldp111111111111", "ldv111111111111"]
     assert set(net.anchors) == {NAT_ANCHOR, "ladle/api"}
@@ -330,19 +329,66 @@ def test_a_stopped_alias_pot_leaves_no_address(freebsd: FreeBSDPots, net: FreeBS
 
 # /etc/hosts and resolv.conf ------------------------------------------------------------------------
 
-def test_hosts_are_written_from_inside_the_jail_never_through_a_link_on_the_host() -> None:
+def write_hosts(tree: Path, text: str = "10.192.0.5 web\n") -> None:
+    [step] = hosts_plan(make_spec("web", root=[Mount("bind", str(tree), "/")], network="public-bridge",
+                                  net=NetSpec(type="public-bridge", hosts=text)))
+    assert isinstance(step, JailWriteFile) and step.render()[1] == f"cat > {tree}/etc/hosts <<'EOF'"
+    step.apply(Context(FreeBSDNet()))
+
+
+def test_hosts_are_a_new_file_renamed_over_the_old_one(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "hosts").write_text("old\n")
+    write_hosts(tree)
+    assert (tree / "etc" / "hosts").read_text() == "10.192.0.5 web\n"
+    assert oct((tree / "etc" / "hosts").stat().st_mode & 0o7777) == "0o644"
+    assert os.listdir(tree / "etc") == ["hosts"]  # no temporary file left
+
+
+@pytest.mark.parametrize("plant", ["link to a host file", "fifo", "etc leads out of the pot", "etc in the pot"])
+def test_hosts_are_never_written_through_what_the_pot_planted(tmp_path: Path, plant: str) -> None:
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    (host / "hosts").write_text("the host's\n")
+    tree = tmp_path / "tree"
+    (tree / "usr" / "local" / "etc").mkdir(parents=True)
+    if plant == "etc leads out of the pot":
+        os.symlink(str(host), tree / "etc")  # resolved inside the pot: there is no such directory
+    elif plant == "etc in the pot":
+        os.symlink("/usr/local/etc", tree / "etc")
+    else:
+        (tree / "etc").mkdir()
+        if plant == "fifo":
+            os.mkfifo(tree / "etc" / "hosts")  # opening it to write would block for ever
+        else:
+            os.symlink(str(host / "hosts"), tree / "etc" / "hosts")
+    write_hosts(tree)
+    assert (host / "hosts").read_text() == "the host's\n" and os.listdir(host) == ["hosts"]
+    if plant == "etc in the pot":
+        assert (tree / "usr" / "local" / "etc" / "hosts").read_text() == "10.192.0.5 web\n"
+    elif plant != "etc leads out of the pot":
+        assert not (tree / "etc" / "hosts").is_symlink() and (tree / "etc" / "hosts").read_text() == "10.192.0.5 web\n"
+
+
+def test_a_link_swapped_in_after_the_directory_was_resolved_is_refused(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running pot replaces /etc with a link between the resolution and the write."""
+    from ladle.hosts.freebsd import net as freebsd_net
+    host = tmp_path / "host-etc"
+    host.mkdir()
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.symlink(str(host), tree / "etc")
+    monkeypatch.setattr(freebsd_net, "resolve_in_root", lambda root, path: f"{root}/etc")  # as it was a moment ago
+    with pytest.raises(HostError, match="/etc/hosts not written: /etc changed under it"):
+        write_hosts(tree)
+    assert os.listdir(host) == []
+
+
+def test_no_hosts_file_is_written_without_its_text_or_on_a_read_only_etc() -> None:
     spec = public()
-    [step] = hosts_plan(spec)
-    assert isinstance(step, JailWriteFile) and step.jail == "web" and step.path == "/etc/hosts"
-    runner = FreeBSDNet()
-    step.apply(Context(runner))
-    [call] = runner.calls
-    assert call.argv[:8] == ["jexec", "-U", "root", "web", "/usr/bin/env", "-i", "PATH=/sbin:/bin:/usr/sbin:/usr/bin",
-                             "/bin/sh"]
-    assert call.input == spec.net["hosts"].encode()  # type: ignore[union-attr]
-    assert "mktemp" in call.argv[-2] and "mv -f" in call.argv[-2]  # a new file, then the name replaced
-    no_hosts = replace(spec, net={**spec.net, "hosts": None})
-    assert hosts_plan(no_hosts) == []
+    assert hosts_plan(replace(spec, net={**spec.net, "hosts": None})) == []
     read_only = make_spec("app", root=[Mount("bind", "/b", "/", ("ro",))], net=spec.net, network="public-bridge")
     assert hosts_plan(read_only) == []
 
@@ -350,7 +396,7 @@ def test_hosts_are_written_from_inside_the_jail_never_through_a_link_on_the_host
 def test_the_given_dns_servers_replace_the_hosts_resolv_conf() -> None:
     lines = render(start_plan(private(), ON_EXIT, None, ROOT, EXT))
     assert not [x for x in lines if x.startswith("cp -f /etc/resolv.conf")]
-    i = next(i for i, x in enumerate(lines) if x.endswith(" /etc/resolv.conf <<'EOF'"))
+    i = lines.index(f"cat > {ROOT}/zfs/pots/db/etc/resolv.conf <<'EOF'")
     assert lines[i + 1:i + 3] == ["nameserver 10.192.5.1", "EOF"]
     assert i > next(i for i, x in enumerate(lines) if x.startswith("jail -c "))
 
@@ -515,6 +561,9 @@ def test_every_network_verb_renders_its_exact_freebsd_commands(engine: tuple[Eng
     assert check_rendering([line.split("  #")[0] for line in runner.log]) == []
     assert runner.ladle_interfaces() == [] and runner.anchors == {}
     assert "# left: ldbr0 ldp" in text  # web's stop left the bridge to api
+    web_hosts = (tmp_path / "zfs" / "pots" / "web" / "etc" / "hosts").read_text()
+    assert "10.192.0.3 api\n" in web_hosts  # rewritten when api was created, web running
+    assert (tmp_path / "zfs" / "pots" / "db" / "etc" / "resolv.conf").read_text() == "nameserver 10.192.0.1\n"
 
 
 def running(runner: Transcript, verb: Callable[[], object], start: bool = False) -> object:
@@ -527,3 +576,25 @@ def running(runner: Transcript, verb: Callable[[], object], start: bool = False)
         return verb()
     finally:
         runner.answer(r"^jls ", NOT_RUNNING)
+
+
+def test_a_dry_run_from_another_host_plans_a_bridge_pot_and_asks_this_one_nothing(
+        engine: tuple[Engine, Transcript], tmp_path: Path) -> None:
+    """`ladle --host freebsd --dry-run start` on Linux: the whole plan, with the external
+    interface it cannot read shown as a placeholder, and no FreeBSD command run here."""
+    eng, _ = engine
+    setup.init(eng, "zfs", "zroot/ladle")
+    bases.create_base(eng, "14.2", None, None)
+    (tmp_path / "zfs" / "pots" / "web" / "etc").mkdir(parents=True)
+    pots.create(eng, "web", "14.2", "single", None, None, "nginx", Request(type="public-bridge", stack="ipv4"),
+                ports=["80:8080"])
+    cli = offline_cli(tmp_path, tmp_path)
+    proc = cli("start", "web")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert check_rendering([x for x in lines if not x.startswith("mkdir -m")]) == []
+    assert "rdr pass on DEFAULT-ROUTE-IF inet proto tcp from any to (DEFAULT-ROUTE-IF) port 8080 -> 10.192.0.2 " \
+           "port 80" in lines
+    assert f"jail -c name=web path={tmp_path}/zfs/pots/web" in next(x for x in lines if x.startswith("jail -c"))
+    assert not (tmp_path / "trapped.log").exists()
+    assert eng.store.get("runs", pot="web") is None

@@ -22,6 +22,7 @@ destroyed by one pot's stop while another pot's start attaches to it.
 
 from __future__ import annotations
 
+import os
 import shlex
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from ipaddress import ip_interface, ip_network
 
 from ladle.errors import CommandFailed, HostError, UsageError
 from ladle.hosts.base import NetAddress, NetAlias, NetPort, RuntimeSpec
+from ladle.paths import resolve_in_root
 from ladle.plan.steps import Command, Context, Step
 
 LOCK = "freebsd-net"
@@ -37,7 +39,6 @@ NAT_ANCHOR = "ladle/_nat"
 HAIRPIN_TAG = "LADLE_HAIRPIN"
 UNKNOWN_EXT_IF = "DEFAULT-ROUTE-IF"  # a dry run on another host: no route to read
 FAMILIES = (("ipv4", "inet"), ("ipv6", "inet6"))
-SH_PATH = "PATH=/sbin:/bin:/usr/sbin:/usr/bin"
 
 
 def pot_end(veth: str) -> str:
@@ -227,29 +228,51 @@ class JailNetConfig(Command):
         return jail_address_argvs(self.jail, self.interface, [(af, a) for af, a in self.addrs])
 
 
-WRITE_SCRIPT = 'umask 022; f=$(mktemp "$0.XXXXXX") && cat >"$f" && mv -f "$f" "$0"'
-
-
 @dataclass
 class JailWriteFile(Step):
-    """Write `content` at in-pot path `path` from inside the running jail (`jexec`): every link
-    in the way resolves inside the jail, mktemp makes a new file (no FIFO or device the pot
-    planted is written through), and mv replaces the name (a link there is replaced, not
-    followed). The pot's own /bin/sh runs it, jailed, in an empty environment."""
+    """Write `content` at in-pot path `target` of the pot whose root is `root` on the host, from
+    the host, with no binary of the pot involved (a pot's /bin/sh could hang the command that
+    refreshes every pot's /etc/hosts). The directory is resolved inside the pot's root, then
+    opened component by component with O_NOFOLLOW, so a link the pot swaps in meanwhile is
+    refused, never followed out; the file is new (O_EXCL: no FIFO or device the pot planted is
+    written through) and renamed over the name (a link there is replaced). A pot without the
+    directory is skipped, as pot does."""
 
-    jail: str
-    path: str
+    root: str
+    target: str
     content: str
 
-    def argv(self) -> list[str]:
-        return ["jexec", "-U", "root", self.jail, "/usr/bin/env", "-i", SH_PATH, "/bin/sh", "-c", WRITE_SCRIPT,
-                self.path]
-
     def render(self) -> list[str]:
-        return [shlex.join(self.argv()) + " <<'EOF'", *self.content.rstrip("\n").split("\n"), "EOF"]
+        path = self.root.rstrip("/") + self.target
+        return [f"# {self.target}, written from the host without following a link (a new file renamed over it):",
+                f"cat > {shlex.quote(path)} <<'EOF'", *self.content.rstrip("\n").split("\n"), "EOF"]
 
     def apply(self, ctx: Context) -> None:
-        ctx.runner.run(self.argv(), input=self.content.encode())
+        parent, name = os.path.split(self.target)
+        where = os.path.relpath(resolve_in_root(self.root, parent), os.path.abspath(self.root))
+        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in [] if where == "." else where.split("/"):
+                try:
+                    nfd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                except FileNotFoundError:
+                    return
+                except OSError as e:
+                    raise HostError(f"{self.target} not written: {parent} changed under it ({e.strerror})") from None
+                os.close(fd)
+                fd = nfd
+            tmp = f".{name}.ladle-{os.urandom(4).hex()}"
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd)
+            try:
+                with os.fdopen(out, "w") as f:
+                    f.write(self.content)
+                    os.fchmod(f.fileno(), 0o644)
+                os.rename(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            except BaseException:
+                os.unlink(tmp, dir_fd=fd)
+                raise
+        finally:
+            os.close(fd)
 
 
 # pf --------------------------------------------------------------------------------------------
@@ -443,9 +466,10 @@ def default_route_interface(output: str) -> str | None:
     return None
 
 
-def start_steps(spec: RuntimeSpec, root: str, ext: dict[str, str]) -> tuple[list[Step], list[Step]]:
+def start_steps(spec: RuntimeSpec, root: str, ext: dict[str, str], path: str) -> tuple[list[Step], list[Step]]:
     """The network steps of a start: those before `jail -c` (host side) and those after it (the
-    jail's side, and its /etc/hosts and /etc/resolv.conf when the engine gave their text)."""
+    jail's side, and its /etc/hosts and /etc/resolv.conf when the engine gave their text; `path`
+    is the jail's root on the host)."""
     net, name = spec.net, spec.name
     before: list[Step] = []
     after: list[Step] = []
@@ -464,10 +488,10 @@ def start_steps(spec: RuntimeSpec, root: str, ext: dict[str, str]) -> tuple[list
     elif spec.network == "alias":
         before.append(AliasGuard(list(net.get("aliases", []))))
     if not spec.read_only_at("/etc"):
-        for path, key in (("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv")):
+        for target, key in (("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv")):
             text = net.get(key)
             if text is not None:
-                after.append(JailWriteFile(name, path, str(text)))
+                after.append(JailWriteFile(path, target, str(text)))
     return before, after
 
 

@@ -112,7 +112,7 @@ def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = No
         steps.append(JailTmpfsMount(path, "/tmp"))
     if not spec.read_only_at("/etc") and spec.net.get("resolv") is None:
         steps.append(JailCopyHostFile(RESOLV_CONF, path, RESOLV_CONF))
-    before, after = net.start_steps(spec, root, ext or {})
+    before, after = net.start_steps(spec, root, ext or {}, path)
     steps += before
     steps.append(JailCreate(jailparams.create_params(name, path, spec.hostname, spec.attrs, spec.network,
                                                      osrelease, spec.stack, spec.net)))
@@ -146,11 +146,11 @@ def stop_plan(spec: RuntimeSpec, run: RunRecord | None, root: str = "") -> list[
 
 
 def hosts_plan(spec: RuntimeSpec) -> list[Step]:
-    """A running pot's /etc/hosts rewritten from inside its jail (`net.JailWriteFile`)."""
+    """A running pot's /etc/hosts rewritten from the host, safely (`net.JailWriteFile`)."""
     text = spec.net.get("hosts")
     if text is None or spec.read_only_at("/etc"):
         return []
-    return [net.JailWriteFile(names.pot_name(spec.name), "/etc/hosts", str(text))]
+    return [net.JailWriteFile(jail_root(spec)[0], "/etc/hosts", str(text))]
 
 
 def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,
