@@ -98,6 +98,11 @@ class FreeBSDNet(RecordingRunner):
                 raise self.fail(argv, "ioctl (SIOCDIFADDR): Can't assign requested address")
             it.addresses = kept
             return ""
+        if rest[:1] in (["inet"], ["inet6"]) and len(rest) == 2 and "/" in rest[1]:
+            addr, plen = rest[1].split("/")
+            shown = f"inet {addr} netmask /{plen}" if rest[0] == "inet" else f"inet6 {addr} prefixlen {plen}"
+            it.addresses.append(shown)
+            return ""
         if "name" in rest:
             new = rest[rest.index("name") + 1]
             del self.ifs[name]

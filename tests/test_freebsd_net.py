@@ -540,3 +540,13 @@ def test_a_dry_run_from_another_host_plans_a_bridge_pot_and_asks_this_one_nothin
     assert f"jail -c name=web path={tmp_path}/zfs/pots/web" in next(x for x in lines if x.startswith("jail -c"))
     assert not (tmp_path / "trapped.log").exists()
     assert eng.store.get("runs", pot="web") is None
+
+
+def test_a_dual_stack_pot_gives_a_bridge_an_ipv4_pot_made_its_ipv6_gateway(freebsd: FreeBSDPots,
+                                                                          net: FreeBSDNet) -> None:
+    v4only = here(public("api", "ldv111111111111", NetAddress(**{**V4, "address": "10.192.0.6"}), None), freebsd)
+    start(freebsd, v4only)
+    assert net.ifs["ldbr0"].addresses == ["inet 10.192.0.1 netmask /10"]
+    start(freebsd, here(public(), freebsd))
+    assert net.ifs["ldbr0"].addresses == ["inet 10.192.0.1 netmask /10", "inet6 fd5a:17c0:3e2b::1 prefixlen 64"]
+    assert net.lines.count("ifconfig ldbr0 inet 10.192.0.1/10") == 1

@@ -92,24 +92,26 @@ class NetForwarding(Command):
         return [["sysctl", names[af]] for af in self.families]
 
 
-def bridge_argvs(bridge: str, network: str, gateways: list[tuple[str, str]]) -> list[list[str]]:
-    """Make bridge `bridge` with its gateway addresses: one `ifconfig bridge create name ...`
-    (created and renamed in one invocation, so no `bridgeN` is ever left behind), IPv6 without
-    duplicate address detection (set before any address, which brings the interface up), the
-    addresses, up."""
-    argvs = [["ifconfig", "bridge", "create", "name", bridge, "descr", f"ladle network {network}", "group", GROUP]]
-    if any(af == "inet6" for af, _ in gateways):
-        argvs.append(["ifconfig", bridge, "inet6", "no_dad", "-ifdisabled"])
+def bridge_create_argv(bridge: str, network: str) -> list[str]:
+    """`ifconfig bridge create name BRIDGE ...`: created and renamed in one invocation, so no
+    `bridgeN` is ever left behind (ifconfig prints no name then)."""
+    return ["ifconfig", "bridge", "create", "name", bridge, "descr", f"ladle network {network}", "group", GROUP]
+
+
+def gateway_argvs(bridge: str, gateways: list[tuple[str, str]]) -> list[list[str]]:
+    """The bridge's gateway addresses, IPv6 without duplicate address detection (the flag set
+    before any address, which brings the interface up), then up."""
+    argvs = [["ifconfig", bridge, "inet6", "no_dad", "-ifdisabled"]] if any(af == "inet6" for af, _ in gateways) else []
     argvs += [["ifconfig", bridge, af, gw] for af, gw in gateways]
-    argvs.append(["ifconfig", bridge, "up"])
-    return argvs
+    return [*argvs, ["ifconfig", bridge, "up"]]
 
 
 @dataclass
 class VnetUp(Step):
-    """The pot's epair on its bridge, under the network lock: the bridge made if it is missing,
-    `ifconfig epair create` (which prints the a-side, epairNa), both ends renamed, the a-side
-    added to the bridge, and the NAT anchor (re)loaded. Undone by `VnetDown`."""
+    """The pot's epair on its bridge, under the network lock: the bridge made if it is missing
+    (and given the gateway addresses it lacks), `ifconfig epair create` (which prints the a-side,
+    epairNa), both ends renamed, the a-side added to the bridge, and the NAT anchor (re)loaded.
+    Undone by `VnetDown`."""
 
     root: str
     pot: str
@@ -125,7 +127,9 @@ class VnetUp(Step):
     def render(self) -> list[str]:
         gws = [(af, gw) for af, gw in self.gateways]
         lines = [f"# under the lock {LOCK}; unless {self.bridge} exists:",
-                 *(shlex.join(a) for a in bridge_argvs(self.bridge, self.network, gws)),
+                 shlex.join(bridge_create_argv(self.bridge, self.network)),
+                 f"# unless it has them all (ifconfig {self.bridge}), its gateway addresses:",
+                 *(shlex.join(a) for a in gateway_argvs(self.bridge, gws)),
                  "a=$(ifconfig epair create)",
                  f"ifconfig \"$a\" name {self.veth} descr {shlex.quote(f'ladle pot {self.pot}')} group {GROUP} up",
                  f"ifconfig \"${{a%a}}b\" name {pot_end(self.veth)}",
@@ -143,8 +147,16 @@ class VnetUp(Step):
                 raise
 
     def _up(self, ctx: Context) -> None:
-        if not _exists(ctx, self.bridge):
-            for argv in bridge_argvs(self.bridge, self.network, [(af, gw) for af, gw in self.gateways]):
+        """The bridge may exist without an address this pot needs: an IPv4 pot made it, and this
+        one is dual-stack."""
+        try:
+            shown = ctx.runner.run(["ifconfig", self.bridge])
+        except CommandFailed:
+            ctx.runner.run(bridge_create_argv(self.bridge, self.network))
+            shown = ""
+        missing = [(af, gw) for af, gw in self.gateways if not _has_address(shown, gw.split("/")[0])]
+        if missing:
+            for argv in gateway_argvs(self.bridge, missing):
                 ctx.runner.run(argv)
         a = ctx.runner.run(["ifconfig", "epair", "create"]).strip()
         if not (a.startswith("epair") and a.endswith("a") and a[5:-1].isdigit()):
