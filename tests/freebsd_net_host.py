@@ -72,17 +72,26 @@ class FreeBSDNet(RecordingRunner):
             return ""
         name, rest = args[0], args[1:]
         if rest[:1] == ["create"]:
-            if name == "epair":
-                a, b = f"epair{self.epairs}a", f"epair{self.epairs}b"
+            if name.startswith("epair"):
+                unit = name[5:] or str(self.epairs)
                 self.epairs += 1
+                a, b = f"epair{unit}a", f"epair{unit}b"
+                if a in self.ifs:
+                    raise self.fail(argv, "SIOCIFCREATE2 (create): File exists")
                 self.ifs[a], self.ifs[b] = Interface(a, ["epair"], peer=b), Interface(b, ["epair"], peer=a)
-                return a + "\n"
-            new = rest[rest.index("name") + 1] if "name" in rest else f"{name}0"
-            self.ifs[new] = Interface(new, [name, *([rest[rest.index("group") + 1]] if "group" in rest else [])])
-            return ""
-        if name not in self.ifs:
+                if "name" not in rest:
+                    return a + "\n"
+                name, rest = a, rest[1:]
+                it = self.ifs[a]
+            else:
+                new = rest[rest.index("name") + 1] if "name" in rest else f"{name}0"
+                groups = [name, *([rest[rest.index("group") + 1]] if "group" in rest else [])]
+                self.ifs[new] = Interface(new, groups)
+                return ""
+        elif name not in self.ifs:
             raise self.fail(argv, f"interface {name} does not exist")
-        it = self.ifs[name]
+        else:
+            it = self.ifs[name]
         if not rest or rest in (["inet"], ["inet6"]):
             return self.show(it)
         if rest == ["destroy"]:

@@ -448,8 +448,6 @@ IFCONFIG_PARAMS = {
 ND6_FLAGS = {"accept_rtadv", "no_radr", "auto_linklocal", "defaultif", "ifdisabled", "nud", "no_prefer_iface",
              "no_dad"}
 CLONERS = ("bridge", "epair")  # interfaces ladle creates by cloner name (ifconfig prints the unit)
-# The shell variable holding the a-side that `a=$(ifconfig epair create)` printed, and its b-side.
-SHELL_INTERFACES = ("$a", "${a%a}b")
 
 
 def _address(af: str, text: str) -> str | None:
@@ -489,7 +487,7 @@ def check_ifconfig(args: list[str]) -> Problems:
     if not p.operands:
         return p.problems
     name, rest = p.operands[0], p.operands[1:]
-    if name not in SHELL_INTERFACES and not re.fullmatch(r"[a-z]+[0-9]*[a-z0-9.]*", name):
+    if not re.fullmatch(r"[a-z]+[0-9]*[a-z0-9.]*", name):
         p.problems.append(f"invalid interface name {name!r}")
     if len(name) > 15:
         p.problems.append(f"interface name {name!r} is longer than 15 characters (IFNAMSIZ)")
@@ -946,10 +944,6 @@ def _reads_stdin(argv: list[str], cmd: str) -> bool:
 
 
 def check_line(line: str, stdin: list[str] | None = None) -> Problems:
-    """One shell line: a command, or `VAR=$(command)` (a step keeps what the command printed)."""
-    captured = re.fullmatch(r"([a-z]+)=\$\((.*)\)", line)
-    if captured:
-        line = captured.group(2)
     try:
         argv = shlex.split(line)
     except ValueError as e:

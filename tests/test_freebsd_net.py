@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,7 @@ from ladle.hosts.freebsd.net import (
     PfAnchorLoad,
     VnetDown,
     VnetUp,
+    epair_units,
     pot_end,
 )
 from ladle.hosts.freebsd.plans import hosts_plan, start_plan, stop_plan
@@ -192,13 +194,31 @@ def test_a_failed_jail_create_undoes_the_epair_the_rules_and_the_bridge(freebsd:
     assert freebsd.store.get("runs", pot="db") is None
 
 
-def test_an_epair_that_cannot_be_renamed_is_destroyed_by_its_kernel_name(freebsd: FreeBSDPots,
-                                                                         net: FreeBSDNet) -> None:
-    net.answer(r"^ifconfig epair0a name ", Fail("ifconfig: ioctl SIOCSIFNAME (set name): File exists"))
-    with pytest.raises(CommandFailed, match="File exists"):
-        start(freebsd, here(public(), freebsd))
-    assert "ifconfig epair0a destroy" in net.lines
-    assert net.ladle_interfaces() == [] and net.anchors == {}
+def test_an_epair_is_named_as_it_is_made_and_a_taken_unit_is_skipped(freebsd: FreeBSDPots,
+                                                                     net: FreeBSDNet) -> None:
+    """The a-side has its name from the ifconfig that makes the pair, so no crash can leave a pair
+    nothing knows the name of; another tool's epair on the unit the name hashes to is left alone."""
+    first = epair_units("ldv0a1b2c3d4e5f")[0]
+    net.ifs[f"epair{first}a"] = Interface(f"epair{first}a", ["epair"], peer=f"epair{first}b")
+    net.ifs[f"epair{first}b"] = Interface(f"epair{first}b", ["epair"], peer=f"epair{first}a")
+    start(freebsd, here(public(), freebsd))
+    made = [x for x in net.lines if x.startswith("ifconfig epair")]
+    assert made == [f"ifconfig epair{first} create name ldv0a1b2c3d4e5f descr 'ladle pot web' group ladle up",
+                    f"ifconfig epair{first + 1} create name ldv0a1b2c3d4e5f descr 'ladle pot web' group ladle up",
+                    f"ifconfig epair{first + 1}b name ldp0a1b2c3d4e5f"]
+    assert f"epair{first}a" in net.ifs and net.ifs["ldv0a1b2c3d4e5f"].peer == "ldp0a1b2c3d4e5f"
+
+
+def test_a_start_killed_after_its_epair_is_undone_by_name(tmp_path: Path) -> None:
+    """Killed between the pair and the b-side's rename: recovery undoes the started VnetUp with
+    VnetDown, which destroys the a-side by name and the b-side with it."""
+    runner = FreeBSDNet()
+    up = next(s for s in start_plan(public(), ON_EXIT, None, str(tmp_path), EXT) if isinstance(s, VnetUp))
+    runner.model(up._epair_argv(epair_units("ldv0a1b2c3d4e5f")[0]), None)  # what ran before the kill
+    assert runner.ladle_interfaces() == [f"epair{epair_units('ldv0a1b2c3d4e5f')[0]}b", "ldv0a1b2c3d4e5f"]
+    for undo in up.inverse():
+        Step.from_json(undo.to_json()).apply(Context(runner))
+    assert runner.ladle_interfaces() == []
 
 
 def test_a_stop_after_a_crash_tolerates_what_is_gone_already(freebsd: FreeBSDPots, net: FreeBSDNet) -> None:
@@ -349,13 +369,13 @@ GOOD = [
     "ifconfig bridge create name ldbr0 descr 'ladle network public' group ladle",
     "ifconfig ldbr0 inet 10.192.0.1/10", "ifconfig ldbr0 inet6 no_dad -ifdisabled", "ifconfig ldbr0 up",
     "ifconfig ldbr0 inet6 fd5a::1/64", "ifconfig ldbr0 addm ldv0a1b2c3d4e5f", "ifconfig ldv0a1b2c3d4e5f destroy",
-    "ifconfig epair create", 'ifconfig "$a" name ldv1 descr x group ladle up', "ifconfig -g ladle",
+    "ifconfig epair create", "ifconfig epair5 create name ldv1 descr 'ladle pot web' group ladle up",
+    "ifconfig epair5b name ldp1", "ifconfig -g ladle",
     "ifconfig -j web lo0 inet 127.0.0.1/8 up", "ifconfig em0 inet 192.0.2.1 -alias",
     "ifconfig em0 inet6 2001:db8::1 prefixlen 64 -alias", "ifconfig epair0b vnet web", "ifconfig epair0b -vnet web",
     "route -j web add -inet default 10.0.0.1", "route -j web add -inet6 default fd00::1", "route -n get -inet default",
     "route -n get -inet6 default", "sysctl net.inet.ip.forwarding=1", "sysctl net.inet6.ip6.forwarding=1",
     "pfctl -a ladle/web -f -", "pfctl -a ladle/web -F nat", "pfctl -a ladle/web -F rules", "pfctl -s info",
-    "a=$(ifconfig epair create)",
 ]
 BAD = [
     ("ifconfig ldbr0 inet 10.192.0.300/10", "invalid inet address"),
@@ -495,7 +515,10 @@ def test_every_network_verb_renders_its_exact_freebsd_commands(engine: tuple[Eng
     ula = networks.prefix6(eng).split("::")[0]  # random at init (RFC 4193)
     text = untoken("\n".join(out).replace(str(tmp_path), ROOT).replace(ula, "fd00:ULA"))
     for name in ("web", "api", "db", "mail"):  # a hash of the state root's path and the pot
-        text = text.replace(netspec.veth(eng, name)[3:], name.ljust(12, "0"))
+        veth = netspec.veth(eng, name)
+        text = re.sub(rf"\bepair{epair_units(veth)[0]}\b", f"epair{name.upper()}", text)
+        text = re.sub(rf"\bepair{epair_units(veth)[0]}b\b", f"epair{name.upper()}b", text)
+        text = text.replace(veth[3:], name.ljust(12, "0"))
     golden = GOLDEN / "net_verbs.txt"
     if os.environ.get("LADLE_UPDATE_GOLDEN"):
         golden.write_text(text)

@@ -48,6 +48,17 @@ def pot_end(veth: str) -> str:
     return "ldp" + veth[3:]
 
 
+EPAIR_UNITS = 32768  # if_clone(9)'s IF_MAXUNIT + 1
+EPAIR_TRIES = 8
+
+
+def epair_units(veth: str) -> list[int]:
+    """The epair units a pot's pair may take, from its interface name's hash: a few, in case
+    another pair (ladle's or another tool's) has one."""
+    first = int(veth[3:], 16) % EPAIR_UNITS if veth[3:] and all(c in "0123456789abcdef" for c in veth[3:]) else 0
+    return [(first + i) % EPAIR_UNITS for i in range(EPAIR_TRIES)]
+
+
 def pot_anchor(pot: str) -> str:
     return f"ladle/{pot}"
 
@@ -109,9 +120,8 @@ def gateway_argvs(bridge: str, gateways: list[tuple[str, str]]) -> list[list[str
 @dataclass
 class VnetUp(Step):
     """The pot's epair on its bridge, under the network lock: the bridge made if it is missing
-    (and given the gateway addresses it lacks), `ifconfig epair create` (which prints the a-side,
-    epairNa), both ends renamed, the a-side added to the bridge, and the NAT anchor (re)loaded.
-    Undone by `VnetDown`."""
+    (and given the gateway addresses it lacks), the epair made and both ends renamed, the a-side
+    added to the bridge, and the NAT anchor (re)loaded. Undone by `VnetDown`."""
 
     root: str
     pot: str
@@ -121,18 +131,27 @@ class VnetUp(Step):
     gateways: list[list[str]]  # [address family, GW/PREFIX]
     nat: str = ""  # the NAT anchor's rules ('' for none)
 
+    def _epair_argv(self, unit: int) -> list[str]:
+        """`ifconfig epairN create name VETH ...`: the pair made with a unit of our choosing
+        (epair(4): epairNa and epairNb) and its a-side renamed in the same invocation, so a
+        crash never leaves a pair that nothing can name (VnetDown destroys VETH, and both ends
+        go); the b-side is epairNb until renamed."""
+        return ["ifconfig", f"epair{unit}", "create", "name", self.veth, "descr", f"ladle pot {self.pot}", "group",
+                GROUP, "up"]
+
     def _rest(self) -> list[list[str]]:
         return [["ifconfig", self.bridge, "addm", self.veth]]
 
     def render(self) -> list[str]:
         gws = [(af, gw) for af, gw in self.gateways]
+        units = epair_units(self.veth)
         lines = [f"# under the lock {LOCK}; unless {self.bridge} exists:",
                  shlex.join(bridge_create_argv(self.bridge, self.network)),
                  f"# unless it has them all (ifconfig {self.bridge}), its gateway addresses:",
                  *(shlex.join(a) for a in gateway_argvs(self.bridge, gws)),
-                 "a=$(ifconfig epair create)",
-                 f"ifconfig \"$a\" name {self.veth} descr {shlex.quote(f'ladle pot {self.pot}')} group {GROUP} up",
-                 f"ifconfig \"${{a%a}}b\" name {pot_end(self.veth)}",
+                 f"# the first free unit of epair{units[0]} to epair{units[-1]}:",
+                 shlex.join(self._epair_argv(units[0])),
+                 f"ifconfig epair{units[0]}b name {pot_end(self.veth)}",
                  *(shlex.join(a) for a in self._rest())]
         if self.nat:
             lines += [f"pfctl -a {NAT_ANCHOR} -f - <<'EOF'", *self.nat.rstrip("\n").split("\n"), "EOF"]
@@ -158,16 +177,16 @@ class VnetUp(Step):
         if missing:
             for argv in gateway_argvs(self.bridge, missing):
                 ctx.runner.run(argv)
-        a = ctx.runner.run(["ifconfig", "epair", "create"]).strip()
-        if not (a.startswith("epair") and a.endswith("a") and a[5:-1].isdigit()):
-            raise HostError(f"ifconfig epair create printed {a!r}, not an epair's a-side")
-        try:
-            ctx.runner.run(["ifconfig", a, "name", self.veth, "descr", f"ladle pot {self.pot}", "group", GROUP,
-                            "up"])
-        except CommandFailed:
-            ctx.runner.run(["ifconfig", a, "destroy"], check=False)  # nothing else knows its name
-            raise
-        ctx.runner.run(["ifconfig", a[:-1] + "b", "name", pot_end(self.veth)])
+        for unit in epair_units(self.veth):
+            try:
+                ctx.runner.run(self._epair_argv(unit))
+                break
+            except CommandFailed as e:
+                if "exists" not in e.stderr:  # another pair has this unit: the next one
+                    raise
+        else:
+            raise HostError(f"epair{epair_units(self.veth)[0]} to epair{epair_units(self.veth)[-1]} are all taken")
+        ctx.runner.run(["ifconfig", f"epair{unit}b", "name", pot_end(self.veth)])
         for argv in self._rest():
             ctx.runner.run(argv)
         if self.nat:
