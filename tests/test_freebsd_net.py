@@ -197,16 +197,37 @@ def test_a_failed_jail_create_undoes_the_epair_the_rules_and_the_bridge(freebsd:
 def test_an_epair_is_named_as_it_is_made_and_a_taken_unit_is_skipped(freebsd: FreeBSDPots,
                                                                      net: FreeBSDNet) -> None:
     """The a-side has its name from the ifconfig that makes the pair, so no crash can leave a pair
-    nothing knows the name of; another tool's epair on the unit the name hashes to is left alone."""
+    nothing knows the name of; another tool's epair on the unit the name hashes to is left
+    alone, and so is a unit ifconfig finds taken (a pair renamed since)."""
     first = epair_units("ldv0a1b2c3d4e5f")[0]
     net.ifs[f"epair{first}a"] = Interface(f"epair{first}a", ["epair"], peer=f"epair{first}b")
     net.ifs[f"epair{first}b"] = Interface(f"epair{first}b", ["epair"], peer=f"epair{first}a")
+    net.answer(rf"^ifconfig epair{first + 1} create ", Fail("ifconfig: SIOCIFCREATE2 (epair): File exists"))
     start(freebsd, here(public(), freebsd))
     made = [x for x in net.lines if x.startswith("ifconfig epair")]
-    assert made == [f"ifconfig epair{first} create name ldv0a1b2c3d4e5f descr 'ladle pot web' group ladle up",
-                    f"ifconfig epair{first + 1} create name ldv0a1b2c3d4e5f descr 'ladle pot web' group ladle up",
-                    f"ifconfig epair{first + 1}b name ldp0a1b2c3d4e5f"]
+    argv = "create name ldv0a1b2c3d4e5f descr 'ladle pot web' group ladle up"
+    assert made == [f"ifconfig epair{first}a", f"ifconfig epair{first + 1}a", f"ifconfig epair{first + 1} {argv}",
+                    f"ifconfig epair{first + 1}a", f"ifconfig epair{first + 2}a", f"ifconfig epair{first + 2} {argv}",
+                    f"ifconfig epair{first + 2}b name ldp0a1b2c3d4e5f"]
     assert f"epair{first}a" in net.ifs and net.ifs["ldv0a1b2c3d4e5f"].peer == "ldp0a1b2c3d4e5f"
+
+
+def test_a_pair_made_but_not_named_and_a_stale_one_are_destroyed(freebsd: FreeBSDPots, net: FreeBSDNet) -> None:
+    net.ifs["ldv0a1b2c3d4e5f"] = Interface("ldv0a1b2c3d4e5f", ["epair", "ladle"], peer="ldp0a1b2c3d4e5f")
+    net.ifs["ldp0a1b2c3d4e5f"] = Interface("ldp0a1b2c3d4e5f", ["epair"], peer="ldv0a1b2c3d4e5f")  # a crash left it
+    first = epair_units("ldv0a1b2c3d4e5f")[0]
+
+    def made_then_failed(argv: list[str], input: bytes | None) -> str:
+        if argv[:3] == ["ifconfig", f"epair{first}", "create"]:
+            FreeBSDNet.model(net, argv[:3], input)  # the pair is made, its rename fails
+            raise net.fail(argv, "ioctl SIOCSIFNAME (set name): Invalid argument")
+        return FreeBSDNet.model(net, argv, input)
+
+    net.model = made_then_failed  # type: ignore[method-assign]
+    with pytest.raises(CommandFailed, match="Invalid argument"):
+        start(freebsd, here(public(), freebsd))
+    assert "ifconfig ldv0a1b2c3d4e5f destroy" in net.lines and f"ifconfig epair{first}a destroy" in net.lines
+    assert net.ladle_interfaces() == [] and net.anchors == {}
 
 
 def test_a_start_killed_after_its_epair_is_undone_by_name(tmp_path: Path) -> None:
@@ -517,7 +538,7 @@ def test_every_network_verb_renders_its_exact_freebsd_commands(engine: tuple[Eng
     for name in ("web", "api", "db", "mail"):  # a hash of the state root's path and the pot
         veth = netspec.veth(eng, name)
         text = re.sub(rf"\bepair{epair_units(veth)[0]}\b", f"epair{name.upper()}", text)
-        text = re.sub(rf"\bepair{epair_units(veth)[0]}b\b", f"epair{name.upper()}b", text)
+        text = re.sub(rf"\bepair{epair_units(veth)[0]}([ab])\b", rf"epair{name.upper()}\1", text)
         text = text.replace(veth[3:], name.ljust(12, "0"))
     golden = GOLDEN / "net_verbs.txt"
     if os.environ.get("LADLE_UPDATE_GOLDEN"):

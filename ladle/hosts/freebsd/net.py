@@ -1,13 +1,13 @@
 """FreeBSD networking of a pot: VNET on a bridge (epair, bridge, pf), aliases, /etc/hosts.
 
-A bridge pot (public-bridge, private-bridge) gets one epair: its a-side, renamed to
-`net["veth"]` (`ldv<hex>`), is a member of the network's bridge `net["bridge"]` (`ldbr<N>`,
-made by the first pot that needs it, with the gateway addresses, and destroyed by the last one);
-its b-side, renamed to `pot_end(veth)` (`ldp<hex>`, a name no host interface has, so it can come
-back to the host when the jail goes without clashing with anything), is handed to the jail with
-`vnet.interface`. The pot's addresses and default routes are set from the host with
-`ifconfig -j` and `route -j` (FreeBSD 13.3 and 14.0 have them), so none of the pot's own
-binaries run for it. IPv6 addresses go on with `no_dad`, usable at once.
+A bridge pot (public-bridge, private-bridge) gets one epair: its a-side, named `net["veth"]`
+(`ldv<hex>`) by the ifconfig that makes the pair, is a member of the network's bridge
+`net["bridge"]` (`ldbr<N>`, made by the first pot that needs it, with the gateway addresses,
+and destroyed by the last one); its b-side, renamed to `pot_end(veth)` (`ldp<hex>`, a name no
+host interface has, so it can come back to the host when the jail goes without clashing with
+anything), is handed to the jail with `vnet.interface`. The pot's addresses and default routes are set
+from the host with `ifconfig -j` and `route -j` (FreeBSD 13.3 and 14.0 have them), so none of
+the pot's own binaries run for it. IPv6 addresses go on with `no_dad`, usable at once.
 
 pf: the host-wide NAT of the configured networks is anchor `ladle/_nat` (a pot name cannot start
 with '_', so no pot's anchor is ever it), loaded by every bridge pot's start and flushed when
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_interface, ip_network
 
 from ladle.errors import CommandFailed, HostError, UsageError
-from ladle.hosts.base import NetAddress, NetAlias, NetPort, RuntimeSpec
+from ladle.hosts.base import NetAddress, NetAlias, NetPort, NetSpec, RuntimeSpec
 from ladle.paths import resolve_in_root
 from ladle.plan.steps import Command, Context, Step
 
@@ -38,7 +38,6 @@ GROUP = "ladle"
 NAT_ANCHOR = "ladle/_nat"
 HAIRPIN_TAG = "LADLE_HAIRPIN"
 UNKNOWN_EXT_IF = "DEFAULT-ROUTE-IF"  # a dry run on another host: no route to read
-FAMILIES = (("ipv4", "inet"), ("ipv6", "inet6"))
 
 
 def pot_end(veth: str) -> str:
@@ -53,9 +52,12 @@ EPAIR_TRIES = 8
 
 
 def epair_units(veth: str) -> list[int]:
-    """The epair units a pot's pair may take, from its interface name's hash: a few, in case
-    another pair (ladle's or another tool's) has one."""
-    first = int(veth[3:], 16) % EPAIR_UNITS if veth[3:] and all(c in "0123456789abcdef" for c in veth[3:]) else 0
+    """The epair units a pot's pair may take, from its interface name's hex digits: a few, in
+    case another pair (ladle's or another tool's) has one."""
+    try:
+        first = int(veth[3:], 16) % EPAIR_UNITS
+    except ValueError:
+        first = 0
     return [(first + i) % EPAIR_UNITS for i in range(EPAIR_TRIES)]
 
 
@@ -84,9 +86,10 @@ def subnet(addr: NetAddress) -> str:
     return str(ip_interface(cidr(addr)).network)
 
 
-def addresses(net: dict) -> list[tuple[str, NetAddress]]:  # type: ignore[type-arg]
+def addresses(net: NetSpec) -> list[tuple[str, NetAddress]]:
     """(address family keyword, address) of the pot's leases, IPv4 first."""
-    return [(af, net[key]) for key, af in FAMILIES if net.get(key)]
+    v4, v6 = net.get("ipv4"), net.get("ipv6")
+    return [*([("inet", v4)] if v4 else []), *([("inet6", v6)] if v6 else [])]
 
 
 # Host side: forwarding, bridge and epair ----------------------------------------------------------
@@ -149,7 +152,8 @@ class VnetUp(Step):
                  shlex.join(bridge_create_argv(self.bridge, self.network)),
                  f"# unless it has them all (ifconfig {self.bridge}), its gateway addresses:",
                  *(shlex.join(a) for a in gateway_argvs(self.bridge, gws)),
-                 f"# the first free unit of epair{units[0]} to epair{units[-1]}:",
+                 f"# {self.veth} destroyed if a crash left it; the first free unit of epair{units[0]} to "
+                 f"epair{units[-1]}:",
                  shlex.join(self._epair_argv(units[0])),
                  f"ifconfig epair{units[0]}b name {pot_end(self.veth)}",
                  *(shlex.join(a) for a in self._rest())]
@@ -177,20 +181,34 @@ class VnetUp(Step):
         if missing:
             for argv in gateway_argvs(self.bridge, missing):
                 ctx.runner.run(argv)
-        for unit in epair_units(self.veth):
-            try:
-                ctx.runner.run(self._epair_argv(unit))
-                break
-            except CommandFailed as e:
-                if "exists" not in e.stderr:  # another pair has this unit: the next one
-                    raise
-        else:
-            raise HostError(f"epair{epair_units(self.veth)[0]} to epair{epair_units(self.veth)[-1]} are all taken")
+        if _exists(ctx, self.veth):  # left by a crash: ours by its name, and in the way of the new one
+            ctx.runner.run(["ifconfig", self.veth, "destroy"])
+        unit = self._epair(ctx)
         ctx.runner.run(["ifconfig", f"epair{unit}b", "name", pot_end(self.veth)])
         for argv in self._rest():
             ctx.runner.run(argv)
         if self.nat:
             ctx.runner.run(["pfctl", "-a", NAT_ANCHOR, "-f", "-"], input=self.nat.encode())
+
+    def _epair(self, ctx: Context) -> int:
+        """Make the pair on the first free unit; return it. A unit whose epairNa is there, or
+        that ifconfig finds taken (a pair renamed since), is another pair's. A pair made but not
+        named (ifconfig failed after the create) is destroyed: nothing else would know it."""
+        for unit in epair_units(self.veth):
+            a = f"epair{unit}a"
+            if _exists(ctx, a):
+                continue
+            try:
+                ctx.runner.run(self._epair_argv(unit))
+                return unit
+            except CommandFailed as e:
+                if _exists(ctx, a):
+                    ctx.runner.run(["ifconfig", a, "destroy"], check=False)
+                    raise
+                if "exists" not in e.stderr:
+                    raise
+        units = epair_units(self.veth)
+        raise HostError(f"epair{units[0]} to epair{units[-1]} are all taken")
 
     def inverse(self) -> list[Step]:
         return [VnetDown(self.root, self.bridge, self.veth)]
@@ -505,7 +523,7 @@ def start_steps(spec: RuntimeSpec, root: str, ext: dict[str, str], path: str) ->
     before: list[Step] = []
     after: list[Step] = []
     if spec.network in BRIDGES:
-        addrs = addresses(dict(net))
+        addrs = addresses(net)
         if not addrs or not net.get("bridge") or not net.get("veth"):
             raise UsageError(f"pot {name}: network {spec.network} without an address, bridge or interface")
         veth = net["veth"]
