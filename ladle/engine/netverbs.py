@@ -16,8 +16,7 @@ def set_network(eng: Engine, name: str, req: potnet.Request) -> str:
         if runs.is_running(eng, name):
             raise StateError(f"pot {name} is running: stop it first")
         old_network = potnet.network_of(pot)
-        keep = {k: v for k, v in pot["net"].items() if k in ("dns", "hosts")}
-        netrow, takes = potnet.settle(eng, name, req, keep)
+        netrow, takes = potnet.settle(eng, name, req, pot["net"])
         steps = networks.release(eng, name)
         dropped = req.type not in potnet.BRIDGES and bool(eng.store.all("exports", pot=name))
         if dropped:

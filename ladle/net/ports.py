@@ -66,8 +66,9 @@ class ExportTake(Step):
     host_port: int | None = None
 
     def render(self) -> list[str]:
-        host = self.host_port or "the lowest free port of 1024-9999"
-        return [f"# state: export host port {host}/{self.proto} to port {self.pot_port} of pot {self.pot}"]
+        host = f"host port {self.host_port}/{self.proto}" if self.host_port else \
+            f"the lowest free {self.proto} host port of 1024-9999"
+        return [f"# state: export {host} to port {self.pot_port} of pot {self.pot}"]
 
     def apply(self, ctx: Context) -> None:
         store = _store(ctx)
