@@ -320,10 +320,11 @@ def test_a_private_pot_reaches_its_bridge_and_the_outside_only() -> None:
     lines = render(start_plan(private(), ON_EXIT, None, ROOT, EXT))
     rules = lines[lines.index("pfctl -a ladle/db -f - <<'EOF'") + 1:]
     rules = rules[:rules.index("EOF")]
-    assert rules[-4:] == ["pass quick on ldbr320 inet from 10.192.5.0/28 to 10.192.5.0/28",
+    assert rules[-5:] == ["pass quick on ldbr320 inet from 10.192.5.0/28 to 10.192.5.0/28",
                           "block drop in quick on ldbr320 inet from 10.192.5.6 to 10.192.0.0/10",
                           "block drop out quick on ldbr320 inet from 10.192.0.0/10 to 10.192.5.6",
-                          "pass in quick on ldbr320 inet from 10.192.5.6 to any"]
+                          "pass in quick on ldbr320 inet from 10.192.5.6 to any",
+                          "pass out quick on ldbr320 inet from any to 10.192.5.6"]
     public_rules = render(start_plan(public(), ON_EXIT, None, ROOT, EXT))
     assert not [x for x in public_rules if x.startswith("block drop") and "ldbr0" in x]
 

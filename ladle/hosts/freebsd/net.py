@@ -380,7 +380,9 @@ class PotRules:
         return lines
 
     def _filter(self) -> list[str]:
-        """Pass rules, so that a restrictive pf.conf still lets the pot's traffic through, and
+        """Pass rules, so that a restrictive pf.conf still lets the pot's traffic through (what
+        it sends through the host, and what the host forwards to it: `rdr pass` passes a
+        redirected packet on its way in only), and
         block rules that hold whatever pf.conf says: on its epair the pot sends only from its own
         addresses (and IPv6 link-local ones), never another pot's; a private bridge's pot reaches
         the pots on its bridge and the outside, nothing else in the configured networks."""
@@ -400,6 +402,7 @@ class PotRules:
                         lines.append(f"block drop in quick on {self.bridge} {af} from {a['address']} to {other}")
                         lines.append(f"block drop out quick on {self.bridge} {af} from {other} to {a['address']}")
             lines.append(f"pass in quick on {self.bridge} {af} from {a['address']} to any")
+            lines.append(f"pass out quick on {self.bridge} {af} from any to {a['address']}")
         return lines
 
 
