@@ -22,7 +22,7 @@ from ladle.config import Config
 from ladle.engine import bases, lifecycle, netspec, networks, pots, setup
 from ladle.engine.core import Engine
 from ladle.engine.potnet import Request
-from ladle.errors import Busy, CommandFailed, UsageError
+from ladle.errors import Busy, CommandFailed, HostError, UsageError
 from ladle.hosts.base import NetAddress, NetSpec, RuntimeSpec
 from ladle.hosts.freebsd import FreeBSDHost, jailparams
 from ladle.hosts.freebsd.net import (
@@ -595,3 +595,13 @@ def test_a_dual_stack_pot_gives_a_bridge_an_ipv4_pot_made_its_ipv6_gateway(freeb
     start(freebsd, here(public(), freebsd))
     assert net.ifs["ldbr0"].addresses == ["inet 10.192.0.1 netmask /10", "inet6 fd5a:17c0:3e2b::1 prefixlen 64"]
     assert net.lines.count("ifconfig ldbr0 inet 10.192.0.1/10") == 1
+
+
+def test_a_host_without_pf_is_told_what_to_do_and_left_clean(freebsd: FreeBSDPots, net: FreeBSDNet) -> None:
+    net.answer(r"^pfctl .* -f -$", Fail("pfctl: /dev/pf: No such file or directory"))
+    net.answer(r"^pfctl .* -F ", Fail("pfctl: /dev/pf: No such file or directory"))
+    with pytest.raises(HostError) as e:
+        start(freebsd, here(public(), freebsd))
+    assert str(e.value) == ("bridge networks need pf for their NAT and port exports: load it (kldload pf, and "
+                            "pf_enable=YES in /etc/rc.conf) with ladle's anchors in /etc/pf.conf")
+    assert net.ladle_interfaces() == []

@@ -188,7 +188,7 @@ class VnetUp(Step):
         for argv in self._rest():
             ctx.runner.run(argv)
         if self.nat:
-            ctx.runner.run(["pfctl", "-a", NAT_ANCHOR, "-f", "-"], input=self.nat.encode())
+            pf_load(ctx, NAT_ANCHOR, self.nat)
 
     def _epair(self, ctx: Context) -> int:
         """Make the pair on the first free unit; return it. A unit whose epairNa is there, or
@@ -420,10 +420,21 @@ class PfAnchorLoad(Step):
         return [shlex.join(self.argv()) + " <<'EOF'", *self.rules.rstrip("\n").split("\n"), "EOF"]
 
     def apply(self, ctx: Context) -> None:
-        ctx.runner.run(self.argv(), input=self.rules.encode())
+        pf_load(ctx, self.anchor, self.rules)
 
     def inverse(self) -> list[Step]:
         return [PfAnchorFlush(self.anchor)]
+
+
+def pf_load(ctx: Context, anchor: str, rules: str) -> None:
+    """`pfctl -a ANCHOR -f -` with `rules` on its stdin; a host without pf is told what to do."""
+    try:
+        ctx.runner.run(["pfctl", "-a", anchor, "-f", "-"], input=rules.encode())
+    except CommandFailed as e:
+        if "/dev/pf" in e.stderr:
+            raise HostError("bridge networks need pf for their NAT and port exports: load it (kldload pf, and "
+                            "pf_enable=YES in /etc/rc.conf) with ladle's anchors in /etc/pf.conf") from None
+        raise
 
 
 @dataclass
