@@ -605,3 +605,14 @@ def test_a_host_without_pf_is_told_what_to_do_and_left_clean(freebsd: FreeBSDPot
     assert str(e.value) == ("bridge networks need pf for their NAT and port exports: load it (kldload pf, and "
                             "pf_enable=YES in /etc/rc.conf) with ladle's anchors in /etc/pf.conf")
     assert net.ladle_interfaces() == []
+
+
+def test_a_failure_inside_the_jail_removes_the_jail_then_the_rules_and_the_interfaces(freebsd: FreeBSDPots,
+                                                                                      net: FreeBSDNet) -> None:
+    net.answer(r"^route -j web add -inet6 ", Fail("route: writing to routing socket: Network is unreachable"))
+    with pytest.raises(CommandFailed, match="Network is unreachable"):
+        start(freebsd, here(public(), freebsd))
+    after = net.lines[net.lines.index("route -j web add -inet6 default fd5a:17c0:3e2b::1") + 1:]
+    assert after[:4] == ["jail -f - -q -r web", f"umount {freebsd.root}/trees/web/dev", "pfctl -a ladle/web -F nat",
+                         "pfctl -a ladle/web -F rules"]
+    assert net.ladle_interfaces() == [] and net.anchors == {}
