@@ -203,6 +203,7 @@ class Monitor:
     def op_status(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         return {"pid": self.me, "pots": {
             p.name: {"init_pid": p.sandbox.pid if p.sandbox else None,
+                     "init_start": p.sandbox.start if p.sandbox else None,
                      "main_pid": p.main.pid if p.main else None, "main_done": p.main_done,
                      "exit_code": p.exit_code, "stopping": p.stopping} for p in self.pots.values()}}
 
