@@ -22,8 +22,8 @@ __version__ = "0.2.0"
 
 _EXPORTS = {
     "Client": "ladle._client",
-    **{name: "ladle._models" for name in ("Base", "Fscomp", "LastRun", "MountPoint", "Pot", "PotInfo", "Run",
-                                           "Storage")},
+    **{name: "ladle._models" for name in ("Base", "Export", "Fscomp", "LastRun", "MountPoint", "Pot",
+                                           "PotInfo", "Run", "Storage")},
     "Change": "ladle._results", "RunResult": "ladle._results",
     **{name: "ladle.errors" for name in ("Busy", "CommandFailed", "Exists", "HostError", "LadleError",
                                           "NotFound", "StateError", "UsageError")},
@@ -33,6 +33,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # the names as mypy and IDEs see them (re-exported explicitly)
     from ladle._client import Client as Client
     from ladle._models import Base as Base
+    from ladle._models import Export as Export
     from ladle._models import Fscomp as Fscomp
     from ladle._models import LastRun as LastRun
     from ladle._models import MountPoint as MountPoint

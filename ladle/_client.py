@@ -140,17 +140,23 @@ class Client:
 
     def create(self, name: str, base: str | None = None, *, type: str = "multi", level: int | None = None,
                potbase: str | None = None, cmd: str | None = None, network: str = "none",
-               persistent: bool | None = None, attrs: dict[str, str] | None = None) -> Change:
-        """A pot, with pot's types and levels (see the README)."""
+               persistent: bool | None = None, attrs: dict[str, str] | None = None,
+               addresses: list[str] | None = None, bridge: str | None = None, stack: str | None = None,
+               dns: list[str] | None = None) -> Change:
+        """A pot, with pot's types and levels (see the README). `network` is inherit, none, alias,
+        public-bridge or private-bridge (on `bridge`); `addresses` are pot's `-i` (auto or an IP
+        per IP version on a bridge, `[IF|]IP` for alias), `stack` ipv4, ipv6 or dual, `dns` the
+        servers of its /etc/resolv.conf (default: the host's)."""
         from ladle.engine.pots import create
         names.check("pot", name, potbase)
         names.check("base", base)
         if cmd is not None:
             names.text("the command", cmd)
+        req = _net(network, addresses, bridge, stack, dns)
         all_attrs = dict(attrs or {})
         if persistent is not None:
             all_attrs["persistent"] = "YES" if persistent else "NO"
-        return self._change(lambda e: create(e, name, base, type, level, potbase, cmd, network, all_attrs))
+        return self._change(lambda e: create(e, name, base, type, level, potbase, cmd, req, all_attrs))
 
     def destroy(self, name: str, recursive: bool = False, force: bool = False) -> Change:
         """Destroy a pot; `recursive` also its dependants, `force` stops running ones first."""
@@ -167,11 +173,14 @@ class Client:
         names.check("pot", name)
         return self._read(lambda e: info(e, name))
 
-    def clone(self, new: str, source: str, snapshot: str | None = None) -> Change:
+    def clone(self, new: str, source: str, snapshot: str | None = None, addresses: list[str] | None = None) -> Change:
+        """Pot `new` from a snapshot of `source`, on its network with addresses of its own (new
+        leases, or `addresses` as create's; an alias pot's must be given)."""
         from ladle.engine.pots import clone
         names.check("pot", new, source)
         names.check("snapshot", snapshot)
-        return self._change(lambda e: clone(e, new, source, snapshot))
+        _labels("-i", addresses)
+        return self._change(lambda e: clone(e, new, source, snapshot, addresses))
 
     def rename(self, old: str, new: str) -> Change:
         from ladle.engine.pots import rename
@@ -204,6 +213,30 @@ class Client:
         names.check("pot", name)
         names.text("the attribute name", attr)
         return self._read(lambda e: get_attr(e, name, attr))
+
+    def set_network(self, name: str, network: str, *, addresses: list[str] | None = None,
+                    bridge: str | None = None, stack: str | None = None) -> Change:
+        """Change a stopped pot's network (as create's options): old leases released, new taken."""
+        from ladle.engine.netverbs import set_network
+        names.check("pot", name)
+        req = _net(network, addresses, bridge, stack, None)
+        return self._change(lambda e: set_network(e, name, req))
+
+    def export_ports(self, name: str, ports: list[str]) -> Change:
+        """Replace the pot's port exports: `PORT[:HOSTPORT][/tcp|/udp]`, PORT the pot's (without
+        HOSTPORT, the lowest free one of 1024-9999). Active while the pot runs."""
+        from ladle.engine.netverbs import export_ports
+        names.check("pot", name)
+        _labels("-e", ports)
+        return self._change(lambda e: export_ports(e, name, ports))
+
+    def set_hosts(self, name: str, entries: list[str]) -> Change:
+        """Replace the pot's own /etc/hosts entries (`NAME:IP`)."""
+        from ladle.engine.netverbs import set_hosts
+        names.check("pot", name)
+        for entry in entries:
+            names.text("-H", entry)
+        return self._change(lambda e: set_hosts(e, name, entries))
 
     # File-system components, mounts and copies -------------------------------------------------
 
@@ -384,27 +417,36 @@ class Client:
         return self._read(lambda e: last_run(e, name))
 
     def run(self, base: str, argv: list[str], *, name: str | None = None, rm: bool = False,
-            network: str = "none", stdio: tuple[int, int, int] | None = None) -> RunResult:
+            network: str = "none", stdio: tuple[int, int, int] | None = None, addresses: list[str] | None = None,
+            bridge: str | None = None, stack: str | None = None, dns: list[str] | None = None,
+            ports: list[str] | None = None) -> RunResult:
         """Create a non-persistent pot on `base`, run `argv` in it and wait for its exit code.
 
         With `stdio` (three descriptors) the command uses them; without, its output is captured
-        in the result. `rm` destroys the pot afterwards, as Docker's --rm.
+        in the result. `rm` destroys the pot afterwards, as Docker's --rm. The network options
+        are create's; `ports` export-ports'.
         """
         from ladle.engine.run import run
         names.check("base", base)
         names.check("pot", name)
         _argv(argv)
-        return run(self._engine(recover=True), base, argv, name, rm, network, stdio)
+        req = _net(network, addresses, bridge, stack, dns)
+        _labels("-e", ports)
+        return run(self._engine(recover=True), base, argv, name, rm, req, stdio, ports)
 
     def run_detached(self, base: str, argv: list[str], *, name: str | None = None,
-                     network: str = "none", rm: bool = False) -> Change:
+                     network: str = "none", rm: bool = False, addresses: list[str] | None = None,
+                     bridge: str | None = None, stack: str | None = None, dns: list[str] | None = None,
+                     ports: list[str] | None = None) -> Change:
         """`run -d`: start the pot and return at once; it is torn down when its command exits
         (and destroyed with `rm`)."""
         from ladle.engine.run import run_detached
         names.check("base", base)
         names.check("pot", name)
         _argv(argv)
-        return self._change(lambda e: run_detached(e, base, argv, name, network, rm))
+        req = _net(network, addresses, bridge, stack, dns)
+        _labels("-e", ports)
+        return self._change(lambda e: run_detached(e, base, argv, name, req, rm, ports))
 
     def gc(self, force: bool = False) -> Change:
         """Finish or roll back interrupted operations; clean up after crashed pots and leaks. The
@@ -422,6 +464,24 @@ def _target(pot: str | None, fscomp: str | None) -> None:
     """The `-p POT` or `-f FSCOMP` of the snapshot verbs: names, if given."""
     names.check("pot", pot)
     names.check("fscomp", fscomp)
+
+
+def _labels(kind: str, values: list[str] | None) -> None:
+    for value in values or []:
+        names.label(kind, value)
+
+
+def _net(network: str, addresses: list[str] | None, bridge: str | None, stack: str | None,
+         dns: list[str] | None) -> Any:
+    """The engine's network request (a `potnet.Request`), its strings checked as labels."""
+    from ladle.engine.potnet import Request
+    names.label("the network type", network)
+    names.check("bridge", bridge)
+    _labels("-i", addresses)
+    _labels("-d", dns)
+    if stack is not None:
+        names.label("-S", stack)
+    return Request(network, list(addresses or []), bridge, stack, None if dns is None else list(dns))
 
 
 def _argv(argv: list[str]) -> None:

@@ -17,6 +17,17 @@ class Pot:
     type: str
     level: int
     network: str
+    addresses: list[str] = field(default_factory=list)  # its leases (an alias pot: its aliases)
+    ports: list[str] = field(default_factory=list)  # its exports, HOSTPORT->PORT/PROTO
+
+
+@dataclass(frozen=True)
+class Export:
+    """A port export: the host's `host_port` to the pot's `pot_port`."""
+
+    proto: str
+    pot_port: int
+    host_port: int
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,14 @@ class PotInfo:
     snapshots: list[str]
     run: Run | None
     log: str
+    stack: str = "ipv4"
+    network_name: str | None = None  # the IPAM network of a bridge type: public or the private bridge
+    bridge: str | None = None  # its host interface
+    addresses: list[str] = field(default_factory=list)  # the pot's leases (an alias pot: its aliases)
+    aliases: list[str] = field(default_factory=list)  # an alias pot's, as IF|IP
+    ports: list[Export] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)  # its own /etc/hosts entries (set-hosts), NAME:IP
+    dns: list[str] = field(default_factory=list)  # its /etc/resolv.conf's servers (none: the host's)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ The file is TOML (`/etc/ladle/ladle.toml` on Linux, `/usr/local/etc/ladle.toml` 
     max_tar_depth = 256         # the deepest path in it, in components
     network = "10.192.0.0/10"   # the IPv4 network of the public bridge; private bridges are carved from it
     network6 = "fd00:1:2::/48"  # the IPv6 prefix (/48 to /64); default: a ULA /48 made once per state root
+    extif = "eth0"      # the host interface of alias addresses given without one; default: the IPv4 default route's
 
 Every number has bounds (`BOUNDS`): a value out of them is refused when the file is read.
 """
@@ -50,6 +51,7 @@ class Config:
     max_tar_depth: int = 256
     network: str = "10.192.0.0/10"  # pot's POT_NETWORK
     network6: str = ""  # '' for the state root's own ULA prefix (RFC 4193, in the settings table)
+    extif: str = ""  # pot's POT_EXTIF, for `-N alias -i IP`; '' for the interface of the IPv4 default route
 
 
 def load(host: str, root: str | None = None) -> Config:

@@ -16,6 +16,8 @@ def test_schema_2_layers_become_active_layers_that_keep_their_layout(tmp_path: P
         DROP TABLE layers;
         CREATE TABLE layers (key TEXT PRIMARY KEY, kind TEXT NOT NULL, parent TEXT, origin TEXT);
         INSERT INTO layers VALUES ('pots/web', 'overlay', 'bases/b@1', NULL);
+        ALTER TABLE pots DROP COLUMN net;
+        DROP TABLE exports;
         PRAGMA user_version=2;
     """)
     db.close()
@@ -23,5 +25,25 @@ def test_schema_2_layers_become_active_layers_that_keep_their_layout(tmp_path: P
     try:
         assert store.get("layers", key="pots/web") == {
             "key": "pots/web", "kind": "active", "layout": "overlay", "parent": "bases/b@1", "origin": None}
+    finally:
+        store.close()
+
+
+def test_schema_4_pots_get_empty_network_settings_and_an_exports_table(tmp_path: Path) -> None:
+    path = str(tmp_path / "ladle.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("""
+        ALTER TABLE pots DROP COLUMN net;
+        DROP TABLE exports;
+        INSERT INTO pots VALUES ('web', 'b', 'multi', 1, NULL, 'true', '{}', '{}', 'none', 'pots/web', 0);
+        PRAGMA user_version=4;
+    """)
+    db.close()
+    store = Store(path)
+    try:
+        assert store.get("pots", name="web")["net"] == "{}"  # type: ignore[index]
+        store.insert("exports", {"host_port": 8080, "proto": "tcp", "pot": "web", "pot_port": 80})
+        assert store.all("exports") == [{"host_port": 8080, "proto": "tcp", "pot": "web", "pot_port": 80}]
     finally:
         store.close()

@@ -13,7 +13,8 @@ VERBS = frozenset((
     "set-env", "set-attr", "get-attr", "gc", "create-fscomp", "fscomps", "clone-fscomp", "add-fscomp",
     "mount-in", "mount-out", "copy-in", "copy-out", "snapshot", "snap", "rollback", "revert", "snapshots",
     "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "signal", "wait", "last-run-stats",
-    "run", "network", "create-private-bridge", "destroy-private-bridge"))
+    "run", "network", "create-private-bridge", "destroy-private-bridge", "set-network", "export-ports",
+    "set-hosts"))
 _VALUED = ("--root", "--host")
 
 

@@ -84,6 +84,22 @@ def verb(verbs: Verbs, name: str, func: Verb, help: str, *, changes: bool = Fals
     return p
 
 
+NET_TYPES = ("inherit", "none", "alias", "public-bridge", "private-bridge")
+STACKS = ("ipv4", "ipv6", "dual")
+
+
+def net_args(p: Parser, *, default: str | None = "none") -> None:
+    """-N, -i, -B and -S: a pot's network, as create, run and set-network take them."""
+    what = ("network type: inherit (the host's stack), none (loopback only), alias (-i [IF|]IP on a host "
+            "interface), public-bridge or private-bridge (-B)")
+    p.add_argument("-N", dest="network", choices=NET_TYPES, default=default, required=default is None,
+                   help=what + (f"; default {default}" if default else ""))
+    p.add_argument("-i", dest="addresses", action="append", metavar="ADDR",
+                   help="bridges: auto (default) or an IP, one per IP version; alias: [IF|]IP (repeatable)")
+    p.add_argument("-B", dest="bridge", metavar="BRIDGE", help="the private bridge of -N private-bridge")
+    p.add_argument("-S", dest="stack", choices=STACKS, help="IP versions: ipv4, ipv6 or dual (default: the host's)")
+
+
 def pot_arg(p: Parser) -> None:
     """pot's `-p NAME` and Docker's positional NAME, interchangeably."""
     p.add_argument("positional", nargs="?", metavar="NAME")

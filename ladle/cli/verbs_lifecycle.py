@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 import ladle
-from ladle.cli.common import Verbs, change, pot_arg, pot_name, verb
+from ladle.cli.common import Verbs, change, net_args, pot_arg, pot_name, verb
 from ladle.cli.output import show_change
 
 
@@ -55,10 +56,18 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-p", "--name", dest="name", metavar="NAME", help="pot name (default: run-<random>)")
     p.add_argument("-d", "--detach", dest="detach", action="store_true",
                    help="start in the background and print the name")
-    p.add_argument("-N", dest="network", choices=("inherit", "none"), default="none",
-                   help="network type (default: none)")
+    net_args(p)
+    p.add_argument("--dns", dest="dns", action="append", metavar="SERVER",
+                   help="a DNS server for its /etc/resolv.conf (repeatable; default: the host's)")
+    p.add_argument("-e", dest="ports", action="append", metavar="PORT[:HOSTPORT][/PROTO]",
+                   help="export the pot's PORT on HOSTPORT of the host (repeatable; bridge networks)")
     p.add_argument("base", metavar="BASE")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="[--] COMMAND [ARG]...")
+
+
+def _net(args: argparse.Namespace) -> dict[str, Any]:
+    return {"network": args.network, "addresses": args.addresses, "bridge": args.bridge, "stack": args.stack,
+            "dns": args.dns, "ports": args.ports}
 
 
 def _command(args: list[str]) -> list[str]:
@@ -125,10 +134,10 @@ def _start(client: ladle.Client, args: argparse.Namespace) -> int:
 def _run(client: ladle.Client, args: argparse.Namespace) -> int:
     argv = _command(list(args.args))
     if args.detach:
-        change = client.run_detached(args.base, argv, name=args.name, network=args.network, rm=args.remove)
+        change = client.run_detached(args.base, argv, name=args.name, rm=args.remove, **_net(args))
         show_change(change)
         return 0
-    result = client.run(args.base, argv, name=args.name, rm=args.remove, network=args.network, stdio=(0, 1, 2))
+    result = client.run(args.base, argv, name=args.name, rm=args.remove, stdio=(0, 1, 2), **_net(args))
     if client.dry_run:
         print("\n".join(result.commands))
     return result.exit_code

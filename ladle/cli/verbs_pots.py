@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import replace
 
 import ladle
-from ladle.cli.common import Verbs, change, pot_arg, pot_name, verb
+from ladle.cli.common import Verbs, change, net_args, pot_arg, pot_name, verb
 from ladle.cli.output import as_json, names, show_change, table
 
 
@@ -35,8 +36,9 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-l", dest="level", type=int, choices=(0, 1, 2), help="level of a multi pot (default 1)")
     p.add_argument("-P", dest="potbase", metavar="POT", help="reference pot (level 2: its snapshot; else a copy)")
     p.add_argument("-c", dest="cmd", metavar="CMD", help="the pot's command (default 'sh /etc/rc')")
-    p.add_argument("-N", dest="network", choices=("inherit", "none"), default="none",
-                   help="inherit: the host's network stack; none: its own, with loopback only (default)")
+    net_args(p)
+    p.add_argument("-d", dest="dns", action="append", metavar="SERVER",
+                   help="a DNS server for its /etc/resolv.conf (repeatable; default: the host's resolv.conf)")
 
     p = verb(verbs, "destroy", change(_destroy), "destroy a pot, a base, an fscomp or a private bridge", changes=True)
     p.add_argument("-p", dest="pot", metavar="POT")
@@ -53,11 +55,13 @@ def register(verbs: Verbs) -> None:
     pot_arg(p)
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = verb(verbs, "clone", change(lambda c, a: c.clone(a.new, a.source, a.snap)),
+    p = verb(verbs, "clone", change(lambda c, a: c.clone(a.new, a.source, a.snap, a.addresses)),
              "create pot NEW as a clone of a snapshot of pot SOURCE", changes=True)
     p.add_argument("-p", dest="new", required=True, metavar="NEW")
     p.add_argument("-P", dest="source", required=True, metavar="SOURCE")
     p.add_argument("-s", dest="snap", metavar="SNAPSHOT", help="snapshot of SOURCE (default: its latest)")
+    p.add_argument("-i", dest="addresses", action="append", metavar="ADDR",
+                   help="its addresses, as create's (default: new leases; required for an alias pot)")
 
     p = verb(verbs, "rename", change(lambda c, a: c.rename(a.old, a.new)),
              "rename a stopped pot (its storage, mounts and the pots that refer to it)", changes=True)
@@ -106,7 +110,8 @@ def _bases(client: ladle.Client, args: argparse.Namespace) -> None:
 
 def _create(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
     return client.create(args.name, args.base, type=args.type, level=args.level, potbase=args.potbase,
-                         cmd=args.cmd, network=args.network)
+                         cmd=args.cmd, network=args.network, addresses=args.addresses, bridge=args.bridge,
+                         stack=args.stack, dns=args.dns)
 
 
 def _destroy(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
@@ -128,7 +133,8 @@ def _ls(client: ladle.Client, args: argparse.Namespace) -> None:
     elif args.quiet:
         names(rows)
     else:
-        table(rows, ["name", "status", "base", "type", "level", "network"])
+        table([{**dataclasses.asdict(r), "addresses": " ".join(r.addresses), "ports": " ".join(r.ports)}
+               for r in rows], ["name", "status", "base", "type", "level", "network", "addresses", "ports"])
 
 
 def _info(client: ladle.Client, args: argparse.Namespace) -> None:
@@ -138,6 +144,7 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
         return
     out = [f"{key + ':':10} {'' if getattr(data, key) is None else getattr(data, key)}"
            for key in ("name", "status", "type", "level", "base", "potbase", "network", "cmd")]
+    out += _net_lines(data)
     out.append(f"{'storage:':10} {data.storage.backend} {data.storage.path}")
     out += [f"{'env:':10} {k}={v}" for k, v in data.env.items()]
     out.append("attributes: " + " ".join(f"{k}={v}" for k, v in data.attrs.items()))
@@ -145,6 +152,18 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
     if data.snapshots:
         out.append(f"{'snapshots:':10} {' '.join(data.snapshots)}")
     print("\n".join(out))
+
+
+def _net_lines(data: ladle.PotInfo) -> list[str]:
+    """info's network part: the stack, the bridge, addresses, exports, DNS servers and hosts entries."""
+    out = [f"{'stack:':10} {data.stack}"]
+    if data.network_name:
+        out.append(f"{'bridge:':10} {data.bridge} (network {data.network_name})")
+    out += [f"{'address:':10} {a}" for a in (data.aliases or data.addresses)]
+    out += [f"{'export:':10} {p.host_port}->{p.pot_port}/{p.proto}" for p in data.ports]
+    out += [f"{'dns:':10} {s}" for s in data.dns]
+    out += [f"{'hosts:':10} {h}" for h in data.hosts]
+    return out
 
 
 def _set_env(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:

@@ -116,6 +116,7 @@ class Engine:
             raise NotFound(f"pot {name} does not exist")
         row["env"] = json.loads(row["env"])
         row["attrs"] = json.loads(row["attrs"])
+        row["net"] = json.loads(row["net"])
         return row
 
     def base(self, name: str) -> dict[str, Any]:

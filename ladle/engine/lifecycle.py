@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ladle import _log, names
+from ladle.engine import netspec, potnet
 from ladle.engine.core import Engine
 from ladle.engine.runs import alive, is_running, live_run, record
 from ladle.errors import StateError, UsageError
@@ -28,7 +29,7 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
         name=name, hostname=name, root=eng.snap.mounts(pot["layer"]), mounts=mounts, cmd=pot["cmd"],
         env=dict(pot["env"]), attrs=dict(pot["attrs"]), network=pot["network"],
         log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name),
-        stack=eng.cfg.stack)
+        stack=potnet.stack_of(eng, pot), net=netspec.build(eng, pot))
 
 
 GRACE = 0.3  # seconds a detached start waits to see whether its command dies at once

@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 from ladle import names
-from ladle.engine import lifecycle, networks, runs
+from ladle.engine import hostsfile, lifecycle, netspec, networks, potnet, runs
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, StateError, UsageError
+from ladle.net.ports import ExportDrop, ExportTake
 from ladle.plan.steps import RemoveTree, Rename, Step
 from ladle.state.steps import put
 
-NETWORKS = ("inherit", "none")
 DEFAULT_CMD = "sh /etc/rc"
 
 
@@ -42,7 +42,8 @@ def _base_latest(eng: Engine, base: dict[str, Any]) -> str:
 
 
 def create(eng: Engine, name: str, base: str | None, type_: str, level: int | None, potbase: str | None,
-           cmd: str | None, network: str, attrs: dict[str, str] | None = None) -> str:
+           cmd: str | None, net: potnet.Request | None = None, attrs: dict[str, str] | None = None,
+           ports: list[str] | None = None) -> str:
     """pot's create: `single` pots own a whole tree; `multi` level 0 is the base itself, level 1 a
     writable layer on a base snapshot (or a copy of another pot's with -P), level 2 a writable
     layer on a level-1 pot's latest snapshot (-P required).
@@ -50,12 +51,16 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
     Level 2 is never layered on the level-1 pot's live tree: overlayfs leaves changing a lower
     layer under a mount undefined, and ZFS can only clone a snapshot. Without a snapshot it is
     refused rather than taking one: pot never snapshots implicitly, a snapshot needs the level-1
-    pot stopped, and which state the level-2 pot starts from is the user's choice."""
+    pot stopped, and which state the level-2 pot starts from is the user's choice.
+
+    A bridge pot's addresses are leased, and its `ports` exported, in the plan: a create that
+    fails gives them back."""
     names.pot_name(name)
+    req = net or potnet.Request()
     if type_ not in ("single", "multi"):
         raise UsageError(f"invalid type {type_!r}: use single or multi")
-    if network not in NETWORKS:
-        raise UsageError(f"invalid network type {network!r}: use {' or '.join(NETWORKS)}")
+    if req.type not in potnet.TYPES:
+        raise UsageError(f"invalid network type {req.type!r}: use {', '.join(potnet.TYPES)}")
     if level is None:
         level = 0 if type_ == "single" else 1
     if level not in (0, 1, 2) or (type_ == "single" and level != 0):
@@ -78,25 +83,40 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
         if not base:
             raise UsageError("a base is needed: -b BASE (see 'ladle bases')")
         brow = eng.base(base)
+        netrow, steps = potnet.settle(eng, name, req)
+        steps += potnet.exports(eng, name, req.type, ports or [])
         key = f"pots/{name}"
-        steps: list[Step]
         if type_ == "multi" and level == 0:
-            key, steps = brow["layer"], []
+            key = brow["layer"]
         elif type_ == "single":
-            steps = eng.snap.copy(key, _pot_latest(eng, ref) if ref else _base_latest(eng, brow))
+            steps += eng.snap.copy(key, _pot_latest(eng, ref) if ref else _base_latest(eng, brow))
         elif level == 1:
-            steps = eng.snap.copy(key, _pot_latest(eng, ref)) if ref else eng.snap.prepare(key, _base_latest(eng, brow))
+            latest = _pot_latest(eng, ref) if ref else _base_latest(eng, brow)
+            steps += eng.snap.copy(key, latest) if ref else eng.snap.prepare(key, latest)
         else:
-            steps = eng.snap.prepare(key, _pot_latest(eng, ref))  # type: ignore[arg-type]
+            steps += eng.snap.prepare(key, _pot_latest(eng, ref))  # type: ignore[arg-type]
         defaults = eng.host.attr_defaults()
         for k, v in (attrs or {}).items():
             defaults.update(eng.host.expand_attr(k, v))
         row = {"name": name, "base": base, "type": type_, "level": level, "potbase": potbase,
-               "cmd": cmd or DEFAULT_CMD, "env": {}, "attrs": defaults, "network": network,
-               "layer": key, "created": time.time()}
+               "cmd": cmd or DEFAULT_CMD, "env": {}, "attrs": defaults, "network": req.type,
+               "layer": key, "created": time.time(), "net": netrow}
         steps.append(put("pots", {"name": name}, row, None))
         eng.execute("create", f"pot:{name}", steps)
-    return f"created pot {name}"
+    hostsfile.refresh(eng, netrow.get("network"), skip=name)
+    return f"created pot {name}" + _addresses(eng, name)
+
+
+def _addresses(eng: Engine, name: str) -> str:
+    """What a new pot got: ' (10.192.0.2, host port 8080->80/tcp)' (nothing in a dry run)."""
+    if eng.dry_run:
+        return ""
+    from ladle.net.ports import render
+    pot = eng.pot(name)
+    got = [a["address"] for _, a in sorted(netspec.addresses(eng, pot).items())]
+    got += [f"{a['interface']}|{a['address']}" for a in pot["net"].get("aliases", [])]
+    got += [f"port {render(p['proto'], p['pot_port'], p['host_port'])}" for p in netspec.ports(eng, name)]
+    return f" ({', '.join(got)})" if got else ""
 
 
 def dependants(eng: Engine, name: str) -> list[str]:
@@ -132,7 +152,7 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
         run = eng.store.get("runs", pot=name)
         if run:
             steps.append(put("runs", {"pot": name}, None, run))
-        steps += networks.release(eng, name)
+        steps += networks.release(eng, name) + potnet.drop_exports(eng, name)
         steps.append(put("pots", {"name": name}, None, pot))
         for copy in eng.store.all("pots", potbase=name):  # copies made with -P outlive it
             steps.append(put("pots", {"name": copy["name"]}, {**copy, "potbase": None}, copy))
@@ -141,11 +161,14 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
         steps += [RemoveTree(os.path.join(eng.root, "run", name)),
                   RemoveTree(os.path.join(eng.root, "logs", f"{name}.log"))]
         eng.execute("destroy", f"pot:{name}", steps, on_crash="finish")
+    hostsfile.refresh(eng, potnet.network_of(pot))
     return f"destroyed pot {name}"
 
 
-def clone(eng: Engine, new: str, source: str, snap: str | None) -> str:
-    """A new pot from a snapshot of another, sharing blocks where the backend can (ZFS clone)."""
+def clone(eng: Engine, new: str, source: str, snap: str | None, addresses: list[str] | None = None) -> str:
+    """A new pot from a snapshot of another, sharing blocks where the backend can (ZFS clone).
+    It is on the source's network with addresses of its own (`addresses`, else new leases; an
+    alias pot's must be given) and exports no ports (a host port is one pot's)."""
     names.pot_name(new)
     with eng.lock(f"pot-{new}"):
         _free(eng, new)
@@ -159,14 +182,18 @@ def clone(eng: Engine, new: str, source: str, snap: str | None) -> str:
             if snap not in eng.snap.snapshots(src["layer"]):
                 raise NotFound(f"pot {source} has no snapshot {snap}")
             ref = f"{src['layer']}@{snap}"
+        req = potnet.Request(src["network"], list(addresses or []), potnet.network_of(src)
+                             if src["network"] == "private-bridge" else None, src["net"].get("stack"))
+        netrow, steps = potnet.settle(eng, new, req, src["net"])
         key = f"pots/{new}"
-        steps = eng.snap.clone(key, ref)
-        row = {**src, "name": new, "layer": key, "created": time.time()}
+        steps += eng.snap.clone(key, ref)
+        row = {**src, "name": new, "layer": key, "created": time.time(), "net": netrow}
         steps.append(put("pots", {"name": new}, row, None))
         for m in eng.store.all("pot_mounts", pot=source):
             steps.append(put("pot_mounts", {"pot": new, "mountpoint": m["mountpoint"]}, {**m, "pot": new}, None))
         eng.execute("clone", f"pot:{new}", steps)
-    return f"cloned pot {source} to {new}"
+    hostsfile.refresh(eng, netrow.get("network"), skip=new)
+    return f"cloned pot {source} to {new}" + _addresses(eng, new)
 
 
 def rename(eng: Engine, old: str, new: str) -> str:
@@ -192,12 +219,16 @@ def rename(eng: Engine, old: str, new: str) -> str:
         if run:
             steps.append(put("runs", {"pot": old}, None, run))
         steps += networks.move(eng, old, new)
+        for x in eng.store.all("exports", order="host_port, proto", pot=old):
+            steps += [ExportDrop(old, x["proto"], x["pot_port"], x["host_port"]),
+                      ExportTake(new, x["proto"], x["pot_port"], x["host_port"])]
         for other in eng.store.all("pots", potbase=old):
             steps.append(put("pots", {"name": other["name"]}, {**other, "potbase": new}, other))
         log = os.path.join(eng.root, "logs", f"{old}.log")
         if os.path.exists(log):
             steps.append(Rename(log, os.path.join(eng.root, "logs", f"{new}.log")))
         eng.execute("rename", f"pot:{old}", steps)
+    hostsfile.refresh(eng, potnet.network_of(pot))
     return f"renamed pot {old} to {new}"
 
 

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Callable
 
 from ladle._results import RunResult
-from ladle.engine import lifecycle, pots
+from ladle.engine import lifecycle, potnet, pots
 from ladle.engine.core import Engine
 from ladle.errors import UsageError
 from ladle.platform import write_all
@@ -20,8 +20,8 @@ def _name(name: str | None) -> str:
     return name or f"run-{os.urandom(5).hex()}"
 
 
-def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, network: str,
-        stdio: tuple[int, int, int] | None) -> RunResult:
+def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, net: potnet.Request,
+        stdio: tuple[int, int, int] | None, ports: list[str] | None = None) -> RunResult:
     """Run `argv` in a new pot on `base` and wait for it; the pot is destroyed after with `remove`.
 
     The command's stdout and stderr reach `stdio[1]` and `stdio[2]` (the monitor passes them on
@@ -32,11 +32,10 @@ def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool,
     if not argv:
         raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
     name = _name(name)
-    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), network, attrs={"persistent": "NO"})
-    if eng.dry_run:
-        with eng.lock(f"pot-{name}"):
-            eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, eng.pot(name))))
-        eng.lines.append("# then wait for its command" + (", then destroy the pot" if remove else ""))
+    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), net, {"persistent": "NO"}, ports)
+    if eng.dry_run:  # the pot is not made, so its start cannot be planned in detail
+        eng.lines.append(f"# then start pot {name}, wait for its command"
+                         + (", then destroy the pot" if remove else ", then stop the pot"))
         return RunResult(name, 0, None, tuple(eng.lines))
     return _attached(eng, name, stdio, remove)
 
@@ -90,13 +89,16 @@ def _sink(fd: int | None, captured: bytearray) -> Callable[[bytes], None]:
     return functools.partial(write_all, fd)
 
 
-def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, network: str,
-                 remove: bool = False) -> str:
+def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, net: potnet.Request,
+                 remove: bool = False, ports: list[str] | None = None) -> str:
     """`run -d`: create and start, return at once; the pot is torn down when its command exits,
     and destroyed then with `remove` (its monitor runs `ladle destroy -F` instead of `stop`)."""
     if not argv:
         raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
     name = _name(name)
-    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), network, attrs={"persistent": "NO"})
+    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), net, {"persistent": "NO"}, ports)
+    if eng.dry_run:
+        eng.lines.append(f"# then start pot {name}" + (", destroyed when its command exits" if remove else ""))
+        return name
     lifecycle.start(eng, name, remove=remove)
     return name

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import TYPE_CHECKING
 
 from ladle.engine import runs
 from ladle.engine.core import Engine
+from ladle.net.ports import render
 
 if TYPE_CHECKING:
     from ladle._models import Pot, PotInfo
@@ -18,12 +20,23 @@ def list_pots(eng: Engine) -> list[Pot]:
     recorded = {r["pot"]: r for r in eng.store.all("runs")}
     rows = eng.store.all("pots", order="name")
     statuses = runs.statuses(eng, [recorded.get(r["name"]) for r in rows])
+    held: dict[str, list[str]] = {}
+    for x in eng.store.all("leases", order="family, address"):
+        held.setdefault(x["pot"], []).append(x["address"])
+    for r in rows:
+        if r["network"] == "alias":
+            held[r["name"]] = [a["address"] for a in json.loads(r["net"]).get("aliases", [])]
+    exported: dict[str, list[str]] = {}
+    for x in eng.store.all("exports", order="host_port, proto"):
+        exported.setdefault(x["pot"], []).append(render(x["proto"], x["pot_port"], x["host_port"]))
     return [Pot(name=r["name"], status=status, base=r["base"], type=r["type"], level=r["level"],
-                network=r["network"]) for r, status in zip(rows, statuses, strict=True)]
+                network=r["network"], addresses=held.get(r["name"], []), ports=exported.get(r["name"], []))
+            for r, status in zip(rows, statuses, strict=True)]
 
 
 def info(eng: Engine, name: str) -> PotInfo:
-    from ladle._models import MountPoint, PotInfo, Run, Storage
+    from ladle._models import Export, MountPoint, PotInfo, Run, Storage
+    from ladle.engine import netspec, potnet
 
     pot = eng.pot(name)
     run = eng.store.get("runs", pot=name)
@@ -39,4 +52,12 @@ def info(eng: Engine, name: str) -> PotInfo:
         snapshots=eng.snap.snapshots(pot["layer"]) if pot["layer"] == f"pots/{name}" else [],
         run=Run(**{k: run[k] for k in Run.__dataclass_fields__}) if run else None,
         log=os.path.join(eng.root, "logs", f"{name}.log"),
+        stack=potnet.stack_of(eng, pot), network_name=potnet.network_of(pot),
+        bridge=netspec.bridge(eng, network) if (network := potnet.network_of(pot)) else None,
+        addresses=[a["address"] for _, a in sorted(netspec.addresses(eng, pot).items())]
+        + [a["address"] for a in pot["net"].get("aliases", [])],
+        aliases=[f"{a['interface']}|{a['address']}" for a in pot["net"].get("aliases", [])],
+        ports=[Export(**p) for p in netspec.ports(eng, name)],
+        hosts=[f"{host}:{ip}" for host, ip in pot["net"].get("hosts", [])],
+        dns=list(pot["net"].get("dns", [])),
     )

@@ -18,7 +18,7 @@ from typing import Any
 from ladle import platform as proc
 from ladle.errors import HostError, StateError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 NET_TABLES = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -27,6 +27,13 @@ CREATE TABLE IF NOT EXISTS networks (
 CREATE TABLE IF NOT EXISTS leases (         -- an address is one pot's: never handed out twice
     network TEXT NOT NULL, address TEXT NOT NULL, pot TEXT NOT NULL, family INTEGER NOT NULL,
     created REAL NOT NULL, PRIMARY KEY (network, address), UNIQUE (network, pot, family)
+);
+"""
+
+EXPORTS = """
+CREATE TABLE IF NOT EXISTS exports (        -- a host port of a protocol is one pot's
+    host_port INTEGER NOT NULL, proto TEXT NOT NULL, pot TEXT NOT NULL, pot_port INTEGER NOT NULL,
+    PRIMARY KEY (host_port, proto)
 );
 """
 
@@ -44,6 +51,7 @@ ALTER TABLE layers RENAME COLUMN kind TO layout;
 ALTER TABLE layers ADD COLUMN kind TEXT NOT NULL DEFAULT 'active';
 """,
     4: NET_TABLES,
+    5: "ALTER TABLE pots ADD COLUMN net TEXT NOT NULL DEFAULT '{}';\n" + EXPORTS,
 }
 
 _SCHEMA = """
@@ -65,7 +73,8 @@ CREATE TABLE IF NOT EXISTS bases (
 CREATE TABLE IF NOT EXISTS pots (
     name TEXT PRIMARY KEY, base TEXT NOT NULL, type TEXT NOT NULL, level INTEGER NOT NULL,
     potbase TEXT, cmd TEXT NOT NULL, env TEXT NOT NULL, attrs TEXT NOT NULL,
-    network TEXT NOT NULL, layer TEXT NOT NULL, created REAL NOT NULL
+    network TEXT NOT NULL, layer TEXT NOT NULL, created REAL NOT NULL,
+    net TEXT NOT NULL DEFAULT '{}'  -- JSON: the network's settings (engine/potnet.py)
 );
 CREATE TABLE IF NOT EXISTS fscomps (
     name TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL
@@ -88,7 +97,7 @@ CREATE TABLE IF NOT EXISTS op_steps (
     op INTEGER NOT NULL, seq INTEGER NOT NULL, step TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (op, seq)
 );
-""" + NET_TABLES
+""" + NET_TABLES + EXPORTS
 
 
 def _statements(script: str) -> list[str]:
