@@ -17,6 +17,13 @@ import itertools
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import leaks
+from tests.linux_fixtures import Pots, leftovers
 
 HOST4, UP4 = "198.51.100.2", "198.51.100.1"  # TEST-NET-2 between host and upstream
 HOST6, UP6 = "2001:db8:51::2", "2001:db8:51::1"
@@ -105,3 +112,65 @@ def network() -> Iterator[Net]:
         assert not left, "left in the host namespace:\n" + "\n".join(left)
     finally:
         net.remove()
+
+
+# busybox's wget crashes when static (its NSS lookup of the user); nc resolves names from /etc/hosts
+GET = "get() {{ printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w {t} \"$1\" \"$2\" | sed '1,/^\\r$/d'; }}; "
+HTTPD = "mkdir -p /www && echo hello-{name} > /www/index.html && exec httpd -f -p {port} -h /www"
+
+
+def bridge_net(pot: str, n: int, *, bridge: str = "ldbr0", v4: str = "10.192.0", v6: str = "fd1a:d1e0:0:0",
+               prefix4: int = 10, ports: list[dict[str, Any]] | None = None, hosts: str | None = None,
+               network: str = "public") -> dict[str, Any]:
+    """A NetSpec as the engine fills it for a bridge pot with the n-th address of its network."""
+    return {"type": "public-bridge" if network == "public" else "private-bridge", "network": network,
+            "bridge": bridge, "veth": f"ldv{abs(hash((pot, bridge))) % 16**8:08x}",
+            "ipv4": {"address": f"{v4}.{n}", "prefixlen": prefix4, "gateway": f"{v4}.1"},
+            "ipv6": {"address": f"{v6}::{n:x}", "prefixlen": 64, "gateway": f"{v6}::1"},
+            "nat": [NAT4, NAT6], "aliases": [], "ports": ports or [], "hosts": hosts, "resolv": None}
+
+
+class NetPots(Pots):
+    """Pots started in the host namespace of `net`."""
+
+    def __init__(self, base: Path, tree: Path, net: Net) -> None:
+        super().__init__(base, tree)
+        self.net = net
+        self.calls = itertools.count()
+
+    def pot(self, name: str, cmd: str, net: dict[str, Any]) -> Any:
+        spec = self.spec(cmd, name=name, network=net.get("type", "none"))
+        spec.net = net  # type: ignore[typeddict-item]
+        return spec
+
+    def sh(self, spec: Any, script: str, timeout: float = 20) -> tuple[int | None, str]:
+        """Run a shell script in the pot; its exit code and what it wrote (a new file each time: the
+        overlay's upper directory must not be changed under it)."""
+        name = f"out{next(self.calls)}"
+        out = self.upper(spec.name) / "tmp" / name
+        code = self.exec(spec, ["/bin/sh", "-c", f"mkdir -p /tmp; ({script}) >/tmp/{name} 2>&1"])
+        return code, out.read_text() if out.exists() else ""
+
+    def get(self, spec: Any, host: str, port: int, timeout: int = 3) -> str:
+        """The body of http://HOST:PORT/ fetched from inside the pot (nc), "" if it failed."""
+        return self.sh(spec, GET.format(t=timeout) + f"get {host} {port}")[1]
+
+
+@pytest.fixture
+def net() -> Iterator[Net]:
+    """A host namespace with an upstream behind it, for one test."""
+    with network() as n:
+        yield n
+
+
+@pytest.fixture
+def npots(tmp_path: Path, busybox_root: Path, net: Net) -> Iterator[NetPots]:
+    with net.entered():
+        p = NetPots(tmp_path, busybox_root, net)
+        try:
+            yield p
+        finally:
+            p.cleanup()
+            left = p.leaked + leftovers(tmp_path, p.pids)
+            left += [f"monitor {pid} {cmd}" for pid, cmd in leaks.monitors_gone(str(tmp_path), 10).items()]
+            assert not left, "left behind:\n" + "\n".join(left)

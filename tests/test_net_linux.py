@@ -7,27 +7,19 @@ through the driver's plans with hand-built `RuntimeSpec.net` values (what the en
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests import leaks
-from tests.linux_fixtures import Pots, busybox_root, leftovers  # noqa: F401 (fixture)
-from tests.netns import HOST4, HOST6, NAT4, NAT6, UP4, UP6, Net, network
+from tests.netns import HOST4, HOST6, HTTPD, UP4, UP6, Net, NetPots, bridge_net
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, bridges, nftables)")
 
-# busybox's wget crashes when static (its NSS lookup of the user); nc resolves names from /etc/hosts
-GET = "get() {{ printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w {t} \"$1\" \"$2\" | sed '1,/^\\r$/d'; }}; "
-HTTPD = "mkdir -p /www && echo hello-{name} > /www/index.html && exec httpd -f -p {port} -h /www"
 ECHO_PEER = """
 import http.server, socket, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -42,62 +34,6 @@ class S(http.server.ThreadingHTTPServer):
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); super().server_bind()
 s = S(("::", 9000), H); print("ready", flush=True); s.serve_forever()
 """
-
-
-def bridge_net(pot: str, n: int, *, bridge: str = "ldbr0", v4: str = "10.192.0", v6: str = "fd1a:d1e0:0:0",
-               prefix4: int = 10, ports: list[dict[str, Any]] | None = None, hosts: str | None = None,
-               network: str = "public") -> dict[str, Any]:
-    """A NetSpec as the engine fills it for a bridge pot with the n-th address of its network."""
-    return {"type": "public-bridge" if network == "public" else "private-bridge", "network": network,
-            "bridge": bridge, "veth": f"ldv{abs(hash((pot, bridge))) % 16**8:08x}",
-            "ipv4": {"address": f"{v4}.{n}", "prefixlen": prefix4, "gateway": f"{v4}.1"},
-            "ipv6": {"address": f"{v6}::{n:x}", "prefixlen": 64, "gateway": f"{v6}::1"},
-            "nat": [NAT4, NAT6], "aliases": [], "ports": ports or [], "hosts": hosts, "resolv": None}
-
-
-class NetPots(Pots):
-    """Pots started in the host namespace of `net`."""
-
-    def __init__(self, base: Path, tree: Path, net: Net) -> None:
-        super().__init__(base, tree)
-        self.net = net
-        self.calls = itertools.count()
-
-    def pot(self, name: str, cmd: str, net: dict[str, Any]) -> Any:
-        spec = self.spec(cmd, name=name, network=net.get("type", "none"))
-        spec.net = net  # type: ignore[typeddict-item]
-        return spec
-
-    def sh(self, spec: Any, script: str, timeout: float = 20) -> tuple[int | None, str]:
-        """Run a shell script in the pot; its exit code and what it wrote (a new file each time: the
-        overlay's upper directory must not be changed under it)."""
-        name = f"out{next(self.calls)}"
-        out = self.upper(spec.name) / "tmp" / name
-        code = self.exec(spec, ["/bin/sh", "-c", f"mkdir -p /tmp; ({script}) >/tmp/{name} 2>&1"])
-        return code, out.read_text() if out.exists() else ""
-
-    def get(self, spec: Any, host: str, port: int, timeout: int = 3) -> str:
-        """The body of http://HOST:PORT/ fetched from inside the pot (nc), "" if it failed."""
-        return self.sh(spec, GET.format(t=timeout) + f"get {host} {port}")[1]
-
-
-@pytest.fixture
-def net() -> Iterator[Net]:
-    with network() as n:
-        yield n
-
-
-@pytest.fixture
-def npots(tmp_path: Path, busybox_root: Path, net: Net) -> Iterator[NetPots]:  # noqa: F811
-    with net.entered():
-        p = NetPots(tmp_path, busybox_root, net)
-        try:
-            yield p
-        finally:
-            p.cleanup()
-            left = p.leaked + leftovers(tmp_path, p.pids)
-            left += [f"monitor {pid} {cmd}" for pid, cmd in leaks.monitors_gone(str(tmp_path), 10).items()]
-            assert not left, "left behind:\n" + "\n".join(left)
 
 
 def fetch(url: str, timeout: float = 5) -> str:
@@ -163,3 +99,84 @@ def test_public_bridge_names_exports_and_nat(npots: NetPots, net: Net, upstream_
     assert net.leftovers() == []
     with pytest.raises(OSError):
         fetch("http://127.0.0.1:8080/", timeout=1)
+
+
+def test_private_bridges_are_isolated_but_exports_cross(npots: NetPots, net: Net) -> None:
+    priv = {"bridge": "ldbr7", "v4": "10.200.7", "prefix4": 24, "v6": "fd1a:d1e0:0:7", "network": "priv"}
+    other = {"bridge": "ldbr8", "v4": "10.200.8", "prefix4": 24, "v6": "fd1a:d1e0:0:8", "network": "other"}
+    port = {"proto": "tcp", "pot_port": 80, "host_port": 8088}
+    a = npots.pot("a", HTTPD.format(name="a", port=80), bridge_net("a", 2, ports=[port], **priv))  # type: ignore[arg-type]
+    b = npots.pot("b", "sleep 100000", bridge_net("b", 3, **priv))  # type: ignore[arg-type]
+    c = npots.pot("c", HTTPD.format(name="c", port=80), bridge_net("c", 2, **other))  # type: ignore[arg-type]
+    p = npots.pot("p", "sleep 100000", bridge_net("p", 5))
+    for spec in (a, b, c, p):
+        npots.start(spec)
+    assert wait_http("http://127.0.0.1:8088/") == "hello-a\n"
+    assert npots.get(b, "10.200.7.2", 80) == "hello-a\n"  # on the same private bridge
+    assert npots.get(b, "fd1a:d1e0:0:7::2", 80) == "hello-a\n"
+    assert "hello" not in npots.get(b, "10.200.8.2", 80, timeout=2)  # another private bridge
+    assert "hello" not in npots.get(b, "fd1a:d1e0:0:8::2", 80, timeout=2)
+    assert "hello" not in npots.get(p, "10.200.7.2", 80, timeout=2)  # from the public bridge
+    assert "hello" not in npots.get(c, "10.200.7.2", 80, timeout=2)
+    assert npots.get(c, HOST4, 8088) == "hello-a\n"  # except through an export
+    for spec in (a, b, c, p):
+        npots.stop(spec)
+    assert net.leftovers() == []
+
+
+def test_alias_adds_the_address_while_the_pot_runs(npots: NetPots, net: Net) -> None:
+    alias = {"type": "alias", "aliases": [{"interface": "up0", "address": "198.51.100.50", "prefixlen": 32},
+                                          {"interface": "up0", "address": "2001:db8:51::50", "prefixlen": 128}],
+             "hosts": None, "resolv": None}
+    web = npots.pot("web", "mkdir -p /www && echo hello-alias > /www/index.html && exec httpd -f -p 80 -h /www",
+                    alias)
+    npots.start(web)
+    assert wait_http("http://198.51.100.50/") == "hello-alias\n"
+    assert upstream_get(net, "http://198.51.100.50/") == "hello-alias\n"
+    assert upstream_get(net, "http://[2001:db8:51::50]/") == "hello-alias\n"
+    npots.stop(web)
+    addrs = net.run_in(net.host, "ip", "-o", "addr", "show", "dev", "up0").stdout
+    assert "198.51.100.50" not in addrs and "2001:db8:51::50" not in addrs
+
+
+def test_hosts_plan_rewrites_a_running_pots_hosts(npots: NetPots) -> None:
+    from ladle.plan.executor import Executor
+
+    spec = npots.pot("web", "sleep 100000", bridge_net("web", 2, hosts="10.192.0.2 web\n"))
+    npots.start(spec)
+    assert npots.sh(spec, "cat /etc/hosts")[1] == "10.192.0.2 web\n"
+    spec.net["hosts"] = "10.192.0.2 web\n10.192.0.3 db\n"
+    Executor(npots.ctx).run("hosts", "web", npots.host.hosts_plan(spec, npots.run("web")))
+    assert npots.sh(spec, "cat /etc/hosts")[1] == "10.192.0.2 web\n10.192.0.3 db\n"
+    npots.stop(spec)
+
+
+def test_gc_removes_what_a_crash_left(npots: NetPots, net: Net) -> None:
+    """The pot ends without its stop's network steps (a crash): leftovers name it, and their
+    plan removes its exports, its bridge and the table."""
+    from ladle.hosts.linux.steps import LinuxStop, spec_to_json
+    from ladle.plan.executor import Executor
+
+    port = {"proto": "tcp", "pot_port": 80, "host_port": 8089}
+    spec = npots.pot("web", HTTPD.format(name="web", port=80), bridge_net("web", 2, ports=[port]))
+    run = npots.start(spec)
+    Executor(npots.ctx).run("stop", "web", [LinuxStop(spec_to_json(spec), vars(run))])
+    assert "interface ldbr0" in net.leftovers() and "nftables table inet ladle" in net.leftovers()
+    assert "web" in npots.host.leftovers()
+    Executor(npots.ctx).run("gc", "web", npots.host.leftover_plan("web"), on_crash="finish")
+    assert net.leftovers() == []
+    assert "web" not in npots.host.leftovers()
+
+
+def test_a_failed_start_leaves_no_interface_or_rule(npots: NetPots, net: Net) -> None:
+    """The veth name is taken on the host: the start fails with one line and undoes the rest."""
+    from ladle.errors import LadleError
+
+    spec = npots.pot("web", "sleep 100000", bridge_net("web", 2))
+    net.run_in(net.host, "ip", "link", "add", spec.net["veth"], "type", "bridge")
+    try:
+        with pytest.raises(LadleError, match="veth"):
+            npots.start(spec)
+        assert net.leftovers() == [f"interface {spec.net['veth']}"]
+    finally:
+        net.run_in(net.host, "ip", "link", "del", spec.net["veth"])

@@ -95,7 +95,7 @@ def ensure_bridge(ipr: Any, bridge: str, gateways: list[dict[str, Any]]) -> bool
         ipr.link("set", index=idx, state="up")
     except Exception as e:
         if made:
-            remove_link(ipr, bridge)
+            remove_link(ipr, bridge, "bridge")
         raise failure(e, f"set up bridge {bridge}") from None
     return made
 
@@ -117,7 +117,7 @@ def add_veth(ipr: Any, veth: str, bridge: str, pot_netns: int) -> None:
         idx, br = index(ipr, veth), index(ipr, bridge)
         ipr.link("set", index=idx, master=br, state="up")
     except Exception as e:
-        remove_link(ipr, veth)
+        remove_link(ipr, veth, "veth")
         raise failure(e, f"put {veth} on bridge {bridge}") from None
 
 
@@ -138,10 +138,18 @@ def configure_pot(ipr: Any, addresses: list[dict[str, Any]]) -> None:
         raise failure(e, "configure the pot's eth0") from None
 
 
-def remove_link(ipr: Any, name: str) -> bool:
-    """Delete an interface (a veth takes its peer with it); missing is fine. True if it was there."""
+def kind(ipr: Any, name: str) -> str | None:
     idx = index(ipr, name)
     if idx is None:
+        return None
+    return str(ipr.get_links(idx)[0].get(("linkinfo", "kind")))
+
+
+def remove_link(ipr: Any, name: str, of_kind: str | None = None) -> bool:
+    """Delete an interface (a veth takes its peer with it); missing is fine, and so is one of
+    another kind than `of_kind` (not ours: it is left alone). True if it was there."""
+    idx = index(ipr, name)
+    if idx is None or (of_kind is not None and kind(ipr, name) != of_kind):
         return False
     try:
         ipr.link("del", index=idx)

@@ -99,10 +99,10 @@ def teardown(net: dict[str, Any]) -> None:
     from ladle.hosts.linux import netlink, nft
 
     with netlink.socket() as ipr:
-        netlink.remove_link(ipr, net["veth"])
+        netlink.remove_link(ipr, net["veth"], "veth")
         nft.remove(net)
         if not netlink.bridge_ports(ipr, net["bridge"]):
-            netlink.remove_link(ipr, net["bridge"])
+            netlink.remove_link(ipr, net["bridge"], "bridge")
             nft.drop_bridge(net["bridge"])
         if not netlink.links(ipr, "ldbr"):
             nft.drop_table()
