@@ -30,6 +30,15 @@ def bridge_mac(bridge: str) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
+def pot_mac(address: str) -> str:
+    """The MAC of a pot's eth0, from its address (as Docker does): the host's neighbour entry for
+    an address stays right when the pot restarts, or another pot gets the address, instead of
+    pointing for seconds at the MAC of a veth that is gone."""
+    packed = ip_address(address).packed
+    tail = packed[-4:] if len(packed) == 4 else hashlib.sha256(packed).digest()[:4]
+    return "02:1a:" + ":".join(f"{b:02x}" for b in tail)
+
+
 def _ipr() -> Any:
     from pyroute2 import IPRoute
 
@@ -107,10 +116,10 @@ def bridge_ports(ipr: Any, bridge: str) -> list[str]:
     return [str(link.get("ifname")) for link in ipr.get_links() if link.get("IFLA_MASTER") == idx]
 
 
-def add_veth(ipr: Any, veth: str, bridge: str, pot_netns: int) -> None:
-    """The pot's pair: `veth` on the bridge here, its peer `eth0` in the pot's namespace."""
+def add_veth(ipr: Any, veth: str, bridge: str, pot_netns: int, mac: str) -> None:
+    """The pot's pair: `veth` on the bridge here, its peer `eth0` (with `mac`) in the pot's namespace."""
     try:
-        ipr.link("add", ifname=veth, kind="veth", peer={"ifname": POT_IF, "net_ns_fd": pot_netns})
+        ipr.link("add", ifname=veth, kind="veth", peer={"ifname": POT_IF, "net_ns_fd": pot_netns, "address": mac})
     except Exception as e:
         raise failure(e, f"create veth pair {veth}") from None
     try:

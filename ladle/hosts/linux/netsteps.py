@@ -90,7 +90,7 @@ def bridge_up(net: dict[str, Any], pot_netns: int) -> None:
         if net.get("ipv6"):
             netlink.sysctl("net/ipv6/conf/all/forwarding", "1")
         netlink.sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1")
-        netlink.add_veth(ipr, net["veth"], bridge, pot_netns)
+        netlink.add_veth(ipr, net["veth"], bridge, pot_netns, netlink.pot_mac(_families(net)[0]["address"]))
 
 
 def teardown(net: dict[str, Any]) -> None:
@@ -136,7 +136,8 @@ class LinuxBridgeNet(Step):
                  f"ip link set {bridge} up",
                  "sysctl -w net.ipv4.ip_forward=1" + (" net.ipv6.conf.all.forwarding=1" if net.get("ipv6") else ""),
                  f"sysctl -w net.ipv4.conf.{bridge}.route_localnet=1",
-                 f"ip link add {veth} type veth peer name {netlink.POT_IF} netns {PID1}",
+                 f"ip link add {veth} type veth peer name {netlink.POT_IF} address "
+                 f"{netlink.pot_mac(_families(net)[0]['address'])} netns {PID1}",
                  f"ip link set {veth} master {bridge} up",
                  "# then, without the lock:"]
         lines += [inside + _ip_addr(a, "address", netlink.POT_IF) for a in _families(net)]
