@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import leaks
 from tests.conftest import LADLE, Ladle, _teardown
 from tests.netns import HOST4, Net
 
@@ -44,6 +45,10 @@ def nsladle(tmp_path: Path, net: Net) -> Iterator[NsLadle]:
         yield cli
     finally:
         _teardown(cli)
+        # its monitor lives in the host namespace, where the session's leak check counts it as a
+        # pot's process: it must be gone (idle) before the test ends
+        left = leaks.monitors_gone(str(tmp_path), 10)
+        assert not left, f"monitors left: {left}"
 
 
 def host_get(net: Net, url: str, timeout: float = 10) -> str:

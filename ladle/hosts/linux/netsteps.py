@@ -1,7 +1,8 @@
 """Host-side network steps of a Linux pot's start and stop (`RuntimeSpec.net`).
 
 They run between `LinuxSandbox` and `LinuxEnter`: the pot's pid 1 waits in its new network
-namespace, found through the monitor (`status`) and opened only while its start time matches.
+namespace, and the monitor does the work (`net` request: it imports pyroute2 once for all the
+pots, not every command, and opens the namespace of its own child while its start time matches).
 Bridges, the nftables table and their removal are shared between pots: all of it is done under
 one host-wide flock per network namespace, so 50 pots starting at once neither make a bridge twice
 nor remove one that a pot is joining. What a pot set up is recorded in `<run dir>/net.json` until
@@ -25,6 +26,17 @@ from ladle.plan.steps import Context, Step
 LOCK_ROOT = "/run/ladle"  # host-wide: bridges and the table belong to the namespace, not to a state root
 RECORD = "net.json"
 IFA_NODAD = " nodad"
+
+
+def site() -> str:
+    """Where pyroute2 is installed, for the monitor, which runs without site-packages (found
+    without importing it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyroute2")
+    if spec is None or not spec.submodule_search_locations:
+        raise HostError("bridge networking needs pyroute2 (pip install pyroute2)")
+    return os.path.dirname(next(iter(spec.submodule_search_locations)))
 
 
 def _families(net: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,26 +74,10 @@ def recorded(run_dir: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _pot_netns(ctx: Context, pot: str) -> int:
-    """A descriptor of the waiting pid 1's network namespace, opened while its start time matched."""
-    from ladle.hosts.linux import container
-
-    state = _ask(ctx, pot, "status").get("pots", {}).get(pot) or {}
-    entry = container.open_entry(state.get("init_pid"), state.get("init_start"), names=("net",))
-    if entry is None:
-        raise HostError(f"pot {pot}: its pid 1 is gone")
-    os.close(entry.root)
-    fd = entry.ns.get("net")
-    if fd is None:
-        raise HostError(f"pot {pot}: it has no network namespace of its own")
-    return fd
-
-
 def bridge_up(net: dict[str, Any], pot_netns: int) -> None:
     """Under the lock: the table and the pot's elements, the bridge, forwarding, the veth pair."""
     from ladle.hosts.linux import netlink, nft
 
-    nft.ensure()
     nft.add(net)
     with netlink.socket() as ipr:
         bridge = net["bridge"]
@@ -93,6 +89,26 @@ def bridge_up(net: dict[str, Any], pot_netns: int) -> None:
         netlink.add_veth(ipr, net["veth"], bridge, pot_netns, netlink.pot_mac(_families(net)[0]["address"]))
 
 
+def up(net: dict[str, Any], pot_netns: int) -> None:
+    """In the monitor: the pot on its bridge, and inside its namespace eth0's addresses and
+    routes; on failure, nothing of it is left."""
+    from ladle.hosts.linux import netlink
+
+    try:
+        with net_lock():
+            bridge_up(net, pot_netns)
+        with netlink.socket(pot_netns) as inner:
+            netlink.configure_pot(inner, _families(net))
+    except BaseException:
+        down(net)
+        raise
+
+
+def down(net: dict[str, Any]) -> None:
+    with net_lock():
+        teardown(net)
+
+
 def teardown(net: dict[str, Any]) -> None:
     """Under the lock: the pot's veth and exports; the bridge when no pot is left on it, the
     table when no bridge is left. Idempotent."""
@@ -100,12 +116,10 @@ def teardown(net: dict[str, Any]) -> None:
 
     with netlink.socket() as ipr:
         netlink.remove_link(ipr, net["veth"], "veth")
-        nft.remove(net)
-        if not netlink.bridge_ports(ipr, net["bridge"]):
+        gone = not netlink.bridge_ports(ipr, net["bridge"])
+        if gone:
             netlink.remove_link(ipr, net["bridge"], "bridge")
-            nft.drop_bridge(net["bridge"])
-        if not netlink.links(ipr, "ldbr"):
-            nft.drop_table()
+        nft.remove(net, gone, last=not netlink.links(ipr, "ldbr"))
 
 
 def _ip_addr(address: dict[str, Any], key: str, dev: str) -> str:
@@ -128,8 +142,8 @@ class LinuxBridgeNet(Step):
         net, bridge, veth = self.net, self.net["bridge"], self.net["veth"]
         inside = f"nsenter --target {PID1} --net "
         lines = [f"# pot {self.pot}: under ladle's network lock ({LOCK_ROOT}/locks/net-NETNS.lock)",
-                 "nft list table inet ladle >/dev/null 2>&1 || nft -f - <<'EOF'", *nft.RULESET.splitlines(), "EOF",
-                 *(f"nft {shlex.quote(line)}" for line in nft.add_lines(net)),
+                 "nft -f - <<'EOF'  # the table made, or its rules renewed, with the pot's elements",
+                 *nft.ruleset_lines(), *nft.add_lines(net), "EOF",
                  f"ip link show {bridge} >/dev/null 2>&1 || "
                  f"ip link add {bridge} address {netlink.bridge_mac(bridge)} type bridge",
                  *(_ip_addr(a, "gateway", bridge) + "  # unless it has it" for a in _families(net)),
@@ -147,21 +161,13 @@ class LinuxBridgeNet(Step):
         return lines
 
     def apply(self, ctx: Context) -> None:
-        from ladle.hosts.linux import netlink
-
-        fd = _pot_netns(ctx, self.pot)
+        record(self.run_dir, self.net)  # first: a crash from here on is found by `ladle gc`
         try:
-            record(self.run_dir, self.net)
-            try:
-                with net_lock():
-                    bridge_up(self.net, fd)
-                with netlink.socket(fd) as inner:
-                    netlink.configure_pot(inner, _families(self.net))
-            except BaseException:
-                LinuxNetDown(self.pot, self.run_dir, self.net).apply(ctx)
-                raise
-        finally:
-            os.close(fd)
+            _ask(ctx, self.pot, "net", action="up", net=self.net, site=site())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(_record_path(self.run_dir))
+            raise
 
     def inverse(self) -> list[Step]:
         return [LinuxNetDown(self.pot, self.run_dir, self.net)]
@@ -192,8 +198,10 @@ class LinuxNetDown(Step):
         return lines
 
     def apply(self, ctx: Context) -> None:
-        with net_lock():
-            teardown(self.net)
+        if ctx.monitor is not None:
+            _ask(ctx, self.pot, "net", action="down", net=self.net, site=site())
+        else:
+            down(self.net)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(_record_path(self.run_dir))
 

@@ -27,47 +27,42 @@ from ladle.errors import HostError
 TABLE = "ladle"
 FAMILY = "inet"
 
-RULESET = """\
-table inet ladle {
-  set nat4 { type ipv4_addr; flags interval; }
-  set nat6 { type ipv6_addr; flags interval; }
-  set intra { type ifname . ifname; }
-  map ports4 { type inet_proto . inet_service : ipv4_addr . inet_service; }
-  map ports6 { type inet_proto . inet_service : ipv6_addr . inet_service; }
-  chain raw {
-    type filter hook prerouting priority raw; policy accept;
-    iifname "ldbr*" ip daddr 127.0.0.0/8 counter drop
-    iifname "ldv*" ip daddr 127.0.0.0/8 counter drop
-    iifname "ldbr*" ip6 daddr ::1 counter drop
-    iifname "ldv*" ip6 daddr ::1 counter drop
-  }
-  chain prerouting {
-    type nat hook prerouting priority dstnat; policy accept;
-    fib daddr type local dnat ip addr . port to meta l4proto . th dport map @ports4
-    fib daddr type local dnat ip6 addr . port to meta l4proto . th dport map @ports6
-  }
-  chain output {
-    type nat hook output priority -100; policy accept;
-    fib daddr type local dnat ip addr . port to meta l4proto . th dport map @ports4
-    fib daddr type local dnat ip6 addr . port to meta l4proto . th dport map @ports6
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    ct status dnat ip saddr 127.0.0.0/8 counter masquerade
-    ct status dnat oifname "ldbr*" ip saddr @nat4 counter masquerade
-    ct status dnat oifname "ldbr*" ip6 saddr @nat6 counter masquerade
-    ct status dnat oifname "ldv*" ip saddr @nat4 counter counter masquerade
-    ct status dnat oifname "ldv*" ip6 saddr @nat6 counter counter masquerade
-    ip saddr @nat4 ip daddr != @nat4 counter masquerade
-    ip6 saddr @nat6 ip6 daddr != @nat6 counter masquerade
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    iifname "ldbr*" oifname "ldbr*" ct status dnat counter accept
-    iifname "ldbr*" oifname "ldbr*" iifname . oifname != @intra counter drop
-  }
-}
-"""
+SETS = (("set", "nat4", "type ipv4_addr; flags interval;"), ("set", "nat6", "type ipv6_addr; flags interval;"),
+        ("set", "intra", "type ifname . ifname;"),
+        ("map", "ports4", "type inet_proto . inet_service : ipv4_addr . inet_service;"),
+        ("map", "ports6", "type inet_proto . inet_service : ipv6_addr . inet_service;"))
+DNAT = ("fib daddr type local dnat ip addr . port to meta l4proto . th dport map @ports4",
+        "fib daddr type local dnat ip6 addr . port to meta l4proto . th dport map @ports6")
+CHAINS = (
+    ("raw", "type filter hook prerouting priority raw; policy accept;",
+     ('iifname "ldbr*" ip daddr 127.0.0.0/8 counter drop', 'iifname "ldv*" ip daddr 127.0.0.0/8 counter drop',
+      'iifname "ldbr*" ip6 daddr ::1 counter drop', 'iifname "ldv*" ip6 daddr ::1 counter drop')),
+    ("prerouting", "type nat hook prerouting priority dstnat; policy accept;", DNAT),
+    ("output", "type nat hook output priority -100; policy accept;", DNAT),
+    ("postrouting", "type nat hook postrouting priority srcnat; policy accept;",
+     ("ct status dnat ip saddr 127.0.0.0/8 counter masquerade",
+      'ct status dnat oifname "ldbr*" ip saddr @nat4 counter masquerade',
+      'ct status dnat oifname "ldbr*" ip6 saddr @nat6 counter masquerade',
+      'ct status dnat oifname "ldv*" ip saddr @nat4 counter masquerade',
+      'ct status dnat oifname "ldv*" ip6 saddr @nat6 counter masquerade',
+      "ip saddr @nat4 ip daddr != @nat4 counter masquerade",
+      "ip6 saddr @nat6 ip6 daddr != @nat6 counter masquerade")),
+    ("forward", "type filter hook forward priority filter; policy accept;",
+     ('iifname "ldbr*" oifname "ldbr*" ct status dnat counter accept',
+      'iifname "ldbr*" oifname "ldbr*" iifname . oifname != @intra counter drop')),
+)
+
+
+def ruleset_lines() -> list[str]:
+    """The table, its sets and chains, made if missing and their rules written anew: the same lines
+    work on a host without the table and on one where other pots use it (sets keep their
+    elements), in one transaction."""
+    lines = ["add table inet ladle"]
+    lines += [f"add {kind} inet ladle {name} {{ {spec} }}" for kind, name, spec in SETS]
+    for name, hook, rules in CHAINS:
+        lines += [f"add chain inet ladle {name} {{ {hook} }}", f"flush chain inet ladle {name}"]
+        lines += [f"add rule inet ladle {name} {rule}" for rule in rules]
+    return lines
 
 
 def nft(args: list[str], script: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -82,26 +77,11 @@ def nft(args: list[str], script: str | None = None, check: bool = True) -> subpr
     return proc
 
 
-def exists() -> bool:
-    return nft(["list", "table", FAMILY, TABLE], check=False).returncode == 0
-
-
-def ensure() -> bool:
-    """The table with its rules; True when it was made now."""
-    if exists():
-        return False
-    proc = nft(["-f", "-"], RULESET, check=False)
-    if proc.returncode != 0:
-        err = proc.stderr.strip()
-        why = "this kernel lacks a needed nftables feature" if "Operation not supported" in err or \
-            "No such file" in err else (err.splitlines() or ["failed"])[0]
-        raise HostError(f"cannot create nftables table inet ladle: {why}")
-    return True
-
-
-def drop_table() -> None:
-    if exists():
-        nft(["delete", "table", FAMILY, TABLE])
+def _failed(proc: subprocess.CompletedProcess[str]) -> HostError:
+    err = proc.stderr.strip()
+    why = "this kernel lacks a needed nftables feature" if "Operation not supported" in err or \
+        "No such file" in err else (err.splitlines() or ["failed"])[0]
+    return HostError(f"cannot set up nftables table inet ladle: {why}")
 
 
 def port_key(port: dict[str, Any]) -> str:
@@ -133,24 +113,29 @@ def add_lines(net: dict[str, Any]) -> list[str]:
 
 
 def add(net: dict[str, Any]) -> None:
-    nft(["-f", "-"], "\n".join(add_lines(net)) + "\n")
-
-
-def _elements(name: str) -> list[Any]:
-    proc = nft(["-j", "list", "map" if name.startswith("ports") else "set", FAMILY, TABLE, name], check=False)
+    """The table (made or its rules renewed) and the pot's elements, in one `nft -f -`."""
+    proc = nft(["-f", "-"], "\n".join([*ruleset_lines(), *add_lines(net)]) + "\n", check=False)
     if proc.returncode != 0:
-        return []
+        raise _failed(proc)
+
+
+def _table() -> dict[str, list[Any]] | None:
+    """The elements of the table's sets and maps (None: no table)."""
+    proc = nft(["-j", "list", "table", FAMILY, TABLE], check=False)
+    if proc.returncode != 0:
+        return None
+    found: dict[str, list[Any]] = {}
     for item in json.loads(proc.stdout).get("nftables", []):
         body = item.get("map") or item.get("set")
         if body:
-            return list(body.get("elem", []))
-    return []
+            found[str(body.get("name"))] = list(body.get("elem", []))
+    return found
 
 
-def _port_targets(name: str) -> dict[tuple[str, int], str]:
-    """The exports in map `name`: (proto, host port) -> pot address."""
+def _port_targets(elements: list[Any]) -> dict[tuple[str, int], str]:
+    """The exports of a ports map: (proto, host port) -> pot address."""
     found = {}
-    for elem in _elements(name):
+    for elem in elements:
         try:
             key, value = elem
             proto, port = key["concat"]
@@ -160,30 +145,31 @@ def _port_targets(name: str) -> dict[tuple[str, int], str]:
     return found
 
 
-def remove_lines(net: dict[str, Any]) -> list[str]:
-    """The `nft delete element` lines of a pot's exports that are still there and still its own."""
+def remove_lines(net: dict[str, Any], table: dict[str, list[Any]], bridge_gone: bool, last: bool) -> list[str]:
+    """What removes a pot's elements that are still there and still its own (its bridge's too
+    when the bridge is gone), or the whole table when no ladle bridge is left."""
+    if last:
+        return ["delete table inet ladle"]
     lines = []
     for fam in ("ipv4", "ipv6"):
         addr = net.get(fam)
         if not addr or not net.get("ports"):
             continue
         name = ports_map(addr["address"])
-        targets = _port_targets(name)
+        targets = _port_targets(table.get(name, []))
         for port in net["ports"]:
             if targets.get((port["proto"], int(port["host_port"]))) == addr["address"]:
                 lines.append(f"delete element inet ladle {name} {{ {port_key(port)} }}")
+    bridge = net["bridge"]
+    if bridge_gone and {"concat": [bridge, bridge]} in table.get("intra", []):
+        lines.append(f'delete element inet ladle intra {{ "{bridge}" . "{bridge}" }}')
     return lines
 
 
-def remove(net: dict[str, Any]) -> None:
-    if not exists():
+def remove(net: dict[str, Any], bridge_gone: bool, last: bool) -> None:
+    table = _table()
+    if table is None:
         return
-    lines = remove_lines(net)
+    lines = remove_lines(net, table, bridge_gone, last)
     if lines:
         nft(["-f", "-"], "\n".join(lines) + "\n")
-
-
-def drop_bridge(bridge: str) -> None:
-    """The bridge is gone: its pots' element of `intra` too."""
-    if exists() and any(e == {"concat": [bridge, bridge]} for e in _elements("intra")):
-        nft(["delete", "element", FAMILY, TABLE, "intra", f'{{ "{bridge}" . "{bridge}" }}'])
