@@ -478,7 +478,7 @@ def _net(network: str, addresses: list[str] | None, bridge: str | None, stack: s
     names.label("the network type", network)
     names.check("bridge", bridge)
     _labels("-i", addresses)
-    _labels("-d", dns)
+    _labels("the DNS server", dns)
     if stack is not None:
         names.label("-S", stack)
     return Request(network, list(addresses or []), bridge, stack, None if dns is None else list(dns))

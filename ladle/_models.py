@@ -29,6 +29,11 @@ class Export:
     pot_port: int
     host_port: int
 
+    @property
+    def text(self) -> str:
+        """As `ls` and `info` show it: HOSTPORT->PORT/PROTO."""
+        return f"{self.host_port}->{self.pot_port}/{self.proto}"
+
 
 @dataclass(frozen=True)
 class MountPoint:

@@ -20,6 +20,7 @@ Every number has bounds (`BOUNDS`): a value out of them is refused when the file
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, fields
 
 from ladle.errors import UsageError
@@ -27,6 +28,7 @@ from ladle.errors import UsageError
 _DEFAULT_ROOT = {"linux": "/var/lib/ladle", "freebsd": "/var/db/ladle"}
 _CONFIG_PATH = {"linux": "/etc/ladle/ladle.toml", "freebsd": "/usr/local/etc/ladle.toml"}
 STACKS = ("ipv4", "ipv6", "dual")
+IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # an interface name: IFNAMSIZ is 15 characters and the NUL
 # A Unix socket's path, the monitor's below the root among them, fits in sun_path (with its NUL).
 _SUN_PATH = {"linux": 108, "freebsd": 104}
 _SOCKET = "/run/monitor.sock"
@@ -118,6 +120,9 @@ def _apply_file(cfg: Config, path: str) -> None:
         _networks(cfg, path)
     if cfg.stack not in STACKS:
         raise UsageError(f"config {path}: stack must be {', '.join(STACKS)}, not {cfg.stack!r}")
+    if cfg.extif and not IFNAME.fullmatch(cfg.extif):
+        raise UsageError(f"config {path}: extif must be an interface name (at most 15 letters, digits, '.', '_' "
+                         f"or '-'), not {cfg.extif!r}")
     cfg.root = _root(cfg.root, f"config {path}: root", cfg.host)
 
 

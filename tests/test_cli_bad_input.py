@@ -48,6 +48,10 @@ BAD_POT = "invalid pot name '../x'"
 NO_POT = "pot nosuch does not exist"
 FREEBSD = ("--host", "freebsd", "--dry-run")
 
+NEW = ("create", "-p", "new", "-b", "busybox")
+PUB = (*NEW, "-N", "public-bridge")
+RUN = ("run", "-p", "new", "-N", "public-bridge")
+
 ROWS: list[Row] = [
     # global options and the verb
     r("--root", "--root must not be empty", "--root", "", "ls"),
@@ -133,6 +137,37 @@ ROWS: list[Row] = [
     r("create -c", "the command must not be empty", "create", "-p", "new", "-b", "busybox", "-c", "  "),
     r("create -c", "the command is too long", "create", "-p", "new", "-b", "busybox", "-c", "x" * 70000),
     r("create -N", "argument -N: invalid choice: 'bridge'", "create", "-p", "new", "-b", "busybox", "-N", "bridge"),
+    r("create -N", "-N alias needs -i [IF|]IP", *NEW, "-N", "alias"),
+    r("create -N", "network full (10.192.0.4/30) has no free address left", *NEW, "-N", "private-bridge", "-B", "full"),
+    r("create -i", "-i is for -N alias, public-bridge or private-bridge, not -N none", *NEW, "-i", "10.192.0.5"),
+    r("create -i", "10.192.0.2 is already leased to pot web on network public", *PUB, "-i", "10.192.0.2"),
+    r("create -i", "10.0.0.1 is outside network public (10.192.0.0/10)", *PUB, "-i", "10.0.0.1"),
+    r("create -i", "10.192.0.1 is the gateway of network public", *PUB, "-i", "10.192.0.1"),
+    r("create -i", "10.255.255.255 is the broadcast address of network public", *PUB, "-i", "10.255.255.255"),
+    r("create -i", "10.192.0.9 is in private bridge br1's network 10.192.0.8/29", *PUB, "-i", "10.192.0.9"),
+    r("create -i", "-i fd00::5 is an IPv6 address, but the pot's stack is ipv4 (-S)", *PUB, "-i", "fd00::5"),
+    r("create -i", "-i 10.192.0.5 is an IPv4 address, but the pot's stack is ipv6", *PUB, "-S", "ipv6",
+      "-i", "10.192.0.5"),
+    r("create -i", "-i 'x': not an IP address", *PUB, "-i", "x"),
+    r("create -i", "-i must not be empty", *PUB, "-i", ""),
+    r("create -i", "-i 'a b' must not contain spaces", *PUB, "-i", "a b"),
+    r("create -i", "one address per IP version", *PUB, "-i", "10.192.0.5", "-i", "10.192.0.6"),
+    r("create -i", "-N alias needs -i [IF|]IP: auto is for the bridge types", *NEW, "-N", "alias", "-i", "auto"),
+    r("create -i", "this host has no interface nosuch0", *NEW, "-N", "alias", "-i", "nosuch0|192.0.2.5"),
+    r("create -i", "invalid interface name 'a/b'", *NEW, "-N", "alias", "-i", "a/b|192.0.2.5"),
+    r("create -i", "-i 192.0.2.10 is already an alias of pot al", *NEW, "-N", "alias", "-i", "lo|192.0.2.10"),
+    r("create -i", "-i 127.0.0.5: not an address a pot can have", *NEW, "-N", "alias", "-i", "lo|127.0.0.5"),
+    r("create -i", "-i 192.0.2.5 is given twice", *NEW, "-N", "alias", "-i", "lo|192.0.2.5", "-i", "lo|192.0.2.5"),
+    r("create -B", "-N private-bridge needs -B BRIDGE", *NEW, "-N", "private-bridge"),
+    r("create -B", "private bridge nosuch does not exist", *NEW, "-N", "private-bridge", "-B", "nosuch"),
+    r("create -B", "private bridge public does not exist", *NEW, "-N", "private-bridge", "-B", "public"),
+    r("create -B", "-B br1 is for -N private-bridge only, not -N public-bridge", *PUB, "-B", "br1"),
+    r("create -B", "invalid bridge name '../x'", *NEW, "-N", "private-bridge", "-B", "../x"),
+    r("create -S", "argument -S: invalid choice: 'ipv5'", *PUB, "-S", "ipv5"),
+    r("create -d", "DNS server 'x': not an IP address", *PUB, "-d", "x"),
+    r("create -d", "DNS servers are for a pot with a network of its own (alias or a bridge), not one of -N none",
+      *NEW, "-d", "192.0.2.53"),
+    r("create -d", "the DNS server must not be empty", *PUB, "-d", ""),
     # destroy
     r("destroy", "give exactly one of -p POT, -b BASE, -f FSCOMP or -B BRIDGE", "destroy"),
     r("destroy -p", NO_POT, "destroy", "-p", "nosuch"),
@@ -167,6 +202,11 @@ ROWS: list[Row] = [
     r("clone -s", "pot p1 has no snapshot nosuch", "clone", "-p", "new", "-P", "p1", "-s", "nosuch"),
     r("clone -s", "snapshot name must not be empty", "clone", "-p", "new", "-P", "p1", "-s", ""),
     r("clone -s", "invalid snapshot name 'a/b'", "clone", "-p", "new", "-P", "p1", "-s", "a/b"),
+    r("clone -i", "-i is for -N alias, public-bridge or private-bridge, not -N none", "clone", "-p", "new", "-P", "p1",
+      "-i", "10.192.0.5"),
+    r("clone -i", "10.192.0.2 is already leased to pot web", "clone", "-p", "new", "-P", "web", "-i", "10.192.0.2"),
+    r("clone -i", "-N alias needs -i [IF|]IP", "clone", "-p", "new", "-P", "al"),
+    r("clone -i", "network full (10.192.0.4/30) has no free address left", "clone", "-p", "new", "-P", "onfull"),
     # rename
     r("rename -p", NO_POT, "rename", "-p", "nosuch", "-n", "new"),
     r("rename -p", "pot up is running", "rename", "-p", "up", "-n", "new"),
@@ -393,6 +433,59 @@ ROWS: list[Row] = [
     r("run -p", BAD_POT, "run", "-p", "../x", "busybox", "true"),
     r("run -p", "not all digits", "run", "--name", "1234", "busybox", "true"),
     r("run -N", "argument -N: invalid choice: 'x'", "run", "-N", "x", "busybox", "true"),
+    r("run -N", "network full (10.192.0.4/30) has no free address left", "run", "-p", "new", "-N", "private-bridge",
+      "-B", "full", "busybox", "true"),
+    r("run -i", "-i is for -N alias, public-bridge or private-bridge, not -N none", "run", "-i", "10.192.0.5",
+      "busybox", "true"),
+    r("run -i", "10.192.0.2 is already leased to pot web", *RUN, "-i", "10.192.0.2", "busybox", "true"),
+    r("run -B", "private bridge nosuch does not exist", "run", "-N", "private-bridge", "-B", "nosuch", "busybox",
+      "true"),
+    r("run -S", "argument -S: invalid choice: 'x'", *RUN, "-S", "x", "busybox", "true"),
+    r("run --dns", "DNS server '1.2.3': not an IP address", *RUN, "--dns", "1.2.3", "busybox", "true"),
+    r("run -e", "host port 8080/tcp is already exported by pot web", *RUN, "-e", "80:8080", "busybox", "true"),
+    r("run -e", "-e '80:70000': a port is a number from 1 to 65535, not '70000'", *RUN, "-e", "80:70000", "busybox",
+      "true"),
+    r("run -e", "-e '0': a port is a number from 1 to 65535", *RUN, "-e", "0", "busybox", "true"),
+    r("run -e", "-e '80/sctp': the protocol is tcp or udp, not 'sctp'", *RUN, "-e", "80/sctp", "busybox", "true"),
+    r("run -e", "host port 9090/tcp is given twice", *RUN, "-e", "80:9090", "-e", "81:9090", "busybox", "true"),
+    r("run -e", "only a pot on a bridge can export ports, not one of -N none", "run", "-e", "80", "busybox", "true"),
+    r("run -e", "network full (10.192.0.4/30) has no free address left", "run", "-p", "new", "-N", "private-bridge",
+      "-B", "full", "-e", "80:9091", "busybox", "true"),
+    # set-network, export-ports, set-hosts
+    r("set-network", "the following arguments are required: -p, -N", "set-network"),
+    r("set-network -p", NO_POT, "set-network", "-p", "nosuch", "-N", "none"),
+    r("set-network -p", "pot up is running: stop it first", "set-network", "-p", "up", "-N", "public-bridge"),
+    r("set-network -p", BAD_POT, "set-network", "-p", "../x", "-N", "none"),
+    r("set-network -N", "argument -N: invalid choice: 'bridge'", "set-network", "-p", "p1", "-N", "bridge"),
+    r("set-network -N", "network full (10.192.0.4/30) has no free address left", "set-network", "-p", "p1", "-N",
+      "private-bridge", "-B", "full"),
+    r("set-network -i", "10.192.0.2 is already leased to pot web", "set-network", "-p", "p1", "-N", "public-bridge",
+      "-i", "10.192.0.2"),
+    r("set-network -i", "-N alias needs -i [IF|]IP", "set-network", "-p", "p1", "-N", "alias"),
+    r("set-network -B", "private bridge nosuch does not exist", "set-network", "-p", "p1", "-N", "private-bridge",
+      "-B", "nosuch"),
+    r("set-network -B", "-B br1 is for -N private-bridge only", "set-network", "-p", "p1", "-N", "none", "-B", "br1"),
+    r("set-network -S", "argument -S: invalid choice: 'v4'", "set-network", "-p", "p1", "-N", "none", "-S", "v4"),
+    r("set-network -S", "-i 10.192.0.5 is an IPv4 address, but the pot's stack is ipv6", "set-network", "-p", "p1",
+      "-N", "public-bridge", "-S", "ipv6", "-i", "10.192.0.5"),
+    r("export-ports", "the following arguments are required: -p, -e", "export-ports"),
+    r("export-ports -p", NO_POT, "export-ports", "-p", "nosuch", "-e", "80"),
+    r("export-ports -p", BAD_POT, "export-ports", "-p", "../x", "-e", "80"),
+    r("export-ports -e", "host port 8080/tcp is already exported by pot web", "export-ports", "-p", "onfull", "-e",
+      "81:8080"),
+    r("export-ports -e", "only a pot on a bridge can export ports, not one of -N none", "export-ports", "-p", "p1",
+      "-e", "80"),
+    r("export-ports -e", "a port is a number from 1 to 65535, not '65536'", "export-ports", "-p", "web", "-e",
+      "65536"),
+    r("export-ports -e", "a port is a number from 1 to 65535, not 'x'", "export-ports", "-p", "web", "-e", "80:x"),
+    r("export-ports -e", "the protocol is tcp or udp, not 'icmp'", "export-ports", "-p", "web", "-e", "80/icmp"),
+    r("export-ports -e", "-e must not be empty", "export-ports", "-p", "web", "-e", ""),
+    r("set-hosts", "the following arguments are required: -p, -H", "set-hosts"),
+    r("set-hosts -p", NO_POT, "set-hosts", "-p", "nosuch", "-H", "db:192.0.2.1"),
+    r("set-hosts -p", BAD_POT, "set-hosts", "-p", "../x", "-H", "db:192.0.2.1"),
+    r("set-hosts -H", "-H 'db': expected NAME:IP", "set-hosts", "-p", "web", "-H", "db"),
+    r("set-hosts -H", "invalid host name 'a..b'", "set-hosts", "-p", "web", "-H", "a..b:192.0.2.1"),
+    r("set-hosts -H", "-H 'x': not an IP address", "set-hosts", "-p", "web", "-H", "db:x"),
     # network, create-private-bridge, destroy-private-bridge
     r("network", "the following arguments are required: action", "network"),
     r("network action", "argument action: invalid choice: 'rm'", "network", "rm"),
@@ -600,8 +693,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     cli("start", "up")
     cli("create-private-bridge", "-B", "br1", "-S", "5")
     _lease(str(cli.root), "up", "br1")
+    cli("create", "-p", "web", "-b", "busybox", "-N", "public-bridge", "-i", "10.192.0.2")
+    cli("export-ports", "-p", "web", "-e", "80:8080")
+    cli("create-private-bridge", "-B", "full", "-S", "1")
+    cli("create", "-p", "onfull", "-b", "busybox", "-N", "private-bridge", "-B", "full")
+    cli("create", "-p", "al", "-b", "busybox", "-N", "alias", "-i", "lo|192.0.2.10")
+    for pot in ("web", "onfull", "al"):
+        cli("snapshot", "-p", pot)
     yield w
-    for pot in ("up", "p2", "p1"):
+    for pot in ("up", "p2", "p1", "web", "onfull", "al"):
         cli("destroy", "-p", pot, "-F", check=False)
     cli("destroy", "-f", "fs1", check=False)
     cli("destroy", "-b", "busybox", "-r", "-F", check=False)

@@ -44,6 +44,8 @@ def test_file_then_environment_then_flag(monkeypatch: pytest.MonkeyPatch, tmp_pa
     ('root = \n', "cannot read config"),
     ('stack = "ipv5"\n', "stack must be ipv4, ipv6, dual, not 'ipv5'"),
     ('stack = 6\n', "stack must be a str"),
+    ('extif = "a/b"\n', "extif must be an interface name"),
+    ('extif = "a-very-long-interface"\n', "extif must be an interface name"),
 ])
 def test_bad_config_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str,
                                        error: str) -> None:

@@ -589,6 +589,53 @@ def destroyed_and_released(w: World) -> None:
     assert _leases(w) == [("web", "10.192.0.2")]
 
 
+def bridged(w: World) -> None:
+    """Pot web on the public bridge, exporting 80 on 8080, and a private bridge to move it to."""
+    bridge(w)
+    w("create", "-p", "web", "-b", "busybox", "-N", "public-bridge")
+    w.put("web", "old")
+    w("export-ports", "-p", "web", "-e", "80:8080")
+
+
+def bridge_pot_made_or_not(w: World) -> None:
+    held = [pot for pot, _ in _leases(w)]
+    assert held == (["web", "web"] if "web" in w.pots() else []), held
+    made_or_not("web")(w)
+
+
+def _exported(w: World) -> list[tuple[object, ...]]:
+    return w.rows("SELECT pot, host_port FROM exports ORDER BY host_port")
+
+
+def network_old_or_new(w: World) -> None:
+    [(kind,)] = w.rows("SELECT network FROM pots WHERE name='web'")
+    on = sorted({n["name"] for n in json.loads(w("network", "ls", "--json").stdout) for lease in n["leases"]})
+    assert (kind, on) in (("public-bridge", ["public"]), ("private-bridge", ["br"])), (kind, on)
+    assert _exported(w) == [("web", 8080)]
+    w("set-network", "-p", "web", "-N", "none")
+    assert _leases(w) == [] and _exported(w) == [] and w.get("web") == "old"
+
+
+def exports_old_or_new(w: World) -> None:
+    assert _exported(w) in ([("web", 8080)], [("web", 8081)])
+    w("export-ports", "-p", "web", "-e", "80:8082")
+    assert _exported(w) == [("web", 8082)]
+
+
+def hosts_old_or_new(w: World) -> None:
+    [(net,)] = w.rows("SELECT net FROM pots WHERE name='web'")
+    assert json.loads(str(net)).get("hosts", []) in ([], [["db", "192.0.2.1"]])
+    w("set-hosts", "-p", "web", "-H", "db:192.0.2.2")
+    assert "db:192.0.2.2" in w("info", "web").stdout
+
+
+def bridged_destroyed(w: World) -> None:
+    """destroy is finished by recovery: no pot, lease or export of it is left."""
+    assert "web" not in w.pots() and _leases(w) == [] and _exported(w) == []
+    w("create", "-p", "web", "-b", "busybox", "-N", "public-bridge")
+    w("export-ports", "-p", "web", "-e", "80:8080")
+
+
 # Bases -------------------------------------------------------------------------------------------
 
 def tarball(w: World) -> None:
@@ -700,6 +747,14 @@ TABLE = [
         nothing, bridge_made_or_not),
     Row("destroy-private-bridge", "destroy-private-bridge", 1, ["destroy", "-B", "br"], bridge, bridge_destroyed),
     Row("destroy-leased", "destroy", 6, ["destroy", "-p", "web"], leased, destroyed_and_released),
+    Row("create-bridged", "create", 8, ["create", "-p", "web", "-b", "busybox", "-N", "public-bridge", "-S", "dual"],
+        nothing, bridge_pot_made_or_not),
+    Row("set-network", "set-network", 3, ["set-network", "-p", "web", "-N", "private-bridge", "-B", "br"], bridged,
+        network_old_or_new),
+    Row("export-ports", "export-ports", 2, ["export-ports", "-p", "web", "-e", "80:8081"], bridged,
+        exports_old_or_new),
+    Row("set-hosts", "set-hosts", 1, ["set-hosts", "-p", "web", "-H", "db:192.0.2.1"], bridged, hosts_old_or_new),
+    Row("destroy-bridged", "destroy", 7, ["destroy", "-p", "web"], bridged, bridged_destroyed),
     Row("create-fscomp", "create-fscomp", 5, ["create-fscomp", "-f", "data"], nothing, fscomp_made_or_not("data"),
         ZFS, zfs_steps=3),
     Row("clone-fscomp", "clone-fscomp", 5, ["clone-fscomp", "-F", "data", "-f", "copy"], fscomp_snapshotted,

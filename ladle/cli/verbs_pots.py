@@ -160,7 +160,7 @@ def _net_lines(data: ladle.PotInfo) -> list[str]:
     if data.network_name:
         out.append(f"{'bridge:':10} {data.bridge} (network {data.network_name})")
     out += [f"{'address:':10} {a}" for a in (data.aliases or data.addresses)]
-    out += [f"{'export:':10} {p.host_port}->{p.pot_port}/{p.proto}" for p in data.ports]
+    out += [f"{'export:':10} {p.text}" for p in data.ports]
     out += [f"{'dns:':10} {s}" for s in data.dns]
     out += [f"{'hosts:':10} {h}" for h in data.hosts]
     return out

@@ -11,7 +11,7 @@ from ladle import _log, names
 from ladle.engine import netspec, potnet
 from ladle.engine.core import Engine
 from ladle.engine.runs import alive, is_running, live_run, record
-from ladle.errors import StateError, UsageError
+from ladle.errors import LadleError, StateError, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
 from ladle.storage.snapshotter import Mount
 
@@ -56,10 +56,34 @@ def start_locked(eng: Engine, name: str, remove: bool = False) -> str | None:
     s = spec(eng, pot)
     s.extra["remove"] = remove
     eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
+    if "hosts" in s.net:
+        write_hosts(eng, name, s.net["hosts"])  # a pot on its network came or went since its spec was built
     failed = None if eng.dry_run else _died_at_once(eng, name, s.log_path)
     if failed and pot["attrs"].get("persistent") == "YES":
         stop_locked(eng, name)
     return failed
+
+
+def write_hosts(eng: Engine, name: str, known: str | None = None) -> None:
+    """Write the running pot's /etc/hosts from the state (see engine/hostsfile), unless it is
+    `known` (what its start wrote). A failure is only warned about, and not even that once the
+    pot has stopped: the change that asked for it is made."""
+    if eng.dry_run and known is not None:
+        return
+    try:
+        with eng.lock(f"hosts-{name}"):
+            run = live_run(eng, name)
+            if run is None:
+                return
+            s = spec(eng, eng.pot(name))
+            if s.net.get("hosts") is None or s.net.get("hosts") == known:
+                return
+            steps = eng.host.hosts_plan(s, run)
+            if steps:
+                eng.execute("hosts", f"pot:{name}", steps, on_crash="finish")
+    except LadleError as e:
+        if live_run(eng, name) is not None:
+            _log.warning(f"pot {name}: /etc/hosts not updated: {e}")
 
 
 def _died_at_once(eng: Engine, name: str, log_path: str) -> str | None:

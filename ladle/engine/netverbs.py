@@ -5,7 +5,6 @@ from __future__ import annotations
 from ladle.engine import hostsfile, netspec, networks, potnet, runs
 from ladle.engine.core import Engine
 from ladle.errors import StateError
-from ladle.net.ports import render
 from ladle.state.steps import put
 
 
@@ -17,8 +16,7 @@ def set_network(eng: Engine, name: str, req: potnet.Request) -> str:
         if runs.is_running(eng, name):
             raise StateError(f"pot {name} is running: stop it first")
         old_network = potnet.network_of(pot)
-        keep = {k: v for k, v in pot["net"].items() if k in ("dns", "hosts")}
-        netrow, takes = potnet.settle(eng, name, req, keep)
+        netrow, takes = potnet.settle(eng, name, req, pot["net"])
         steps = networks.release(eng, name)
         dropped = req.type not in potnet.BRIDGES and bool(eng.store.all("exports", pot=name))
         if dropped:
@@ -41,7 +39,8 @@ def export_ports(eng: Engine, name: str, specs: list[str]) -> str:
         later = runs.is_running(eng, name)
     if eng.dry_run:
         return ""
-    got = [render(p["proto"], p["pot_port"], p["host_port"]) for p in netspec.ports(eng, name)]
+    from ladle._models import Export
+    got = [Export(**p).text for p in netspec.ports(eng, name)]
     return (f"pot {name}: exports {', '.join(got) or 'no port'}"
             + (" (applied at its next start)" if later else ""))
 

@@ -9,13 +9,14 @@ with the lease and export steps a plan adds (create, run, clone, set-network, ex
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
 
 from ladle import names
-from ladle.config import STACKS
+from ladle.config import IFNAME, STACKS
 from ladle.engine import networks
 from ladle.engine.core import Engine
 from ladle.errors import Exists, NotFound, UsageError
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 TYPES = ("inherit", "none", "alias", "public-bridge", "private-bridge")
 BRIDGES = ("public-bridge", "private-bridge")
 FAMILIES = {"ipv4": (4,), "ipv6": (6,), "dual": (4, 6)}
-_IFNAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")  # IFNAMSIZ: 15 characters and the NUL
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*")
 
@@ -43,6 +43,13 @@ class Request:
     bridge: str | None = None
     stack: str | None = None
     dns: list[str] | None = None
+
+
+def request(net: Request | str | None) -> Request:
+    """A Request from what a caller gave: one, a bare network type, or nothing (none)."""
+    if isinstance(net, Request):
+        return net
+    return Request(net or "none")
 
 
 def network_of(pot: dict[str, Any]) -> str | None:
@@ -68,8 +75,9 @@ def settle(eng: Engine, name: str, req: Request,
     net: dict[str, Any] = {k: old[k] for k in ("dns", "hosts") if k in old}
     if req.dns is not None:
         if req.dns and req.type not in ("alias", *BRIDGES):
-            raise UsageError(f"-d sets the DNS servers of a pot with a network of its own, not of -N {req.type}")
-        net["dns"] = [str(_ip("-d", d)) for d in dict.fromkeys(req.dns)]
+            raise UsageError(f"DNS servers are for a pot with a network of its own (alias or a bridge), "
+                             f"not one of -N {req.type}")
+        net["dns"] = [str(_ip("DNS server", d)) for d in dict.fromkeys(req.dns)]
     if req.type in ("inherit", "none"):
         if req.addresses:
             raise UsageError(f"-i is for -N alias, public-bridge or private-bridge, not -N {req.type}")
@@ -136,9 +144,12 @@ def lease(eng: Engine, pot: str, network: str, family: int, address: str | None)
     return LeaseTake(network, pot, family, prefix, address)
 
 
-def default_interface() -> str:
-    """The interface of this host's IPv4 default route (/proc/net/route of our network namespace)."""
+def default_interface(eng: Engine) -> str:
+    """The interface of this host's IPv4 default route (/proc/net/route of our network namespace;
+    a FreeBSD host has none, nor has a plan for another host: there extif or -i IF|IP says)."""
     try:
+        if eng.offline:
+            raise OSError
         with open("/proc/net/route") as f:
             for line in f.read().splitlines()[1:]:
                 cols = line.split()
@@ -160,8 +171,8 @@ def _aliases(eng: Engine, name: str, addresses: list[str], stack: str) -> list[d
         if text == "auto":
             raise UsageError("-N alias needs -i [IF|]IP: auto is for the bridge types")
         iface, bar, ip = text.rpartition("|")
-        iface = iface if bar else eng.cfg.extif or default_interface()
-        if not _IFNAME.fullmatch(iface):
+        iface = iface if bar else eng.cfg.extif or default_interface(eng)
+        if not IFNAME.fullmatch(iface):
             raise UsageError(f"-i {names.short(text)}: invalid interface name {names.short(iface)}")
         _interface_exists(eng, iface)
         addr = _ip("-i", ip)
@@ -188,7 +199,6 @@ def _interface_exists(eng: Engine, iface: str) -> None:
 
 
 def _pot_nets(eng: Engine) -> list[dict[str, Any]]:
-    import json
     return [{"name": r["name"], "net": json.loads(r["net"])} for r in eng.store.all("pots")]
 
 

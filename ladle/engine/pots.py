@@ -42,7 +42,7 @@ def _base_latest(eng: Engine, base: dict[str, Any]) -> str:
 
 
 def create(eng: Engine, name: str, base: str | None, type_: str, level: int | None, potbase: str | None,
-           cmd: str | None, net: potnet.Request | None = None, attrs: dict[str, str] | None = None,
+           cmd: str | None, net: potnet.Request | str | None = None, attrs: dict[str, str] | None = None,
            ports: list[str] | None = None) -> str:
     """pot's create: `single` pots own a whole tree; `multi` level 0 is the base itself, level 1 a
     writable layer on a base snapshot (or a copy of another pot's with -P), level 2 a writable
@@ -56,7 +56,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
     A bridge pot's addresses are leased, and its `ports` exported, in the plan: a create that
     fails gives them back."""
     names.pot_name(name)
-    req = net or potnet.Request()
+    req = potnet.request(net)
     if type_ not in ("single", "multi"):
         raise UsageError(f"invalid type {type_!r}: use single or multi")
     if req.type not in potnet.TYPES:
@@ -108,14 +108,14 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
 
 
 def _addresses(eng: Engine, name: str) -> str:
-    """What a new pot got: ' (10.192.0.2, host port 8080->80/tcp)' (nothing in a dry run)."""
+    """What a new pot got: ' (10.192.0.2, port 8080->80/tcp)' (nothing in a dry run)."""
     if eng.dry_run:
         return ""
-    from ladle.net.ports import render
+    from ladle._models import Export
     pot = eng.pot(name)
     got = [a["address"] for _, a in sorted(netspec.addresses(eng, pot).items())]
     got += [f"{a['interface']}|{a['address']}" for a in pot["net"].get("aliases", [])]
-    got += [f"port {render(p['proto'], p['pot_port'], p['host_port'])}" for p in netspec.ports(eng, name)]
+    got += [f"port {Export(**p).text}" for p in netspec.ports(eng, name)]
     return f" ({', '.join(got)})" if got else ""
 
 

@@ -20,7 +20,7 @@ def _name(name: str | None) -> str:
     return name or f"run-{os.urandom(5).hex()}"
 
 
-def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, net: potnet.Request,
+def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, net: potnet.Request | str,
         stdio: tuple[int, int, int] | None, ports: list[str] | None = None) -> RunResult:
     """Run `argv` in a new pot on `base` and wait for it; the pot is destroyed after with `remove`.
 
@@ -64,7 +64,10 @@ def _attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None, remove
             started = True
             eng.ctx.attach = (out_w, err_w)
             try:
-                eng.execute("start", f"pot:{name}", eng.host.start_plan(lifecycle.spec(eng, pot)))
+                spec = lifecycle.spec(eng, pot)
+                eng.execute("start", f"pot:{name}", eng.host.start_plan(spec))
+                if "hosts" in spec.net:
+                    lifecycle.write_hosts(eng, name, spec.net["hosts"])  # see engine/hostsfile
             finally:
                 eng.ctx.attach = None
                 os.close(out_w)
@@ -89,7 +92,7 @@ def _sink(fd: int | None, captured: bytearray) -> Callable[[bytes], None]:
     return functools.partial(write_all, fd)
 
 
-def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, net: potnet.Request,
+def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, net: potnet.Request | str,
                  remove: bool = False, ports: list[str] | None = None) -> str:
     """`run -d`: create and start, return at once; the pot is torn down when its command exits,
     and destroyed then with `remove` (its monitor runs `ladle destroy -F` instead of `stop`)."""

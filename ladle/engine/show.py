@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING
 
 from ladle.engine import runs
 from ladle.engine.core import Engine
-from ladle.net.ports import render
 
 if TYPE_CHECKING:
     from ladle._models import Pot, PotInfo
 
 
 def list_pots(eng: Engine) -> list[Pot]:
-    from ladle._models import Pot
+    from ladle._models import Export, Pot
 
     recorded = {r["pot"]: r for r in eng.store.all("runs")}
     rows = eng.store.all("pots", order="name")
@@ -28,7 +27,7 @@ def list_pots(eng: Engine) -> list[Pot]:
             held[r["name"]] = [a["address"] for a in json.loads(r["net"]).get("aliases", [])]
     exported: dict[str, list[str]] = {}
     for x in eng.store.all("exports", order="host_port, proto"):
-        exported.setdefault(x["pot"], []).append(render(x["proto"], x["pot_port"], x["host_port"]))
+        exported.setdefault(x["pot"], []).append(Export(x["proto"], x["pot_port"], x["host_port"]).text)
     return [Pot(name=r["name"], status=status, base=r["base"], type=r["type"], level=r["level"],
                 network=r["network"], addresses=held.get(r["name"], []), ports=exported.get(r["name"], []))
             for r, status in zip(rows, statuses, strict=True)]

@@ -38,11 +38,6 @@ def _port(text: str, value: str) -> int:
     return int(value)
 
 
-def render(proto: str, pot_port: int, host_port: int) -> str:
-    """An export as the user writes it (`ls`, `info`)."""
-    return f"{host_port}->{pot_port}/{proto}"
-
-
 def _listening(proto: str, port: int) -> bool:
     """Whether something on this host holds `port` now (a bind to it fails)."""
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
@@ -71,8 +66,9 @@ class ExportTake(Step):
     host_port: int | None = None
 
     def render(self) -> list[str]:
-        host = self.host_port or "the lowest free port of 1024-9999"
-        return [f"# state: export host port {host}/{self.proto} to port {self.pot_port} of pot {self.pot}"]
+        host = f"host port {self.host_port}/{self.proto}" if self.host_port else \
+            f"the lowest free {self.proto} host port of 1024-9999"
+        return [f"# state: export {host} to port {self.pot_port} of pot {self.pot}"]
 
     def apply(self, ctx: Context) -> None:
         store = _store(ctx)
