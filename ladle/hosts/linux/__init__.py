@@ -5,8 +5,9 @@ Modules: `launch` (how the monitor starts a pot's pid 1 and processes), `monitor
 entry point here), `rootfs` (the pot's tree as exact operations), `mounts` (mounting inside a
 root without following its symlinks), `container` (command line, environment, entering a running
 pot), `caps`, `syscalls` (ctypes), `steps` (plan steps), `stop`, `copy`, `live` (mounts into a
-running pot, host-side steps in its namespaces), `busybox` (the offline base). Heavy modules are
-imported when used.
+running pot, host-side steps in its namespaces), `busybox` (the offline base), and networking:
+`netsteps` (bridge and alias steps), `netlink` (pyroute2), `nft` (ladle's nftables table). Heavy
+modules are imported when used: pyroute2 only by the monitor, for a bridge pot, or for an alias.
 """
 
 from __future__ import annotations
