@@ -106,3 +106,21 @@ def test_dry_run_renders_the_network_commands(nsladle: NsLadle) -> None:
     assert 'ip link add ldv' in out and 'type veth peer name eth0 address 02:1a:0a:c0:00:02 netns "$PID1"' in out
     assert 'nsenter --target "$PID1" --net ip addr add 10.192.' in out
     assert "nodad" in out and "nft -f -" in out
+
+
+def test_pots_on_a_bridge_reach_each_other_by_name(nsladle: NsLadle, net: Net) -> None:
+    nsladle("create", "-p", "web", "-b", "busybox", "-N", "public-bridge", "-S", "dual",
+            "-c", "mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www")
+    nsladle("create", "-p", "cli", "-b", "busybox", "-N", "public-bridge", "-S", "dual", "-c", "sleep 100000")
+    nsladle("start", "web")
+    nsladle("start", "cli")
+    get = ("for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80 | grep hello"
+           " && break; sleep 0.2; done")
+    assert nsladle("exec", "cli", "--", "sh", "-c", get).stdout.strip() == "hello-web"
+    # web was running when cli came: its /etc/hosts was rewritten in place to name cli
+    hosts = nsladle("exec", "web", "--", "cat", "/etc/hosts").stdout.split()
+    assert "cli" in hosts and "web" in hosts
+    nsladle("destroy", "-p", "cli", "-F")  # its lease released: its name goes too
+    assert "cli" not in nsladle("exec", "web", "--", "cat", "/etc/hosts").stdout.split()
+    nsladle("stop", "web")
+    assert net.leftovers() == []
