@@ -278,6 +278,14 @@ class Monitor:
         self._await_report(child.report, child.pid, lambda error: self.launcher.kill_sandbox(sandbox), ready,
                            must_live=True)
 
+    def op_net(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
+        """A pot's host-side network steps, done by the launcher here: the monitor imports the
+        network code once for all the pots it runs (not every command), and knows the waiting pid 1
+        whose namespace the pot's end of its veth goes to. A pot that is not running may be asked
+        for too (its network's removal after its end)."""
+        pot = self.pots.get(str(m.get("pot")))
+        return self.launcher.net(pot.sandbox if pot else None, m)
+
     def op_enter(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         """Let the waiting pid 1 build the pot's tree and exec its init; answered once it has."""
         pot = self._pot(m)
