@@ -191,10 +191,11 @@ class Host:
         raise NotImplementedError
 
     def on_exit(self, name: str, remove: bool = False) -> list[str]:
-        """What the monitor runs when a pot ends by itself: `ladle stop`, which tears it down, or
-        for a pot started to be removed (`run --rm -d`) `ladle destroy -F`, which also does."""
+        """What the monitor runs when a pot ends by itself: `ladle stop --exited`, which tears it
+        down (and leaves a restart its policy decided), or for a pot started to be removed
+        (`run --rm -d`) `ladle destroy -F`, which also does."""
         import sys
-        verb = ["destroy", "-F", "-p", name] if remove else ["stop", name]
+        verb = ["destroy", "-F", "-p", name] if remove else ["stop", "--exited", name]
         return [sys.executable, "-m", "ladle", "--root", self.root, "--host", self.name, *verb]
 
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
