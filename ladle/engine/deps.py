@@ -106,7 +106,8 @@ def rename_steps(eng: Engine, old: str, new: str) -> list[Any]:
 
 
 def wait_ready(eng: Engine, dep: str) -> None:
-    """Until the dependency `dep` (started) is healthy, if it has a healthcheck."""
+    """Until the dependency `dep` (started) is healthy, if it has a healthcheck: for as long as
+    its check could take to say so (an unhealthy one may still recover)."""
     check = eng.pot(dep)["life"].get("health")
     if not check or eng.dry_run:
         return
@@ -118,7 +119,6 @@ def wait_ready(eng: Engine, dep: str) -> None:
             raise StateError(f"dependency {dep} stopped before it was healthy")
         if run.get("health") == "healthy":
             return
-        if run.get("health") == "unhealthy":
-            raise StateError(f"dependency {dep} is unhealthy")
         time.sleep(0.05)
-    raise StateError(f"dependency {dep} was not healthy within {limit:.0f}s")
+    health = (eng.store.get("runs", pot=dep) or {}).get("health")
+    raise StateError(f"dependency {dep} was not healthy within {limit:.0f}s (it is {health})")
