@@ -266,15 +266,13 @@ def set_env(eng: Engine, name: str, env: dict[str, str]) -> str:
     return update(eng, name, "set-env", env=dict(env))
 
 
-LIFE_ATTRS = ("restart", "restart-unhealthy")  # the monitor's, the same on every host
-
-
 def expand_attr(eng: Engine, attr: str, value: str) -> dict[str, str]:
-    """The attributes to store for attr=value: a restart policy (supervise.policy), or the host's."""
+    """The attributes to store for attr=value: the life cycle's, the same on every host (a
+    restart policy, restart-unhealthy, start-at-boot), or the host's."""
     if attr == "restart":
         from ladle.supervise.policy import parse
         return {attr: parse(value)}
-    if attr == "restart-unhealthy":
+    if attr in ("restart-unhealthy", "start-at-boot"):
         from ladle.hosts.base import yes_no
         return {attr: yes_no(attr, value)}
     return eng.host.expand_attr(attr, value)
