@@ -154,13 +154,26 @@ def test_health_goes_healthy_and_unhealthy_and_back(bb: Ladle) -> None:
     assert info(bb, "web")["health"] is None
 
 
-def test_a_check_that_takes_too_long_fails(bb: Ladle) -> None:
+def test_a_check_that_takes_too_long_fails_and_is_killed(bb: Ladle) -> None:
     bb("create", "-p", "web", "-b", "busybox", "-c", "sleep 1000")
-    bb("set-health", "-p", "web", "-c", "sleep 30", "--timeout", "0.5s")
+    bb("set-health", "-p", "web", "-c", "trap '' TERM; sleep 30", "--timeout", "0.5s")
     bb("start", "web")
     began = time.monotonic()
-    assert "its check timed out" in bb.fails("healthcheck", "web")
+    assert "its check timed out after 0.5s" in bb.fails("healthcheck", "web")
     assert time.monotonic() - began < 10
+    until("the check is gone", lambda: "sleep 30" not in bb("exec", "web", "--", "ps", "-o", "args").stdout)
+    bb("stop", "web")
+
+
+def test_a_killed_monitor_resumes_the_checks(bb: Ladle) -> None:
+    bb("create", "-p", "web", "-b", "busybox", "-c", "sleep 1000")
+    bb("set-health", "-p", "web", "-c", "test -f /ok", "--interval", "0.2s", "--retries", "1")
+    bb("start", "web")
+    bb("exec", "web", "--", "touch", "/ok")
+    until("healthy", lambda: info(bb, "web")["health"] == "healthy")
+    os.kill(int(info(bb, "web")["run"]["monitor_pid"]), signal.SIGKILL)
+    until("another monitor", lambda: bb("exec", "web", "--", "rm", "/ok", check=False).returncode == 0)
+    until("unhealthy under the new monitor", lambda: info(bb, "web")["health"] == "unhealthy")
     bb("stop", "web")
 
 

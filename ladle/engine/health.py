@@ -4,12 +4,13 @@ The monitor runs `ladle healthcheck POT` every interval and records `starting`, 
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
+import socket
 import threading
 
 from ladle.engine.core import Engine
-from ladle.errors import StateError, UsageError
+from ladle.errors import HostError, StateError, UsageError
 from ladle.supervise.policy import duration
 
 MAX_RETRIES = 1000
@@ -42,25 +43,34 @@ def set_health(eng: Engine, name: str, cmd: str | None, interval: str, timeout: 
 
 
 def healthcheck(eng: Engine, name: str) -> str:
-    """Run the pot's check once, in it; its timeout ends it (a SIGTERM, which the exec passes on
-    to the check). Raises StateError when it fails."""
+    """Run the pot's check once, in it, as a `bound` exec: at its timeout we hang up on the
+    monitor, which kills it. Raises StateError when it fails."""
     from ladle.engine.lifecycle import running
 
     check = eng.pot(name)["life"].get("health")
     if not check:
         raise UsageError(f"pot {name} has no healthcheck (see set-health)")
     s, run = running(eng, name)
-    timer = None
-    if threading.current_thread() is threading.main_thread():
-        timer = threading.Timer(check["timeout"], os.kill, (os.getpid(), signal.SIGTERM))
-        timer.daemon = True
-        timer.start()
+    monitor = eng.monitor()
+    expired = threading.Event()
+
+    def hang_up() -> None:
+        expired.set()
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(monitor.fileno())) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(check["timeout"], hang_up)
+    timer.daemon = True
+    timer.start()
     try:
-        code = eng.host.exec(s, run, ["/bin/sh", "-c", check["cmd"]], eng.monitor(), tty=False, env={})
+        code = eng.host.exec(s, run, ["/bin/sh", "-c", check["cmd"]], monitor, tty=False, env={}, bound=True)
+    except HostError:
+        if not expired.is_set():
+            raise
+        code = None
     finally:
-        if timer is not None:
-            timer.cancel()
-    if code == 0:
+        timer.cancel()
+    if code == 0 and not expired.is_set():
         return f"pot {name} is healthy"
-    why = "timed out" if code == 128 + signal.SIGTERM else f"exited with {code}"
+    why = f"timed out after {check['timeout']:g}s" if expired.is_set() else f"exited with {code}"
     raise StateError(f"pot {name} is unhealthy: its check {why}")

@@ -209,9 +209,10 @@ class Host:
         raise NotImplementedError
 
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
-             tty: bool, env: dict[str, str]) -> int | None:
+             tty: bool, env: dict[str, str], bound: bool = False) -> int | None:
         """Run argv inside the running pot (through the monitor) on our stdin, stdout and stderr,
-        or on a new terminal relayed to ours; return its exit code."""
+        or on a new terminal relayed to ours; return its exit code. A `bound` one is killed when
+        our connection to the monitor goes (a healthcheck that timed out)."""
         raise NotImplementedError
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:

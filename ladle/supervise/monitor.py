@@ -188,6 +188,9 @@ class Monitor:
         for proc in self.procs.values():
             if proc.conn is conn:
                 proc.conn = None
+                if proc.bound:  # a healthcheck whose `ladle healthcheck` gave up on it
+                    self._kill(proc, signal.SIGKILL, group=True)
+                    self._kill(proc, signal.SIGKILL)
 
     # Requests ----------------------------------------------------------------------------------
 
@@ -465,7 +468,8 @@ class Monitor:
         finally:
             for fd in stdio:
                 os.close(fd)
-        proc = Proc(child.pid, platform.current.start_time(child.pid, zombies=True), pot.name, "exec", True, conn, rid)
+        proc = Proc(child.pid, platform.current.start_time(child.pid, zombies=True), pot.name, "exec", True, conn, rid,
+                    bound=bool(m.get("bound")))
         self.procs[child.pid] = proc
         self.watch.add(child.pid)
 

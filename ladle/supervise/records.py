@@ -60,6 +60,7 @@ class Proc:
     rid: Any = None
     reporting: bool = False  # its report pipe is not read yet: an exit waits for it
     status: tuple[int | None] | None = None  # an exit that came before the report
+    bound: bool = False  # an exec killed when `conn` goes (a healthcheck)
 
 
 @dataclass(eq=False)
