@@ -345,3 +345,30 @@ def test_the_rc_script_and_the_unit_parse(tmp_path: Path) -> None:
     copy.write_text(unit.replace("/usr/local/bin/ladle", str(fake)))
     proc = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# The policy's arithmetic ---------------------------------------------------------------------
+
+def test_the_back_off_doubles_from_a_tenth_to_thirty_seconds() -> None:
+    from ladle.supervise import policy
+
+    assert [policy.delay(n) for n in range(4)] == [0.1, 0.2, 0.4, 0.8]
+    assert policy.delay(9) == 30.0 and policy.delay(10**6) == 30.0
+
+
+def test_which_ends_a_policy_restarts() -> None:
+    from ladle.supervise.policy import parse, restarts
+
+    assert parse(" On-Failure:3 ") == "on-failure:3" and parse("ALWAYS") == "always"
+    assert not restarts("no", 1, 0)
+    assert restarts("on-failure", 1, 100) and not restarts("on-failure", 0, 0)
+    assert restarts("on-failure", None, 0)  # an end whose status was lost counts as a failure
+    assert restarts("on-failure:2", 1, 1) and not restarts("on-failure:2", 1, 2)
+    assert restarts("always", 0, 10**6) and restarts("unless-stopped", 0, 0)
+
+
+def test_durations() -> None:
+    from ladle.supervise.policy import duration
+
+    assert [duration("x", v) for v in ("30s", "500ms", "2m", "1h", "1.5", " 3S ")] == [30, 0.5, 120, 3600, 1.5, 3]
+    assert duration("x", "0s", zero=True) == 0
