@@ -43,15 +43,16 @@ def set_health(eng: Engine, name: str, cmd: str | None, interval: str, timeout: 
 
 
 def healthcheck(eng: Engine, name: str) -> str:
-    """Run the pot's check once, in it, as a `bound` exec: at its timeout we hang up on the
-    monitor, which kills it. Raises StateError when it fails."""
+    """Run the pot's check once, in it, as a `bound` exec on a connection of its own: at its
+    timeout we hang up on the monitor, which kills it. Raises StateError when it fails."""
     from ladle.engine.lifecycle import running
+    from ladle.supervise.client import MonitorClient
 
     check = eng.pot(name)["life"].get("health")
     if not check:
         raise UsageError(f"pot {name} has no healthcheck (see set-health)")
     s, run = running(eng, name)
-    monitor = eng.monitor()
+    monitor = MonitorClient(eng.root, eng.host.monitor_argv())
     expired = threading.Event()
 
     def hang_up() -> None:
@@ -70,6 +71,7 @@ def healthcheck(eng: Engine, name: str) -> str:
         code = None
     finally:
         timer.cancel()
+        monitor.close()
     if code == 0 and not expired.is_set():
         return f"pot {name} is healthy"
     why = f"timed out after {check['timeout']:g}s" if expired.is_set() else f"exited with {code}"
