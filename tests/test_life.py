@@ -272,6 +272,15 @@ def test_each_hook_runs_with_the_pots_details(bb: Ladle, tmp_path: Path) -> None
     assert "prestart" not in info(bb, "web")["hooks"]
 
 
+def test_a_dry_run_shows_the_hooks(bb: Ladle, tmp_path: Path) -> None:
+    bb("create", "-p", "web", "-b", "busybox", "-c", "sleep 1000")
+    bb("set-hook", "-p", "web", "-s", _hook(tmp_path, "a"), "-S", _hook(tmp_path, "b"))
+    lines = bb("start", "--dry-run", "web").stdout.splitlines()
+    assert lines[0].startswith(f"{tmp_path}/a  # the prestart hook, on the host")
+    assert lines[-1].startswith(f"{tmp_path}/b  # the poststart hook")
+    assert not (tmp_path / "prestart.env").exists() and info(bb, "web")["status"] == "stopped"
+
+
 def test_a_failing_prestart_hook_stops_the_start_and_sees_the_leases(bb: Ladle, tmp_path: Path) -> None:
     bb("create", "-p", "web", "-b", "busybox", "-N", "public-bridge", "-i", "10.192.0.7", "-c", "sleep 1000")
     bb("set-hook", "-p", "web", "-s", _hook(tmp_path, "a", code=4))

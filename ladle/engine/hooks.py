@@ -75,7 +75,10 @@ def run(eng: Engine, name: str, kind: str) -> None:
     """Run the pot's `kind` hook, if it has one; a failing prestart raises, others warn."""
     pot = eng.pot(name)
     path = pot["life"].get("hooks", {}).get(kind)
-    if not path or eng.dry_run:
+    if not path:
+        return
+    if eng.dry_run:
+        eng.lines.append(f"{path}  # the {kind} hook, on the host, with _POT_NAME={name} and pot's other variables")
         return
     env = {**os.environ, **environment(eng, pot, kind)}
     try:
