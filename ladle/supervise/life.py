@@ -87,10 +87,13 @@ def _ladle(mon: Monitor) -> list[str]:
     return [sys.executable, "-m", "ladle", "--root", mon.root]
 
 
-def _run_ladle(mon: Monitor, name: str, role: str, verb: list[str], out: int = 2) -> Proc:
+def _run_ladle(mon: Monitor, name: str, role: str, verb: list[str], quiet: bool = False) -> Proc:
+    """`ladle VERB` as our child: its output goes to our log (a restart's, with its hooks'), or
+    nowhere (`quiet`: a healthcheck's, every interval; its exit code is what counts)."""
     null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
     try:
-        child = fork_child([*_ladle(mon), *verb], dict(os.environ), [null, null if out < 0 else out, 2], lambda: None)
+        out = null if quiet else 2
+        child = fork_child([*_ladle(mon), *verb], dict(os.environ), [null, out, out], lambda: None)
     finally:
         os.close(null)
     os.close(child.report)
@@ -113,7 +116,7 @@ def _schedule(mon: Monitor, pot: PotState, after: float) -> None:
 def _check(mon: Monitor, pot: PotState, main: Proc | None) -> None:
     if not _current(mon, pot, main) or pot.check is None:
         return
-    proc = _run_ladle(mon, pot.name, "health", ["healthcheck", pot.name], out=-1)
+    proc = _run_ladle(mon, pot.name, "health", ["healthcheck", pot.name], quiet=True)
     limit = float(pot.check["timeout"]) + KILL_GRACE
     mon.later(limit, functools.partial(_overdue, mon, proc))
 
