@@ -128,11 +128,11 @@ class FreeBSDHost(Host):
         return plans.hosts_plan(spec)
 
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
-             tty: bool, env: dict[str, str]) -> int | None:
+             tty: bool, env: dict[str, str], bound: bool = False) -> int | None:
         """`jexec -l` through the monitor, on our descriptors or on a new terminal."""
         from ladle.supervise import attach
 
-        request = {"pot": spec.name, "argv": exec_argv(spec, argv, env), "env": {}, "tty": tty}
+        request = {"pot": spec.name, "argv": exec_argv(spec, argv, env), "env": {}, "tty": tty, "bound": bound}
         return attach.exec_in(monitor, request, os.openpty() if tty else None)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:

@@ -167,7 +167,7 @@ class LinuxHost(Host):
     # exec ----------------------------------------------------------------------------------------
 
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
-             tty: bool, env: dict[str, str]) -> int | None:
+             tty: bool, env: dict[str, str], bound: bool = False) -> int | None:
         from ladle.hosts.linux import container
         from ladle.hosts.linux.steps import seccomp_on
         from ladle.supervise import attach
@@ -180,7 +180,7 @@ class LinuxHost(Host):
         finally:
             entry.close()
         request = {"pot": spec.name, "argv": argv, "env": container.pot_env(spec, env),
-                   "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "tty": tty}
+                   "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "tty": tty, "bound": bound}
         return attach.exec_in(monitor, request, terminal)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
