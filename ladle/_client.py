@@ -370,10 +370,59 @@ class Client:
         names.check("pot", name)
         return start_attached(self._engine(recover=True), name, stdio)
 
-    def stop(self, name: str) -> Change:
+    def stop(self, name: str, *, exited: bool = False) -> Change:
+        """Stop a pot (final: a pending restart of its policy is cancelled); `exited` is the
+        monitor's teardown of a pot that ended by itself, which leaves that restart."""
         from ladle.engine.lifecycle import stop
         names.check("pot", name)
-        return self._change(lambda e: stop(e, name))
+        return self._change(lambda e: stop(e, name, exited))
+
+    def restart(self, name: str, *, due: bool = False) -> Change:
+        """Stop a pot if it runs, and start it again (its restart count starts over); `due` is
+        the monitor's restart by the pot's policy (nothing if a stop came first)."""
+        from ladle.engine.lifecycle import restart
+        names.check("pot", name)
+        return self._change(lambda e: restart(e, name, due))
+
+    def set_health(self, name: str, cmd: str | None, *, interval: str = "30s", timeout: str = "5s",
+                   retries: str = "3", start_period: str = "0s", remove: bool = False) -> Change:
+        """The pot's healthcheck: `cmd` run in it (by /bin/sh) every `interval`; applied at its next start."""
+        from ladle.engine.health import set_health
+        names.check("pot", name)
+        if cmd is not None:
+            names.text("the healthcheck command", cmd, empty=True)
+        return self._change(lambda e: set_health(e, name, cmd, interval, timeout, retries, start_period, remove))
+
+    def healthcheck(self, name: str) -> Change:
+        """Run the pot's healthcheck once; raises StateError if it fails."""
+        from ladle.engine.health import healthcheck
+        names.check("pot", name)
+        return self._change(lambda e: healthcheck(e, name), recover=False)
+
+    def add_dep(self, name: str, dep: str) -> Change:
+        """pot's add-dep: starting `name` starts `dep` first."""
+        from ladle.engine.deps import add
+        names.check("pot", name)
+        return self._change(lambda e: add(e, name, dep))
+
+    def del_dep(self, name: str, dep: str) -> Change:
+        from ladle.engine.deps import delete
+        names.check("pot", name)
+        return self._change(lambda e: delete(e, name, dep))
+
+    def set_hook(self, name: str, *, prestart: str | None = None, poststart: str | None = None,
+                 prestop: str | None = None, poststop: str | None = None) -> Change:
+        """pot's set-hook: host scripts run around the pot's start and stop ('' removes one)."""
+        from ladle.engine.hooks import set_hooks
+        names.check("pot", name)
+        paths = {"prestart": prestart, "poststart": poststart, "prestop": prestop, "poststop": poststop}
+        return self._change(lambda e: set_hooks(e, name, paths))
+
+    def boot(self, *, stop: bool = False) -> Change:
+        """Start the pots marked for boot (start-at-boot, restart always / unless-stopped) in
+        dependency order; with `stop`, stop them in reverse."""
+        from ladle.engine.boot import boot
+        return self._change(lambda e: boot(e, stop))
 
     def signal(self, name: str, signal: str = "TERM") -> Change:
         """pot's `signal`: send `signal` (a name or number) to the pot's command."""

@@ -19,6 +19,7 @@ class Pot:
     network: str
     addresses: list[str] = field(default_factory=list)  # its leases (an alias pot: its aliases)
     ports: list[str] = field(default_factory=list)  # its exports, HOSTPORT->PORT/PROTO
+    health: str | None = None  # starting, healthy, unhealthy (a running pot with a healthcheck)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,12 @@ class PotInfo:
     ports: list[Export] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)  # its own /etc/hosts entries (set-hosts), NAME:IP
     dns: list[str] = field(default_factory=list)  # its /etc/resolv.conf's servers (none: the host's)
+    health: str | None = None  # starting, healthy, unhealthy (a running pot with a healthcheck)
+    healthcheck: dict[str, object] | None = None  # cmd, interval, timeout, retries, start_period (s)
+    restart: str = "no"  # its restart policy
+    restarts: int = 0  # restarts by that policy since it was last started by hand
+    depends: list[str] = field(default_factory=list)  # pots started before it (add-dep)
+    hooks: dict[str, str] = field(default_factory=dict)  # prestart, poststart, prestop, poststop -> script
 
 
 @dataclass(frozen=True)

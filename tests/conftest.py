@@ -13,6 +13,7 @@ import pytest
 from tests import leaks
 from tests.freebsd_monitor import freebsd  # noqa: F401  (fixture)
 from tests.linux_fixtures import busybox_root, pots  # noqa: F401  (fixtures)
+from tests.netns import net, npots  # noqa: F401  (fixtures)
 from tests.registry_fixtures import fake_registry, htpasswd_registry, registry, registry2, token_registry  # noqa: F401  (fixtures)
 from tests.zfs_pool import zfs_pool  # noqa: F401  (fixture)
 

@@ -441,16 +441,6 @@ def check_rctl(args: list[str]) -> Problems:
     return p.problems
 
 
-def check_sysctl(args: list[str]) -> Problems:
-    """sysctl(8), reading only here: sysctl [-bdeiNnoqTtWx] name ..."""
-    p = getopt(args, "bdeiNnoqTtWxh")
-    _count(p, 1, None, "names")
-    for name in p.operands:
-        if not re.fullmatch(r"[a-z][a-z0-9_]*(\.[a-z0-9_%]+)+", name):
-            p.problems.append(f"not a sysctl name to read: {name!r}")
-    return p.problems
-
-
 def check_cpuset(args: list[str]) -> Problems:
     """cpuset(1): cpuset [-c] [-l cpu-list] [-n policy:domain-list] [-j jail | -p pid | -t tid | -s setid | -x irq];
     cpuset -g [-cir] [-d domain | -j jail | -p pid | -t tid | -s setid | -x irq]."""
@@ -485,6 +475,44 @@ def check_chflags(args: list[str]) -> Problems:
     return p.problems
 
 
+# Networking: ifconfig(8) with if_bridge(4) and ND6 parameters, route(8), sysctl(8), pfctl(8) and
+# pf.conf(5) ------------------------------------------------------------------------------------
+
+# ifconfig parameters ladle may give: name -> number of values. From ifconfig(8) (FreeBSD 14):
+# the general parameters, the bridge parameters (addm, deletem, private, ...), the ICMPv6
+# Neighbor Discovery flags (after `inet6`: no_dad, ifdisabled, ...) and the IPv6 address ones.
+IFCONFIG_PARAMS = {
+    "create": 0, "destroy": 0, "up": 0, "down": 0, "name": 1, "description": 1, "descr": 1, "-description": 0,
+    "-descr": 0, "group": 1, "-group": 1, "alias": 0, "-alias": 0, "delete": 0, "remove": 0, "add": 0,
+    "netmask": 1, "prefixlen": 1, "broadcast": 1, "mtu": 1, "vnet": 1, "-vnet": 1, "metric": 1,
+    "addm": 1, "deletem": 1, "private": 1, "-private": 1, "span": 1, "-span": 1, "stp": 1, "-stp": 1,
+    "accept_rtadv": 0, "-accept_rtadv": 0, "no_radr": 0, "-no_radr": 0, "auto_linklocal": 0,
+    "-auto_linklocal": 0, "defaultif": 0, "-defaultif": 0, "ifdisabled": 0, "-ifdisabled": 0, "nud": 0,
+    "-nud": 0, "no_prefer_iface": 0, "-no_prefer_iface": 0, "no_dad": 0, "-no_dad": 0,
+    "autoconf": 0, "-autoconf": 0, "deprecated": 0, "-deprecated": 0, "pltime": 1, "vltime": 1,
+    "prefer_source": 0, "-prefer_source": 0,
+}
+ND6_FLAGS = {"accept_rtadv", "no_radr", "auto_linklocal", "defaultif", "ifdisabled", "nud", "no_prefer_iface",
+             "no_dad"}
+CLONERS = ("bridge", "epair")  # interfaces ladle creates by cloner name (ifconfig prints the unit)
+
+
+def _address(af: str, text: str) -> str | None:
+    """A problem with `text` as an inet (dotted quad, optional /len) or inet6 (optional /len)
+    address, or None."""
+    import ipaddress
+    if af == "inet":
+        return None if _inet(text) else f"invalid inet address {text!r}"
+    addr, _, plen = text.partition("/")
+    try:
+        ipaddress.IPv6Address(addr)
+    except ValueError:
+        return f"invalid inet6 address {text!r}"
+    if plen and not (plen.isdigit() and int(plen) <= 128):
+        return f"invalid inet6 prefix length in {text!r}"
+    return None
+
+
 def _inet(text: str) -> bool:
     """A dotted-quad IPv4 address with an optional /prefix length."""
     addr, slash, plen = text.partition("/")
@@ -495,19 +523,245 @@ def _inet(text: str) -> bool:
 
 
 def check_ifconfig(args: list[str]) -> Problems:
-    """ifconfig(8): ifconfig [-kLmn] [-f type:format] interface [create] [address_family [address
-    [dest_address]]] [parameters] (only the address forms ladle uses are checked closely)."""
-    p = getopt(args, "kLmn", "f")
+    """ifconfig(8): ifconfig [-j jail] [-kLmn] [-f type:format] interface [create]
+    [address_family [address [dest_address]]] [parameters]; ifconfig interface destroy;
+    ifconfig -g groupname. `-j jail` (FreeBSD 13.3, 14.0) runs it in the jail's network stack.
+    The ND6 flags need the `inet6` keyword; `create` without a unit takes a cloner's name."""
+    p = getopt(args, "kLmnaldCuv", "jfgG")
+    if p.has("g") and not p.operands:
+        return p.problems
     _count(p, 1, None, "operands (interface ...)")
-    if p.operands and not re.fullmatch(r"[a-z]+[0-9]*[a-z0-9.]*", p.operands[0]):
-        p.problems.append(f"invalid interface name {p.operands[0]!r}")
-    rest = p.operands[1:]
-    if rest and rest[0] in ("inet", "inet6", "link", "ether"):
-        if len(rest) < 2:
-            p.problems.append(f"{rest[0]} needs an address")
-        elif rest[0] == "inet" and not _inet(rest[1]):
-            p.problems.append(f"invalid inet address {rest[1]!r}")
+    if not p.operands:
+        return p.problems
+    name, rest = p.operands[0], p.operands[1:]
+    if not re.fullmatch(r"[a-z]+[0-9]*[a-z0-9.]*", name):
+        p.problems.append(f"invalid interface name {name!r}")
+    if len(name) > 15:
+        p.problems.append(f"interface name {name!r} is longer than 15 characters (IFNAMSIZ)")
+    if rest[:1] == ["create"] and not (name in CLONERS or re.fullmatch(r"[a-z]+[0-9]+", name)):
+        p.problems.append(f"create needs a cloner (bridge, epair) or a unit, not {name!r}")
+    af = None
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word in ("inet", "inet6", "link", "ether", "lladdr"):
+            af = word
+            if i + 1 < len(rest) and rest[i + 1] not in IFCONFIG_PARAMS:
+                if word in ("inet", "inet6") and (problem := _address(word, rest[i + 1])):
+                    p.problems.append(problem)
+                i += 1
+            i += 1  # a family alone shows the interface's addresses of that family
+            continue
+        if word not in IFCONFIG_PARAMS:
+            p.problems.append(f"unknown ifconfig parameter {word!r}")
+            i += 1
+            continue
+        if word.lstrip("-") in ND6_FLAGS and af != "inet6":
+            p.problems.append(f"{word} is an ND6 flag: it needs the inet6 keyword before it")
+        if i + IFCONFIG_PARAMS[word] >= len(rest) and IFCONFIG_PARAMS[word]:
+            p.problems.append(f"{word} needs a value")
+        i += 1 + IFCONFIG_PARAMS[word]
     return p.problems
+
+
+ROUTE_COMMANDS = ("add", "delete", "change", "get", "monitor", "flush", "show")
+
+
+def check_route(args: list[str]) -> Problems:
+    """route(8): route [-46dnqtv] [-j jail] command [[modifiers] args]; commands add, delete,
+    change, get, monitor, flush; modifiers -inet, -inet6, -net, -host, ...; `default` is a
+    destination. `-j jail` (FreeBSD 13.3, 14.0) works in the jail's stack."""
+    p = getopt(args, "46dnqtv", "j")
+    if not p.operands or p.operands[0] not in ROUTE_COMMANDS:
+        p.problems.append(f"route needs one of {', '.join(ROUTE_COMMANDS)}, not {p.operands[:1]}")
+        return p.problems
+    cmd, rest = p.operands[0], p.operands[1:]
+    mods = [w for w in rest if w in ("-inet", "-inet6", "-net", "-host", "-link", "-interface", "-iface")]
+    af = "inet6" if "-inet6" in mods else "inet"
+    plain = [w for w in rest if w not in mods]
+    if cmd in ("add", "change"):
+        if len(plain) != 2:
+            p.problems.append(f"route {cmd} needs a destination and a gateway, got {plain}")
+        elif problem := _address(af, plain[1]):
+            p.problems.append(f"gateway: {problem}")
+    if cmd in ("add", "change", "get", "delete") and plain and plain[0] != "default" and _address(af, plain[0]):
+        p.problems.append(f"destination {plain[0]!r} is not an {af} address or 'default'")
+    return p.problems
+
+
+SYSCTLS = {"net.inet.ip.forwarding": ("0", "1"), "net.inet6.ip6.forwarding": ("0", "1"),
+           "kern.racct.enable": ()}  # read only: whether rctl works (a boot-time tunable)
+
+
+def check_sysctl(args: list[str]) -> Problems:
+    """sysctl(8): sysctl [-bdeFhiJlNnoqTtWx] [-B bufsize] [-f filename] name[=value] ...; only
+    the variables ladle sets are known (inet(4) and inet6(4) forwarding)."""
+    p = getopt(args, "AabdeFhiJlNnoqTtWx", "Bf")
+    _count(p, 1, None, "variables")
+    for op in p.operands:
+        name, eq, value = op.partition("=")
+        if name not in SYSCTLS:
+            p.problems.append(f"unknown or unchecked sysctl {name!r}")
+        elif eq and value not in SYSCTLS[name]:
+            p.problems.append(f"{name} takes {'|'.join(SYSCTLS[name])}, not {value!r}")
+    return p.problems
+
+
+PFCTL_FLUSH = ("nat", "queue", "ethernet", "rules", "states", "Sources", "info", "Tables", "osfp", "Reset", "all")
+
+
+def check_pfctl(args: list[str]) -> Problems:
+    """pfctl(8): pfctl [-AdeghMmNnOPqRrvz] [-a anchor] [-D macro=value] [-F modifier] [-f file]
+    [-i interface] [-K host|network] [-k ...] [-o level] [-p device] [-s modifier]
+    [-t table -T command [address ...]] [-x level]; `-f -` reads standard input. Policy: with
+    -a, flush only what an anchor holds (nat, rules): `-F all` and `-F states` would clear
+    the host's whole state table."""
+    p = getopt(args, "AdeghMmNnOPqRrvzS", "aDFfiKkopstTx")
+    if not p.opts:
+        p.problems.append("pfctl: at least one option must be given")
+    for value in p.values("F"):
+        full = next((m for m in PFCTL_FLUSH if value and m.startswith(value)), None)
+        if full is None:
+            p.problems.append(f"unknown -F modifier {value!r}")
+        elif full in ("all", "states", "Sources", "info", "Reset"):
+            p.problems.append(f"policy: -F {value} flushes host-wide state, not just an anchor's rules")
+    for value in p.values("f"):
+        if value != "-" and not value.startswith("/"):
+            p.problems.append(f"-f takes '-' or an absolute path, not {value!r}")
+    for value in p.values("a"):
+        if not value or value.startswith("/") or "//" in value:
+            p.problems.append(f"invalid anchor {value!r}")
+    if p.operands:
+        p.problems.append(f"pfctl takes no operands: {p.operands}")
+    return p.problems
+
+
+# pf.conf(5), the statements ladle loads into its anchors: macros, translation (nat, rdr) before
+# filtering (pass, block), as pfctl -f requires.
+_PF_TOKEN = re.compile(r'"[^"]*"|->|[{}(),!]|[^\s{}(),!"]+')
+_PF_AFS = ("inet", "inet6")
+
+
+def _pf_host(tokens: list[str], i: int, problems: Problems, af: str | None) -> int:
+    """One host of pf.conf's `hosts`: `any`, `self`, an address or network, `(if[:0])`, a
+    `{ list }`, each optionally negated with '!'; returns the index after it."""
+    if i < len(tokens) and tokens[i] == "!":
+        i += 1
+    if i >= len(tokens):
+        problems.append("pf.conf: a host is missing")
+        return i
+    t = tokens[i]
+    if t == "{":
+        i += 1
+        while i < len(tokens) and tokens[i] != "}":
+            if tokens[i] == ",":
+                i += 1
+                continue
+            i = _pf_host(tokens, i, problems, af)
+        return i + 1
+    if t == "(":
+        if i + 2 >= len(tokens) or tokens[i + 2] != ")":
+            problems.append("pf.conf: (interface) is not closed")
+            return i + 1
+        ifname, _, mod = tokens[i + 1].partition(":")
+        if not re.fullmatch(r"\$?[A-Za-z][A-Za-z0-9_.-]*", ifname) or mod not in ("", "0", "network", "broadcast",
+                                                                                   "peer"):
+            problems.append(f"pf.conf: bad interface address ({tokens[i + 1]})")
+        return i + 3
+    if t in ("any", "self") or t.startswith("$"):
+        return i + 1
+    import ipaddress
+    try:
+        net = ipaddress.ip_network(t, strict=False)
+    except ValueError:
+        problems.append(f"pf.conf: not an address or network: {t!r}")
+        return i + 1
+    if af and net.version != (4 if af == "inet" else 6):
+        problems.append(f"pf.conf: {t} is not an {af} address")
+    return i + 1
+
+
+def _pf_port(tokens: list[str], i: int, problems: Problems) -> int:
+    if i < len(tokens) and tokens[i] == "port":
+        if i + 1 >= len(tokens) or not (tokens[i + 1].isdigit() and 0 < int(tokens[i + 1]) < 65536):
+            problems.append(f"pf.conf: bad port {tokens[i + 1:i + 2]}")
+        return i + 2
+    return i
+
+
+def check_pf_rule(line: str) -> tuple[str, Problems]:
+    """Check one pf.conf(5) statement of the forms ladle writes; returns its kind (macro,
+    translation, filter) and the problems."""
+    problems: Problems = []
+    if re.fullmatch(r'[A-Za-z_][A-Za-z0-9_]* = "[^"]*"', line):
+        return "macro", problems
+    tokens = _PF_TOKEN.findall(line)
+    if not tokens:
+        return "empty", problems
+    kind = "translation" if tokens[0] in ("nat", "rdr", "binat") else "filter" \
+        if tokens[0] in ("pass", "block") else "unknown"
+    if kind == "unknown":
+        return kind, [f"pf.conf: unknown or unchecked statement {tokens[0]!r}"]
+    i = 1
+    if kind == "translation" and i < len(tokens) and tokens[i] == "pass":
+        i += 1
+    if kind == "filter":
+        if tokens[0] == "block" and i < len(tokens) and tokens[i] in ("drop", "return"):
+            i += 1
+        if i < len(tokens) and tokens[i] in ("in", "out"):
+            i += 1
+        if i < len(tokens) and tokens[i] == "quick":
+            i += 1
+    if i < len(tokens) and tokens[i] == "on":
+        i += 2 if i + 1 < len(tokens) and tokens[i + 1] != "!" else 3
+    af = None
+    if i < len(tokens) and tokens[i] in _PF_AFS:
+        af = tokens[i]
+        i += 1
+    if i < len(tokens) and tokens[i] == "proto":
+        if i + 1 >= len(tokens) or tokens[i + 1] not in ("tcp", "udp", "icmp", "icmp6"):
+            problems.append(f"pf.conf: bad protocol {tokens[i + 1:i + 2]}")
+        i += 2
+    if i < len(tokens) and tokens[i] == "all":
+        i += 1
+    else:
+        for word in ("from", "to"):
+            if i >= len(tokens) or tokens[i] != word:
+                problems.append(f"pf.conf: expected {word!r} at {tokens[i:i + 1]} in {line!r}")
+                return kind, problems
+            i = _pf_port(tokens, _pf_host(tokens, i + 1, problems, af), problems)
+    for word in ("tag", "tagged"):
+        if i < len(tokens) and tokens[i] == word:
+            if i + 1 >= len(tokens) or not re.fullmatch(r"[A-Za-z0-9_]{1,63}", tokens[i + 1]):
+                problems.append(f"pf.conf: bad {word}")
+            i += 2
+    if kind == "translation":
+        if tokens[0] in ("nat", "rdr"):
+            if i >= len(tokens) or tokens[i] != "->":
+                problems.append(f"pf.conf: {tokens[0]} needs '-> address' in {line!r}")
+                return kind, problems
+            i = _pf_port(tokens, _pf_host(tokens, i + 1, problems, af), problems)
+    elif i < len(tokens) and tokens[i] == "keep":
+        i += 2
+    if i != len(tokens):
+        problems.append(f"pf.conf: unexpected {tokens[i:]} in {line!r}")
+    return kind, problems
+
+
+def check_pf_conf(body: list[str]) -> Problems:
+    """A ruleset for `pfctl -f -`: each statement checked, and translation before filtering."""
+    problems: Problems = []
+    seen_filter = False
+    for line in body:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        kind, found = check_pf_rule(line.strip())
+        problems += found
+        if kind == "filter":
+            seen_filter = True
+        elif kind == "translation" and seen_filter:
+            problems.append(f"pf.conf: translation after filtering (pfctl -f wants them first): {line!r}")
+    return problems
 
 
 MOUNT_OPTIONS = {  # mount(8) -o, mount_nullfs(8) (cache, nocache) and tmpfs(5) options
@@ -709,8 +963,8 @@ CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
     "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
     "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
     "cat": check_cat, "chflags": check_chflags, "uname": check_uname, "cp": check_cp, "test": check_test,
-    "find": check_find, "chmod": check_chmod, "rctl": check_rctl, "cpuset": check_cpuset,
-    "sysctl": check_sysctl,
+    "find": check_find, "chmod": check_chmod, "ifconfig": check_ifconfig, "route": check_route,
+    "sysctl": check_sysctl, "pfctl": check_pfctl, "rctl": check_rctl, "cpuset": check_cpuset,
 }
 INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
 # Where the base system installs them (hier(7)), for commands run inside a jail by full path.
@@ -733,6 +987,10 @@ def check_argv(argv: list[str], *, inside: bool = False) -> Problems:
     return checker(argv[1:])
 
 
+def _reads_stdin(argv: list[str], cmd: str) -> bool:
+    return argv[:1] == [cmd] and "-f" in argv and argv[argv.index("-f") + 1:][:1] == ["-"]
+
+
 def check_line(line: str, stdin: list[str] | None = None) -> Problems:
     try:
         argv = shlex.split(line)
@@ -740,10 +998,12 @@ def check_line(line: str, stdin: list[str] | None = None) -> Problems:
         return [f"does not parse as a shell line: {e}"]
     problems = check_argv(argv)
     if stdin is not None:
-        if argv[:1] == ["jail"] and "-f" in argv and argv[argv.index("-f") + 1:][:1] == ["-"]:
+        if _reads_stdin(argv, "jail"):
             problems += check_jail_conf(stdin)
+        elif _reads_stdin(argv, "pfctl"):
+            problems += check_pf_conf(stdin)
         else:
-            problems.append("a here-document is only expected for jail -f -")
+            problems.append("a here-document is only expected for jail -f -, pfctl -f - and cat > FILE")
     return problems
 
 

@@ -170,6 +170,15 @@ def interfaces() -> set[str]:
     return {n for n in names if n.startswith(("ldbr", "ldv"))}
 
 
+def nft_tables() -> set[str]:
+    """nftables tables of ladle (`inet ladle`) in this network namespace."""
+    try:
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line.strip() for line in out.splitlines() if line.split()[-1:] == ["ladle"]}
+
+
 def netns() -> set[str]:
     out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     return set(out.split())
@@ -186,7 +195,7 @@ def datasets() -> set[str]:
 
 def snapshot(with_zfs: bool = False) -> dict[str, set[str]]:
     state = {"mounts": mounts(), "processes": foreign_processes(), "interfaces": interfaces(),
-             "netns": netns(), "cgroups": cgroups()}
+             "nft": nft_tables(), "netns": netns(), "cgroups": cgroups()}
     if with_zfs:
         state["datasets"] = datasets()
     return state

@@ -42,7 +42,7 @@ def test_busybox_base_and_a_pot_on_it(bb: Ladle) -> None:
     bb("create", "-p", "web", "-b", "busybox", "-c", "httpd -f")
     [pot] = json.loads(bb("ls", "--json").stdout)
     assert pot == {"name": "web", "base": "busybox", "type": "multi", "level": 1, "network": "none",
-                   "status": "stopped", "addresses": [], "ports": []}
+                   "status": "stopped", "addresses": [], "ports": [], "health": None}
     info = json.loads(bb("info", "-p", "web", "--json").stdout)
     assert info["cmd"] == "httpd -f" and info["persistent"] and info["storage"]["parent"].startswith("bases/busybox@")
     assert "web" in bb("ls").stdout and bb("info", "web").stdout.startswith("name:")

@@ -245,6 +245,51 @@ def attr_old_or_new_row(w: World) -> None:
     assert w.get("web") == "old"
 
 
+def _life(w: World, name: str = "web") -> dict[str, object]:
+    life: dict[str, object] = json.loads(str(w.rows(f"SELECT life FROM pots WHERE name='{name}'")[0][0]))
+    return life
+
+
+def health_old_or_new(w: World) -> None:
+    assert _life(w).get("health", {}) in ({}, {"cmd": "true", "interval": 30.0, "timeout": 5.0, "retries": 3,
+                                                "start_period": 0.0}), _life(w)
+    w("set-health", "-p", "web", "-c", "true", "--interval", "1m")
+    assert w.get("web") == "old"
+
+
+def with_db(w: World) -> None:
+    marked(w)
+    w("create", "-p", "db", "-b", "busybox")
+
+
+def with_dep(w: World) -> None:
+    with_db(w)
+    w("add-dep", "-p", "web", "-P", "db")
+
+
+def dep_old_or_new(w: World) -> None:
+    depends = _life(w).get("depends", [])
+    assert depends in ([], ["db"]), depends
+    w("del-dep" if depends else "add-dep", "-p", "web", "-P", "db")
+    assert w.get("web") == "old"
+
+
+def hook_old_or_new(w: World) -> None:
+    assert _life(w).get("hooks", {}) in ({}, {"prestart": "/bin/true"}), _life(w)
+    w("set-hook", "-p", "web", "-S", "/bin/true")
+    assert w.get("web") == "old"
+
+
+def boot_server(w: World) -> None:
+    server(w)
+    w("set-attr", "-p", "web", "-A", "start-at-boot", "-V", "yes")
+
+
+def running_boot_server(w: World) -> None:
+    boot_server(w)
+    w("start", "web")
+
+
 def destroyed(name: str) -> Callable[[World], None]:
     """destroy is finished by recovery: the pot is gone, its name free."""
     def check(w: World) -> None:
@@ -735,6 +780,14 @@ TABLE = [
         live_mounted_or_not("/fs", "fscomp")),
     Row("mount-out-live", "mount-out", 2, ["mount-out", "-p", "web", "-m", "/host"], live_mount_out_setup,
         live_mounted_or_not("/host", "dir")),
+    Row("set-health", "set-health", 1, ["set-health", "-p", "web", "-c", "true"], marked, health_old_or_new),
+    Row("add-dep", "add-dep", 1, ["add-dep", "-p", "web", "-P", "db"], with_db, dep_old_or_new),
+    Row("del-dep", "del-dep", 1, ["del-dep", "-p", "web", "-P", "db"], with_dep, dep_old_or_new),
+    Row("set-hook", "set-hook", 1, ["set-hook", "-p", "web", "-s", "/bin/true"], marked, hook_old_or_new),
+    Row("restart-stop", "stop", 2, ["restart", "web"], running_server, started_or_not),
+    Row("restart-start", "start", 5, ["restart", "web"], running_server, started_or_not),
+    Row("boot", "start", 5, ["boot"], boot_server, started_or_not),
+    Row("boot-stop", "stop", 2, ["boot", "--stop"], running_boot_server, stopped),
     Row("start", "start", 5, ["start", "web"], server, started_or_not, ZFS, zfs_steps=5),
     Row("set-rss-live", "set-rss", 2, ["set-rss", "-p", "web", "-M", "64M", "--pids", "30"], running_server,
         limits_old_or_new),

@@ -263,7 +263,7 @@ def test_open_host_gives_the_freebsd_driver() -> None:
 def test_unsupported_layouts_are_refused() -> None:
     with pytest.raises(UsageError, match="overlay layers need Linux"):
         start_plan(make_spec("x", root=[Mount("overlay", "overlay", "/", ("lowerdir=/a",))]), ON_EXIT)
-    with pytest.raises(UsageError, match="not supported on FreeBSD yet"):
+    with pytest.raises(UsageError, match="network public-bridge without an address"):
         start_plan(make_spec("x", network="public-bridge"), ON_EXIT)
     with pytest.raises(UsageError, match=r"must not contain '\.\.'"):
         start_plan(make_spec("x", mounts=[Mount("bind", "/srv", "/a/../../etc")]), ON_EXIT)
@@ -445,7 +445,7 @@ def test_a_command_that_cannot_start_removes_the_jail_then_the_mounts(freebsd: F
         Executor(freebsd.ctx).run("start", "pot:job", start_plan(spec, []))
     jail = spec.root[0].source
     lines = freebsd.runner.lines
-    after = lines[lines.index("jexec job /sbin/ifconfig lo0 inet 127.0.0.1/8 up") + 1:]
+    after = lines[lines.index("ifconfig -j job lo0 inet 127.0.0.1/8 up") + 1:]
     assert after == ["jail -f - -q -r job", f"umount {jail}/dev", f"umount {jail}/tmp"]
     remove = freebsd.runner.calls[-3]
     assert remove.input is not None and b"stop.timeout = 30;" in remove.input

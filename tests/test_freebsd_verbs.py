@@ -19,6 +19,7 @@ import pytest
 from ladle.config import Config
 from ladle.engine import bases, fscomps, gc, lifecycle, pots, run, setup, show, snapshots
 from ladle.engine.core import Engine
+from ladle.engine.potnet import Request
 from ladle.errors import UsageError
 from ladle.hosts.freebsd import FreeBSDHost
 from ladle.state.store import Store
@@ -32,6 +33,7 @@ GOLDEN = Path(__file__).parent / "golden" / "freebsd" / "verbs.txt"
 ROOT = "/var/db/ladle"
 DIGEST = "a" * 64
 NOT_RUNNING = Fail("jls: jail \"web\" not found")
+INHERIT, NONE = Request(type="inherit"), Request(type="none")
 
 
 class Transcribing(RecordingRunner):
@@ -96,13 +98,13 @@ def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
         ("init --storage zfs --dataset zroot/ladle", lambda: setup.init(eng, "zfs", "zroot/ladle")),
         ("create-base -r 14.2", lambda: bases.create_base(eng, "14.2", None, None)),
         ("create -p web -b 14.2 -N inherit -c nginx", lambda: pots.create(
-            eng, "web", "14.2", "multi", None, None, "nginx", "inherit")),
+            eng, "web", "14.2", "multi", None, None, "nginx", INHERIT)),
         ("create -p solo -t single -b 14.2", lambda: pots.create(eng, "solo", "14.2", "single", None, None,
-                                                                 None, "none")),
+                                                                 None, NONE)),
         ("snapshot -p web -n s1", lambda: snapshots.snapshot(eng, "web", None, "s1")),
-        ("create -p l2 -l 2 -P web", lambda: pots.create(eng, "l2", None, "multi", 2, "web", None, "none")),
+        ("create -p l2 -l 2 -P web", lambda: pots.create(eng, "l2", None, "multi", 2, "web", None, NONE)),
         ("info -p l2", lambda: show.info(eng, "l2")),
-        ("create -p copy -P web", lambda: pots.create(eng, "copy", None, "multi", 1, "web", None, "none")),
+        ("create -p copy -P web", lambda: pots.create(eng, "copy", None, "multi", 1, "web", None, NONE)),
         ("create-fscomp -f data", lambda: fscomps.create_fscomp(eng, "data")),
         ("add-fscomp -p web -f data -m /data --ro", lambda: fscomps.add_mount(eng, "web", "fscomp", "data",
                                                                               "/data", True)),
@@ -206,7 +208,7 @@ def test_the_stack_setting_reaches_the_jail(engine: tuple[Engine, Transcribing])
     eng.cfg.stack = "ipv6"
     setup.init(eng, "zfs", "zroot/ladle")
     bases.create_base(eng, "14.2", None, None)
-    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", "inherit")
+    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", INHERIT)
     plan = eng.host.start_plan(lifecycle.spec(eng, eng.pot("web")))
     jail = next(line for step in plan for line in step.render() if line.startswith("jail -c"))
     assert jail.endswith(" exec.clean ip4=disable ip6=inherit")
@@ -220,17 +222,17 @@ def test_dir_storage_refuses_layered_pots_at_create_and_run(engine: tuple[Engine
     setup.init(eng, "dir", None)
     bases.create_base(eng, "14.2", None, None)
     before = len(runner.log)
-    for verb in (lambda: pots.create(eng, "web", "14.2", "multi", None, None, None, "inherit"),
-                 lambda: pots.create(eng, "web", "14.2", "multi", 2, "solo", None, "inherit"),
-                 lambda: run.run(eng, "14.2", ["true"], "web", True, "none", None)):
+    for verb in (lambda: pots.create(eng, "web", "14.2", "multi", None, None, None, INHERIT),
+                 lambda: pots.create(eng, "web", "14.2", "multi", 2, "solo", None, INHERIT),
+                 lambda: run.run(eng, "14.2", ["true"], "web", True, NONE, None)):
         with pytest.raises(UsageError) as refused:
             verb()
         assert str(refused.value) == ("on FreeBSD a multi level 1 or 2 pot needs zfs storage: ladle init --storage"
                                       " zfs --dataset POOL/PATH (or create it with -t single)")
     assert runner.log[before:] == []
     assert eng.store.all("pots") == [] and not (tmp_path / "storage" / "pots" / "web").exists()
-    pots.create(eng, "solo", "14.2", "single", None, None, None, "inherit")
-    pots.create(eng, "patch", "14.2", "multi", 0, None, None, "inherit")  # the base itself: a full tree
+    pots.create(eng, "solo", "14.2", "single", None, None, None, INHERIT)
+    pots.create(eng, "patch", "14.2", "multi", 0, None, None, INHERIT)  # the base itself: a full tree
     assert [p["name"] for p in eng.store.all("pots", order="name")] == ["patch", "solo"]
 
 
@@ -241,7 +243,7 @@ def test_dir_storage_clears_file_flags_before_removing_a_tree(engine: tuple[Engi
     eng, runner = engine
     setup.init(eng, "dir", None)
     bases.create_base(eng, "14.2", None, None)
-    pots.create(eng, "solo", "14.2", "single", None, None, None, "inherit")
+    pots.create(eng, "solo", "14.2", "single", None, None, None, INHERIT)
     snapshots.snapshot(eng, "solo", None, "s1")
     layer = tmp_path / "storage" / "pots" / "solo"
     for made_by_cp in (layer / "fs", layer / "snaps" / "s1"):  # the recording runner copies nothing
@@ -270,7 +272,7 @@ def test_dir_storage_clears_file_flags_before_removing_a_tree(engine: tuple[Engi
 
 
 TRAPPED = ("jls", "jail", "jexec", "uname", "zfs", "mount", "mount_nullfs", "umount", "chflags", "cp", "mkdir",
-           "rmdir", "rm", "fetch", "sha256", "tar", "cat")
+           "rmdir", "rm", "fetch", "sha256", "tar", "cat", "ifconfig", "route", "pfctl", "sysctl")
 
 
 def offline_cli(tmp_path: Path, root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
@@ -294,7 +296,7 @@ def test_a_dry_run_from_another_host_runs_nothing_and_trusts_the_run_records(
     eng, _ = engine
     setup.init(eng, "zfs", "zroot/ladle")
     bases.create_base(eng, "14.2", None, None)
-    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", "inherit")
+    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", INHERIT)
     fscomps.create_fscomp(eng, "data")
     eng.store.put("runs", {"pot": "web"}, {"pot": "web", "state": "running", "main_pid": 4242, "main_start": 1})
     cli = offline_cli(tmp_path, tmp_path)
@@ -363,7 +365,7 @@ def test_no_host_directory_is_mounted_into_a_running_jail(engine: tuple[Engine, 
     eng, runner = engine
     setup.init(eng, "zfs", "zroot/ladle")
     bases.create_base(eng, "14.2", None, None)
-    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", "inherit")
+    pots.create(eng, "web", "14.2", "multi", None, None, "nginx", INHERIT)
     lifecycle.start(eng, "web")
     first = len(runner.log)
     said = running(runner, lambda: fscomps.add_mount(eng, "web", "dir", "/tmp", "/www", False))

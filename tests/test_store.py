@@ -16,6 +16,12 @@ def test_schema_2_layers_become_active_layers_that_keep_their_layout(tmp_path: P
         DROP TABLE layers;
         CREATE TABLE layers (key TEXT PRIMARY KEY, kind TEXT NOT NULL, parent TEXT, origin TEXT);
         INSERT INTO layers VALUES ('pots/web', 'overlay', 'bases/b@1', NULL);
+        ALTER TABLE pots DROP COLUMN life;
+        ALTER TABLE runs DROP COLUMN restarts;
+        ALTER TABLE runs DROP COLUMN streak;
+        ALTER TABLE runs DROP COLUMN restart_at;
+        ALTER TABLE runs DROP COLUMN health;
+        ALTER TABLE runs DROP COLUMN health_fails;
         ALTER TABLE pots DROP COLUMN net;
         DROP TABLE exports;
         PRAGMA user_version=2;
@@ -34,6 +40,12 @@ def test_schema_4_pots_get_empty_network_settings_and_an_exports_table(tmp_path:
     Store(path).close()
     db = sqlite3.connect(path)
     db.executescript("""
+        ALTER TABLE pots DROP COLUMN life;
+        ALTER TABLE runs DROP COLUMN restarts;
+        ALTER TABLE runs DROP COLUMN streak;
+        ALTER TABLE runs DROP COLUMN restart_at;
+        ALTER TABLE runs DROP COLUMN health;
+        ALTER TABLE runs DROP COLUMN health_fails;
         ALTER TABLE pots DROP COLUMN net;
         DROP TABLE exports;
         INSERT INTO pots VALUES ('web', 'b', 'multi', 1, NULL, 'true', '{}', '{}', 'none', 'pots/web', 0);
@@ -45,5 +57,30 @@ def test_schema_4_pots_get_empty_network_settings_and_an_exports_table(tmp_path:
         assert store.get("pots", name="web")["net"] == "{}"  # type: ignore[index]
         store.insert("exports", {"host_port": 8080, "proto": "tcp", "pot": "web", "pot_port": 80})
         assert store.all("exports") == [{"host_port": 8080, "proto": "tcp", "pot": "web", "pot_port": 80}]
+    finally:
+        store.close()
+
+
+def test_schema_6_pots_get_life_settings_and_runs_a_restart_count(tmp_path: Path) -> None:
+    path = str(tmp_path / "ladle.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("""
+        ALTER TABLE pots DROP COLUMN life;
+        ALTER TABLE runs DROP COLUMN restarts;
+        ALTER TABLE runs DROP COLUMN streak;
+        ALTER TABLE runs DROP COLUMN restart_at;
+        ALTER TABLE runs DROP COLUMN health;
+        ALTER TABLE runs DROP COLUMN health_fails;
+        INSERT INTO pots VALUES ('web', 'b', 'multi', 1, NULL, 'true', '{}', '{}', 'none', 'pots/web', 0, '{}');
+        INSERT INTO runs (pot, state) VALUES ('web', 'exited');
+        PRAGMA user_version=6;
+    """)
+    db.close()
+    store = Store(path)
+    try:
+        assert store.get("pots", name="web")["life"] == "{}"  # type: ignore[index]
+        run = store.get("runs", pot="web")
+        assert run is not None and run["restarts"] == 0 and run["restart_at"] is None and run["health"] is None
     finally:
         store.close()

@@ -14,8 +14,8 @@ VERBS = frozenset((
     "mount-in", "mount-out", "copy-in", "copy-out", "snapshot", "snap", "rollback", "revert", "snapshots",
     "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "signal", "wait", "last-run-stats",
     "run", "network", "create-private-bridge", "destroy-private-bridge", "set-network", "export-ports",
-    "set-hosts", "pull", "push", "login", "images", "rmi", "image",
-    "set-rss", "get-rss", "stats", "ps"))
+    "set-hosts", "pull", "push", "login", "images", "rmi", "image", "set-health", "healthcheck", "add-dep",
+    "del-dep", "set-hook", "restart", "boot", "set-rss", "get-rss", "stats", "ps"))
 _VALUED = ("--root", "--host")
 
 
@@ -39,8 +39,17 @@ def _parser(argv: list[str]) -> Parser:
     top.add_argument("--dry-run", action="store_true", help="print the exact steps instead of running them")
     top.add_argument("-V", "--version", action="version", version=f"ladle {ladle.__version__}")
     verbs = Verbs(top.add_subparsers(dest="verb", metavar="VERB", parser_class=Parser), named_verb(argv))
-    from ladle.cli import verbs_images, verbs_lifecycle, verbs_network, verbs_pots, verbs_resources, verbs_storage
-    for module in (verbs_pots, verbs_storage, verbs_lifecycle, verbs_network, verbs_images, verbs_resources):
+    from ladle.cli import (
+        verbs_images,
+        verbs_life,
+        verbs_lifecycle,
+        verbs_network,
+        verbs_pots,
+        verbs_resources,
+        verbs_storage,
+    )
+    for module in (verbs_pots, verbs_storage, verbs_lifecycle, verbs_life, verbs_network, verbs_images,
+                   verbs_resources):
         module.register(verbs)
     return top
 

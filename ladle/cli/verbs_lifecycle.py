@@ -20,9 +20,12 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-d", dest="detach", action="store_true",
                    help="a non-persistent pot too: return once its command runs")
 
-    p = verb(verbs, "stop", change(lambda c, a: c.stop(pot_name(a))),
-             "stop a pot: SIGTERM, then SIGKILL after its stop_timeout; then clean up", changes=True)
+    p = verb(verbs, "stop", change(lambda c, a: c.stop(pot_name(a), exited=a.exited)),
+             "stop a pot: SIGTERM, then SIGKILL after its stop_timeout; then clean up. Final: a restart "
+             "its policy had pending is cancelled", changes=True)
     pot_arg(p)
+    p.add_argument("--exited", action="store_true",
+                   help="what the monitor runs when a pot ended by itself: leaves its policy's restart")
 
     p = verb(verbs, "exec", _exec, "run a command inside a running pot; exits with its exit code", changes=True)
     p.add_argument("-p", dest="pot", metavar="NAME")

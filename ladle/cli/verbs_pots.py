@@ -133,7 +133,8 @@ def _ls(client: ladle.Client, args: argparse.Namespace) -> None:
     elif args.quiet:
         names(rows)
     else:
-        table([{**dataclasses.asdict(r), "addresses": " ".join(r.addresses), "ports": " ".join(r.ports)}
+        table([{**dataclasses.asdict(r), "addresses": " ".join(r.addresses), "ports": " ".join(r.ports),
+                "status": f"{r.status} ({r.health})" if r.health else r.status}
                for r in rows], ["name", "status", "base", "type", "level", "network", "addresses", "ports"])
 
 
@@ -145,6 +146,7 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
     out = [f"{key + ':':10} {'' if getattr(data, key) is None else getattr(data, key)}"
            for key in ("name", "status", "type", "level", "base", "potbase", "network", "cmd")]
     out += _net_lines(data)
+    out += _life_lines(data)
     out.append(f"{'storage:':10} {data.storage.backend} {data.storage.path}")
     out += [f"{'env:':10} {k}={v}" for k, v in data.env.items()]
     out.append("attributes: " + " ".join(f"{k}={v}" for k, v in data.attrs.items()))
@@ -152,6 +154,19 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
     if data.snapshots:
         out.append(f"{'snapshots:':10} {' '.join(data.snapshots)}")
     print("\n".join(out))
+
+
+def _life_lines(data: ladle.PotInfo) -> list[str]:
+    """info's life-cycle part: health, restart policy and count, dependencies, hooks."""
+    out = []
+    if data.healthcheck:
+        out.append(f"{'health:':10} {data.health or '-'} ({data.healthcheck['cmd']})")
+    if data.restart != "no" or data.restarts:
+        out.append(f"{'restart:':10} {data.restart}, {data.restarts} restart{'s' if data.restarts != 1 else ''}")
+    if data.depends:
+        out.append(f"{'depends:':10} {' '.join(data.depends)}")
+    out += [f"{'hook:':10} {kind} {path}" for kind, path in data.hooks.items()]
+    return out
 
 
 def _net_lines(data: ladle.PotInfo) -> list[str]:

@@ -117,6 +117,7 @@ class Engine:
         row["env"] = json.loads(row["env"])
         row["attrs"] = json.loads(row["attrs"])
         row["net"] = json.loads(row["net"])
+        row["life"] = json.loads(row.get("life") or "{}")
         return row
 
     def base(self, name: str) -> dict[str, Any]:

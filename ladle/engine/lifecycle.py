@@ -36,32 +36,72 @@ GRACE = 0.3  # seconds a detached start waits to see whether its command dies at
 LOG_TAIL = 5  # log lines shown when it does
 
 
-def start(eng: Engine, name: str, remove: bool = False) -> str:
-    """Start a pot detached; `remove` destroys it when its command ends (`run --rm -d`).
+def start(eng: Engine, name: str, remove: bool = False, due: bool = False) -> str:
+    """Start a pot detached, after the pots it depends on; `remove` destroys it when its command
+    ends (`run --rm -d`); `due` is its restart policy's start (`restart --due`, by the monitor),
+    which does nothing if a stop came first.
 
     A command that fails within GRACE seconds (a daemon whose port is taken) is reported with its
-    exit code and the end of its log, and the pot is stopped, instead of saying "started"."""
+    exit code and the end of its log, and the pot is stopped, instead of saying "started" (unless
+    its restart policy takes care of it)."""
+    start_deps(eng, name)
     with eng.lock(f"pot-{name}"):
-        failed = start_locked(eng, name, remove)
+        if due and (eng.store.get("runs", pot=name) or {}).get("state") != "restarting":
+            return f"pot {name} is not waiting for a restart (stopped or started since)"
+        failed = start_locked(eng, name, remove, due)
     if failed:
         _torn_down(eng, name)  # a non-persistent one: the monitor's own stop, which needed our lock
         raise StateError(failed)
     return f"started pot {name}"
 
 
-def start_locked(eng: Engine, name: str, remove: bool = False) -> str | None:
+def start_deps(eng: Engine, name: str) -> None:
+    """Start what the pot depends on (add-dep), dependencies first, and wait until each runs,
+    and is healthy if it has a healthcheck."""
+    from ladle.engine import deps
+
+    eng.pot(name)
+    for dep in deps.order(eng, [name])[:-1]:
+        with eng.lock(f"pot-{dep}"):
+            if not is_running(eng, dep) and start_locked(eng, dep):
+                raise StateError(f"pot {name} not started: its dependency {dep} did not start")
+        deps.wait_ready(eng, dep)
+
+
+def start_locked(eng: Engine, name: str, remove: bool = False, due: bool = False) -> str | None:
     """`start` of a pot whose lock we hold (rollback -F restarts the pots it stopped); why it
-    failed if its command died at once (a persistent pot is stopped again)."""
+    failed if its command died at once (a persistent pot is stopped again). A start by hand
+    (not `due`) ends a restart its policy had pending, so its restarts count from 0 again."""
+    from ladle.engine import hooks
+
     pot = startable(eng, name)
+    if not due:
+        _cancel_restart(eng, name)
+    hooks.run(eng, name, "prestart")
     s = spec(eng, pot)
     s.extra["remove"] = remove
     eng.execute("start", f"pot:{name}", eng.host.start_plan(s))
     if "hosts" in s.net:
         write_hosts(eng, name, s.net["hosts"])  # a pot on its network came or went since its spec was built
-    failed = None if eng.dry_run else _died_at_once(eng, name, s.log_path)
+    policy = pot["attrs"].get("restart", "no")
+    failed = None if eng.dry_run or policy != "no" else _died_at_once(eng, name, s.log_path)
     if failed and pot["attrs"].get("persistent") == "YES":
         stop_locked(eng, name)
+    if not failed:
+        hooks.run(eng, name, "poststart")
     return failed
+
+
+def _cancel_restart(eng: Engine, name: str) -> bool:
+    """A restart its policy had pending is off (a stop is final; a start by hand counts anew)."""
+    from ladle.state.steps import put
+
+    row = eng.store.get("runs", pot=name)
+    if not row or row["state"] != "restarting" or eng.dry_run:
+        return False
+    eng.execute("stop", f"pot:{name}", [put("runs", {"pot": name}, {**row, "state": "stopped", "restart_at": None},
+                                             row)], on_crash="finish")
+    return True
 
 
 def write_hosts(eng: Engine, name: str, known: str | None = None) -> None:
@@ -141,24 +181,53 @@ def _clean_stale(eng: Engine, name: str) -> None:
         eng.execute("stop", f"pot:{name}", leftover, on_crash="finish")
 
 
-def stop(eng: Engine, name: str) -> str:
-    """Stop a pot; stopping one that is not running is not an error (as in pot), but is said."""
+def stop(eng: Engine, name: str, exited: bool = False) -> str:
+    """Stop a pot; stopping one that is not running is not an error (as in pot), but is said.
+    A stop is final: a restart its policy had pending is cancelled, unless this is the
+    monitor's teardown of a pot that ended by itself (`exited`). Running pots that depend on it
+    are warned about."""
+    from ladle.engine import deps
+
+    if not exited:
+        up = [d for d in deps.dependants(eng, name) if is_running(eng, d)]
+        if up:
+            _log.warning(f"pot {name} is a dependency of running pots: {', '.join(up)}")
     with eng.lock(f"pot-{name}"):
         eng.pot(name)
-        if not stop_locked(eng, name):
-            _log.warning(f"pot {name} is not running")
+        stopped = stop_locked(eng, name)
+        cancelled = not exited and _cancel_restart(eng, name)
+        if not stopped:
+            if cancelled:
+                return f"pot {name} was waiting for a restart: cancelled"
+            if not exited:
+                _log.warning(f"pot {name} is not running")
             return f"pot {name} was not running"
     return f"stopped pot {name}"
 
 
 def stop_locked(eng: Engine, name: str) -> bool:
-    """Stop a pot whose lock we hold; False if it was not running."""
+    """Stop a pot whose lock we hold, with its prestop and poststop hooks; False if it was not
+    running."""
+    from ladle.engine import hooks
+
     run = record(eng.store.get("runs", pot=name))
     if run is None or run.state != "running":
         return False
     was_alive = alive(eng, run)
+    if was_alive:
+        hooks.run(eng, name, "prestop")
     eng.execute("stop", f"pot:{name}", eng.host.stop_plan(spec(eng, eng.pot(name)), run), on_crash="finish")
+    if was_alive:
+        hooks.run(eng, name, "poststop")
     return was_alive
+
+
+def restart(eng: Engine, name: str, due: bool = False) -> str:
+    """Stop (if it runs) and start again, by hand: its restart count starts over. `due`: the
+    monitor's start of a pot its restart policy restarts (nothing if a stop came first)."""
+    if not due and is_running(eng, name):
+        stop(eng, name)
+    return start(eng, name, due=due).replace("started pot", "restarted pot")
 
 
 def running(eng: Engine, name: str) -> tuple[RuntimeSpec, RunRecord]:

@@ -97,7 +97,7 @@ def create(eng: Engine, name: str, base: str | None, type_: str, level: int | No
             steps += eng.snap.prepare(key, _pot_latest(eng, ref))  # type: ignore[arg-type]
         defaults = eng.host.attr_defaults()
         for k, v in (attrs or {}).items():
-            defaults.update(eng.host.expand_attr(k, v))
+            defaults.update(expand_attr(eng, k, v))
         row = {"name": name, "base": base, "type": type_, "level": level, "potbase": potbase,
                "cmd": cmd or DEFAULT_CMD, "env": {}, "attrs": defaults, "network": req.type,
                "layer": key, "created": time.time(), "net": netrow}
@@ -134,7 +134,13 @@ def dependants(eng: Engine, name: str) -> list[str]:
 
 
 def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
+    """Destroy a pot; one that others depend on (add-dep) only with -F, which drops those edges."""
+    from ladle.engine import deps as depgraph
+
     pot = eng.pot(name)
+    users = depgraph.dependants(eng, name)
+    if users and not force:
+        raise UsageError(f"pot {name} is a dependency of {', '.join(users)}: use -F to destroy it and drop that")
     deps = dependants(eng, name)
     if deps and not recursive:
         raise UsageError(f"pot {name} is used by {', '.join(deps)}: use -r to destroy them too")
@@ -153,6 +159,7 @@ def destroy(eng: Engine, name: str, recursive: bool, force: bool) -> str:
         if run:
             steps.append(put("runs", {"pot": name}, None, run))
         steps += networks.release(eng, name) + potnet.drop_exports(eng, name)
+        steps += depgraph.drop_steps(eng, name)
         steps.append(put("pots", {"name": name}, None, pot))
         for copy in eng.store.all("pots", potbase=name):  # copies made with -P outlive it
             steps.append(put("pots", {"name": copy["name"]}, {**copy, "potbase": None}, copy))
@@ -224,6 +231,8 @@ def rename(eng: Engine, old: str, new: str) -> str:
                       ExportTake(new, x["proto"], x["pot_port"], x["host_port"])]
         for other in eng.store.all("pots", potbase=old):
             steps.append(put("pots", {"name": other["name"]}, {**other, "potbase": new}, other))
+        from ladle.engine import deps
+        steps += deps.rename_steps(eng, old, new)
         log = os.path.join(eng.root, "logs", f"{old}.log")
         if os.path.exists(log):
             steps.append(Rename(log, os.path.join(eng.root, "logs", f"{new}.log")))
@@ -257,8 +266,20 @@ def set_env(eng: Engine, name: str, env: dict[str, str]) -> str:
     return update(eng, name, "set-env", env=dict(env))
 
 
+def expand_attr(eng: Engine, attr: str, value: str) -> dict[str, str]:
+    """The attributes to store for attr=value: the life cycle's, the same on every host (a
+    restart policy, restart-unhealthy, start-at-boot), or the host's."""
+    if attr == "restart":
+        from ladle.supervise.policy import parse
+        return {attr: parse(value)}
+    if attr in ("restart-unhealthy", "start-at-boot"):
+        from ladle.hosts.base import yes_no
+        return {attr: yes_no(attr, value)}
+    return eng.host.expand_attr(attr, value)
+
+
 def set_attr(eng: Engine, name: str, attr: str, value: str) -> str:
-    changes = eng.host.expand_attr(attr, value)
+    changes = expand_attr(eng, attr, value)
     pot = eng.pot(name)
     update(eng, name, "set-attr", attrs={**pot["attrs"], **changes})
     return f"pot {name}: {', '.join(f'{k}={v}' for k, v in changes.items())}"

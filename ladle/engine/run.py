@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Callable
 
 from ladle._results import RunResult
-from ladle.engine import lifecycle, potnet, pots
+from ladle.engine import hooks, lifecycle, potnet, pots
 from ladle.engine.core import Engine
 from ladle.errors import UsageError
 from ladle.platform import write_all
@@ -47,6 +47,7 @@ def start_attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None) -
         lifecycle.start(eng, name)
         eng.lines.append("# then wait for its command, then stop the pot")
         return RunResult(name, 0, None, tuple(eng.lines))
+    lifecycle.start_deps(eng, name)
     return _attached(eng, name, stdio, remove=False)
 
 
@@ -61,6 +62,7 @@ def _attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None, remove
     try:
         with eng.lock(f"pot-{name}"):
             pot = lifecycle.startable(eng, name)
+            hooks.run(eng, name, "prestart")
             started = True
             eng.ctx.attach = (out_w, err_w)
             try:
@@ -72,6 +74,7 @@ def _attached(eng: Engine, name: str, stdio: tuple[int, int, int] | None, remove
                 eng.ctx.attach = None
                 os.close(out_w)
                 os.close(err_w)
+            hooks.run(eng, name, "poststart")
         outputs = {out_r: _sink(stdio[1] if stdio else None, captured),
                    err_r: _sink(stdio[2] if stdio else None, captured)}
         code = attach.wait(eng.monitor(), {"pot": name}, outputs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ladle.engine import runs
 from ladle.engine.core import Engine
@@ -29,8 +29,14 @@ def list_pots(eng: Engine) -> list[Pot]:
     for x in eng.store.all("exports", order="host_port, proto"):
         exported.setdefault(x["pot"], []).append(Export(x["proto"], x["pot_port"], x["host_port"]).text)
     return [Pot(name=r["name"], status=status, base=r["base"], type=r["type"], level=r["level"],
-                network=r["network"], addresses=held.get(r["name"], []), ports=exported.get(r["name"], []))
+                network=r["network"], addresses=held.get(r["name"], []), ports=exported.get(r["name"], []),
+                health=_health(recorded.get(r["name"]), status))
             for r, status in zip(rows, statuses, strict=True)]
+
+
+def _health(run: dict[str, Any] | None, status: str) -> str | None:
+    """A running pot's health, as its monitor last recorded it."""
+    return str(run["health"]) if run and status == "running" and run.get("health") else None
 
 
 def info(eng: Engine, name: str) -> PotInfo:
@@ -42,9 +48,10 @@ def info(eng: Engine, name: str) -> PotInfo:
     mounts = [MountPoint(m["mountpoint"], m["kind"], m["source"], bool(m["ro"]))
               for m in eng.store.all("pot_mounts", order="seq", pot=name)]
     layer = eng.snap.info(pot["layer"])
+    status = runs.status(eng, run)
     return PotInfo(
         **{k: pot[k] for k in ("name", "type", "level", "base", "potbase", "cmd", "network")},
-        status=runs.status(eng, run),
+        status=status,
         persistent=pot["attrs"].get("persistent") == "YES",
         env=pot["env"], attrs=pot["attrs"], mounts=mounts,
         storage=Storage(eng.snap.name, pot["layer"], eng.snap.path(pot["layer"]), layer.parent, layer.origin),
@@ -59,4 +66,7 @@ def info(eng: Engine, name: str) -> PotInfo:
         ports=[Export(**p) for p in netspec.ports(eng, name)],
         hosts=[f"{host}:{ip}" for host, ip in pot["net"].get("hosts", [])],
         dns=list(pot["net"].get("dns", [])),
+        health=_health(run, status), healthcheck=pot["life"].get("health"),
+        restart=pot["attrs"].get("restart", "no"), restarts=int((run or {}).get("restarts") or 0),
+        depends=list(pot["life"].get("depends", [])), hooks=dict(pot["life"].get("hooks", {})),
     )

@@ -194,10 +194,11 @@ class Host:
         raise NotImplementedError
 
     def on_exit(self, name: str, remove: bool = False) -> list[str]:
-        """What the monitor runs when a pot ends by itself: `ladle stop`, which tears it down, or
-        for a pot started to be removed (`run --rm -d`) `ladle destroy -F`, which also does."""
+        """What the monitor runs when a pot ends by itself: `ladle stop --exited`, which tears it
+        down (and leaves a restart its policy decided), or for a pot started to be removed
+        (`run --rm -d`) `ladle destroy -F`, which also does."""
         import sys
-        verb = ["destroy", "-F", "-p", name] if remove else ["stop", name]
+        verb = ["destroy", "-F", "-p", name] if remove else ["stop", "--exited", name]
         return [sys.executable, "-m", "ladle", "--root", self.root, "--host", self.name, *verb]
 
     def start_plan(self, spec: RuntimeSpec) -> list[Step]:
@@ -211,9 +212,10 @@ class Host:
         raise NotImplementedError
 
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
-             tty: bool, env: dict[str, str]) -> int | None:
+             tty: bool, env: dict[str, str], bound: bool = False) -> int | None:
         """Run argv inside the running pot (through the monitor) on our stdin, stdout and stderr,
-        or on a new terminal relayed to ours; return its exit code."""
+        or on a new terminal relayed to ours; return its exit code. A `bound` one is killed when
+        our connection to the monitor goes (a healthcheck that timed out)."""
         raise NotImplementedError
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:

@@ -18,7 +18,7 @@ from typing import Any
 from ladle import platform as proc
 from ladle.errors import HostError, StateError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 NET_TABLES = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -64,6 +64,14 @@ ALTER TABLE layers ADD COLUMN kind TEXT NOT NULL DEFAULT 'active';
     4: NET_TABLES,
     5: "ALTER TABLE pots ADD COLUMN net TEXT NOT NULL DEFAULT '{}';\n" + EXPORTS,
     6: IMAGE_TABLES,
+    7: """
+ALTER TABLE pots ADD COLUMN life TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE runs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN streak INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN restart_at REAL;
+ALTER TABLE runs ADD COLUMN health TEXT;
+ALTER TABLE runs ADD COLUMN health_fails INTEGER NOT NULL DEFAULT 0;
+""",
 }
 
 _SCHEMA = """
@@ -86,7 +94,8 @@ CREATE TABLE IF NOT EXISTS pots (
     name TEXT PRIMARY KEY, base TEXT NOT NULL, type TEXT NOT NULL, level INTEGER NOT NULL,
     potbase TEXT, cmd TEXT NOT NULL, env TEXT NOT NULL, attrs TEXT NOT NULL,
     network TEXT NOT NULL, layer TEXT NOT NULL, created REAL NOT NULL,
-    net TEXT NOT NULL DEFAULT '{}'  -- JSON: the network's settings (engine/potnet.py)
+    net TEXT NOT NULL DEFAULT '{}',  -- JSON: the network's settings (engine/potnet.py)
+    life TEXT NOT NULL DEFAULT '{}'  -- JSON: healthcheck, hooks, dependencies (engine/life.py)
 );
 CREATE TABLE IF NOT EXISTS fscomps (
     name TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL
@@ -98,7 +107,11 @@ CREATE TABLE IF NOT EXISTS pot_mounts (
 CREATE TABLE IF NOT EXISTS runs (
     pot TEXT PRIMARY KEY, state TEXT NOT NULL, monitor_pid INTEGER, monitor_start INTEGER,
     init_pid INTEGER, init_start INTEGER, main_pid INTEGER, main_start INTEGER,
-    persistent INTEGER, on_exit TEXT, started REAL, finished REAL, exit_code INTEGER, error TEXT
+    persistent INTEGER, on_exit TEXT, started REAL, finished REAL, exit_code INTEGER, error TEXT,
+    restarts INTEGER NOT NULL DEFAULT 0,  -- restarts by its policy since it was last started by hand
+    streak INTEGER NOT NULL DEFAULT 0,    -- of them, in a row that ran < 10 s (the back-off's exponent)
+    restart_at REAL,                      -- when its policy starts it again (state 'restarting')
+    health TEXT, health_fails INTEGER NOT NULL DEFAULT 0  -- starting | healthy | unhealthy; failures in a row
 );
 CREATE TABLE IF NOT EXISTS ops (
     id INTEGER PRIMARY KEY AUTOINCREMENT, verb TEXT NOT NULL, subject TEXT NOT NULL,

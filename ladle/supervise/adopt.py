@@ -16,6 +16,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ladle import platform
+from ladle.supervise import life
 from ladle.supervise.keeper import exits_dir
 from ladle.supervise.launcher import Sandbox
 from ladle.supervise.records import PotState, Proc
@@ -38,6 +39,8 @@ def adopt(mon: Monitor) -> None:
                 mon.output.close(pot)
             for pid in [p.pid for p in mon.procs.values() if p.pot == row["pot"]]:
                 del mon.procs[pid]
+    for row in mon.runs.restarting():  # ended, to be started again by their policy
+        life.arm(mon, row["pot"], float(row["restart_at"] or 0))
     for path in recorded.values():  # exits of processes no pot claims
         with contextlib.suppress(OSError):
             os.unlink(path)
@@ -70,6 +73,7 @@ def _adopt(mon: Monitor, row: dict[str, Any], recorded: Recorded) -> None:
     mon.pots[name] = pot
     mon.output.reopen(pot, os.path.join(mon.root, "logs", f"{name}.log"), os.path.join(mon.root, "run", name))
     mon.runs.adopted(name)
+    life.configure(mon, pot, row)  # its policy, a restart already decided, its next healthcheck
     if row.get("exit_code") is not None:  # its command had ended before (a persistent pot)
         pot.main_done, pot.exit_code = True, row["exit_code"]
     elif platform.alive(main.pid, main.start) and mon.watch.add(main.pid):

@@ -34,6 +34,10 @@ class Launcher:
         """Put the waiting pid 1 where the pot's processes are tracked (the `cgroup` asked for),
         before anything of the pot runs."""
 
+    def net(self, sandbox: Sandbox | None, request: dict[str, Any]) -> dict[str, Any]:
+        """Set up (`action` up, the pot's `sandbox` waiting) or remove (down) a pot's network."""
+        raise UsageError(f"the {self.name} launcher has no network steps")
+
     def enter(self, sandbox: Sandbox, request: dict[str, Any]) -> None:
         """Let the waiting pid 1 go on: build the pot's root, enter it, exec the init."""
         raise UsageError(f"the {self.name} launcher has no sandboxes")

@@ -37,7 +37,7 @@ from typing import Any
 from ladle import platform
 from ladle.errors import LadleError, StateError, UsageError
 from ladle.state.store import Store
-from ladle.supervise import protocol
+from ladle.supervise import life, protocol
 from ladle.supervise.adopt import adopt
 from ladle.supervise.keeper import exits_dir, monitor_idle
 from ladle.supervise.launcher import Launcher, Sandbox
@@ -72,6 +72,7 @@ class Monitor:
         self.awaiting: set[int] = set()  # adopted pids that exited, waiting for the keeper's status
         self.spares: dict[tuple[str, ...], tuple[Sandbox, int]] = {}  # namespaces -> (pid 1, report)
         self.timers: list[tuple[float, int, Callable[[], None]]] = []
+        self.pending: dict[str, float] = {}  # pots to start again (restart policies), and when
         self.seq = itertools.count()
         self.quiet_since = time.monotonic()
         listener.setblocking(False)
@@ -102,7 +103,7 @@ class Monitor:
                 return 0
 
     def _idle(self) -> bool:
-        if self.pots or self.conns or any(p.role != "spare" for p in self.procs.values()):
+        if self.pots or self.conns or self.pending or any(p.role != "spare" for p in self.procs.values()):
             self.quiet_since = time.monotonic()
             return False
         return True
@@ -187,6 +188,9 @@ class Monitor:
         for proc in self.procs.values():
             if proc.conn is conn:
                 proc.conn = None
+                if proc.bound:  # a healthcheck whose `ladle healthcheck` gave up on it
+                    self._kill(proc, signal.SIGKILL, group=True)
+                    self._kill(proc, signal.SIGKILL)
 
     # Requests ----------------------------------------------------------------------------------
 
@@ -277,6 +281,14 @@ class Monitor:
 
         self._await_report(child.report, child.pid, lambda error: self.launcher.kill_sandbox(sandbox), ready,
                            must_live=True)
+
+    def op_net(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
+        """A pot's host-side network steps, done by the launcher here: the monitor imports the
+        network code once for all the pots it runs (not every command), and knows the waiting pid 1
+        whose namespace the pot's end of its veth goes to. A pot that is not running may be asked
+        for too (its network's removal after its end)."""
+        pot = self.pots.get(str(m.get("pot")))
+        return self.launcher.net(pot.sandbox if pot else None, m)
 
     def op_enter(self, conn: Conn, rid: Any, m: dict[str, Any], fds: list[int]) -> Reply:
         """Let the waiting pid 1 build the pot's tree and exec its init; answered once it has."""
@@ -449,6 +461,7 @@ class Monitor:
             pot.main, pot.owner = proc, None
             conn.owns.discard(name)
             self.runs.started(pot)
+            life.configure(self, pot)
             self.reply(conn, rid, {"pid": proc.pid, "start": proc.start})
 
         self._await_report(child.report, child.pid, execd, proc=proc)
@@ -463,7 +476,8 @@ class Monitor:
         finally:
             for fd in stdio:
                 os.close(fd)
-        proc = Proc(child.pid, platform.current.start_time(child.pid, zombies=True), pot.name, "exec", True, conn, rid)
+        proc = Proc(child.pid, platform.current.start_time(child.pid, zombies=True), pot.name, "exec", True, conn, rid,
+                    bound=bool(m.get("bound")))
         self.procs[child.pid] = proc
         self.watch.add(child.pid)
 
@@ -566,9 +580,12 @@ class Monitor:
                     protocol.send(proc.conn.sock, {"event": "exit", "id": proc.rid, "pid": proc.pid,
                                                    "exit_code": code})
             return
-        if proc.role == "teardown":
+        if proc.role == "health":
+            life.checked(self, proc, code)
+            return
+        if proc.role in ("teardown", "restart"):
             if code:
-                print(f"ladle monitor: teardown of pot {proc.pot} ended with {code}", file=sys.stderr)
+                print(f"ladle monitor: {proc.role} of pot {proc.pot} ended with {code}", file=sys.stderr)
             return
         if proc.role == "spare":
             for namespaces, (sandbox, report) in list(self.spares.items()):
@@ -588,6 +605,7 @@ class Monitor:
                 return
             if not pot.stopping:
                 pot.error = pot.error or "its pid 1 died"
+                life.decide(self, pot, pot.exit_code)
                 self.teardown(pot)
         self._maybe_finished(pot)
 
@@ -604,6 +622,7 @@ class Monitor:
         if pot.stopping:  # the command obeyed the stop: what is left of the pot goes at once
             self._end_sandbox(pot)
         elif not pot.persistent and not pot.attached:  # an attached `run` tears it down itself
+            life.decide(self, pot, code)
             self.teardown(pot)
 
     def _send_exit_events(self, pot: PotState) -> None:
@@ -648,6 +667,9 @@ class Monitor:
         if self.pots.get(pot.name) is not pot:
             return
         state = "stopped" if pot.main is None or pot.signalled or pot.persistent else "exited"
+        if pot.restart_at is not None and pot.main is not None:  # its policy starts it again
+            state = "restarting"
+            life.arm(self, pot.name, pot.restart_at)
         self.runs.update(pot, state=state, finished=time.time())
         for conn, rid in pot.stoppers:
             self.reply(conn, rid, {"state": state, "exit_code": pot.exit_code})

@@ -54,12 +54,13 @@ class Proc:
     pid: int
     start: int | None
     pot: str
-    role: str  # pid1 | main | exec | teardown | spare (a waiting pid 1 for the next start)
+    role: str  # pid1 | main | exec | teardown | spare (a waiting pid 1 for the next start) | health | restart
     ours: bool  # our child (waitpid gives its status) or adopted (the keeper records it)
     conn: Conn | None = None  # who waits for an exec's exit
     rid: Any = None
     reporting: bool = False  # its report pipe is not read yet: an exit waits for it
     status: tuple[int | None] | None = None  # an exit that came before the report
+    bound: bool = False  # an exec killed when `conn` goes (a healthcheck)
 
 
 @dataclass(eq=False)
@@ -86,3 +87,13 @@ class PotState:
     main_done: bool = False
     exit_code: int | None = None
     error: str | None = None
+    # its restart policy and healthcheck (`supervise.life`), as the runs table has them too
+    restart: str = "no"
+    restart_unhealthy: bool = False
+    restarts: int = 0
+    streak: int = 0
+    started_at: float = 0.0
+    restart_at: float | None = None  # decided: it starts again then
+    check: dict[str, Any] | None = None  # interval, timeout, retries, start_period (seconds), cmd
+    health: str | None = None
+    health_fails: int = 0

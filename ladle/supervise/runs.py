@@ -24,10 +24,19 @@ class Runs:
     def running(self) -> list[dict[str, Any]]:
         return self.store.all("runs", state="running")
 
+    def restarting(self) -> list[dict[str, Any]]:
+        return self.store.all("runs", state="restarting")
+
     def started(self, pot: PotState) -> None:
+        """A new run; one that its restart policy started (the last ended `restarting`) counts
+        one restart more and keeps the back-off's streak."""
         assert pot.main is not None
         sandbox = pot.sandbox
+        last = self.store.get("runs", pot=pot.name) or {}
+        again = last.get("state") == "restarting"
         self.store.put("runs", {"pot": pot.name}, {
+            "restarts": int(last.get("restarts") or 0) + 1 if again else 0,
+            "streak": int(last.get("streak") or 0) if again else 0,
             "pot": pot.name, "state": "running", "monitor_pid": self.pid, "monitor_start": self.start,
             "init_pid": sandbox.pid if sandbox else None, "init_start": sandbox.start if sandbox else None,
             "main_pid": pot.main.pid, "main_start": pot.main.start, "persistent": int(pot.persistent),

@@ -103,10 +103,29 @@ class FreeBSDHost(Host):
         """pot's start; `osrelease` is the userland version of the pot's root tree (for a multi
         pot, its base)."""
         osrelease = userland_version(spec.root[0].source) if spec.root else None
-        return plans.start_plan(spec, self.on_exit(spec.name, bool(spec.extra.get("remove"))), osrelease)
+        ext = self.external_interfaces() if spec.network in ("public-bridge", "private-bridge") else {}
+        return plans.start_plan(spec, self.on_exit(spec.name, bool(spec.extra.get("remove"))), osrelease,
+                                self.root, ext)
+
+    def external_interfaces(self) -> dict[str, str]:
+        """The interface of each address family's default route (`route -n get -inet default`),
+        which pf's NAT and port exports use; a family without one gets neither. A dry run from
+        another host cannot ask: it shows a placeholder."""
+        from ladle.hosts.freebsd.net import UNKNOWN_EXT_IF, default_route_interface
+
+        out = {}
+        for af in ("inet", "inet6"):
+            found = UNKNOWN_EXT_IF if self.offline else default_route_interface(
+                self.runner.run(["route", "-n", "get", f"-{af}", "default"], check=False))
+            if found:
+                out[af] = found
+        return out
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
-        return plans.stop_plan(spec, run)
+        return plans.stop_plan(spec, run, self.root)
+
+    def hosts_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
+        return plans.hosts_plan(spec)
 
     # Resources -----------------------------------------------------------------------------------
 
@@ -144,11 +163,11 @@ class FreeBSDHost(Host):
         return rctl.processes(self.runner, spec.name)
 
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
-             tty: bool, env: dict[str, str]) -> int | None:
+             tty: bool, env: dict[str, str], bound: bool = False) -> int | None:
         """`jexec -l` through the monitor, on our descriptors or on a new terminal."""
         from ladle.supervise import attach
 
-        request = {"pot": spec.name, "argv": exec_argv(spec, argv, env), "env": {}, "tty": tty}
+        request = {"pot": spec.name, "argv": exec_argv(spec, argv, env), "env": {}, "tty": tty, "bound": bound}
         return attach.exec_in(monitor, request, os.openpty() if tty else None)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ladle.errors import UsageError
-from ladle.hosts.base import yes_no
+from ladle.hosts.base import NetSpec, yes_no
+from ladle.hosts.freebsd.net import pot_end
 
 BOOL, UINT, SYSV, TEXT = "bool", "uint", "sysv", "text"
 SYSV_VALUES = ("new", "inherit", "disable")
@@ -121,7 +122,7 @@ def effective(attrs: dict[str, str]) -> dict[str, str]:
 
 
 def create_params(name: str, path: str, hostname: str, attrs: dict[str, str], network: str,
-                  osrelease: str | None = None, stack: str = "ipv4") -> list[str]:
+                  osrelease: str | None = None, stack: str = "ipv4", net: NetSpec | None = None) -> list[str]:
     """The `jail -c` parameters of a pot, in a stable order.
 
     Always: name, path, host.hostname, `persist` (only while setting up: the start plan turns it
@@ -144,7 +145,7 @@ def create_params(name: str, path: str, hostname: str, attrs: dict[str, str], ne
     if a["exec_stop"]:
         params.append(f"exec.stop={a['exec_stop']}")
     params.append("exec.clean")
-    params += network_params(network, stack)
+    params += network_params(network, stack, net)
     return params
 
 
@@ -152,17 +153,36 @@ STACK_PARAMS = {"ipv4": ["ip4=inherit", "ip6=disable"], "ipv6": ["ip4=disable", 
                 "dual": ["ip4=inherit", "ip6=inherit"]}
 
 
-def network_params(network: str, stack: str = "ipv4") -> list[str]:
+def network_params(network: str, stack: str = "ipv4", net: NetSpec | None = None) -> list[str]:
     """'inherit' shares the host's addresses of the IP versions in `stack` (pot's
     POT_NETWORK_STACK) and disables the other; 'none' gives the jail its own (VNET) stack that
-    holds only lo0."""
+    holds only lo0; the bridge types a VNET stack and the jail's end of the pot's epair
+    (`vnet.interface`); 'alias' the pot's addresses in jail(8)'s `IF|ADDR/PREFIX` form, which
+    makes jail(8) add them to their interfaces (a family without any is disabled)."""
     if stack not in STACK_PARAMS:
         raise UsageError(f"network stack {stack!r} is not one of {', '.join(STACK_PARAMS)}")
     if network == "inherit":
         return STACK_PARAMS[stack]
     if network == "none":
         return ["vnet=new"]
-    raise UsageError(f"network {network!r} is not supported on FreeBSD yet (use inherit or none)")
+    if network in ("public-bridge", "private-bridge"):
+        if not net or not net.get("veth"):
+            raise UsageError(f"network {network}: the engine gave no interface for the pot")
+        return ["vnet=new", f"vnet.interface={pot_end(net['veth'])}"]
+    if network == "alias":
+        aliases = (net or {}).get("aliases") or []
+        if not aliases:
+            raise UsageError("network alias needs at least one address (-i [IF|]IP)")
+        params = []
+        for version, key in ((4, "ip4"), (6, "ip6")):
+            mine = [a for a in aliases if (":" in a["address"]) == (version == 6)]
+            if mine:
+                params.append(f"{key}.addr=" + ",".join(f"{a['interface']}|{a['address']}/{a['prefixlen']}"
+                                                        for a in mine))
+            else:
+                params.append(f"{key}=disable")
+        return params
+    raise UsageError(f"network {network!r} is not one of inherit, none, alias, public-bridge, private-bridge")
 
 
 def stop_config(name: str, exec_stop: str, stop_timeout: str) -> str:

@@ -2,9 +2,11 @@
 
 Start: mount the root (when it is not already a whole tree at one path), the fscomps and
 mount-ins in order, tmpfs on /tmp; the host's /etc/resolv.conf into the pot (pot's default DNS,
-unless its /etc is read-only); `jail -c` with explicit parameters and `persist`; lo0 for a VNET
-jail; then the pot's command in the background. Stop: `jail -r` (exec.stop, SIGTERM, wait,
-kill, all by jail(8)), then every mount in reverse order, each tolerant of being gone already.
+unless its /etc is read-only, or the engine gave its text); the network's host side (`net`);
+`jail -c` with explicit parameters and `persist`; lo0 for a VNET jail, the pot's addresses,
+/etc/hosts; then the pot's command in the background. Stop: `jail -r` (exec.stop, SIGTERM, wait,
+kill, all by jail(8)), the network's host side, then every mount in reverse order, each tolerant
+of being gone already.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import stat
 from ladle import names
 from ladle.errors import NotFound, UsageError
 from ladle.hosts.base import RunRecord, RuntimeSpec
-from ladle.hosts.freebsd import jailparams
+from ladle.hosts.freebsd import jailparams, net
 from ladle.hosts.freebsd.rctl import JailLimits, JailLimitsRemove
 from ladle.hosts.freebsd.steps import (
     CopyOutFilter,
@@ -99,19 +101,25 @@ def exec_argv(spec: RuntimeSpec, argv: list[str], env: dict[str, str]) -> list[s
             *(["/usr/bin/env", *pairs] if pairs else []), *argv]
 
 
-def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = None) -> list[Step]:
+def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = None, root: str = "",
+               ext: dict[str, str] | None = None) -> list[Step]:
+    """`root` is the state root (the network lock lives there), `ext` the external interface
+    of each address family ('inet', 'inet6'): the default route's, for pf's NAT and exports."""
     name = names.pot_name(spec.name)
     attrs = jailparams.effective(spec.attrs)
     path, roots = jail_root(spec)
     steps = mount_steps(path, roots) + mount_steps(path, spec.mounts)
     if attrs["no-tmpfs"] != "YES":
         steps.append(JailTmpfsMount(path, "/tmp"))
-    if not spec.read_only_at("/etc"):
+    if not spec.read_only_at("/etc") and spec.net.get("resolv") is None:
         steps.append(JailCopyHostFile(RESOLV_CONF, path, RESOLV_CONF))
+    before, after = net.start_steps(spec, root, ext or {}, path)
+    steps += before
     steps.append(JailCreate(jailparams.create_params(name, path, spec.hostname, spec.attrs, spec.network,
-                                                     osrelease, spec.stack)))
-    if spec.network == "none":
+                                                     osrelease, spec.stack, spec.net)))
+    if spec.network == "none" or spec.network in net.BRIDGES:
         steps.append(JailLoopbackUp(name))
+    steps += after
     limits = spec.extra.get("limits") or {}
     if any(limits.get(k) for k in ("memory", "pids", "pcpu", "cpus")):
         steps.append(JailLimits(name, limits))
@@ -132,11 +140,21 @@ def teardown_steps(spec: RuntimeSpec) -> list[Step]:
     return steps
 
 
-def stop_plan(spec: RuntimeSpec, run: RunRecord | None) -> list[Step]:
+def stop_plan(spec: RuntimeSpec, run: RunRecord | None, root: str = "") -> list[Step]:
+    """After `jail -r` (which gives the jail's end of an epair back to the host), the pot's pf
+    rules, epair and, if it was the last pot on it, bridge go, or an alias pot's addresses."""
     name = names.pot_name(spec.name)
     attrs = jailparams.effective(spec.attrs)
     return [JailNotice(name), JailRemove(name, attrs["exec_stop"], attrs["stop_timeout"]), JailLimitsRemove(name),
-            *teardown_steps(spec), JailRelease(name)]
+            *net.stop_steps(spec, root), *teardown_steps(spec), JailRelease(name)]
+
+
+def hosts_plan(spec: RuntimeSpec) -> list[Step]:
+    """A running pot's /etc/hosts rewritten from the host, safely (`net.JailWriteFile`)."""
+    text = spec.net.get("hosts")
+    if text is None or spec.read_only_at("/etc"):
+        return []
+    return [net.JailWriteFile(jail_root(spec)[0], "/etc/hosts", str(text))]
 
 
 def copy_plan(spec: RuntimeSpec, run: RunRecord | None, direction: str, host_path: str, pot_path: str,

@@ -310,12 +310,14 @@ class JailRemove(Step):
 
 @dataclass
 class JailLoopbackUp(Command):
-    """Give a VNET jail's own lo0 its address: a new network stack starts with lo0 down."""
+    """Give a VNET jail's own lo0 its address: a new network stack starts with lo0 down. The
+    host's ifconfig does it in the jail's stack (`-j`, FreeBSD 13.3 and 14.0): no binary of the
+    pot runs, and nothing of ladle's environment reaches the jail."""
 
     name: str
 
     def argvs(self) -> list[list[str]]:
-        return [["jexec", self.name, "/sbin/ifconfig", "lo0", "inet", "127.0.0.1/8", "up"]]
+        return [["ifconfig", "-j", self.name, "lo0", "inet", "127.0.0.1/8", "up"]]
 
 
 def _monitor(ctx: Context) -> Any:

@@ -5,12 +5,14 @@ Modules: `launch` (how the monitor starts a pot's pid 1 and processes), `monitor
 entry point here), `rootfs` (the pot's tree as exact operations), `mounts` (mounting inside a
 root without following its symlinks), `container` (command line, environment, entering a running
 pot), `caps`, `syscalls` (ctypes), `steps` (plan steps), `stop`, `copy`, `live` (mounts into a
-running pot, host-side steps in its namespaces), `busybox` (the offline base). Heavy modules are
-imported when used.
+running pot, host-side steps in its namespaces), `busybox` (the offline base), and networking:
+`netsteps` (bridge and alias steps), `netlink` (pyroute2), `nft` (ladle's nftables table). Heavy
+modules are imported when used: pyroute2 only by the monitor, for a bridge pot, or for an alias.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -111,7 +113,10 @@ class LinuxHost(Host):
         # Host-side steps (veths, limits) go between the sandbox and `enter`: they address the
         # pot by its waiting pid 1, which is in the pot's cgroup already.
         return [LinuxCgroup(spec.name, group, os.path.realpath(self.root)), *self._limits(spec, group),
-                LinuxSandbox(spec.name, container.namespaces(spec), group), LinuxEnter(spec.name, data),
+                *_net_files(spec),
+                LinuxSandbox(spec.name, container.namespaces(spec), group),
+                *_net_up(spec),
+                LinuxEnter(spec.name, data),
                 LinuxMain(spec.name, data, self.on_exit(spec.name, bool(spec.extra.get("remove"))), group)]
 
     def _limits(self, spec: RuntimeSpec, group: str) -> list[Step]:
@@ -164,21 +169,43 @@ class LinuxHost(Host):
         from ladle.hosts.linux import cgroup
         from ladle.hosts.linux.steps import LinuxCgroupRemove, LinuxStop, spec_to_json
 
-        return [LinuxStop(spec_to_json(spec), asdict(run)),
+        net = [s for up in _net_up(spec) for s in up.inverse()]
+        return [LinuxStop(spec_to_json(spec), asdict(run)), *net,
                 LinuxCgroupRemove(spec.name, cgroup.pot_dir(self.root, spec.name))]
 
+    def hosts_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
+        from ladle.hosts.linux.netsteps import LinuxHostsWrite
+
+        text = spec.net.get("hosts")
+        if text is None or not self.alive(run):
+            return []
+        return [LinuxHostsWrite(spec.name, os.path.join(spec.run_dir, "hosts"), text)]
+
     def leftovers(self) -> dict[str, bool]:
-        """Pots with a cgroup under this state root, and whether processes are in it."""
+        """Pots with a cgroup under this state root, and whether processes are in it; and pots
+        whose network a crash left (a record in their run directory)."""
         from ladle.hosts.linux import cgroup
 
-        return cgroup.pots(self.root)
+        found = cgroup.pots(self.root)
+        run = os.path.join(self.root, "run")
+        with contextlib.suppress(OSError):
+            for name in os.listdir(run):
+                if name not in found and os.path.exists(os.path.join(run, name, "net.json")):
+                    found[name] = False
+        return found
 
     def leftover_plan(self, name: str) -> list[Step]:
         from ladle.hosts.linux import cgroup
         from ladle.hosts.linux.steps import LinuxCgroupRemove
 
         path = cgroup.pot_dir(self.root, name)
-        return [LinuxCgroupRemove(name, path)] if cgroup.exists(path) else []
+        run_dir = os.path.join(self.root, "run", name)
+        net: list[Step] = []
+        if os.path.exists(os.path.join(run_dir, "net.json")):
+            from ladle.hosts.linux.netsteps import cleanup_steps
+
+            net = cleanup_steps(name, run_dir)
+        return [*net, *([LinuxCgroupRemove(name, path)] if cgroup.exists(path) else [])]
 
     def alive(self, run: RunRecord) -> bool:
         return platform.alive(run.init_pid, run.init_start)
@@ -186,7 +213,7 @@ class LinuxHost(Host):
     # exec ----------------------------------------------------------------------------------------
 
     def exec(self, spec: RuntimeSpec, run: RunRecord, argv: list[str], monitor: MonitorClient, *,
-             tty: bool, env: dict[str, str]) -> int | None:
+             tty: bool, env: dict[str, str], bound: bool = False) -> int | None:
         from ladle.hosts.linux import container
         from ladle.hosts.linux.steps import seccomp_on
         from ladle.supervise import attach
@@ -199,7 +226,7 @@ class LinuxHost(Host):
         finally:
             entry.close()
         request = {"pot": spec.name, "argv": argv, "env": container.pot_env(spec, env),
-                   "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "tty": tty}
+                   "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "tty": tty, "bound": bound}
         return attach.exec_in(monitor, request, terminal)
 
     def exec_render(self, spec: RuntimeSpec, argv: list[str], *, tty: bool) -> list[str]:
@@ -262,6 +289,30 @@ def _subdirs(path: str) -> list[str]:
         return [n for n in os.listdir(path) if os.path.isdir(os.path.join(path, n))]
     except OSError:
         return []
+
+
+def _net_files(spec: RuntimeSpec) -> list[Step]:
+    """The host-side /etc/hosts and resolv.conf of a pot, written before its pid 1 builds its tree."""
+    if spec.net.get("hosts") is None and spec.net.get("resolv") is None:
+        return []
+    from ladle.hosts.linux.netsteps import LinuxNetFiles
+
+    return [LinuxNetFiles(spec.run_dir, spec.net.get("hosts"), spec.net.get("resolv"))]
+
+
+def _net_up(spec: RuntimeSpec) -> list[Step]:
+    """The host-side network steps of a pot's start (bridge and veth, or aliases); none for
+    `inherit` and `none`, which never import the network modules."""
+    net: dict[str, Any] = dict(spec.net)
+    if spec.network == "alias" and net.get("aliases"):
+        from ladle.hosts.linux.netsteps import LinuxAliases
+
+        return [LinuxAliases(spec.name, list(net["aliases"]), spec.run_dir)]
+    if spec.network in ("public-bridge", "private-bridge") and net.get("bridge"):
+        from ladle.hosts.linux.netsteps import LinuxBridgeNet
+
+        return [LinuxBridgeNet(spec.name, spec.run_dir, net)]
+    return []
 
 
 def _open_pty(entry: object) -> tuple[int, int]:

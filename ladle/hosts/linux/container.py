@@ -29,6 +29,7 @@ _SHELL_WORDS = frozenset(("if", "then", "else", "elif", "fi", "for", "while", "u
                           "source", "eval", "trap", "ulimit", "umask", "readonly", "shift", "wait",
                           "exit", ":", "alias", "local", "return", "break", "continue", "builtin"))
 _PLAIN_WORD = re.compile(r"[\w./+-]+")
+SHARED_NET = ("inherit", "alias")  # network types that use the host's network namespace
 NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
 _NS_FLAGS = {"ipc": sc.CLONE_NEWIPC, "uts": sc.CLONE_NEWUTS, "net": sc.CLONE_NEWNET,
              "pid": sc.CLONE_NEWPID, "mnt": sc.CLONE_NEWNS}
@@ -99,7 +100,7 @@ def namespaces(spec: RuntimeSpec) -> list[str]:
     ns = ["mnt", "uts"]
     if spec.attrs.get("sysvipc", "new") != "inherit":
         ns.append("ipc")
-    if spec.network != "inherit":
+    if spec.network not in SHARED_NET:
         ns.append("net")
     return ns
 

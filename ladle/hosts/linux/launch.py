@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import termios
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -133,6 +134,40 @@ class LinuxLauncher(Launcher):
     def place(self, sandbox: Sandbox, request: dict[str, Any]) -> None:
         if request.get("cgroup"):
             cgroup.join(str(request["cgroup"]), sandbox.pid)
+
+    def net(self, sandbox: Sandbox | None, request: dict[str, Any]) -> dict[str, Any]:
+        """The monitor runs without site-packages (`python -S`): the client names where pyroute2 is."""
+        from ladle.hosts.linux import netsteps
+
+        where = request.get("site")
+        if isinstance(where, str) and where and where not in sys.path:
+            sys.path.append(where)  # after the standard library and ladle: nothing of theirs is shadowed
+        net = dict(request["net"])
+        try:
+            if request.get("action") == "down":
+                netsteps.down(net)
+            else:
+                self._net_up(sandbox, request, net)
+        except ImportError as e:
+            raise HostError(f"bridge networking needs pyroute2 (pip install pyroute2): {e}") from None
+        return {}
+
+    def _net_up(self, sandbox: Sandbox | None, request: dict[str, Any], net: dict[str, Any]) -> None:
+        from ladle.hosts.linux import netsteps
+
+        if sandbox is None:
+            raise StateError(f"pot {request.get('pot')} has no waiting pid 1")
+        entry = container.open_entry(sandbox.pid, sandbox.start, names=("net",))
+        if entry is None:
+            raise StateError(f"pot {request.get('pot')}: its pid 1 is gone")
+        os.close(entry.root)
+        fd = entry.ns.get("net")
+        if fd is None:
+            raise StateError(f"pot {request.get('pot')} has no network namespace of its own")
+        try:
+            netsteps.up(net, fd)
+        finally:
+            os.close(fd)
 
     # 2. Into its root --------------------------------------------------------------------------
 

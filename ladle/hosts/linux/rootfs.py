@@ -10,6 +10,7 @@ such a link.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shlex
 import stat
@@ -209,6 +210,48 @@ class CopyHostFile(Op):
 
 
 @dataclass(frozen=True)
+class BindHostFile(Op):
+    """`mount --bind -o ro SOURCE TARGET`: a host-side file of the pot's run directory over a file of
+    the pot (/etc/hosts, which ladle rewrites in place while the pot runs). The target is resolved
+    inside the pot's root; it is made if missing. Skipped when the pot has no such directory."""
+
+    source: str
+    target: str
+
+    def what(self) -> str:
+        return f"mount {self.source} on /{self.target.strip('/')}"
+
+    def render(self, root: str) -> list[str]:
+        at = _at(root, self.target)
+        return [shlex.join(["mount", "--bind", self.source, at]), shlex.join(["mount", "-o", "remount,bind,ro", at])]
+
+    def apply(self, root_fd: int) -> None:
+        parent = os.path.dirname(self.target.strip("/"))
+        try:
+            dir_fd = mounts.open_in_root(root_fd, parent)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        try:
+            if not stat.S_ISDIR(os.fstat(dir_fd).st_mode):
+                return
+        finally:
+            os.close(dir_fd)
+        try:
+            fd = mounts.mount_point(root_fd, self.target, create="file")
+        except OSError as e:
+            if e.errno == errno.EROFS:  # missing in a read-only /etc: the pot keeps going without it
+                return
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EISDIR, "not a regular file in the pot")
+            sc.mount(self.source, mounts.fd_path(fd), None, sc.MS_BIND)
+        finally:
+            os.close(fd)
+        _remount(root_fd, self.target, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
+
+@dataclass(frozen=True)
 class Mask(Op):
     """Hide host information (Docker's masked paths): /dev/null over a file, an empty read-only
     tmpfs over a directory. Skipped when the path does not exist in this kernel."""
@@ -301,7 +344,10 @@ def plan(spec: RuntimeSpec) -> list[Op]:
                      else FsMount(m.type, m.source, m.target, *mounts.parse_options(m.options))
                      for m in spec.mounts]
     if not spec.read_only_at("/etc"):
-        ops.append(CopyHostFile(RESOLV_CONF, RESOLV_CONF.lstrip("/")))
+        resolv = os.path.join(spec.run_dir, "resolv.conf") if spec.net.get("resolv") is not None else RESOLV_CONF
+        ops.append(CopyHostFile(resolv, RESOLV_CONF.lstrip("/")))
+    if spec.net.get("hosts") is not None:
+        ops.append(BindHostFile(os.path.join(spec.run_dir, "hosts"), "etc/hosts"))
     ops.append(NoDevices(tuple((m.target, m.readonly) for m in spec.mounts if m.type in ("bind", "rbind", "nullfs"))))
     procfs = spec.attr_on("procfs")
     if procfs:

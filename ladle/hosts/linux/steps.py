@@ -224,7 +224,7 @@ class LinuxEnter(Step):
     spec: dict[str, Any]
 
     def render(self) -> list[str]:
-        from ladle.hosts.linux import rootfs
+        from ladle.hosts.linux import container, rootfs
 
         spec = spec_from_json(self.spec)
         root = spec.run_dir.rstrip("/") + "/root"
@@ -233,7 +233,7 @@ class LinuxEnter(Step):
         for op in rootfs.plan(spec):
             lines += op.render(root)
         lines.append(shlex.join(["hostname", spec.hostname]))
-        if spec.network != "inherit":
+        if spec.network not in container.SHARED_NET:
             lines.append("ip link set lo up")
         lines += [shlex.join(["cd", root]), "pivot_root . .",
                   "umount -l .",
