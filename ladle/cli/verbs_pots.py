@@ -35,7 +35,11 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-t", dest="type", choices=("single", "multi"), default="multi", help="pot type (default: multi)")
     p.add_argument("-l", dest="level", type=int, choices=(0, 1, 2), help="level of a multi pot (default 1)")
     p.add_argument("-P", dest="potbase", metavar="POT", help="reference pot (level 2: its snapshot; else a copy)")
-    p.add_argument("-c", dest="cmd", metavar="CMD", help="the pot's command (default 'sh /etc/rc')")
+    p.add_argument("-c", dest="cmd", metavar="CMD", help="the pot's command (default 'sh /etc/rc'; with --image:"
+                   " the arguments replacing its Cmd)")
+    p.add_argument("--image", dest="image", metavar="REF", help="make the pot from an image (pulled if missing)"
+                   " instead of a base: its layers, command, environment, user and working directory")
+    p.add_argument("--insecure", action="store_true", help="pull the image over plain HTTP from a remote registry")
     net_args(p)
     p.add_argument("-d", dest="dns", action="append", metavar="SERVER",
                    help="a DNS server for its /etc/resolv.conf (repeatable; default: the host's resolv.conf)")
@@ -111,7 +115,7 @@ def _bases(client: ladle.Client, args: argparse.Namespace) -> None:
 def _create(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
     return client.create(args.name, args.base, type=args.type, level=args.level, potbase=args.potbase,
                          cmd=args.cmd, network=args.network, addresses=args.addresses, bridge=args.bridge,
-                         stack=args.stack, dns=args.dns)
+                         stack=args.stack, dns=args.dns, image=args.image, insecure=args.insecure)
 
 
 def _destroy(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:

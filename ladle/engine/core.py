@@ -117,6 +117,7 @@ class Engine:
         row["env"] = json.loads(row["env"])
         row["attrs"] = json.loads(row["attrs"])
         row["net"] = json.loads(row["net"])
+        row["image"] = json.loads(row.get("image") or "{}")
         return row
 
     def base(self, name: str) -> dict[str, Any]:

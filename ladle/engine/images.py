@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ladle.errors import UsageError
+from ladle.errors import LadleError, UsageError
 from ladle.hosts import this_host
 from ladle.state.locks import default_timeout
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from ladle._models import Image
     from ladle.engine.core import Engine
     from ladle.images.blobs import BlobStore
+    from ladle.images.config import ImageConfig
+    from ladle.images.media import Manifest
 
 # uname's machine -> the OCI (GOARCH) architecture
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386", "i686": "386",
@@ -104,7 +106,8 @@ def prune(eng: Engine) -> str:
 
 
 def _prune(eng: Engine, blobs: BlobStore) -> int:
-    """Remove the blobs no image references, and what crashed pulls left half-written."""
+    """Remove the blobs no image references, and what crashed pulls left half-written; then the
+    layer snapshots that no image has and no pot is made on."""
     from ladle.images import index
     keep = index.referenced(eng.store, blobs)
     gone = [d for d in blobs.digests() if d not in keep]
@@ -112,4 +115,50 @@ def _prune(eng: Engine, blobs: BlobStore) -> int:
         blobs.remove(d)
     for path in blobs.partials_of_the_dead():
         os.unlink(path)
+    prune_layers(eng, blobs)
     return len(gone)
+
+
+MAX_CONFIG = 16 << 20
+
+
+def image_config(blobs: BlobStore, row: dict[str, Any]) -> tuple[Manifest, ImageConfig]:
+    from ladle.images import config, index
+    manifest = index.manifest_of(blobs, row)
+    cfg = config.parse(blobs.read(manifest.config.digest, MAX_CONFIG), row["manifest"])
+    if len(cfg.diff_ids) != len(manifest.layers):
+        raise UsageError(f"image {row['name']}: its config lists {len(cfg.diff_ids)} diff_ids for"
+                         f" {len(manifest.layers)} layers")
+    return manifest, cfg
+
+
+def remove_layers(eng: Engine, keys: list[str]) -> int:
+    """Remove these layers (top first) that nothing is layered on; how many went."""
+    gone = 0
+    for key in keys:
+        with eng.lock("layer-" + key.split("/")[1]):
+            if eng.snap.exists(key) and not eng.snap.dependants(key):
+                eng.execute("prune", "layer:" + key.split("/")[1], eng.snap.remove(key), on_crash="finish")
+                gone += 1
+    return gone
+
+
+def prune_layers(eng: Engine, blobs: BlobStore) -> int:
+    """Remove the layer snapshots no image in the index has and no pot is made on (the caller
+    holds the content store alone); a layer under a kept one is kept."""
+    from ladle.images import index
+    from ladle.storage.layers import chain_ids, key_of
+    keep: set[str] = set()
+    for row in index.rows(eng.store):
+        try:
+            _, cfg = image_config(blobs, row)
+        except LadleError:
+            continue
+        keep |= {key_of(c) for c in chain_ids(list(cfg.diff_ids))}
+    total = 0
+    while True:
+        layers = [r["key"] for r in eng.store.all("layers", order="key") if r["key"].startswith("layers/")]
+        gone = remove_layers(eng, [k for k in layers if k not in keep])
+        total += gone
+        if not gone:
+            return total

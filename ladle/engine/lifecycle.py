@@ -29,7 +29,15 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
         name=name, hostname=name, root=eng.snap.mounts(pot["layer"]), mounts=mounts, cmd=pot["cmd"],
         env=dict(pot["env"]), attrs=dict(pot["attrs"]), network=pot["network"],
         log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name),
-        stack=potnet.stack_of(eng, pot), net=netspec.build(eng, pot))
+        stack=potnet.stack_of(eng, pot), net=netspec.build(eng, pot), **_image(pot.get("image") or {}))
+
+
+def _image(image: dict[str, Any]) -> dict[str, Any]:
+    """The spec fields of a pot made from an image (none for one made from a base)."""
+    if not image:
+        return {}
+    return {"argv": list(image["argv"]), "user": image.get("user", ""), "workdir": image.get("workdir", ""),
+            "stop_signal": image.get("stop_signal", "")}
 
 
 GRACE = 0.3  # seconds a detached start waits to see whether its command dies at once

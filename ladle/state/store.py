@@ -18,7 +18,7 @@ from typing import Any
 from ladle import platform as proc
 from ladle.errors import HostError, StateError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 NET_TABLES = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -64,6 +64,7 @@ ALTER TABLE layers ADD COLUMN kind TEXT NOT NULL DEFAULT 'active';
     4: NET_TABLES,
     5: "ALTER TABLE pots ADD COLUMN net TEXT NOT NULL DEFAULT '{}';\n" + EXPORTS,
     6: IMAGE_TABLES,
+    7: "ALTER TABLE pots ADD COLUMN image TEXT NOT NULL DEFAULT '{}';\n",
 }
 
 _SCHEMA = """
@@ -86,7 +87,8 @@ CREATE TABLE IF NOT EXISTS pots (
     name TEXT PRIMARY KEY, base TEXT NOT NULL, type TEXT NOT NULL, level INTEGER NOT NULL,
     potbase TEXT, cmd TEXT NOT NULL, env TEXT NOT NULL, attrs TEXT NOT NULL,
     network TEXT NOT NULL, layer TEXT NOT NULL, created REAL NOT NULL,
-    net TEXT NOT NULL DEFAULT '{}'  -- JSON: the network's settings (engine/potnet.py)
+    net TEXT NOT NULL DEFAULT '{}',  -- JSON: the network's settings (engine/potnet.py)
+    image TEXT NOT NULL DEFAULT '{}'  -- JSON: how a pot made from an image runs (engine/imagepots.py)
 );
 CREATE TABLE IF NOT EXISTS fscomps (
     name TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL

@@ -1,0 +1,164 @@
+"""Images run as pots, against real peers: a busybox image that skopeo pushes to Debian's
+docker-registry (two layers: a whiteout and an opaque directory in the second; gzip and zstd),
+which ladle pulls, unpacks into shared layer snapshots and runs with the config's Entrypoint,
+Cmd, Env, WorkingDir and User."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Ladle
+from tests.registry_fixtures import (
+    HOST_ARCH,
+    LAYER,
+    OCI_CONFIG,
+    OCI_MANIFEST,
+    Layout,
+    compress,
+    registry,  # noqa: F401  (a fixture)
+    sha,
+)
+from tests.registry_fixtures import Registry as Reg
+
+BUSYBOX = shutil.which("busybox") or "/bin/busybox"
+APPLETS = ("sh", "echo", "cat", "ls", "id", "pwd", "env", "true", "test")
+PASSWD = b"root:x:0:0:root:/root:/bin/sh\nworker:x:1000:1000:worker:/home/worker:/bin/sh\n"
+GROUP = b"root:x:0:\nworker:x:1000:\nstaff:x:50:worker\n"
+
+
+def _add(t: tarfile.TarFile, name: str, kind: str = "f", data: bytes = b"", mode: int = 0o644,
+         link: str = "", uid: int = 0) -> None:
+    ti = tarfile.TarInfo(name)
+    ti.type = {"f": tarfile.REGTYPE, "d": tarfile.DIRTYPE, "l": tarfile.SYMTYPE, "h": tarfile.LNKTYPE,
+               "c": tarfile.CHRTYPE}[kind]
+    ti.mode, ti.linkname, ti.uid, ti.gid, ti.mtime = mode, link, uid, uid, 1_700_000_000
+    ti.size = len(data) if kind == "f" else 0
+    t.addfile(ti, io.BytesIO(data) if kind == "f" else None)
+
+
+def tar(build: Any) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        build(t)
+    return buf.getvalue()
+
+
+def busybox_layer(t: tarfile.TarFile) -> None:
+    """A busybox root: the static binary, its applets as symlinks, passwd, group, and the
+    files layer 2 deletes (`etc/gone`) and hides (`opt/old/*`)."""
+    for d in ("bin", "etc", "tmp", "opt", "opt/old", "home", "home/worker", "srv"):
+        _add(t, d, "d", mode=0o1777 if d == "tmp" else 0o755, uid=1000 if d == "home/worker" else 0)
+    _add(t, "bin/busybox", data=Path(BUSYBOX).read_bytes(), mode=0o755)
+    for a in APPLETS:
+        _add(t, f"bin/{a}", "l", link="busybox")
+    _add(t, "etc/passwd", data=PASSWD)
+    _add(t, "etc/group", data=GROUP)
+    _add(t, "etc/gone", data=b"deleted by layer 2\n")
+    _add(t, "opt/old/a", data=b"hidden by layer 2\n")
+    _add(t, "opt/old/b", data=b"hidden by layer 2\n")
+
+
+def second_layer(t: tarfile.TarFile) -> None:
+    """A whiteout of etc/gone, opt/old made opaque with one new file, a file of its own."""
+    _add(t, "etc/.wh.gone")
+    _add(t, "opt/old", "d", mode=0o755)
+    _add(t, "opt/old/.wh..wh..opq")
+    _add(t, "opt/old/new", data=b"new in layer 2\n")
+    _add(t, "srv/motd", data=b"hello from layer 2\n")
+
+
+def image(lay: Layout, layers: list[bytes], how: str, config: dict[str, Any]) -> dict[str, Any]:
+    descs = []
+    for raw in layers:
+        blob = compress(raw, how)
+        descs.append({"mediaType": LAYER[how], "digest": lay.put(blob), "size": len(blob)})
+    doc = {"architecture": HOST_ARCH, "os": "linux", "config": config,
+           "rootfs": {"type": "layers", "diff_ids": [sha(raw) for raw in layers]}}
+    cfg = json.dumps(doc).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": lay.put(cfg), "size": len(cfg)},
+                           "layers": descs}).encode()
+    return {"mediaType": OCI_MANIFEST, "digest": lay.put(manifest), "size": len(manifest)}
+
+
+CONFIG = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ['echo "cmd says $GREETING in $(pwd) as $(id -u):$(id -g)"'],
+          "Env": ["PATH=/bin", "GREETING=hi there"], "WorkingDir": "/home/worker", "User": "worker",
+          "ExposedPorts": {"8080/tcp": {}}, "StopSignal": "SIGINT"}
+
+
+@pytest.fixture(scope="module")
+def pushed(registry: Reg, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:  # noqa: F811
+    """Refs of the busybox image pushed by skopeo, gzip and zstd."""
+    lay = Layout(tmp_path_factory.mktemp("bbimage"))
+    layers = [tar(busybox_layer), tar(second_layer)]
+    refs = {}
+    for how in ("gzip", "zstd"):
+        lay.tag(how, image(lay, layers, how, CONFIG))
+        registry.push(lay, how, f"test/bb:{how}")
+        refs[how] = f"{registry.host}/test/bb:{how}"
+    lay.tag("plain", image(lay, layers[:1], "none", {"Cmd": ["/bin/echo", "plain", "a b"]}))
+    registry.push(lay, "plain", "test/bb:plain")
+    refs["plain"] = f"{registry.host}/test/bb:plain"
+    return refs
+
+
+def layer_keys(cli: Ladle) -> list[str]:
+    top = cli.root / "storage" / "layers"
+    return sorted(os.listdir(top)) if top.is_dir() else []
+
+
+def test_run_pulls_and_runs_the_images_command(ladle: Ladle, pushed: dict[str, str]) -> None:
+    out = ladle("run", "--rm", pushed["gzip"])
+    assert out.stdout == "cmd says hi there in /home/worker as 1000:1000\n"
+    assert ladle("ls", "-q").stdout == ""  # --rm
+    assert ladle("images", "--json").stdout.count('"test/bb"') == 1 or "test/bb" in ladle("images").stdout
+
+
+@pytest.mark.parametrize("how", ["gzip", "zstd"])
+def test_whiteouts_and_opaque_dirs_are_applied(ladle: Ladle, pushed: dict[str, str], how: str) -> None:
+    out = ladle("run", "--rm", pushed[how], "ls /opt/old; cat /srv/motd; test -e /etc/gone || echo gone;"
+                " test -f /etc/passwd && echo kept")
+    assert out.stdout.split("\n") == ["new", "hello from layer 2", "gone", "kept", ""]
+
+
+def test_args_replace_cmd_and_entrypoint_replaces_entrypoint(ladle: Ladle, pushed: dict[str, str]) -> None:
+    assert ladle("run", "--rm", pushed["gzip"], "echo $GREETING").stdout == "hi there\n"
+    out = ladle("run", "--rm", "--entrypoint", "/bin/echo", pushed["gzip"], "a  b", "$HOME")
+    assert out.stdout == "a  b $HOME\n"  # exec form: no shell split or expanded them
+    assert ladle("run", "--rm", "--entrypoint", "/bin/pwd", pushed["gzip"]).stdout == "/home/worker\n"
+
+
+def test_an_exec_form_cmd_needs_no_shell(ladle: Ladle, pushed: dict[str, str]) -> None:
+    assert ladle("run", "--rm", pushed["plain"]).stdout == "plain a b\n"
+
+
+def test_layers_are_shared_and_pruned_only_when_unused(ladle: Ladle, pushed: dict[str, str]) -> None:
+    ladle("create", "-p", "one", "--image", pushed["gzip"])
+    keys = layer_keys(ladle)
+    assert len(keys) == 2
+    ladle("create", "-p", "two", "--image", pushed["zstd"])  # same diff_ids: same chain ids
+    ladle("pull", pushed["plain"])
+    ladle("create", "-p", "three", "--image", pushed["plain"])
+    assert layer_keys(ladle) == keys  # the plain image's one layer is the busybox one
+    info = ladle("info", "-p", "one").stdout
+    assert "8080/tcp" in info and pushed["gzip"].split("/", 1)[1] in info
+    ladle("rmi", pushed["gzip"])
+    ladle("rmi", pushed["zstd"])
+    ladle("rmi", pushed["plain"])
+    ladle("image", "prune")
+    assert layer_keys(ladle) == keys  # pots one, two and three use them
+    ladle("destroy", "-p", "one")
+    ladle("destroy", "-p", "two")
+    ladle("image", "prune")
+    assert layer_keys(ladle) == keys[:1] or len(layer_keys(ladle)) == 1  # three keeps the bottom layer
+    ladle("destroy", "-p", "three")
+    ladle("image", "prune")
+    assert layer_keys(ladle) == []
