@@ -5,6 +5,7 @@ changes something does not pay for building these classes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class PotInfo:
     ports: list[Export] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)  # its own /etc/hosts entries (set-hosts), NAME:IP
     dns: list[str] = field(default_factory=list)  # its /etc/resolv.conf's servers (none: the host's)
+    image: dict[str, Any] = field(default_factory=dict)  # a pot from an image: ref, manifest, argv, user, ...
 
 
 @dataclass(frozen=True)

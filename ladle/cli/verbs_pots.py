@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import replace
+from typing import Any
 
 import ladle
 from ladle.cli.common import Verbs, change, net_args, pot_arg, pot_name, verb
@@ -149,6 +150,7 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
     out = [f"{key + ':':10} {'' if getattr(data, key) is None else getattr(data, key)}"
            for key in ("name", "status", "type", "level", "base", "potbase", "network", "cmd")]
     out += _net_lines(data)
+    out += _image_lines(data.image)
     out.append(f"{'storage:':10} {data.storage.backend} {data.storage.path}")
     out += [f"{'env:':10} {k}={v}" for k, v in data.env.items()]
     out.append("attributes: " + " ".join(f"{k}={v}" for k, v in data.attrs.items()))
@@ -156,6 +158,17 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
     if data.snapshots:
         out.append(f"{'snapshots:':10} {' '.join(data.snapshots)}")
     print("\n".join(out))
+
+
+def _image_lines(image: dict[str, Any]) -> list[str]:
+    """info's image part: which image, and what of its config the pot uses."""
+    if not image:
+        return []
+    out = [f"{'image:':10} {image['ref']} ({image['manifest']})"]
+    out += [f"{key + ':':10} {image[key]}" for key in ("user", "workdir", "stop_signal") if image.get(key)]
+    out += [f"{'exposes:':10} {p}" for p in image.get("exposed_ports", [])]
+    out += [f"{'volume:':10} {v}" for v in image.get("volumes", [])]
+    return out
 
 
 def _net_lines(data: ladle.PotInfo) -> list[str]:

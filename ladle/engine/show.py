@@ -59,4 +59,5 @@ def info(eng: Engine, name: str) -> PotInfo:
         ports=[Export(**p) for p in netspec.ports(eng, name)],
         hosts=[f"{host}:{ip}" for host, ip in pot["net"].get("hosts", [])],
         dns=list(pot["net"].get("dns", [])),
+        image=dict(pot["image"]),
     )
