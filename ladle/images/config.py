@@ -97,10 +97,13 @@ def parse(body: bytes, where: str) -> ImageConfig:
     signal = _string(c.get("stopsignal"), "StopSignal", where)
     if signal and not _SIGNAL.fullmatch(signal):
         raise HostError(f"image config {where}: StopSignal {signal[:40]!r} is not a signal")
+    workdir = _string(c.get("workingdir"), "WorkingDir", where)
+    if workdir and (not workdir.startswith("/") or ".." in workdir.split("/")):
+        raise HostError(f"image config {where}: WorkingDir {workdir[:60]!r} is not an absolute path")
     labels = c.get("labels")
     return ImageConfig(
         os=_string(top.get("os"), "os", where), architecture=_string(top.get("architecture"), "architecture", where),
         diff_ids=diff_ids, entrypoint=_strings(c.get("entrypoint"), "Entrypoint", where),
-        cmd=_strings(c.get("cmd"), "Cmd", where), env=env, workdir=_string(c.get("workingdir"), "WorkingDir", where),
+        cmd=_strings(c.get("cmd"), "Cmd", where), env=env, workdir=workdir,
         user=_string(c.get("user"), "User", where), exposed_ports=ports, volumes=volumes, stop_signal=signal,
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {})
