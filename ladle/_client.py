@@ -511,6 +511,14 @@ class Client:
         from ladle.engine.images import rmi
         return self._change(lambda e: rmi(e, ref), recover=False)
 
+    def commit(self, pot: str, ref: str) -> Change:
+        """Store a stopped pot's changes as a new layer on its image (or its base's tree) under
+        image `ref`, which `push` can then send to a registry."""
+        from ladle.engine.images import commit
+        names.check("pot", pot)
+        names.text("the image reference", ref)
+        return self._change(lambda e: commit(e, pot, ref))
+
     def image_prune(self) -> Change:
         """Remove the blobs no image references, and what interrupted pulls left."""
         from ladle.engine.images import prune

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -55,7 +57,7 @@ def busybox_layer(t: tarfile.TarFile) -> None:
     """A busybox root: the static binary, its applets as symlinks, passwd, group, and the
     files layer 2 deletes (`etc/gone`) and hides (`opt/old/*`)."""
     for d in ("bin", "etc", "tmp", "opt", "opt/old", "home", "home/worker", "srv"):
-        _add(t, d, "d", mode=0o1777 if d == "tmp" else 0o755, uid=1000 if d == "home/worker" else 0)
+        _add(t, d, "d", mode=0o1777 if d == "tmp" else 0o755, uid=1000 if d in ("home/worker", "opt", "srv") else 0)
     _add(t, "bin/busybox", data=Path(BUSYBOX).read_bytes(), mode=0o755)
     for a in APPLETS:
         _add(t, f"bin/{a}", "l", link="busybox")
@@ -69,10 +71,10 @@ def busybox_layer(t: tarfile.TarFile) -> None:
 def second_layer(t: tarfile.TarFile) -> None:
     """A whiteout of etc/gone, opt/old made opaque with one new file, a file of its own."""
     _add(t, "etc/.wh.gone")
-    _add(t, "opt/old", "d", mode=0o755)
+    _add(t, "opt/old", "d", mode=0o755, uid=1000)
     _add(t, "opt/old/.wh..wh..opq")
     _add(t, "opt/old/new", data=b"new in layer 2\n")
-    _add(t, "srv/motd", data=b"hello from layer 2\n")
+    _add(t, "srv/motd", data=b"hello from layer 2\n", uid=1000)
 
 
 def image(lay: Layout, layers: list[bytes], how: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -162,3 +164,51 @@ def test_layers_are_shared_and_pruned_only_when_unused(ladle: Ladle, pushed: dic
     ladle("destroy", "-p", "three")
     ladle("image", "prune")
     assert layer_keys(ladle) == []
+
+
+# commit, push, and podman and skopeo as the peers -------------------------------------------------
+
+def podman(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """podman with its own storage under `tmp`, runc and the ulimits this machine allows (host.md)."""
+    conf = tmp / "containers.conf"
+    conf.write_text('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=32768:32768"]\n'
+                    '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n')
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    run = Path("/tmp") / f"lp{abs(hash(str(tmp))) % 10**8}"  # podman wants a runroot under 50 characters
+    return subprocess.run(["podman", "--root", str(tmp / "storage"), "--runroot", str(run),
+                           "--storage-driver", "vfs", *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_commit_push_then_podman_runs_it_and_skopeo_copies_it_back(ladle: Ladle, pushed: dict[str, str],
+                                                                     registry: Reg, tmp_path: Path) -> None:  # noqa: F811
+    script = "echo made >/srv/made; rm /srv/motd; rm -r /opt/old; mkdir /opt/old; echo fresh >/opt/old/only"
+    ladle("create", "-p", "work", "--image", pushed["gzip"], "-c", shlex.quote(script))  # -c: the Cmd's words
+    ladle("start", "work")
+    ladle("wait", "work", check=False)
+    ladle("stop", "work", check=False)
+    dest = f"{registry.host}/test/committed:1"
+    line = ladle("commit", "-p", "work", dest).stdout
+    assert line.startswith(f"committed pot work as {dest} (sha256:")
+    ladle("push", dest)
+    # ladle runs what it committed, from the store
+    out = ladle("run", "--rm", dest, "cat /srv/made; ls /opt/old; test -e /srv/motd || echo no-motd").stdout
+    assert out == "made\nonly\nno-motd\n"
+    # podman pulls it from the registry and runs it: the same tree, the image's user and env
+    got = podman(tmp_path, "run", "--rm", "--tls-verify=false", "--network", "none", dest, "cat /srv/made; ls /opt/old;"
+                 " test -e /srv/motd || echo no-motd; echo $GREETING; id -u")
+    try:
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == "made\nonly\nno-motd\nhi there\n1000\n"
+    finally:
+        podman(tmp_path, "rmi", "-a", "-f")
+        shutil.rmtree(Path("/tmp") / f"lp{abs(hash(str(tmp_path))) % 10**8}", ignore_errors=True)
+    # skopeo copies it back bit for bit: the manifest and every blob are the ones ladle stored
+    layout = tmp_path / "back"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{dest}", f"oci:{layout}:1"],
+                   check=True, capture_output=True, timeout=120)
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"]
+    assert line.endswith(f"({digest})\n")
+    store = ladle.root / "images" / "blobs" / "sha256"
+    for blob in (layout / "blobs" / "sha256").iterdir():
+        assert blob.read_bytes() == (store / blob.name).read_bytes()

@@ -162,3 +162,59 @@ def prune_layers(eng: Engine, blobs: BlobStore) -> int:
         total += gone
         if not gone:
             return total
+
+
+def commit(eng: Engine, name: str, text: str) -> str:
+    """`ladle commit -p POT REF`: the stopped pot's changes as a new layer on its image (or on its
+    base's tree, as a first layer), stored as image REF, ready for `push`.
+
+    The changes are the pot's overlayfs upper directory, so the pot must be an overlay layer
+    (dir storage on Linux, made from an image or as a multi level 1 pot on a base)."""
+    import json
+    import time
+
+    from ladle.engine import runs
+    from ladle.errors import StateError
+    from ladle.images import commit as mk
+    from ladle.images import index, refs
+    if eng.dry_run:
+        raise UsageError("commit has no dry run")
+    ref = refs.parse(text)
+    blobs = _blobs(eng)
+    with eng.lock(f"pot-{name}"):
+        pot = eng.pot(name)
+        if runs.is_running(eng, name):
+            raise StateError(f"pot {name} is running: stop it first (its tree must not change while it is read)")
+        layer = eng.snap.info(pot["layer"])
+        if eng.snap.name != "dir" or layer.layout != "overlay" or pot["layer"] != f"pots/{name}":
+            raise UsageError(f"pot {name} is not an overlay layer: commit needs dir storage on Linux and a pot made"
+                             " from an image or as a multi level 1 pot on a base")
+        with blobs.lock(shared=True, timeout=default_timeout()):
+            layers: list[mk.Layer] = []
+            if pot["image"]:
+                rows = [r for r in index.rows(eng.store) if r["manifest"] == pot["image"]["manifest"]]
+                if not rows or not blobs.has(rows[0]["manifest"]):
+                    raise UsageError(f"the image of pot {name} ({pot['image']['ref']}) is no longer in the store:"
+                                     " pull it again")
+                manifest = index.manifest_of(blobs, rows[0])
+                parent = json.loads(blobs.read(manifest.config.digest, MAX_CONFIG))
+                parent_layers = [{"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+                                 for d in manifest.layers]
+            else:
+                eng.base(pot["base"])  # still there: its tree is the first layer
+                os_name, arch = platform()
+                parent = {"architecture": arch, "os": os_name,
+                          "config": {"Cmd": ["/bin/sh", "-c", pot["cmd"]]},
+                          "rootfs": {"type": "layers", "diff_ids": []}}
+                parent_layers = []
+                layers.append(mk.store_layer(blobs, eng.snap.lowers(layer.parent or "")[0],  # type: ignore[attr-defined]
+                                             overlay=False))
+            conf = dict(parent.get("config") or {})
+            if pot["env"]:
+                conf = {k: v for k, v in conf.items() if k.lower() != "env"}
+                conf["Env"] = [f"{k}={v}" for k, v in pot["env"].items()]
+            parent = {**parent, "config": conf}
+            layers.append(mk.store_layer(blobs, eng.snap.path(pot["layer"]), overlay=True))
+            digest, size, created = mk.image(blobs, parent, parent_layers, layers, f"ladle commit -p {name}")
+            index.record(eng.store, ref, digest, digest, mk.OCI_MANIFEST, size, created, time.time())
+    return f"committed pot {name} as {ref} ({digest})"
