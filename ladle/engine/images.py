@@ -186,9 +186,10 @@ def commit(eng: Engine, name: str, text: str) -> str:
         if runs.is_running(eng, name):
             raise StateError(f"pot {name} is running: stop it first (its tree must not change while it is read)")
         layer = eng.snap.info(pot["layer"])
-        if eng.snap.name != "dir" or layer.layout != "overlay" or pot["layer"] != f"pots/{name}":
-            raise UsageError(f"pot {name} is not an overlay layer: commit needs dir storage on Linux and a pot made"
-                             " from an image or as a multi level 1 pot on a base")
+        on_base = (layer.parent or "").startswith("bases/")
+        if eng.snap.name != "dir" or layer.layout != "overlay" or not (pot["image"] or on_base):
+            raise UsageError(f"pot {name} is not an overlay layer on an image or a base: commit needs dir storage on"
+                             " Linux and a pot made from an image or as a multi level 1 pot on a base")
         with blobs.lock(shared=True, timeout=default_timeout()):
             layers: list[mk.Layer] = []
             if pot["image"]:
