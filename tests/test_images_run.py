@@ -212,3 +212,25 @@ def test_commit_push_then_podman_runs_it_and_skopeo_copies_it_back(ladle: Ladle,
     store = ladle.root / "images" / "blobs" / "sha256"
     for blob in (layout / "blobs" / "sha256").iterdir():
         assert blob.read_bytes() == (store / blob.name).read_bytes()
+
+
+def test_on_zfs_each_layer_is_a_clone_and_whiteouts_delete(zfs_pool: str, pushed: dict[str, str],
+                                                           tmp_path: Path) -> None:
+    """ZFS: layer 2 is a clone of layer 1's snapshot with what its whiteouts hide deleted; the
+    pot is a clone of layer 2's; prune destroys the layers once nothing uses them."""
+    from tests.zfs_pool import run, run_busy
+    cli = Ladle(tmp_path / "root")
+    dataset = f"{zfs_pool}/img{abs(hash(tmp_path)) % 10**8}"
+    cli("init", "--storage", "zfs", "--dataset", dataset)
+    try:
+        out = cli("run", "--rm", pushed["zstd"], "ls /opt/old; test -e /etc/gone || echo gone").stdout
+        assert out == "new\ngone\n"
+        layers = run("zfs", "list", "-H", "-o", "name,origin", "-r", f"{dataset}/layers").split("\n")
+        rows = [line.split("\t") for line in layers if line.split("\t")[0].count("/") == 3]
+        assert len(rows) == 2 and sum(origin != "-" for _, origin in rows) == 1, layers  # the upper is a clone
+        cli("rmi", pushed["zstd"])
+        assert run("zfs", "list", "-H", "-o", "name", "-r", f"{dataset}/layers").split() == [f"{dataset}/layers"]
+    finally:
+        for name in cli("ls", "-q", check=False).stdout.split():
+            cli("destroy", "-p", name, "-F", check=False)
+        run_busy("zfs", "destroy", "-r", dataset)
