@@ -16,6 +16,7 @@ def test_schema_2_layers_become_active_layers_that_keep_their_layout(tmp_path: P
         DROP TABLE layers;
         CREATE TABLE layers (key TEXT PRIMARY KEY, kind TEXT NOT NULL, parent TEXT, origin TEXT);
         INSERT INTO layers VALUES ('pots/web', 'overlay', 'bases/b@1', NULL);
+        ALTER TABLE pots DROP COLUMN image;
         ALTER TABLE pots DROP COLUMN net;
         DROP TABLE exports;
         PRAGMA user_version=2;
@@ -34,6 +35,7 @@ def test_schema_4_pots_get_empty_network_settings_and_an_exports_table(tmp_path:
     Store(path).close()
     db = sqlite3.connect(path)
     db.executescript("""
+        ALTER TABLE pots DROP COLUMN image;
         ALTER TABLE pots DROP COLUMN net;
         DROP TABLE exports;
         INSERT INTO pots VALUES ('web', 'b', 'multi', 1, NULL, 'true', '{}', '{}', 'none', 'pots/web', 0);
@@ -45,5 +47,22 @@ def test_schema_4_pots_get_empty_network_settings_and_an_exports_table(tmp_path:
         assert store.get("pots", name="web")["net"] == "{}"  # type: ignore[index]
         store.insert("exports", {"host_port": 8080, "proto": "tcp", "pot": "web", "pot_port": 80})
         assert store.all("exports") == [{"host_port": 8080, "proto": "tcp", "pot": "web", "pot_port": 80}]
+    finally:
+        store.close()
+
+
+def test_schema_6_pots_get_empty_image_settings(tmp_path: Path) -> None:
+    path = str(tmp_path / "ladle.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("""
+        ALTER TABLE pots DROP COLUMN image;
+        INSERT INTO pots VALUES ('web', 'b', 'multi', 1, NULL, 'true', '{}', '{}', 'none', 'pots/web', 0, '{}');
+        PRAGMA user_version=6;
+    """)
+    db.close()
+    store = Store(path)
+    try:
+        assert store.get("pots", name="web")["image"] == "{}"  # type: ignore[index]
     finally:
         store.close()
