@@ -93,7 +93,7 @@ def image(lay: Layout, layers: list[bytes], how: str, config: dict[str, Any]) ->
 
 CONFIG = {"Entrypoint": ["/bin/sh", "-c"], "Cmd": ['echo "cmd says $GREETING in $(pwd) as $(id -u):$(id -g)"'],
           "Env": ["PATH=/bin", "GREETING=hi there"], "WorkingDir": "/home/worker", "User": "worker",
-          "ExposedPorts": {"8080/tcp": {}}, "StopSignal": "SIGINT"}
+          "ExposedPorts": {"8080/tcp": {}}, "StopSignal": "SIGINT", "Volumes": {"/srv/vol": {}}}
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +136,16 @@ def test_args_replace_cmd_and_entrypoint_replaces_entrypoint(ladle: Ladle, pushe
     out = ladle("run", "--rm", "--entrypoint", "/bin/echo", pushed["gzip"], "a  b", "$HOME")
     assert out.stdout == "a  b $HOME\n"  # exec form: no shell split or expanded them
     assert ladle("run", "--rm", "--entrypoint", "/bin/pwd", pushed["gzip"]).stdout == "/home/worker\n"
+
+
+def test_a_volume_is_a_fresh_tmpfs_each_run(ladle: Ladle, pushed: dict[str, str]) -> None:
+    ladle("create", "-p", "vol", "--image", pushed["gzip"], "-c", shlex.quote(
+        "grep -c ' /srv/vol tmpfs ' /proc/mounts; ls /srv/vol; touch /srv/vol/x"))
+    for _ in range(2):
+        ladle("start", "vol")
+        ladle("wait", "vol", check=False)
+        ladle("stop", "vol", check=False)
+    assert ladle("logs", "vol").stdout == "1\n1\n"  # mounted, and empty again at the second start
 
 
 def test_an_exec_form_cmd_needs_no_shell(ladle: Ladle, pushed: dict[str, str]) -> None:
