@@ -77,12 +77,12 @@ def second_layer(t: tarfile.TarFile) -> None:
     _add(t, "srv/motd", data=b"hello from layer 2\n", uid=1000)
 
 
-def image(lay: Layout, layers: list[bytes], how: str, config: dict[str, Any]) -> dict[str, Any]:
+def image(lay: Layout, layers: list[bytes], how: str, config: dict[str, Any], os_name: str = "linux") -> dict[str, Any]:
     descs = []
     for raw in layers:
         blob = compress(raw, how)
         descs.append({"mediaType": LAYER[how], "digest": lay.put(blob), "size": len(blob)})
-    doc = {"architecture": HOST_ARCH, "os": "linux", "config": config,
+    doc = {"architecture": HOST_ARCH, "os": os_name, "config": config,
            "rootfs": {"type": "layers", "diff_ids": [sha(raw) for raw in layers]}}
     cfg = json.dumps(doc).encode()
     manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -109,6 +109,12 @@ def pushed(registry: Reg, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     lay.tag("plain", image(lay, layers[:1], "none", {"Cmd": ["/bin/echo", "plain", "a b"]}))
     registry.push(lay, "plain", "test/bb:plain")
     refs["plain"] = f"{registry.host}/test/bb:plain"
+    # FreeBSD's release images: a lowercase `cmd` and no Env (oci.md 3.4)
+    lay.tag("lower", image(lay, layers[:1], "gzip", {"cmd": ["echo", "from a lowercase cmd"]}))
+    lay.tag("freebsd", image(lay, layers[:1], "gzip", {"cmd": ["/bin/sh"]}, os_name="freebsd"))
+    for tag in ("lower", "freebsd"):
+        registry.push(lay, tag, f"test/bb:{tag}")
+        refs[tag] = f"{registry.host}/test/bb:{tag}"
     return refs
 
 
@@ -136,6 +142,19 @@ def test_args_replace_cmd_and_entrypoint_replaces_entrypoint(ladle: Ladle, pushe
     out = ladle("run", "--rm", "--entrypoint", "/bin/echo", pushed["gzip"], "a  b", "$HOME")
     assert out.stdout == "a  b $HOME\n"  # exec form: no shell split or expanded them
     assert ladle("run", "--rm", "--entrypoint", "/bin/pwd", pushed["gzip"]).stdout == "/home/worker\n"
+
+
+def test_a_lowercase_cmd_and_no_env_run_with_the_default_path(ladle: Ladle, pushed: dict[str, str]) -> None:
+    assert ladle("run", "--rm", pushed["lower"]).stdout == "from a lowercase cmd\n"
+    out = ladle("run", "--rm", pushed["lower"], "sh", "-c", "echo $PATH").stdout
+    assert "/bin" in out.strip().split(":")
+
+
+def test_an_image_for_another_os_is_refused(ladle: Ladle, pushed: dict[str, str]) -> None:
+    ladle("pull", pushed["freebsd"])  # by tag: a manifest, no index to choose from
+    line = ladle.fails("create", "-p", "bsd", "--image", pushed["freebsd"])
+    assert line == f"ladle: image {pushed['freebsd']} is for freebsd, not for this linux host"
+    assert layer_keys(ladle) == []
 
 
 def test_a_volume_is_a_fresh_tmpfs_each_run(ladle: Ladle, pushed: dict[str, str]) -> None:

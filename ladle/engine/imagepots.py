@@ -131,10 +131,12 @@ def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str |
     with blobs.lock(shared=True, timeout=default_timeout()):
         row = _find(eng, text, pull, insecure, progress)
         manifest, cfg = images.image_config(blobs, row)
+        if cfg.os and cfg.os != eng.cfg.host:
+            raise UsageError(f"image {text} is for {cfg.os}, not for this {eng.cfg.host} host")
         argv = argv_of(cfg, args, entrypoint)
-        top = unpack(eng, blobs, manifest, cfg)
         single = eng.snap.name == "dir" and eng.cfg.host != "linux"
         eng.host.check_layout(eng.snap.name, "single" if single else "multi", 0 if single else 1)
+        top = unpack(eng, blobs, manifest, cfg)
         with eng.lock(f"pot-{name}"):
             pots._free(eng, name)
             netrow, steps = potnet.settle(eng, name, req)
