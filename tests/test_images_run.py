@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,18 @@ def test_an_image_for_another_os_is_refused(ladle: Ladle, pushed: dict[str, str]
     line = ladle.fails("create", "-p", "bsd", "--image", pushed["freebsd"])
     assert line == f"ladle: image {pushed['freebsd']} is for freebsd, not for this linux host"
     assert layer_keys(ladle) == []
+
+
+def test_stop_sends_the_images_stop_signal(ladle: Ladle, pushed: dict[str, str]) -> None:
+    """StopSignal is SIGINT: the command's INT trap runs (TERM would kill it untrapped)."""
+    ladle("create", "-p", "sig", "--image", pushed["gzip"], "-c",
+          shlex.quote("trap 'echo got INT; exit 0' INT; echo up; while :; do sleep 0.1; done"))
+    ladle("start", "sig")
+    deadline = time.monotonic() + 10
+    while "up" not in ladle("logs", "sig").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ladle("stop", "sig")
+    assert ladle("logs", "sig").stdout == "up\ngot INT\n"
 
 
 def test_a_volume_is_a_fresh_tmpfs_each_run(ladle: Ladle, pushed: dict[str, str]) -> None:
