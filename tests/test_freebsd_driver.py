@@ -152,10 +152,46 @@ def sections(case: str) -> dict[str, list[str]]:
                 render(release_base_steps("13.5-rc1", f"{ROOT}/storage/bases/b/fs", "/var/cache/ladle",
                                           "https://mirror.example.org/FreeBSD/releases/", ("arm64", "aarch64"))),
         }
+    if case == "layers":
+        return image_layers()
     raise KeyError(case)
 
 
-CASES = [*SPECS, "copy", "base"]
+def image_layers() -> dict[str, list[str]]:
+    """An image's two layers and a pot on them, on ZFS: the first layer a new dataset, the
+    second a clone of its snapshot (whiteouts applied by deleting in the full tree), the pot a
+    clone of the top one."""
+    import tempfile
+
+    from ladle.state.store import Store
+    from ladle.storage.layers import SNAP, UnpackLayer, chain_ids, key_of
+    from ladle.storage.zfs import ZfsSnapshotter
+    diff = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
+    keys = [key_of(c) for c in chain_ids(diff)]
+    blob = f"{ROOT}/images/blobs/sha256/"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(os.path.join(tmp, "ladle.db"))
+        try:
+            snap = ZfsSnapshotter(ROOT, store, "zroot/ladle", RecordingRunner(), offline=True)
+            first = [*snap.new(keys[0]), UnpackLayer(blob + "a" * 64, "application/vnd.oci.image.layer.v1.tar+gzip",
+                                                     diff[0], snap.path(keys[0])), *snap.commit(keys[0], SNAP)]
+            store.put("layers", {"key": keys[0]}, {"key": keys[0], "kind": "active", "layout": "full",
+                                                   "parent": None, "origin": None})
+            store.put("snapshots", {"key": keys[0], "name": SNAP}, {"key": keys[0], "name": SNAP, "created": 0})
+            second = [*snap.prepare(keys[1], f"{keys[0]}@{SNAP}"),
+                      UnpackLayer(blob + "b" * 64, "application/vnd.oci.image.layer.v1.tar+zstd", diff[1],
+                                  snap.path(keys[1])), *snap.commit(keys[1], SNAP)]
+            store.put("layers", {"key": keys[1]}, {"key": keys[1], "kind": "active", "layout": "full",
+                                                   "parent": f"{keys[0]}@{SNAP}", "origin": f"{keys[0]}@{SNAP}"})
+            store.put("snapshots", {"key": keys[1], "name": SNAP}, {"key": keys[1], "name": SNAP, "created": 0})
+            pot = snap.prepare("pots/web", f"{keys[1]}@{SNAP}")
+        finally:
+            store.close()
+    return {"layer 1 (gzip): a new dataset": render(first), "layer 2 (zstd): a clone of layer 1": render(second),
+            "a pot from the image: a clone of layer 2": render(pot)}
+
+
+CASES = [*SPECS, "copy", "base", "layers"]
 
 
 def text_of(case: str) -> str:

@@ -101,11 +101,16 @@ class UnpackLayer(Step):
 
     def render(self) -> list[str]:
         unz = {**dict.fromkeys(GZIP, "gzip -dc"), **dict.fromkeys(ZSTD, "zstd -dc")}.get(self.media_type, "cat")
-        return [f"{unz} {shlex.quote(self.blob)} | tar -x -p -f - -C {shlex.quote(self.dest)}"
-                f"  # diff_id {self.diff_id} checked first; whiteouts applied ({self.mode})"]
+        tmp = self._tmp()
+        return [f"# {unz} {shlex.quote(self.blob)} > {shlex.quote(tmp)}, refused unless its sha256 is {self.diff_id};",
+                f"# its members checked (tarsafe), its whiteouts applied ({self.mode}), then:",
+                shlex.join(["tar", "-x", "-p", "-f", tmp, "-C", self.dest]), shlex.join(["rm", "-f", tmp])]
+
+    def _tmp(self) -> str:
+        return f"{self.dest.rstrip('/')}.tar.part"
 
     def apply(self, ctx: Context) -> None:
-        tmp = f"{self.dest.rstrip('/')}.tar.part"
+        tmp = self._tmp()
         if os.path.lexists(tmp):
             os.unlink(tmp)  # what a crash left
         try:
