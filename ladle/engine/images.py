@@ -91,9 +91,13 @@ def rmi(eng: Engine, text: str) -> str:
         with eng.store.transaction():
             for r in found:
                 eng.store.delete("images", name=r["name"], tag=r["tag"], digest=r["digest"])
-        removed = _prune(eng, blobs)
+        removed, layers = _prune(eng, blobs)
     names = ", ".join(f"{r['name']}:{r['tag']}" if r["tag"] else f"{r['name']}@{r['digest']}" for r in found)
-    return f"removed {names} ({removed} blobs freed)"
+    return f"removed {names} ({removed} blobs freed{_layers(layers)})"
+
+
+def _layers(count: int) -> str:
+    return f", {count} layer snapshot{'s' if count != 1 else ''} removed" if count else ""
 
 
 def prune(eng: Engine) -> str:
@@ -101,11 +105,11 @@ def prune(eng: Engine) -> str:
         raise UsageError("image prune has no dry run")
     blobs = _blobs(eng)
     with blobs.lock(shared=False, timeout=default_timeout()):
-        removed = _prune(eng, blobs)
-    return f"removed {removed} blobs nothing references"
+        removed, layers = _prune(eng, blobs)
+    return f"removed {removed} blobs nothing references{_layers(layers)}"
 
 
-def _prune(eng: Engine, blobs: BlobStore) -> int:
+def _prune(eng: Engine, blobs: BlobStore) -> tuple[int, int]:
     """Remove the blobs no image references, and what crashed pulls left half-written; then the
     layer snapshots that no image has and no pot is made on."""
     from ladle.images import index
@@ -115,8 +119,7 @@ def _prune(eng: Engine, blobs: BlobStore) -> int:
         blobs.remove(d)
     for path in blobs.partials_of_the_dead():
         os.unlink(path)
-    prune_layers(eng, blobs)
-    return len(gone)
+    return len(gone), prune_layers(eng, blobs)
 
 
 MAX_CONFIG = 16 << 20
