@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ladle import _log, names
 from ladle.config import load
 from ladle.engine.core import Engine
+from ladle.errors import UsageError
 from ladle.hosts import this_host
 
 if TYPE_CHECKING:
@@ -142,11 +143,15 @@ class Client:
                potbase: str | None = None, cmd: str | None = None, network: str = "none",
                persistent: bool | None = None, attrs: dict[str, str] | None = None,
                addresses: list[str] | None = None, bridge: str | None = None, stack: str | None = None,
-               dns: list[str] | None = None) -> Change:
+               dns: list[str] | None = None, image: str | None = None, insecure: bool = False) -> Change:
         """A pot, with pot's types and levels (see the README). `network` is inherit, none, alias,
         public-bridge or private-bridge (on `bridge`); `addresses` are pot's `-i` (auto or an IP
         per IP version on a bridge, `[IF|]IP` for alias), `stack` ipv4, ipv6 or dual, `dns` the
-        servers of its /etc/resolv.conf (default: the host's)."""
+        servers of its /etc/resolv.conf (default: the host's).
+
+        With `image` (a REF, pulled if it is not in the store) the pot's tree is a layer on the
+        image's and its command the image's; `cmd` then replaces the image's Cmd (one word per
+        argument, split as a shell would), and no base, type, level or -P may be given."""
         from ladle.engine.pots import create
         names.check("pot", name, potbase)
         names.check("base", base)
@@ -156,6 +161,14 @@ class Client:
         all_attrs = dict(attrs or {})
         if persistent is not None:
             all_attrs["persistent"] = "YES" if persistent else "NO"
+        if image is not None:
+            from ladle.engine import imagepots
+            names.text("the image", image)
+            if base or potbase or level is not None or type != "multi":
+                raise UsageError("--image takes the place of -b, -t, -l and -P")
+            args = _split(cmd) if cmd else []
+            return self._change(lambda e: imagepots.create(e, name, image, args, None, req, all_attrs, None,
+                                                           pull=True, insecure=insecure))
         return self._change(lambda e: create(e, name, base, type, level, potbase, cmd, req, all_attrs))
 
     def destroy(self, name: str, recursive: bool = False, force: bool = False) -> Change:
@@ -501,34 +514,39 @@ class Client:
     def run(self, base: str, argv: list[str], *, name: str | None = None, rm: bool = False,
             network: str = "none", stdio: tuple[int, int, int] | None = None, addresses: list[str] | None = None,
             bridge: str | None = None, stack: str | None = None, dns: list[str] | None = None,
-            ports: list[str] | None = None) -> RunResult:
+            ports: list[str] | None = None, entrypoint: str | None = None, insecure: bool = False) -> RunResult:
         """Create a non-persistent pot on `base`, run `argv` in it and wait for its exit code.
+
+        A `base` that is no local base is an image REF (pulled when missing): `argv` replaces its
+        Cmd and `entrypoint` its Entrypoint, as Docker's run.
 
         With `stdio` (three descriptors) the command uses them; without, its output is captured
         in the result. `rm` destroys the pot afterwards, as Docker's --rm. The network options
         are create's; `ports` export-ports'.
         """
         from ladle.engine.run import run
-        names.check("base", base)
+        names.text("the base or image", base)
         names.check("pot", name)
         _argv(argv)
+        _entrypoint(entrypoint)
         req = _net(network, addresses, bridge, stack, dns)
         _labels("-e", ports)
-        return run(self._engine(recover=True), base, argv, name, rm, req, stdio, ports)
+        return run(self._engine(recover=True), base, argv, name, rm, req, stdio, ports, entrypoint, insecure)
 
     def run_detached(self, base: str, argv: list[str], *, name: str | None = None,
                      network: str = "none", rm: bool = False, addresses: list[str] | None = None,
                      bridge: str | None = None, stack: str | None = None, dns: list[str] | None = None,
-                     ports: list[str] | None = None) -> Change:
+                     ports: list[str] | None = None, entrypoint: str | None = None, insecure: bool = False) -> Change:
         """`run -d`: start the pot and return at once; it is torn down when its command exits
         (and destroyed with `rm`)."""
         from ladle.engine.run import run_detached
-        names.check("base", base)
+        names.text("the base or image", base)
         names.check("pot", name)
         _argv(argv)
+        _entrypoint(entrypoint)
         req = _net(network, addresses, bridge, stack, dns)
         _labels("-e", ports)
-        return self._change(lambda e: run_detached(e, base, argv, name, req, rm, ports))
+        return self._change(lambda e: run_detached(e, base, argv, name, req, rm, ports, entrypoint, insecure))
 
     def gc(self, force: bool = False) -> Change:
         """Finish or roll back interrupted operations; clean up after crashed pots and leaks. The
@@ -575,6 +593,14 @@ class Client:
         from ladle.engine.images import rmi
         return self._change(lambda e: rmi(e, ref), recover=False)
 
+    def commit(self, pot: str, ref: str) -> Change:
+        """Store a stopped pot's changes as a new layer on its image (or its base's tree) under
+        image `ref`, which `push` can then send to a registry."""
+        from ladle.engine.images import commit
+        names.check("pot", pot)
+        names.text("the image reference", ref)
+        return self._change(lambda e: commit(e, pot, ref))
+
     def image_prune(self) -> Change:
         """Remove the blobs no image references, and what interrupted pulls left."""
         from ladle.engine.images import prune
@@ -607,6 +633,19 @@ def _net(network: str, addresses: list[str] | None, bridge: str | None, stack: s
     if stack is not None:
         names.label("-S", stack)
     return Request(network, list(addresses or []), bridge, stack, None if dns is None else list(dns))
+
+
+def _entrypoint(entrypoint: str | None) -> None:
+    if entrypoint is not None:
+        names.text("--entrypoint", entrypoint)
+
+
+def _split(cmd: str) -> list[str]:
+    import shlex
+    try:
+        return shlex.split(cmd)
+    except ValueError as e:
+        raise UsageError(f"the command {names.shown(cmd)} cannot be split into words: {e}") from None
 
 
 def _argv(argv: list[str]) -> None:

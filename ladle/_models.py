@@ -5,6 +5,7 @@ changes something does not pay for building these classes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class PotInfo:
     restarts: int = 0  # restarts by that policy since it was last started by hand
     depends: list[str] = field(default_factory=list)  # pots started before it (add-dep)
     hooks: dict[str, str] = field(default_factory=dict)  # prestart, poststart, prestop, poststop -> script
+    image: dict[str, Any] = field(default_factory=dict)  # a pot from an image: ref, manifest, argv, user, ...
 
 
 @dataclass(frozen=True)

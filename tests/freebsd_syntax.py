@@ -269,9 +269,9 @@ def check_jexec(args: list[str]) -> Problems:
     return p.problems
 
 
-def check_env(args: list[str]) -> Problems:
+def check_env(args: list[str], *, inside: bool = True) -> Problems:
     """env(1): env [-0iv] [-L|-U user[/class]] [-P altpath] [-S string] [-u name] [name=value ...]
-    [utility [argument ...]]"""
+    [utility [argument ...]]; on the host (an image pot's environment for jexec) or in a jail."""
     p = getopt(args, "0iv", "LUPSu")
     rest = p.operands
     while rest and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", rest[0], re.S):
@@ -279,7 +279,7 @@ def check_env(args: list[str]) -> Problems:
     if rest and "=" in rest[0].split("/")[-1]:
         p.problems.append(f"invalid variable assignment {rest[0]!r}")
     if rest:
-        p.problems += check_argv(rest, inside=True)
+        p.problems += check_argv(rest, inside=inside)
     return p.problems
 
 
@@ -959,12 +959,13 @@ def check_zfs(args: list[str]) -> Problems:
 # Dispatch -----------------------------------------------------------------------------------------
 
 CHECKERS: dict[str, Callable[[list[str]], Problems]] = {
-    "jail": check_jail, "jexec": check_jexec, "jls": check_jls, "mount": check_mount,
+    "jail": check_jail, "jexec": check_jexec, "/usr/sbin/jexec": check_jexec, "jls": check_jls, "mount": check_mount,
     "mount_nullfs": check_mount_nullfs, "umount": check_umount, "zfs": check_zfs, "fetch": check_fetch,
     "sha256": check_sha256, "tar": check_tar, "mkdir": check_mkdir, "rmdir": check_rmdir, "rm": check_rm,
     "cat": check_cat, "chflags": check_chflags, "uname": check_uname, "cp": check_cp, "test": check_test,
     "find": check_find, "chmod": check_chmod, "ifconfig": check_ifconfig, "route": check_route,
-    "sysctl": check_sysctl, "pfctl": check_pfctl, "rctl": check_rctl, "cpuset": check_cpuset,
+    "sysctl": check_sysctl, "pfctl": check_pfctl, "env": lambda args: check_env(args, inside=False),
+    "rctl": check_rctl, "cpuset": check_cpuset,
 }
 INSIDE = {"env": check_env, "sh": check_sh, "cp": check_cp, "mkdir": check_mkdir, "ifconfig": check_ifconfig}
 # Where the base system installs them (hier(7)), for commands run inside a jail by full path.

@@ -101,9 +101,24 @@ def limited() -> RuntimeSpec:
     return make_spec("capped", extra={"limits": dict(LIMITS)})
 
 
+def image_runtime() -> RuntimeSpec:
+    """A pot from FreeBSD's freebsd-runtime image: its lowercase `cmd` is ["/bin/sh"], it sets no
+    Env (the default PATH is given), no user (root) and no working directory ('/')."""
+    return make_spec("rt", root=[Mount("bind", f"{ROOT}/zfs/pots/rt", "/")], argv=["/bin/sh"],
+                     attrs={"persistent": "NO"}, network="none")
+
+
+def image_app() -> RuntimeSpec:
+    """A pot from an application image: exec-form Entrypoint and Cmd with spaces and quotes (no
+    shell parses them), Env, User and WorkingDir."""
+    return make_spec("app", argv=["/usr/local/bin/app", "--greeting", "hello 'world'", "$HOME"],
+                     env={"PATH": "/usr/local/bin:/usr/bin:/bin", "APP_MODE": "production"}, user="www",
+                     workdir="/usr/local/www")
+
+
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
     "single_zfs": single_zfs, "fscomps": fscomps, "nonpersistent": nonpersistent, "attrs": attrs_on,
-    "limits": limited}
+    "image_runtime": image_runtime, "image_app": image_app, "limits": limited}
 RUNNING = RunRecord("web", "running", main_pid=4242)
 ON_EXIT = ["ladle", "--root", ROOT, "--host", "freebsd", "stop"]  # what the monitor runs when a pot ends
 
@@ -155,10 +170,46 @@ def sections(case: str) -> dict[str, list[str]]:
                 render(release_base_steps("13.5-rc1", f"{ROOT}/storage/bases/b/fs", "/var/cache/ladle",
                                           "https://mirror.example.org/FreeBSD/releases/", ("arm64", "aarch64"))),
         }
+    if case == "layers":
+        return image_layers()
     raise KeyError(case)
 
 
-CASES = [*SPECS, "copy", "base", "rss"]
+def image_layers() -> dict[str, list[str]]:
+    """An image's two layers and a pot on them, on ZFS: the first layer a new dataset, the
+    second a clone of its snapshot (whiteouts applied by deleting in the full tree), the pot a
+    clone of the top one."""
+    import tempfile
+
+    from ladle.state.store import Store
+    from ladle.storage.layers import SNAP, UnpackLayer, chain_ids, key_of
+    from ladle.storage.zfs import ZfsSnapshotter
+    diff = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
+    keys = [key_of(c) for c in chain_ids(diff)]
+    blob = f"{ROOT}/images/blobs/sha256/"
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(os.path.join(tmp, "ladle.db"))
+        try:
+            snap = ZfsSnapshotter(ROOT, store, "zroot/ladle", RecordingRunner(), offline=True)
+            first = [*snap.new(keys[0]), UnpackLayer(blob + "a" * 64, "application/vnd.oci.image.layer.v1.tar+gzip",
+                                                     diff[0], snap.path(keys[0])), *snap.commit(keys[0], SNAP)]
+            store.put("layers", {"key": keys[0]}, {"key": keys[0], "kind": "active", "layout": "full",
+                                                   "parent": None, "origin": None})
+            store.put("snapshots", {"key": keys[0], "name": SNAP}, {"key": keys[0], "name": SNAP, "created": 0})
+            second = [*snap.prepare(keys[1], f"{keys[0]}@{SNAP}"),
+                      UnpackLayer(blob + "b" * 64, "application/vnd.oci.image.layer.v1.tar+zstd", diff[1],
+                                  snap.path(keys[1])), *snap.commit(keys[1], SNAP)]
+            store.put("layers", {"key": keys[1]}, {"key": keys[1], "kind": "active", "layout": "full",
+                                                   "parent": f"{keys[0]}@{SNAP}", "origin": f"{keys[0]}@{SNAP}"})
+            store.put("snapshots", {"key": keys[1], "name": SNAP}, {"key": keys[1], "name": SNAP, "created": 0})
+            pot = snap.prepare("pots/web", f"{keys[1]}@{SNAP}")
+        finally:
+            store.close()
+    return {"layer 1 (gzip): a new dataset": render(first), "layer 2 (zstd): a clone of layer 1": render(second),
+            "a pot from the image: a clone of layer 2": render(pot)}
+
+
+CASES = [*SPECS, "copy", "base", "layers", "rss"]
 
 
 def text_of(case: str) -> str:
@@ -391,7 +442,7 @@ def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
                    run_dir=str(pots.root / "run" / spec.name))
 
 
-@pytest.mark.parametrize("case", list(SPECS))
+@pytest.mark.parametrize("case", [c for c in SPECS if not c.startswith("image_")])  # they name /usr/sbin/jexec
 def test_start_runs_exactly_what_it_renders(case: str, freebsd: FreeBSDPots, tmp_path: Path) -> None:
     spec = here(SPECS[case](), freebsd)
     freebsd.runner.answer(r"^sysctl -n kern.racct.enable$", "1\n")

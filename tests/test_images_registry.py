@@ -519,7 +519,11 @@ def test_a_migrated_database_gets_the_image_table(tmp_path: Path) -> None:
     path = str(tmp_path / "ladle.db")
     Store(path).close()
     db = sqlite3.connect(path)
-    db.executescript(f"DROP TABLE images; PRAGMA user_version={SCHEMA_VERSION - 1};")
+    assert SCHEMA_VERSION == 8
+    db.executescript("DROP TABLE images; ALTER TABLE pots DROP COLUMN image; ALTER TABLE pots DROP COLUMN life;"
+                     " ALTER TABLE runs DROP COLUMN restarts; ALTER TABLE runs DROP COLUMN streak;"
+                     " ALTER TABLE runs DROP COLUMN restart_at; ALTER TABLE runs DROP COLUMN health;"
+                     " ALTER TABLE runs DROP COLUMN health_fails; PRAGMA user_version=5;")
     db.close()
     store = Store(path)
     try:

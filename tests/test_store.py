@@ -16,6 +16,7 @@ def test_schema_2_layers_become_active_layers_that_keep_their_layout(tmp_path: P
         DROP TABLE layers;
         CREATE TABLE layers (key TEXT PRIMARY KEY, kind TEXT NOT NULL, parent TEXT, origin TEXT);
         INSERT INTO layers VALUES ('pots/web', 'overlay', 'bases/b@1', NULL);
+        ALTER TABLE pots DROP COLUMN image;
         ALTER TABLE pots DROP COLUMN life;
         ALTER TABLE runs DROP COLUMN restarts;
         ALTER TABLE runs DROP COLUMN streak;
@@ -40,6 +41,7 @@ def test_schema_4_pots_get_empty_network_settings_and_an_exports_table(tmp_path:
     Store(path).close()
     db = sqlite3.connect(path)
     db.executescript("""
+        ALTER TABLE pots DROP COLUMN image;
         ALTER TABLE pots DROP COLUMN life;
         ALTER TABLE runs DROP COLUMN restarts;
         ALTER TABLE runs DROP COLUMN streak;
@@ -66,6 +68,7 @@ def test_schema_6_pots_get_life_settings_and_runs_a_restart_count(tmp_path: Path
     Store(path).close()
     db = sqlite3.connect(path)
     db.executescript("""
+        ALTER TABLE pots DROP COLUMN image;
         ALTER TABLE pots DROP COLUMN life;
         ALTER TABLE runs DROP COLUMN restarts;
         ALTER TABLE runs DROP COLUMN streak;
@@ -82,5 +85,22 @@ def test_schema_6_pots_get_life_settings_and_runs_a_restart_count(tmp_path: Path
         assert store.get("pots", name="web")["life"] == "{}"  # type: ignore[index]
         run = store.get("runs", pot="web")
         assert run is not None and run["restarts"] == 0 and run["restart_at"] is None and run["health"] is None
+    finally:
+        store.close()
+
+
+def test_schema_7_pots_get_empty_image_settings(tmp_path: Path) -> None:
+    path = str(tmp_path / "ladle.db")
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.executescript("""
+        ALTER TABLE pots DROP COLUMN image;
+        INSERT INTO pots VALUES ('web', 'b', 'multi', 1, NULL, 'true', '{}', '{}', 'none', 'pots/web', 0, '{}', '{}');
+        PRAGMA user_version=7;
+    """)
+    db.close()
+    store = Store(path)
+    try:
+        assert store.get("pots", name="web")["image"] == "{}"  # type: ignore[index]
     finally:
         store.close()

@@ -265,3 +265,54 @@ def test_no_member_writes_outside_the_destination(spec: list[tuple[str, list[str
             assert listing(sandbox) == before
         after = {k: v for k, v in listing(sandbox).items() if not k.startswith(os.path.relpath(dest, sandbox) + "/")}
         assert after == before
+
+
+# Image layers: whiteouts and opaque directories --------------------------------------------------
+
+LAYER: list[Member] = [
+    ("f", "opt/old/new", "", b"new\n"),  # before its directory's opaque marker: the marker still applies first
+    ("f", "opt/old/.wh..wh..opq", "", b""),
+    ("f", "etc/.wh.gone", "", b""),
+    ("f", "etc/.wh.again", "", b""),
+    ("f", "etc/again", "", b"this layer's own\n"),  # a whiteout never hides its own layer's file
+]
+
+
+def _lower(root: Path) -> None:
+    for name, body in (("opt/old/a", b"a"), ("opt/old/sub/b", b"b"), ("etc/gone", b"x"), ("etc/again", b"old"),
+                       ("etc/kept", b"k")):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(body)
+
+
+def test_a_full_layer_deletes_what_its_whiteouts_hide(tmp_path: Path) -> None:
+    from ladle.storage.tarsafe import extract_layer
+    dest = tmp_path / "tree"
+    _lower(dest)
+    extract_layer(str(make_tar(tmp_path / "l.tar", LAYER)), str(dest), Limits(), "full")
+    assert sorted(listing(dest)) == ["etc", "etc/again", "etc/kept", "opt", "opt/old", "opt/old/new"]
+    assert (dest / "etc/again").read_bytes() == b"this layer's own\n"
+
+
+def test_an_overlay_layer_writes_overlayfs_whiteouts_and_opaque_marks(tmp_path: Path) -> None:
+    from ladle.storage.tarsafe import extract_layer
+    lower, upper = tmp_path / "lower", tmp_path / "upper"
+    _lower(lower)
+    os.chmod(lower / "etc", 0o750)
+    upper.mkdir()
+    extract_layer(str(make_tar(tmp_path / "l.tar", LAYER)), str(upper), Limits(), "overlay", (str(lower),))
+    gone = os.lstat(upper / "etc/gone")
+    assert stat.S_ISCHR(gone.st_mode) and gone.st_rdev == 0
+    assert (upper / "etc/again").read_bytes() == b"this layer's own\n"
+    assert os.getxattr(upper / "opt/old", "trusted.overlay.opaque") == b"y"
+    assert stat.S_IMODE(os.lstat(upper / "etc").st_mode) == 0o750  # a parent not in the layer: as the lower shows it
+
+
+@pytest.mark.parametrize("name", [".wh.", "etc/.wh..wh.x", "../.wh.x"])
+def test_an_invalid_whiteout_is_refused(tmp_path: Path, name: str) -> None:
+    from ladle.storage.tarsafe import extract_layer
+    dest = tmp_path / "tree"
+    dest.mkdir()
+    with pytest.raises(UsageError, match="unsafe tar member"):
+        extract_layer(str(make_tar(tmp_path / "l.tar", [("f", name, "", b"")])), str(dest), Limits(), "full")
+    assert listing(dest) == {}

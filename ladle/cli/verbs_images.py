@@ -1,4 +1,4 @@
-"""Verbs for images: pull, push, login, the list, rmi and prune."""
+"""Verbs for images: pull, push, login, the list, rmi, commit and prune."""
 
 from __future__ import annotations
 
@@ -39,8 +39,14 @@ def register(verbs: Verbs) -> None:
     p = verb(verbs, "rmi", change(lambda c, a: c.rmi(a.ref)), "remove an image (and the blobs only it used)")
     p.add_argument("ref", metavar="REF", help="NAME[:TAG], NAME@DIGEST or DIGEST")
 
+    p = verb(verbs, "commit", change(lambda c, a: c.commit(a.pot, a.ref)),
+             "store a stopped pot's changes as a new layer on its image (or base) under image REF", changes=True)
+    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    p.add_argument("ref", metavar="REF", help="[REGISTRY/]NAME[:TAG] of the new image")
+
     p = verb(verbs, "image", change(lambda c, a: c.image_prune()), "manage the image store")
-    p.add_argument("action", choices=("prune",), help="prune: remove the blobs no image references")
+    p.add_argument("action", choices=("prune",), help="prune: remove the blobs no image references, and the layer"
+                   " snapshots no image has and no pot is made on")
 
 
 def _transfer(p: argparse.ArgumentParser) -> None:

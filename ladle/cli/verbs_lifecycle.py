@@ -53,8 +53,9 @@ def register(verbs: Verbs) -> None:
              "how the pot's command last ended, as pot prints it: {\"ExitCode\": N}")
     pot_arg(p)
 
-    p = verb(verbs, "run", _run, "create a non-persistent pot on BASE, run COMMAND attached, exit with its code",
-             changes=True)
+    p = verb(verbs, "run", _run, "create a non-persistent pot on BASE, run COMMAND attached, exit with its code; "
+             "a name that is no local base is an image (pulled when missing): its command runs, ARGs replacing its "
+             "Cmd", changes=True)
     p.add_argument("--rm", dest="remove", action="store_true", help="destroy the pot when its command exits")
     p.add_argument("-p", "--name", dest="name", metavar="NAME", help="pot name (default: run-<random>)")
     p.add_argument("-d", "--detach", dest="detach", action="store_true",
@@ -64,13 +65,16 @@ def register(verbs: Verbs) -> None:
                    help="a DNS server for its /etc/resolv.conf (repeatable; default: the host's)")
     p.add_argument("-e", dest="ports", action="append", metavar="PORT[:HOSTPORT][/PROTO]",
                    help="export the pot's PORT on HOSTPORT of the host (repeatable; bridge networks)")
-    p.add_argument("base", metavar="BASE")
+    p.add_argument("--entrypoint", dest="entrypoint", metavar="PROGRAM",
+                   help="an image's program to run instead of its Entrypoint (its Cmd is dropped)")
+    p.add_argument("--insecure", action="store_true", help="pull the image over plain HTTP from a remote registry")
+    p.add_argument("base", metavar="BASE|IMAGE")
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="[--] COMMAND [ARG]...")
 
 
 def _net(args: argparse.Namespace) -> dict[str, Any]:
     return {"network": args.network, "addresses": args.addresses, "bridge": args.bridge, "stack": args.stack,
-            "dns": args.dns, "ports": args.ports}
+            "dns": args.dns, "ports": args.ports, "entrypoint": args.entrypoint, "insecure": args.insecure}
 
 
 def _command(args: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from dataclasses import replace
+from typing import Any
 
 import ladle
 from ladle.cli.common import Verbs, change, net_args, pot_arg, pot_name, verb
@@ -35,7 +36,11 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-t", dest="type", choices=("single", "multi"), default="multi", help="pot type (default: multi)")
     p.add_argument("-l", dest="level", type=int, choices=(0, 1, 2), help="level of a multi pot (default 1)")
     p.add_argument("-P", dest="potbase", metavar="POT", help="reference pot (level 2: its snapshot; else a copy)")
-    p.add_argument("-c", dest="cmd", metavar="CMD", help="the pot's command (default 'sh /etc/rc')")
+    p.add_argument("-c", dest="cmd", metavar="CMD", help="the pot's command (default 'sh /etc/rc'; with --image:"
+                   " the arguments replacing its Cmd)")
+    p.add_argument("--image", dest="image", metavar="REF", help="make the pot from an image (pulled if missing)"
+                   " instead of a base: its layers, command, environment, user and working directory")
+    p.add_argument("--insecure", action="store_true", help="pull the image over plain HTTP from a remote registry")
     net_args(p)
     p.add_argument("-d", dest="dns", action="append", metavar="SERVER",
                    help="a DNS server for its /etc/resolv.conf (repeatable; default: the host's resolv.conf)")
@@ -111,7 +116,7 @@ def _bases(client: ladle.Client, args: argparse.Namespace) -> None:
 def _create(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
     return client.create(args.name, args.base, type=args.type, level=args.level, potbase=args.potbase,
                          cmd=args.cmd, network=args.network, addresses=args.addresses, bridge=args.bridge,
-                         stack=args.stack, dns=args.dns)
+                         stack=args.stack, dns=args.dns, image=args.image, insecure=args.insecure)
 
 
 def _destroy(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
@@ -147,6 +152,7 @@ def _info(client: ladle.Client, args: argparse.Namespace) -> None:
            for key in ("name", "status", "type", "level", "base", "potbase", "network", "cmd")]
     out += _net_lines(data)
     out += _life_lines(data)
+    out += _image_lines(data.image)
     out.append(f"{'storage:':10} {data.storage.backend} {data.storage.path}")
     out += [f"{'env:':10} {k}={v}" for k, v in data.env.items()]
     out.append("attributes: " + " ".join(f"{k}={v}" for k, v in data.attrs.items()))
@@ -166,6 +172,17 @@ def _life_lines(data: ladle.PotInfo) -> list[str]:
     if data.depends:
         out.append(f"{'depends:':10} {' '.join(data.depends)}")
     out += [f"{'hook:':10} {kind} {path}" for kind, path in data.hooks.items()]
+    return out
+
+
+def _image_lines(image: dict[str, Any]) -> list[str]:
+    """info's image part: which image, and what of its config the pot uses."""
+    if not image:
+        return []
+    out = [f"{'image:':10} {image['ref']} ({image['manifest']})"]
+    out += [f"{key + ':':10} {image[key]}" for key in ("user", "workdir", "stop_signal") if image.get(key)]
+    out += [f"{'exposes:':10} {p}" for p in image.get("exposed_ports", [])]
+    out += [f"{'volume:':10} {v}" for v in image.get("volumes", [])]
     return out
 
 

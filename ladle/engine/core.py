@@ -118,6 +118,7 @@ class Engine:
         row["attrs"] = json.loads(row["attrs"])
         row["net"] = json.loads(row["net"])
         row["life"] = json.loads(row.get("life") or "{}")
+        row["image"] = json.loads(row.get("image") or "{}")
         return row
 
     def base(self, name: str) -> dict[str, Any]:

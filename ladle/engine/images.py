@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ladle.errors import UsageError
+from ladle.errors import LadleError, UsageError
 from ladle.hosts import this_host
 from ladle.state.locks import default_timeout
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from ladle._models import Image
     from ladle.engine.core import Engine
     from ladle.images.blobs import BlobStore
+    from ladle.images.config import ImageConfig
+    from ladle.images.media import Manifest
 
 # uname's machine -> the OCI (GOARCH) architecture
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386", "i686": "386",
@@ -89,9 +91,13 @@ def rmi(eng: Engine, text: str) -> str:
         with eng.store.transaction():
             for r in found:
                 eng.store.delete("images", name=r["name"], tag=r["tag"], digest=r["digest"])
-        removed = _prune(eng, blobs)
+        removed, layers = _prune(eng, blobs)
     names = ", ".join(f"{r['name']}:{r['tag']}" if r["tag"] else f"{r['name']}@{r['digest']}" for r in found)
-    return f"removed {names} ({removed} blobs freed)"
+    return f"removed {names} ({removed} blobs freed{_layers(layers)})"
+
+
+def _layers(count: int) -> str:
+    return f", {count} layer snapshot{'s' if count != 1 else ''} removed" if count else ""
 
 
 def prune(eng: Engine) -> str:
@@ -99,12 +105,13 @@ def prune(eng: Engine) -> str:
         raise UsageError("image prune has no dry run")
     blobs = _blobs(eng)
     with blobs.lock(shared=False, timeout=default_timeout()):
-        removed = _prune(eng, blobs)
-    return f"removed {removed} blobs nothing references"
+        removed, layers = _prune(eng, blobs)
+    return f"removed {removed} blobs nothing references{_layers(layers)}"
 
 
-def _prune(eng: Engine, blobs: BlobStore) -> int:
-    """Remove the blobs no image references, and what crashed pulls left half-written."""
+def _prune(eng: Engine, blobs: BlobStore) -> tuple[int, int]:
+    """Remove the blobs no image references, and what crashed pulls left half-written; then the
+    layer snapshots that no image has and no pot is made on."""
     from ladle.images import index
     keep = index.referenced(eng.store, blobs)
     gone = [d for d in blobs.digests() if d not in keep]
@@ -112,4 +119,106 @@ def _prune(eng: Engine, blobs: BlobStore) -> int:
         blobs.remove(d)
     for path in blobs.partials_of_the_dead():
         os.unlink(path)
-    return len(gone)
+    return len(gone), prune_layers(eng, blobs)
+
+
+MAX_CONFIG = 16 << 20
+
+
+def image_config(blobs: BlobStore, row: dict[str, Any]) -> tuple[Manifest, ImageConfig]:
+    from ladle.images import config, index
+    manifest = index.manifest_of(blobs, row)
+    cfg = config.parse(blobs.read(manifest.config.digest, MAX_CONFIG), row["manifest"])
+    if len(cfg.diff_ids) != len(manifest.layers):
+        raise UsageError(f"image {row['name']}: its config lists {len(cfg.diff_ids)} diff_ids for"
+                         f" {len(manifest.layers)} layers")
+    return manifest, cfg
+
+
+def remove_layers(eng: Engine, keys: list[str]) -> int:
+    """Remove these layers (top first) that nothing is layered on; how many went."""
+    gone = 0
+    for key in keys:
+        with eng.lock("layer-" + key.split("/")[1]):
+            if eng.snap.exists(key) and not eng.snap.dependants(key):
+                eng.execute("prune", "layer:" + key.split("/")[1], eng.snap.remove(key), on_crash="finish")
+                gone += 1
+    return gone
+
+
+def prune_layers(eng: Engine, blobs: BlobStore) -> int:
+    """Remove the layer snapshots no image in the index has and no pot is made on (the caller
+    holds the content store alone); a layer under a kept one is kept."""
+    from ladle.images import index
+    from ladle.storage.layers import chain_ids, key_of
+    keep: set[str] = set()
+    for row in index.rows(eng.store):
+        try:
+            _, cfg = image_config(blobs, row)
+        except LadleError:
+            continue
+        keep |= {key_of(c) for c in chain_ids(list(cfg.diff_ids))}
+    total = 0
+    while True:
+        layers = [r["key"] for r in eng.store.all("layers", order="key") if r["key"].startswith("layers/")]
+        gone = remove_layers(eng, [k for k in layers if k not in keep])
+        total += gone
+        if not gone:
+            return total
+
+
+def commit(eng: Engine, name: str, text: str) -> str:
+    """`ladle commit -p POT REF`: the stopped pot's changes as a new layer on its image (or on its
+    base's tree, as a first layer), stored as image REF, ready for `push`.
+
+    The changes are the pot's overlayfs upper directory, so the pot must be an overlay layer
+    (dir storage on Linux, made from an image or as a multi level 1 pot on a base)."""
+    import json
+    import time
+
+    from ladle.engine import runs
+    from ladle.errors import StateError
+    from ladle.images import commit as mk
+    from ladle.images import index, refs
+    if eng.dry_run:
+        raise UsageError("commit has no dry run")
+    ref = refs.parse(text)
+    blobs = _blobs(eng)
+    with eng.lock(f"pot-{name}"):
+        pot = eng.pot(name)
+        if runs.is_running(eng, name):
+            raise StateError(f"pot {name} is running: stop it first (its tree must not change while it is read)")
+        layer = eng.snap.info(pot["layer"])
+        on_base = (layer.parent or "").startswith("bases/")
+        if eng.snap.name != "dir" or layer.layout != "overlay" or not (pot["image"] or on_base):
+            raise UsageError(f"pot {name} is not an overlay layer on an image or a base: commit needs dir storage on"
+                             " Linux and a pot made from an image or as a multi level 1 pot on a base")
+        with blobs.lock(shared=True, timeout=default_timeout()):
+            layers: list[mk.Layer] = []
+            if pot["image"]:
+                rows = [r for r in index.rows(eng.store) if r["manifest"] == pot["image"]["manifest"]]
+                if not rows or not blobs.has(rows[0]["manifest"]):
+                    raise UsageError(f"the image of pot {name} ({pot['image']['ref']}) is no longer in the store:"
+                                     " pull it again")
+                manifest = index.manifest_of(blobs, rows[0])
+                parent = json.loads(blobs.read(manifest.config.digest, MAX_CONFIG))
+                parent_layers = [{"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+                                 for d in manifest.layers]
+            else:
+                eng.base(pot["base"])  # still there: its tree is the first layer
+                os_name, arch = platform()
+                parent = {"architecture": arch, "os": os_name,
+                          "config": {"Cmd": ["/bin/sh", "-c", pot["cmd"]]},
+                          "rootfs": {"type": "layers", "diff_ids": []}}
+                parent_layers = []
+                layers.append(mk.store_layer(blobs, eng.snap.lowers(layer.parent or "")[0],  # type: ignore[attr-defined]
+                                             overlay=False))
+            conf = dict(parent.get("config") or {})
+            if pot["env"]:
+                conf = {k: v for k, v in conf.items() if k.lower() != "env"}
+                conf["Env"] = [f"{k}={v}" for k, v in pot["env"].items()]
+            parent = {**parent, "config": conf}
+            layers.append(mk.store_layer(blobs, eng.snap.path(pot["layer"]), overlay=True))
+            digest, size, created = mk.image(blobs, parent, parent_layers, layers, f"ladle commit -p {name}")
+            index.record(eng.store, ref, digest, digest, mk.OCI_MANIFEST, size, created, time.time())
+    return f"committed pot {name} as {ref} ({digest})"

@@ -25,11 +25,29 @@ def spec(eng: Engine, pot: dict[str, Any]) -> RuntimeSpec:
     for m in eng.store.all("pot_mounts", order="seq", pot=name):
         source = eng.snap.path(eng.fscomp(m["source"])["layer"]) if m["kind"] == "fscomp" else m["source"]
         mounts.append(Mount("bind", source, m["mountpoint"], ("ro",) if m["ro"] else ()))
+    taken = {m.target.rstrip("/") for m in mounts}
+    for volume in (pot.get("image") or {}).get("volumes", []):  # an image's Volumes: see _image
+        if volume.rstrip("/") not in taken:
+            mounts.append(Mount("tmpfs", "tmpfs", volume, ("nosuid", "nodev", "mode=1777")))
     return RuntimeSpec(
         name=name, hostname=name, root=eng.snap.mounts(pot["layer"]), mounts=mounts, cmd=pot["cmd"],
         env=dict(pot["env"]), attrs=dict(pot["attrs"]), network=pot["network"],
         log_path=os.path.join(eng.root, "logs", f"{name}.log"), run_dir=os.path.join(eng.root, "run", name),
-        stack=potnet.stack_of(eng, pot), net=netspec.build(eng, pot), extra={"limits": rss.resolve(eng, pot)})
+        stack=potnet.stack_of(eng, pot), net=netspec.build(eng, pot), **_image(pot.get("image") or {}),
+        extra={"limits": rss.resolve(eng, pot)})
+
+
+def _image(image: dict[str, Any]) -> dict[str, Any]:
+    """The spec fields of a pot made from an image (none for one made from a base).
+
+    Each of the image's Volumes is a fresh tmpfs for each start (unless something is mounted
+    there with mount-in or add-fscomp): an anonymous volume whose data lives as long as the
+    run, never written into the pot's layer (so never into a commit), and nothing to clean up;
+    writable by every user (mode 1777, as /tmp), whatever user the image runs as."""
+    if not image:
+        return {}
+    return {"argv": list(image["argv"]), "user": image.get("user", ""), "workdir": image.get("workdir", ""),
+            "stop_signal": image.get("stop_signal", "")}
 
 
 GRACE = 0.3  # seconds a detached start waits to see whether its command dies at once

@@ -9,7 +9,7 @@ import shlex
 from collections.abc import Callable
 
 from ladle._results import RunResult
-from ladle.engine import hooks, lifecycle, potnet, pots
+from ladle.engine import hooks, imagepots, lifecycle, potnet, pots
 from ladle.engine.core import Engine
 from ladle.errors import UsageError
 from ladle.platform import write_all
@@ -20,19 +20,35 @@ def _name(name: str | None) -> str:
     return name or f"run-{os.urandom(5).hex()}"
 
 
+def _create(eng: Engine, base: str, argv: list[str], name: str, net: potnet.Request | str,
+            ports: list[str] | None, entrypoint: str | None, insecure: bool) -> None:
+    """The non-persistent pot of a run: on a local base with `argv` (a /bin/sh command line, as
+    pot's), or else from the image `base` names (pulled when missing, as Docker's run does),
+    `argv` replacing its Cmd."""
+    attrs = {"persistent": "NO"}
+    if imagepots.is_image(eng, base):
+        imagepots.create(eng, name, base, argv, entrypoint, net, attrs, ports, pull=True, insecure=insecure)
+        return
+    if entrypoint is not None:
+        raise UsageError(f"--entrypoint is for images: {base} is a local base")
+    if not argv:
+        raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
+    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), net, attrs, ports)
+
+
 def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, net: potnet.Request | str,
-        stdio: tuple[int, int, int] | None, ports: list[str] | None = None) -> RunResult:
-    """Run `argv` in a new pot on `base` and wait for it; the pot is destroyed after with `remove`.
+        stdio: tuple[int, int, int] | None, ports: list[str] | None = None, entrypoint: str | None = None,
+        insecure: bool = False) -> RunResult:
+    """Run `argv` in a new pot on `base` (a local base, else an image) and wait for it; the pot
+    is destroyed after with `remove`.
 
     The command's stdout and stderr reach `stdio[1]` and `stdio[2]` (the monitor passes them on
     through two pipes, and keeps them in the pot's log); with `stdio` None they are captured in
     the result. Its stdin is /dev/null, as Docker's without -i. Signals this process gets are
     passed on to the command.
     """
-    if not argv:
-        raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
     name = _name(name)
-    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), net, {"persistent": "NO"}, ports)
+    _create(eng, base, argv, name, net, ports, entrypoint, insecure)
     if eng.dry_run:  # the pot is not made, so its start cannot be planned in detail
         eng.lines.append(f"# then start pot {name}, wait for its command"
                          + (", then destroy the pot" if remove else ", then stop the pot"))
@@ -96,13 +112,12 @@ def _sink(fd: int | None, captured: bytearray) -> Callable[[bytes], None]:
 
 
 def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, net: potnet.Request | str,
-                 remove: bool = False, ports: list[str] | None = None) -> str:
+                 remove: bool = False, ports: list[str] | None = None, entrypoint: str | None = None,
+                 insecure: bool = False) -> str:
     """`run -d`: create and start, return at once; the pot is torn down when its command exits,
     and destroyed then with `remove` (its monitor runs `ladle destroy -F` instead of `stop`)."""
-    if not argv:
-        raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
     name = _name(name)
-    pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), net, {"persistent": "NO"}, ports)
+    _create(eng, base, argv, name, net, ports, entrypoint, insecure)
     if eng.dry_run:
         eng.lines.append(f"# then start pot {name}" + (", destroyed when its command exits" if remove else ""))
         return name

@@ -69,4 +69,5 @@ def info(eng: Engine, name: str) -> PotInfo:
         health=_health(run, status), healthcheck=pot["life"].get("health"),
         restart=pot["attrs"].get("restart", "no"), restarts=int((run or {}).get("restarts") or 0),
         depends=list(pot["life"].get("depends", [])), hooks=dict(pot["life"].get("hooks", {})),
+        image=dict(pot["image"]),
     )

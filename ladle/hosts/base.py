@@ -106,6 +106,13 @@ class RuntimeSpec:
     stack: str = "ipv4"
     extra: dict[str, Any] = field(default_factory=dict)
     net: NetSpec = field(default_factory=lambda: NetSpec())
+    # A pot from an image: its exec-form command (no shell parses it), the user it runs as
+    # (image-spec's User, resolved in the pot's /etc/passwd), its working directory, the signal
+    # that stops it.
+    argv: list[str] | None = None
+    user: str = ""
+    workdir: str = ""
+    stop_signal: str = ""
 
     def read_only_at(self, path: str) -> bool:
         """Whether in-pot `path` lies on a read-only mount: the innermost of the root's and the

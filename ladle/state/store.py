@@ -18,7 +18,7 @@ from typing import Any
 from ladle import platform as proc
 from ladle.errors import HostError, StateError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 NET_TABLES = """
 CREATE TABLE IF NOT EXISTS networks (
@@ -72,6 +72,7 @@ ALTER TABLE runs ADD COLUMN restart_at REAL;
 ALTER TABLE runs ADD COLUMN health TEXT;
 ALTER TABLE runs ADD COLUMN health_fails INTEGER NOT NULL DEFAULT 0;
 """,
+    8: "ALTER TABLE pots ADD COLUMN image TEXT NOT NULL DEFAULT '{}';\n",
 }
 
 _SCHEMA = """
@@ -95,7 +96,8 @@ CREATE TABLE IF NOT EXISTS pots (
     potbase TEXT, cmd TEXT NOT NULL, env TEXT NOT NULL, attrs TEXT NOT NULL,
     network TEXT NOT NULL, layer TEXT NOT NULL, created REAL NOT NULL,
     net TEXT NOT NULL DEFAULT '{}',  -- JSON: the network's settings (engine/potnet.py)
-    life TEXT NOT NULL DEFAULT '{}'  -- JSON: healthcheck, hooks, dependencies (engine/life.py)
+    life TEXT NOT NULL DEFAULT '{}',  -- JSON: healthcheck, hooks, dependencies (engine/life.py)
+    image TEXT NOT NULL DEFAULT '{}'  -- JSON: how a pot made from an image runs (engine/imagepots.py)
 );
 CREATE TABLE IF NOT EXISTS fscomps (
     name TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL

@@ -49,6 +49,9 @@ class ClearFlags(Command):
             super().apply(ctx)
 
 
+CATEGORIES = ("bases", "pots", "fscomps", "layers")
+
+
 class DirSnapshotter(Snapshotter):
     name = "dir"
 
@@ -71,7 +74,7 @@ class DirSnapshotter(Snapshotter):
     def init_steps(self, offline: bool = False, force: bool = False) -> list[Step]:
         """Create the storage tree on `ladle init` (idempotent: only what is missing)."""
         base = os.path.join(self.root, "storage")
-        paths = [base] + [os.path.join(base, k) for k in ("bases", "pots", "fscomps")]
+        paths = [base] + [os.path.join(base, k) for k in CATEGORIES]
         return [MakeDir(p) for p in paths if offline or not os.path.isdir(p)]
 
     # Queries -----------------------------------------------------------------------------------
@@ -98,6 +101,10 @@ class DirSnapshotter(Snapshotter):
         opts = ("lowerdir=" + ":".join(lowers), f"upperdir={self.path(key)}", f"workdir={work}")
         return [Mount("overlay", "overlay", "/", opts)]
 
+    def lowers(self, parent: str) -> list[str]:
+        """The directories a layer prepared on `parent` has under it, top first."""
+        return self._lowers(self.committed(parent))
+
     def _lowers(self, parent: str) -> list[str]:
         """Directories under an overlay layer, top first: its parent snapshot's, then the
         snapshots that one's layer stacks on."""
@@ -109,7 +116,7 @@ class DirSnapshotter(Snapshotter):
 
     def orphans(self) -> list[str]:
         found = []
-        for category in ("bases", "pots", "fscomps"):
+        for category in CATEGORIES:
             top = os.path.join(self.root, "storage", category)
             for entry in sorted(os.listdir(top)) if os.path.isdir(top) else []:
                 if not self.exists(f"{category}/{entry}"):
@@ -121,15 +128,20 @@ class DirSnapshotter(Snapshotter):
     def remove_orphan(self, key: str) -> list[Step]:
         return self._remove_tree(self._dir(key))
 
+    def _category(self, key: str) -> list[Step]:
+        """The category's directory, for a root made before it existed (image layers)."""
+        top = os.path.dirname(self._dir(key))
+        return [MakeDir(top)] if key.startswith("layers/") and not os.path.isdir(top) else []
+
     def new(self, key: str) -> list[Step]:
         d = self._dir(key)
-        return [MakeDir(d), MakeDir(os.path.join(d, "fs")), MakeDir(os.path.join(d, "snaps")),
+        return [*self._category(key), MakeDir(d), MakeDir(os.path.join(d, "fs")), MakeDir(os.path.join(d, "snaps")),
                 self._record(key, "active", "full", None, None)]
 
     def prepare(self, key: str, parent: str) -> list[Step]:
         self.committed(parent)
         d = self._dir(key)
-        return [MakeDir(d), *(MakeDir(os.path.join(d, sub)) for sub in ("fs", "work", "snaps")),
+        return [*self._category(key), MakeDir(d), *(MakeDir(os.path.join(d, sub)) for sub in ("fs", "work", "snaps")),
                 self._record(key, "active", "overlay", parent, None)]
 
     def view(self, key: str, parent: str) -> list[Step]:
@@ -157,6 +169,13 @@ class DirSnapshotter(Snapshotter):
             raise UsageError(f"snapshot {key}@{snap} already exists")
         row = {"key": key, "name": snap, "created": time.time()}
         return [CopyTree(self.path(key), self._snapdir(f"{key}@{snap}")),
+                put("snapshots", {"key": key, "name": snap}, row, None)]
+
+    def commit(self, key: str, snap: str) -> list[Step]:
+        """The tree is moved into the snapshot, not copied: an image layer is stored once."""
+        self._writable(key)
+        row = {"key": key, "name": snap, "created": time.time()}
+        return [Rename(self.path(key), self._snapdir(f"{key}@{snap}")),
                 put("snapshots", {"key": key, "name": snap}, row, None)]
 
     def rollback(self, key: str, snap: str) -> list[Step]:

@@ -228,6 +228,12 @@ class Snapshotter:
         """Commit the layer's current content as `key@snap`; the layer stays active."""
         raise NotImplementedError
 
+    def commit(self, key: str, snap: str) -> list[Step]:
+        """Commit a layer that will never change again (an image layer, just unpacked) as
+        `key@snap` (containerd's Commit): as `snapshot`, but a backend may move the tree into
+        the snapshot instead of copying it, leaving the layer no tree of its own."""
+        return self.snapshot(key, snap)
+
     def rollback(self, key: str, snap: str) -> list[Step]:
         """Return the layer to `snap`; later snapshots are destroyed (as `zfs rollback -r`)."""
         raise NotImplementedError

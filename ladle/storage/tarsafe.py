@@ -22,6 +22,14 @@ A truncated or corrupt archive, an empty file or one that is not a tar archive a
 line of error; one that fails part way leaves what it wrote to the caller's undo (the new
 layer's removal).
 
+An image layer (`extract_layer`) follows the same rules and also: its whiteouts (`.wh.NAME`) and
+opaque directories (`.wh..wh..opq`, image-spec) are checked like members (the path to them
+goes through no symlink) and applied, before the layer's own members, either by deleting what
+they hide from the full tree the layer is unpacked over (`full`) or, for an overlayfs upper
+directory (`overlay`), as overlayfs's own whiteouts (a 0/0 character device) and opaque marks
+(the `trusted.overlay.opaque` xattr); a symlink loop is refused (nothing useful is ever a loop,
+and a base's rules leave it to the kernel's ELOOP).
+
 Modes (set-id bits included), numeric ownership (when run as root), mtimes, symlinks and hard
 links are preserved. ``tarfile``'s own extraction is not used because it writes through a
 symlink already at a member's path and follows hard links to symlinks.
@@ -94,11 +102,15 @@ class _Tree:
         self.dest = dest
         self.nodes: dict[Parts, _Node | None] = {(): _Node("dir")}
         self.fresh: set[Parts] = set()  # paths replaced by a member: what dest has there is gone
+        self.opaque: set[Parts] = set()  # directories whose children in dest are hidden (a layer's)
+        self.loop = False  # a symlink loop was met while resolving a target
 
     def get(self, parts: Parts) -> _Node | None:
         if parts in self.nodes:
             return self.nodes[parts]
         if any(parts[:i] in self.fresh for i in range(1, len(parts) + 1)):
+            return None
+        if any(parts[:i] in self.opaque for i in range(len(parts))):
             return None
         # Callers walk paths from the root, so no prefix of `parts` is a symlink here.
         path = os.path.join(self.dest, *parts)
@@ -152,6 +164,7 @@ class _Tree:
             if node is not None and node.kind == "sym":
                 hops += 1
                 if hops > _MAX_HOPS:
+                    self.loop = True
                     return False  # a loop: the kernel answers ELOOP, nothing is reached
                 stack.pop()
                 if node.target.startswith("/"):
@@ -160,9 +173,53 @@ class _Tree:
         return False
 
 
-def check_members(members: list[tarfile.TarInfo], dest: str, limits: Limits = Limits()) -> None:
-    """Raise UsageError naming the first unsafe member; see the module docstring for the rules."""
+@dataclass
+class Whiteouts:
+    """A layer's deletions: paths it hides (`.wh.NAME`) and directories it makes opaque."""
+
+    hidden: list[Parts]
+    opaque: list[Parts]
+
+
+WH = ".wh."
+OPAQUE = ".wh..wh..opq"
+
+
+def split_whiteouts(members: list[tarfile.TarInfo]) -> tuple[list[tarfile.TarInfo], Whiteouts]:
+    """A layer's members without its whiteout entries, and what those entries delete."""
+    kept, wh = [], Whiteouts([], [])
+    for m in members:
+        parts = _parts(m.name, m.name)
+        base = parts[-1] if parts else ""
+        if not base.startswith(WH):
+            kept.append(m)
+        elif base == OPAQUE:
+            wh.opaque.append(parts[:-1])
+        elif base == WH or base[len(WH):].startswith(WH):
+            raise _unsafe(m.name, "an invalid whiteout name")
+        else:
+            wh.hidden.append((*parts[:-1], base[len(WH):]))
+    return kept, wh
+
+
+def check_members(members: list[tarfile.TarInfo], dest: str, limits: Limits = Limits(),
+                  whiteouts: Whiteouts | None = None) -> None:
+    """Raise UsageError naming the first unsafe member; see the module docstring for the rules.
+    With `whiteouts` (a layer's), they are checked first and what they hide is gone from the tree."""
     tree = _Tree(dest)
+    for parts in (whiteouts.opaque + whiteouts.hidden) if whiteouts else []:
+        where = "/".join(parts) or "."
+        if len(parts) > limits.max_depth:
+            raise _unsafe(where, f"a whiteout deeper than {limits.max_depth} (max_tar_depth in the configuration)")
+        tree.walk_parents(parts, where)
+    for parts in whiteouts.opaque if whiteouts else []:
+        if tree.get(parts) is not None and tree.get(parts).kind != "dir":  # type: ignore[union-attr]
+            raise _unsafe("/".join(parts) + "/" + OPAQUE, "an opaque marker in something that is not a directory")
+        tree.opaque.add(parts)
+    for parts in whiteouts.hidden if whiteouts else []:
+        if parts:
+            tree.nodes[parts] = None
+            tree.fresh.add(parts)
     links: dict[Parts, str] = {}
     name_max, path_max = _pathconf(dest, "PC_NAME_MAX", 255), _pathconf(dest, "PC_PATH_MAX", 1024)
     if len(members) > limits.max_members:
@@ -211,6 +268,8 @@ def check_members(members: list[tarfile.TarInfo], dest: str, limits: Limits = Li
         node = tree.nodes.get(parts)
         if node is not None and node.kind == "sym" and tree.escapes(parts[:-1], node.target):
             raise _unsafe(name, f"symlink target {short(node.target)} escapes the destination")
+        if whiteouts is not None and tree.loop:
+            raise _unsafe(name, "a symlink loop")
 
 
 def _pathconf(path: str, name: str, default: int) -> int:
@@ -273,6 +332,50 @@ def extract(archive: str, dest: str, limits: Limits = Limits()) -> None:
         _extract_members(tar, archive, members, dest, space)
 
 
+def extract_layer(archive: str, dest: str, limits: Limits, mode: str, lowers: tuple[str, ...] = ()) -> None:
+    """Check and unpack one image layer (a plain tar) into `dest`, its whiteouts applied.
+
+    `mode` is 'full' (dest holds the whole tree of the layers below: what a whiteout hides is
+    deleted there) or 'overlay' (dest is the layer's empty overlayfs upper directory over
+    `lowers`, top first: whiteouts become overlayfs's, and a parent directory the layer does not
+    list takes its attributes from the lowers, as the merged tree would show it)."""
+    from ladle.plan.rmtree import remove_tree
+    with _open(archive) as tar:
+        members, wh = split_whiteouts(_members(tar, archive, limits))
+        check_members(members, dest, limits, wh)
+        space = _Space(dest)
+        space.reserve(archive, members, limits.copies)
+        try:
+            if mode == "full":
+                for parts in wh.opaque:
+                    top = os.path.join(dest, *parts)
+                    if os.path.isdir(top) and not os.path.islink(top):
+                        for child in os.listdir(top):
+                            remove_tree(os.path.join(top, child))
+                for parts in wh.hidden:
+                    remove_tree(os.path.join(dest, *parts))
+        except OSError as e:
+            raise HostError(f"cannot apply the whiteouts of {shown(archive)} in {dest}: {e.strerror}") from None
+        _extract_members(tar, archive, members, dest, space, lowers if mode == "overlay" else ())
+        if mode == "overlay":
+            _overlay_whiteouts(dest, wh, {_parts(m.name, m.name) for m in members}, lowers)
+
+
+def _overlay_whiteouts(dest: str, wh: Whiteouts, listed: set[Parts], lowers: tuple[str, ...]) -> None:
+    """overlayfs's form of a layer's deletions in its upper directory (a whiteout of a path
+    the layer adds again is dropped: whiteouts never hide their own layer's files)."""
+    try:
+        for parts in wh.opaque:
+            _make_parents(dest, parts, lowers)
+            os.setxattr(os.path.join(dest, *parts), "trusted.overlay.opaque", b"y", follow_symlinks=False)
+        for parts in wh.hidden:
+            if parts and parts not in listed:
+                _make_parents(dest, parts[:-1], lowers)
+                os.mknod(os.path.join(dest, *parts), stat.S_IFCHR | 0o600, os.makedev(0, 0))
+    except OSError as e:
+        raise HostError(f"cannot write an overlay whiteout in {dest}: {e.strerror}") from None
+
+
 def _open(archive: str) -> tarfile.TarFile:
     try:
         return tarfile.open(archive, "r:*")
@@ -330,7 +433,7 @@ def _members(tar: tarfile.TarFile, archive: str, limits: Limits) -> list[tarfile
 
 
 def _extract_members(tar: tarfile.TarFile, archive: str, members: list[tarfile.TarInfo], dest: str,
-                     space: _Space) -> None:
+                     space: _Space, lowers: tuple[str, ...] = ()) -> None:
     """Write the checked members (the archive is read a second time)."""
     as_root = os.geteuid() == 0
     dirs: list[tuple[str, tarfile.TarInfo]] = []
@@ -338,7 +441,7 @@ def _extract_members(tar: tarfile.TarFile, archive: str, members: list[tarfile.T
         parts = _parts(m.name, m.name)
         path = os.path.join(dest, *parts)
         try:
-            _make_parents(dest, parts[:-1])
+            _make_parents(dest, parts[:-1], lowers)
             if m.isdir():
                 if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
                     os.unlink(path)  # replaced, never followed
@@ -367,14 +470,33 @@ def _extract_members(tar: tarfile.TarFile, archive: str, members: list[tarfile.T
         os.utime(path, (m.mtime, m.mtime))
 
 
-def _make_parents(dest: str, parts: Parts) -> None:
+def _make_parents(dest: str, parts: Parts, lowers: tuple[str, ...] = ()) -> None:
+    """Missing parents, as 0755 directories or (over `lowers`) as the first lower shows them."""
     path = dest
-    for p in parts:
+    for i, p in enumerate(parts):
         path = os.path.join(path, p)
         if os.path.islink(path):  # checked already; a second look costs nothing
             raise HostError(f"refusing to extract through the symlink {path}")
         if not os.path.lexists(path):
             os.mkdir(path, 0o755)
+            _like_lower(path, parts[:i + 1], lowers)
+
+
+def _like_lower(path: str, parts: Parts, lowers: tuple[str, ...]) -> None:
+    """Give a directory made in an upper layer the owner, mode and mtime the lowers show."""
+    for lower in lowers:
+        if any(os.path.islink(os.path.join(lower, *parts[:j])) for j in range(1, len(parts))):
+            continue  # never followed: the lower's own tree decides, as seen from inside
+        try:
+            st = os.lstat(os.path.join(lower, *parts))
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if os.geteuid() == 0:
+                os.chown(path, st.st_uid, st.st_gid)
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return
 
 
 def _write(tar: tarfile.TarFile, archive: str, m: tarfile.TarInfo, path: str, as_root: bool,

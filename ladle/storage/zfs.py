@@ -38,7 +38,7 @@ from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
 if TYPE_CHECKING:
     from ladle.state.store import Store
 
-CATEGORIES = ("bases", "pots", "fscomps")
+CATEGORIES = ("bases", "pots", "fscomps", "layers")
 OWNER = "ladle:root"  # user property: the state root that owns the dataset
 
 
@@ -459,9 +459,16 @@ class ZfsSnapshotter(Snapshotter):
         row = self.store.get("snapshots", key=key, name=snap)
         return put("snapshots", {"key": key, "name": snap}, None, row)
 
+    def _category(self, key: str) -> list[Step]:
+        """The category's dataset, for a root made before it existed (image layers)."""
+        top = self.ds(key.rsplit("/", 1)[0])
+        if not key.startswith("layers/") or self.offline or zfs_list(self.runner, top, ["origin"]):
+            return []
+        return [ZfsCreate(top)]
+
     def new(self, key: str) -> list[Step]:
         self._absent(key)
-        return [ZfsCreate(self.ds(key)), self._record(key, "active", "full", None, None)]
+        return [*self._category(key), ZfsCreate(self.ds(key)), self._record(key, "active", "full", None, None)]
 
     def prepare(self, key: str, parent: str) -> list[Step]:
         """A clone of snapshot `parent`, recorded as both its parent and its origin.

@@ -341,7 +341,7 @@ class Monitor:
         pot.stopping = True
         if pot.main and not pot.main_done:
             pot.signalled = True
-            self._kill(pot.main, signal.SIGTERM, group=True)
+            self._kill(pot.main, int(m.get("signal") or signal.SIGTERM), group=True)  # an image's StopSignal
             self.later(float(m.get("timeout", 10)), lambda: self._end_sandbox(pot))
         else:
             self._end_sandbox(pot)

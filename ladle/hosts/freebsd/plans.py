@@ -12,6 +12,7 @@ of being gone already.
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 from ladle import names
@@ -74,6 +75,9 @@ def mount_steps(path: str, mounts: list[Mount]) -> list[Step]:
     return steps
 
 
+_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
+
+
 def env_pairs(env: dict[str, str]) -> list[str]:
     for key in env:
         names.env_pair(f"{key}=")
@@ -89,8 +93,28 @@ def main_argv(spec: RuntimeSpec) -> list[str]:
     command in root's home directory; it runs in '/', like pot's.
     """
     env = {"PATH": DEFAULT_PATH, "HOME": "/root", **spec.env}
+    if spec.argv is not None:
+        return image_argv(spec, env)
     return ["jexec", "-U", "root", names.pot_name(spec.name), "/usr/bin/env", "-i", *env_pairs(env),
             "/bin/sh", "-c", f"exec {spec.cmd}"]
+
+
+def image_argv(spec: RuntimeSpec, env: dict[str, str]) -> list[str]:
+    """An image's command, exec form: `env -i VAR=... jexec -d WORKDIR -U USER NAME ARGV...`.
+
+    The host's env(1) sets the environment and jexec (by its full path: env looks a utility up
+    in the new PATH, the image's), without -l, passes it on, so the image
+    needs neither /bin/sh nor /usr/bin/env (freebsd-static and -dynamic have neither); PATH is
+    the default one when the image sets none (FreeBSD's release images set no Env). jexec -U
+    takes a user name of the jail's passwd: a numeric User or a group is refused."""
+    user = spec.user or "root"
+    if ":" in user or user.isdigit():
+        raise UsageError(f"image user {user!r}: on FreeBSD a pot from an image runs as a user name of its"
+                         " /etc/passwd (jexec -U), not a uid or a group")
+    if not _USER.fullmatch(user):
+        raise UsageError(f"invalid image user {names.short(user)}")
+    return ["env", "-i", *env_pairs(env), "/usr/sbin/jexec", "-d", spec.workdir or "/", "-U", user,
+            names.pot_name(spec.name), *(spec.argv or [])]
 
 
 def exec_argv(spec: RuntimeSpec, argv: list[str], env: dict[str, str]) -> list[str]:

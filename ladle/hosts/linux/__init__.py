@@ -107,7 +107,7 @@ class LinuxHost(Host):
         from ladle.hosts.linux.steps import LinuxCgroup, LinuxEnter, LinuxMain, LinuxSandbox, spec_to_json
 
         container.check_spec(spec)
-        container.command_argv(spec.cmd)
+        container.spec_argv(spec)
         data = spec_to_json(spec)
         group = cgroup.pot_dir(self.root, spec.name)
         # Host-side steps (veths, limits) go between the sandbox and `enter`: they address the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -68,6 +69,67 @@ def command_argv(cmd: str) -> tuple[list[str], str | None]:
         return words, None
     probe = words[0] if _PLAIN_WORD.fullmatch(words[0]) else None
     return ["/bin/sh", "-c", f"exec {cmd}"], probe
+
+
+def spec_argv(spec: RuntimeSpec) -> tuple[list[str], str | None]:
+    """The pot's argv and the program to look for first: an image's exec form as it is (many
+    images have no /bin/sh), else pot's command line as `command_argv` reads it."""
+    if spec.argv is not None:
+        if not spec.argv:
+            raise SpawnError("no command to run")
+        return list(spec.argv), spec.argv[0] if "/" not in spec.argv[0] else None
+    return command_argv(spec.cmd)
+
+
+def resolve_user(user: str, root: str = "/") -> tuple[int, int, list[int]]:
+    """image-spec's User (`user`, `uid`, `user:group`, `uid:gid`, ...) as uid, gid and the
+    supplementary groups, from the pot's own /etc/passwd and /etc/group (read under `root`, the
+    pot's root once joined). A name it does not know is an error; numbers need no entry."""
+    name, _, group = user.partition(":")
+    passwd = _entries(os.path.join(root, "etc/passwd"))
+    groups = _entries(os.path.join(root, "etc/group"))
+    by_name = {e[0]: e for e in passwd if len(e) >= 4}
+    if name.isdigit():
+        uid = int(name)
+        entry = next((e for e in passwd if len(e) >= 4 and e[2] == name), None)
+    elif name in by_name:
+        entry = by_name[name]
+        uid = int(entry[2])
+    else:
+        raise SpawnError(f"unable to find user {name}: no matching entries in the pot's /etc/passwd")
+    if group:
+        if group.isdigit():
+            return uid, int(group), []
+        found = next((g for g in groups if len(g) >= 3 and g[0] == group), None)
+        if found is None:
+            raise SpawnError(f"unable to find group {group}: no matching entries in the pot's /etc/group")
+        return uid, int(found[2]), []
+    gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    login = entry[0] if entry else None
+    extra = [int(g[2]) for g in groups if len(g) >= 4 and g[2].isdigit() and login in g[3].split(",")]
+    return uid, gid, sorted(set(extra) - {gid})
+
+
+def _entries(path: str, limit: int = 4 << 20) -> list[list[str]]:
+    """The colon-separated lines of a pot's passwd or group file; none if it is missing or is
+    not a regular file (a FIFO there must not hang the spawn)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return []
+        text = f.read(limit).decode(errors="replace")
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def become(user: str) -> None:
+    """Take the identity of image-spec's `user` (in the pot, before exec; capabilities go with root)."""
+    uid, gid, extra = resolve_user(user)
+    os.setgroups(extra)
+    os.setgid(gid)
+    os.setuid(uid)
 
 
 def _single_command(cmd: str) -> bool:

@@ -192,6 +192,7 @@ class LinuxLauncher(Launcher):
             raise StateError(f"pot {pot} is not running")
         argv, env = list(request["argv"]), dict(request["env"])
         probe, mlock, cwd = request.get("probe"), bool(request.get("mlock")), str(request.get("cwd") or "/")
+        user = str(request.get("user") or "")
         program = self._seccomp() if request.get("seccomp", True) else b""
         group = cgroup.of_process(sandbox.pid)  # pid 1's: where the pot's processes live
         procs: list[int] = []  # its cgroup2 group's cgroup.procs, and its v1 groups' (limits)
@@ -214,6 +215,8 @@ class LinuxLauncher(Launcher):
             if probe and container.find_program(probe, env) is None:
                 raise SpawnError(f"cannot run {probe!r}: No such file or directory")
             caps.drop(mlock)
+            if user:
+                container.become(user)  # after the capability drop, which needs root's
             if program:
                 seccomp.apply(program)
 

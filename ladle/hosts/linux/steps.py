@@ -259,17 +259,20 @@ class LinuxMain(Step):
         from ladle.hosts.linux import container
 
         spec = spec_from_json(self.spec)
-        argv, probe = container.command_argv(spec.cmd)
+        argv, probe = container.spec_argv(spec)
         return {"pot": self.pot, "argv": argv, "env": container.pot_env(spec), "probe": probe,
-                "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "cwd": "/", "persistent": spec.persistent,
+                "mlock": spec.attr_on("mlock"), "seccomp": seccomp_on(spec), "cwd": spec.workdir or "/",
+                "user": spec.user, "persistent": spec.persistent,
                 "on_exit": self.on_exit, "log": spec.log_path, "run_dir": spec.run_dir}
 
     def render(self) -> list[str]:
         req = self.request()
         run = req["run_dir"].rstrip("/")
         env = [f"{k}={v}" for k, v in req["env"].items()]
-        argv = ["nsenter", "--target", "$PID1", "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd=/",
-                "--", "setpriv", *caps_flags(req["mlock"]), "--", "env", "-i", *env, *req["argv"]]
+        user = ["--reuid", req["user"].partition(":")[0], "--init-groups"] if req["user"] else []
+        argv = ["nsenter", "--target", "$PID1", "--mount", "--uts", "--ipc", "--net", "--pid", "--root",
+                f"--wd={req['cwd']}", "--", "setpriv", *caps_flags(req["mlock"]), *user, "--", "env", "-i", *env,
+                *req["argv"]]
         line = shlex.join(argv).replace("'$PID1'", PID1)
         return [f"# by the monitor, which copies the output to {req['log']} and records the run:",
                 *join_cgroup(self.cgroup),

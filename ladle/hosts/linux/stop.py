@@ -26,11 +26,27 @@ if TYPE_CHECKING:
 KILL_WAIT = 10.0  # seconds for a SIGKILLed namespace to be torn down
 
 
+def signal_number(name: str) -> int | None:
+    """An image's StopSignal (`SIGTERM`, `TERM`, `15`, `SIGRTMIN+3`) as a number; None: SIGTERM."""
+    if not name:
+        return None
+    if name.isdigit():
+        return int(name)
+    name = name.upper() if name.upper().startswith("SIG") else "SIG" + name.upper()
+    for base in ("SIGRTMIN", "SIGRTMAX"):
+        if name.startswith(base) and name[len(base):] and name[len(base)] in "+-":
+            return int(getattr(signal, base)) + int(name[len(base):])
+    sig = getattr(signal.Signals, name, None)
+    if sig is None:
+        raise HostError(f"unknown stop signal {name[:40]}")
+    return int(sig)
+
+
 def stop(spec: RuntimeSpec, monitor: MonitorClient, store: Store | None) -> None:
     row = store.get("runs", pot=spec.name) if store is not None else None
     if row is not None and row["state"] == "running":
         _exec_stop(spec, monitor)
-    reply = monitor.request("stop", pot=spec.name, timeout=spec.stop_timeout)
+    reply = monitor.request("stop", pot=spec.name, timeout=spec.stop_timeout, signal=signal_number(spec.stop_signal))
     if reply.get("state") is None and row is not None and row["state"] == "running":
         _kill_leftover(spec.name, row)
         if store is not None:
