@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS bases (
 );
 -- pots' JSON columns (comments stay out of the column list, which ALTER TABLE ... DROP COLUMN
 -- rewrites): net, the network's settings (engine/potnet.py); life, healthcheck, hooks and
--- dependencies (engine/life.py); image, how a pot made from an image runs (engine/imagepots.py)
+-- dependencies (engine/health.py, hooks.py, deps.py); image, how a pot made from an image runs (engine/imagepots.py)
 CREATE TABLE IF NOT EXISTS pots (
     name TEXT PRIMARY KEY, base TEXT NOT NULL, type TEXT NOT NULL, level INTEGER NOT NULL,
     potbase TEXT, cmd TEXT NOT NULL, env TEXT NOT NULL, attrs TEXT NOT NULL,
