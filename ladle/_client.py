@@ -493,6 +493,23 @@ class Client:
         from ladle.engine.images import rmi
         return self._change(lambda e: rmi(e, ref), recover=False)
 
+    def tag(self, source: str, dest: str) -> Change:
+        """Give the image `source` names (NAME:TAG, NAME@DIGEST, DIGEST) the name `dest` too."""
+        from ladle.engine.images import tag
+        return self._change(lambda e: tag(e, source, dest), recover=False)
+
+    def save(self, ref: str, path: str) -> Change:
+        """Write an image of the store to `path` as an OCI layout archive (skopeo's oci-archive:)."""
+        from ladle.engine.images import save
+        names.host_path("-o", path)
+        return self._change(lambda e: save(e, ref, path), recover=False)
+
+    def load(self, path: str) -> Change:
+        """Load the images of an OCI layout archive, each blob checked as it streams in."""
+        from ladle.engine.images import load
+        names.host_path("-i", path)
+        return self._change(lambda e: load(e, path), recover=False)
+
     def image_prune(self) -> Change:
         """Remove the blobs no image references, and what interrupted pulls left."""
         from ladle.engine.images import prune

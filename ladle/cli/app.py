@@ -14,7 +14,7 @@ VERBS = frozenset((
     "mount-in", "mount-out", "copy-in", "copy-out", "snapshot", "snap", "rollback", "revert", "snapshots",
     "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "signal", "wait", "last-run-stats",
     "run", "network", "create-private-bridge", "destroy-private-bridge", "set-network", "export-ports",
-    "set-hosts", "pull", "push", "login", "images", "rmi", "image"))
+    "set-hosts", "pull", "push", "login", "images", "rmi", "image", "tag", "save", "load"))
 _VALUED = ("--root", "--host")
 
 

@@ -64,7 +64,7 @@ def pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, *, insecu
             return _pull(store, blobs, ref, platform, insecure, progress, added)
         except BaseException:
             if held.upgrade():  # else another pull may be using them: prune will see to them
-                _forget(store, blobs, added)
+                forget(store, blobs, added)
             raise
 
 
@@ -128,7 +128,7 @@ def _fetch(reg: Registry, blobs: BlobStore, ref: Ref, d: Descriptor, progress: P
             time.sleep(BACKOFF * 2 ** attempt)
 
 
-def _forget(store: Store, blobs: BlobStore, added: list[str]) -> None:
+def forget(store: Store, blobs: BlobStore, added: list[str]) -> None:
     """Remove what a failed pull brought, unless an image uses it (it may be a shared layer)."""
     try:
         keep = index.referenced(store, blobs)
