@@ -137,10 +137,11 @@ def _open(path: str, source: str) -> Iterator[tarfile.TarFile]:
         raise UsageError(f"no archive {short(path)}") from None
     except OSError as e:
         raise UsageError(f"cannot read {source}: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{source} is not a file")
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb", buffering=BUFFER) as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"{source} is not a file")
-        os.set_blocking(fd, True)
         try:
             tar = tarfile.open(fileobj=f, mode="r|*", bufsize=BUFFER)  # noqa: SIM115  (closed below)
         except (tarfile.TarError, OSError) as e:
