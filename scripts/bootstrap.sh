@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what ladle and its tests need on a fresh Debian machine, idempotently and quickly when
 # everything is already there: Debian packages, a running zfs-fuse daemon, and the virtualenv.
-# With --bench, also podman and runc for the benchmarks.
+# With --bench, also podman, runc and debootstrap for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +15,7 @@ packages=(zfs-fuse busybox-static catatonit iproute2 nftables util-linux libsecc
 packages+=(gcc libc6-dev)
 # the images tests: a real registry, skopeo as the independent client, htpasswd for Basic auth, zstd layers
 packages+=(docker-registry skopeo apache2-utils zstd)
-[ "${1:-}" = "--bench" ] && packages+=(podman runc hyperfine)
+[ "${1:-}" = "--bench" ] && packages+=(podman runc hyperfine debootstrap)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 
 missing=()
