@@ -27,7 +27,7 @@ from ladle.state.store import Store
 # (what, done, total): one blob's progress, for whoever shows it
 Progress = Callable[[str, int, int], None]
 MAX_NESTING = 2  # an index of indexes is allowed, once
-PARALLEL = 3  # blobs downloaded at once
+PARALLEL = 6  # blobs downloaded at once: every layer of a typical image, each hashed and synced in its own thread
 
 
 @dataclass(frozen=True)
