@@ -97,7 +97,7 @@ def save(eng: Engine, text: str, path: str) -> str:
 
 def load(eng: Engine, path: str) -> str:
     """Load an OCI layout archive; a load that fails removes what it brought (as a failed pull)."""
-    from ladle.images import archive, index, transfer
+    from ladle.images import archive, index
     if eng.dry_run:
         raise UsageError("load has no dry run")
     blobs = _blobs(eng)
@@ -108,7 +108,7 @@ def load(eng: Engine, path: str) -> str:
             loaded = archive.load(eng.store, blobs, path, os_name, arch, added)
         except BaseException:
             if held.upgrade():
-                transfer.forget(eng.store, blobs, added)
+                index.forget(eng.store, blobs, added)
             raise
         unused = set(added) - index.referenced(eng.store, blobs)
         if unused and held.upgrade():  # blobs the archive had that no image it named uses
