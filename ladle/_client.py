@@ -557,7 +557,7 @@ def _apply_flavours(client: Client, name: str, found: list[Flavour]) -> None:
             undone = f"pot {name} destroyed"
         except LadleError as again:
             undone = f"pot {name} left behind: {again}"
-        message = f"{where}: {e}; {undone}"
+        message = f"{where} ({undone}): {e}"  # the error last: a start's ends with its log
         try:
             failure = type(e)(message)
         except TypeError:  # one with arguments of its own (CommandFailed): its kind is enough

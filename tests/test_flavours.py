@@ -102,16 +102,28 @@ def test_a_failing_line_destroys_the_pot(bb: Ladle, tmp_path: Path) -> None:
     flavour = tmp_path / "copy"
     flavour.write_text(f"set-env -E A=1\ncopy-in -s {tmp_path}/absent -d /x\n")
     said = bb.fails("create", "-p", "c", "-b", "busybox", "-f", str(flavour))
-    assert said.startswith(f"ladle: flavour copy line 2 (copy-in -s {tmp_path}/absent -d /x): "), said
-    assert said.endswith("pot c destroyed"), said
+    assert said.startswith(f"ladle: flavour copy line 2 (copy-in -s {tmp_path}/absent -d /x) (pot c destroyed): "), \
+        said
     nothing_of(bb, "c")
 
 
 def test_a_failing_script_destroys_the_pot_and_stops_it_first(bb: Ladle, tmp_path: Path) -> None:
     (tmp_path / "boom.sh").write_text("echo partial > /partial\nexit 3\n")
     said = bb.fails("create", "-p", "d", "-b", "busybox", "-c", "sleep 1000", "-f", str(tmp_path / "boom.sh"))
-    assert said == "ladle: flavour boom script: boom.sh exited 3; pot d destroyed", said
+    assert said == "ladle: flavour boom script (pot d destroyed): boom.sh exited 3", said
     nothing_of(bb, "d")
+
+
+def test_a_script_needs_a_pot_whose_command_starts(bb: Ladle, tmp_path: Path) -> None:
+    """The pot starts with its own command, as pot's does: busybox has no /etc/rc."""
+    (tmp_path / "s.sh").write_text("true\n")
+    proc = bb("create", "-p", "r", "-b", "busybox", "-f", str(tmp_path / "s.sh"), check=False)
+    assert proc.returncode == 1
+    first = proc.stderr.splitlines()[0]
+    assert first == "ladle: flavour s script (pot r destroyed): pot r did not start: its command exited with code " \
+        "2; the end of its log:", proc.stderr
+    assert "/etc/rc" in proc.stderr
+    nothing_of(bb, "r")
 
 
 def test_an_unknown_flavour_changes_nothing(bb: Ladle, flavours: Path) -> None:
