@@ -64,6 +64,7 @@ def test_skopeo_archive_loads_and_saves_back_bit_for_bit(ladle: Ladle, layout: L
     assert json.loads((back / "index.json").read_text())["manifests"][0]["digest"] == digest
     for d in layout.closure(digest):
         assert (back / "blobs/sha256" / d[7:]).read_bytes() == layout.blobs[d]
+    assert sha(skopeo("inspect", "--raw", f"oci-archive:{saved}").stdout.encode()) == digest  # its one image
 
 
 def test_an_archive_of_an_index_loads_this_hosts_image(ladle: Ladle, layout: Layout, tmp_path: Path) -> None:
@@ -76,6 +77,10 @@ def test_an_archive_of_an_index_loads_this_hosts_image(ladle: Ladle, layout: Lay
             if m["platform"]["architecture"] == HOST_ARCH)
     assert row["manifest"] == mine["digest"]
     assert layout.closure(mine["digest"]) <= stored(ladle)
+    saved = tmp_path / "saved.tar"  # this host's image, as it was pulled
+    ladle("save", "localhost/multi", "-o", str(saved))
+    assert sha(skopeo("inspect", "--raw", f"oci-archive:{saved}:localhost/multi:latest").stdout.encode()) == \
+        mine["digest"]
 
 
 def test_tag_names_the_same_image_and_rmi_of_one_name_keeps_it(ladle: Ladle, registry: Registry,
