@@ -28,6 +28,7 @@ bench: bootstrap
 	$(PY) bench/ls_many
 	$(PY) bench/memory
 	$(PY) bench/net_latency
+	$(PY) bench/pull
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

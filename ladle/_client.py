@@ -12,8 +12,10 @@ any thread and never use signals.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ladle import _log, names
@@ -25,6 +27,7 @@ from ladle.hosts import this_host
 if TYPE_CHECKING:
     from ladle._models import Base, Fscomp, Image, LastRun, Network, Pot, PotInfo, PotStats, Process, Resources
     from ladle._results import Change, RunResult
+    from ladle.engine.flavours import Flavour
     from ladle.plan.runner import Runner
     from ladle.state.store import Store
     from ladle.supervise.client import MonitorClient
@@ -143,7 +146,8 @@ class Client:
                potbase: str | None = None, cmd: str | None = None, network: str = "none",
                persistent: bool | None = None, attrs: dict[str, str] | None = None,
                addresses: list[str] | None = None, bridge: str | None = None, stack: str | None = None,
-               dns: list[str] | None = None, image: str | None = None, insecure: bool = False) -> Change:
+               dns: list[str] | None = None, image: str | None = None, insecure: bool = False,
+               flavours: list[str] | None = None) -> Change:
         """A pot, with pot's types and levels (see the README). `network` is inherit, none, alias,
         public-bridge or private-bridge (on `bridge`); `addresses` are pot's `-i` (auto or an IP
         per IP version on a bridge, `[IF|]IP` for alias), `stack` ipv4, ipv6 or dual, `dns` the
@@ -151,7 +155,10 @@ class Client:
 
         With `image` (a REF, pulled if it is not in the store) the pot's tree is a layer on the
         image's and its command the image's; `cmd` then replaces the image's Cmd (one word per
-        argument, split as a shell would), and no base, type, level or -P may be given."""
+        argument, split as a shell would), and no base, type, level or -P may be given.
+        `flavours` are applied in order, each's commands then its script (pot's `-f`); one that
+        fails destroys the pot again."""
+        from ladle.engine.flavours import find
         from ladle.engine.pots import create
         names.check("pot", name, potbase)
         names.check("base", base)
@@ -161,15 +168,26 @@ class Client:
         all_attrs = dict(attrs or {})
         if persistent is not None:
             all_attrs["persistent"] = "YES" if persistent else "NO"
+        found = [find(self.config, f) for f in flavours or []]
         if image is not None:
             from ladle.engine import imagepots
             names.text("the image", image)
             if base or potbase or level is not None or type != "multi":
                 raise UsageError("--image takes the place of -b, -t, -l and -P")
             args = _split(cmd) if cmd else []
-            return self._change(lambda e: imagepots.create(e, name, image, args, None, req, all_attrs, None,
+            made = self._change(lambda e: imagepots.create(e, name, image, args, None, req, all_attrs, None,
                                                            pull=True, insecure=insecure))
-        return self._change(lambda e: create(e, name, base, type, level, potbase, cmd, req, all_attrs))
+        else:
+            made = self._change(lambda e: create(e, name, base, type, level, potbase, cmd, req, all_attrs))
+        if not found:
+            return made
+        if self.dry_run:
+            then = [f"ladle {c.text} -p {name}" for fl in found for c in fl.calls]
+            then += [f"ladle exec {name} -- {fl.script} {name}" for fl in found if fl.script]
+            return replace(made, commands=made.commands + tuple(then))
+        _apply_flavours(self, name, found)
+        return replace(made, message=made.message + f" with flavour{'s' * (len(found) > 1)} "
+                       + ", ".join(fl.name for fl in found))
 
     def destroy(self, name: str, recursive: bool = False, force: bool = False) -> Change:
         """Destroy a pot; `recursive` also its dependants, `force` stops running ones first."""
@@ -601,6 +619,23 @@ class Client:
         names.text("the image reference", ref)
         return self._change(lambda e: commit(e, pot, ref))
 
+    def tag(self, source: str, dest: str) -> Change:
+        """Give the image `source` names (NAME:TAG, NAME@DIGEST, DIGEST) the name `dest` too."""
+        from ladle.engine.images import tag
+        return self._change(lambda e: tag(e, source, dest), recover=False)
+
+    def save(self, ref: str, path: str) -> Change:
+        """Write an image of the store to `path` as an OCI layout archive (skopeo's oci-archive:)."""
+        from ladle.engine.images import save
+        names.host_path("-o", path)
+        return self._change(lambda e: save(e, ref, path), recover=False)
+
+    def load(self, path: str) -> Change:
+        """Load the images of an OCI layout archive, each blob checked as it streams in."""
+        from ladle.engine.images import load
+        names.host_path("-i", path)
+        return self._change(lambda e: load(e, path), recover=False)
+
     def image_prune(self) -> Change:
         """Remove the blobs no image references, and what interrupted pulls left."""
         from ladle.engine.images import prune
@@ -609,6 +644,57 @@ class Client:
 
 MAX_KEEP = 1_000_000  # snapshots to keep: more than any layer has
 MAX_BRIDGE = 1 << 24  # pots on a private bridge: a /8's worth, more than any IPv4 network ladle carves from
+
+
+def _apply_flavours(client: Client, name: str, found: list[Flavour]) -> None:
+    """Each flavour's commands, then its script; the first failure destroys the new pot (as
+    pot's create does) and is raised, naming the flavour."""
+    from ladle.errors import LadleError
+    where = ""
+    try:
+        for fl in found:
+            for call in fl.calls:
+                where = f"{call.where} ({call.text})"
+                args = dict(call.args)
+                if call.method == "set_env":  # each line adds to what the pot has
+                    args["env"] = {**client.info(name).env, **args["env"]}
+                getattr(client, call.method)(name, **args)
+            if fl.script:
+                where = f"flavour {fl.name} script"
+                _run_script(client, name, fl.script)
+    except LadleError as e:
+        try:
+            client.destroy(name, force=True)
+            undone = f"pot {name} destroyed"
+        except LadleError as again:
+            undone = f"pot {name} left behind: {again}"
+        message = f"{where} ({undone}): {e}"  # the error last: a start's ends with its log
+        try:
+            failure = type(e)(message)
+        except TypeError:  # one with arguments of its own (CommandFailed): its kind is enough
+            from ladle.errors import HostError
+            failure = HostError(message)
+        raise failure from None
+
+
+def _run_script(client: Client, name: str, script: str) -> None:
+    """pot's flavour script: copied into the pot's /tmp, run there with the pot's name as $1,
+    the pot started for it (persistent for the while) and stopped after."""
+    from ladle.errors import HostError
+    inside = f"/tmp/{os.path.basename(script)}"
+    client.copy_in(name, script, inside, create_parents=True)
+    was = client.get_attr(name, "persistent")
+    if was != "YES":
+        client.set_attr(name, "persistent", "YES")
+    client.start(name)
+    try:
+        code = client.exec(name, ["/bin/sh", "-c", 'chmod 0755 "$0" && exec "$0" "$1"', inside, name])
+    finally:
+        client.stop(name)
+        if was != "YES":
+            client.set_attr(name, "persistent", was)
+    if code != 0:
+        raise HostError(f"{os.path.basename(script)} exited {code}")
 
 
 def _target(pot: str | None, fscomp: str | None) -> None:

@@ -13,6 +13,8 @@ The file is TOML (`/etc/ladle/ladle.toml` on Linux, `/usr/local/etc/ladle.toml` 
     network = "10.192.0.0/10"   # the IPv4 network of the public bridge; private bridges are carved from it
     network6 = "fd00:1:2::/48"  # the IPv6 prefix (/48 to /64); default: a ULA /48 made once per state root
     extif = "eth0"      # the host interface of alias addresses given without one; default: the IPv4 default route's
+    flavours_dir = "/srv/flavours"  # where `create -f NAME` looks; default /etc/ladle/flavours (FreeBSD:
+                                    # /usr/local/etc/ladle/flavours)
     pids_limit = 2048   # the most processes a pot may have unless `set-rss --pids` says otherwise (0: none)
 
 Every number has bounds (`BOUNDS`): a value out of them is refused when the file is read.
@@ -55,6 +57,8 @@ class Config:
     network: str = "10.192.0.0/10"  # pot's POT_NETWORK
     network6: str = ""  # '' for the state root's own ULA prefix (RFC 4193, in the settings table)
     extif: str = ""  # pot's POT_EXTIF, for `-N alias -i IP`; '' for the interface of the IPv4 default route
+    flavours_dir: str = ""  # `create -f NAME` finds NAME and NAME.sh here; '' for /etc/ladle/flavours
+    # (/usr/local/etc/ladle/flavours on FreeBSD)
     pids_limit: int = 2048  # a pot's pids limit unless set-rss --pids sets its own (as Podman's); 0: none
 
 
@@ -125,6 +129,8 @@ def _apply_file(cfg: Config, path: str) -> None:
     if cfg.extif and not IFNAME.fullmatch(cfg.extif):
         raise UsageError(f"config {path}: extif must be an interface name (at most 15 letters, digits, '.', '_' "
                          f"or '-'), not {cfg.extif!r}")
+    if cfg.flavours_dir and (not os.path.isabs(cfg.flavours_dir) or "\0" in cfg.flavours_dir):
+        raise UsageError(f"config {path}: flavours_dir must be an absolute path, not {cfg.flavours_dir!r}")
     cfg.root = _root(cfg.root, f"config {path}: root", cfg.host)
 
 

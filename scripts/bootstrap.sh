@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what ladle and its tests need on a fresh Debian machine, idempotently and quickly when
 # everything is already there: Debian packages, a running zfs-fuse daemon, and the virtualenv.
-# With --bench, also hyperfine for the benchmarks.
+# With --bench, also hyperfine and debootstrap for the benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ packages+=(gcc libc6-dev)
 packages+=(docker-registry skopeo apache2-utils zstd)
 # podman pulls and runs what ladle commits and pushes (runc: crun refuses this hybrid cgroup layout)
 packages+=(podman runc)
-[ "${1:-}" = "--bench" ] && packages+=(hyperfine)
+[ "${1:-}" = "--bench" ] && packages+=(hyperfine debootstrap)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 
 missing=()

@@ -46,6 +46,8 @@ def test_file_then_environment_then_flag(monkeypatch: pytest.MonkeyPatch, tmp_pa
     ('stack = 6\n', "stack must be a str"),
     ('extif = "a/b"\n', "extif must be an interface name"),
     ('extif = "a-very-long-interface"\n', "extif must be an interface name"),
+    ('flavours_dir = "flavours"\n', "flavours_dir must be an absolute path, not 'flavours'"),
+    ('flavours_dir = 1\n', "flavours_dir must be a str"),
 ])
 def test_bad_config_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str,
                                        error: str) -> None:

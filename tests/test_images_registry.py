@@ -503,7 +503,9 @@ def test_a_push_the_registry_refuses_is_one_line(ladle: Ladle, registry: Registr
     assert "access denied: DENIED: no pushing here" in line
 
 
-@pytest.mark.parametrize("argv", [["ls"], ["images"], ["rmi", "127.0.0.1:1/x:1"], ["image", "prune"]])
+@pytest.mark.parametrize("argv", [["ls"], ["images"], ["rmi", "127.0.0.1:1/x:1"], ["image", "prune"],
+                                  ["tag", "127.0.0.1:1/x:1", "y:1"], ["load", "-i", "/nonexistent.tar"],
+                                  ["save", "127.0.0.1:1/x:1", "-o", "/nonexistent/x"]])
 def test_only_the_commands_that_talk_to_registries_import_httpx(ladle: Ladle, argv: list[str]) -> None:
     code = ("import sys; from ladle.cli import main; main(sys.argv[1:]); "
             "print([m for m in ('httpx', 'rich', 'ladle.images.registry') if m in sys.modules], file=sys.stderr)")

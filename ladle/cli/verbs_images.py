@@ -1,4 +1,4 @@
-"""Verbs for images: pull, push, login, the list, rmi, commit and prune."""
+"""Verbs for images: pull, push, login, the list, tag, save, load, rmi, commit and prune."""
 
 from __future__ import annotations
 
@@ -43,6 +43,18 @@ def register(verbs: Verbs) -> None:
              "store a stopped pot's changes as a new layer on its image (or base) under image REF", changes=True)
     p.add_argument("-p", dest="pot", required=True, metavar="POT")
     p.add_argument("ref", metavar="REF", help="[REGISTRY/]NAME[:TAG] of the new image")
+
+    p = verb(verbs, "tag", change(lambda c, a: c.tag(a.source, a.dest)), "give an image of the store another name")
+    p.add_argument("source", metavar="SRC", help="NAME[:TAG], NAME@DIGEST or DIGEST")
+    p.add_argument("dest", metavar="DST", help="the new [REGISTRY/]NAME[:TAG]")
+
+    p = verb(verbs, "save", change(lambda c, a: c.save(a.ref, a.output)),
+             "write an image to an OCI layout archive (skopeo's oci-archive:FILE)")
+    p.add_argument("ref", metavar="REF", help="NAME[:TAG], NAME@DIGEST or DIGEST")
+    p.add_argument("-o", "--output", dest="output", required=True, metavar="FILE", help="the archive to write")
+
+    p = verb(verbs, "load", change(lambda c, a: c.load(a.input)), "load the images of an OCI layout archive")
+    p.add_argument("-i", "--input", dest="input", required=True, metavar="FILE", help="the archive to read")
 
     p = verb(verbs, "image", change(lambda c, a: c.image_prune()), "manage the image store")
     p.add_argument("action", choices=("prune",), help="prune: remove the blobs no image references, and the layer"

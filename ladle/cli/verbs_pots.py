@@ -44,6 +44,9 @@ def register(verbs: Verbs) -> None:
     net_args(p)
     p.add_argument("-d", dest="dns", action="append", metavar="SERVER",
                    help="a DNS server for its /etc/resolv.conf (repeatable; default: the host's resolv.conf)")
+    p.add_argument("-f", dest="flavours", action="append", metavar="FLAVOUR",
+                   help="apply a flavour: FLAVOUR (ladle commands for the pot) and/or FLAVOUR.sh (a script "
+                   "run inside it), from flavours_dir (default /etc/ladle/flavours) or a path (repeatable)")
 
     p = verb(verbs, "destroy", change(_destroy), "destroy a pot, a base, an fscomp or a private bridge", changes=True)
     p.add_argument("-p", dest="pot", metavar="POT")
@@ -116,7 +119,8 @@ def _bases(client: ladle.Client, args: argparse.Namespace) -> None:
 def _create(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:
     return client.create(args.name, args.base, type=args.type, level=args.level, potbase=args.potbase,
                          cmd=args.cmd, network=args.network, addresses=args.addresses, bridge=args.bridge,
-                         stack=args.stack, dns=args.dns, image=args.image, insecure=args.insecure)
+                         stack=args.stack, dns=args.dns, image=args.image, insecure=args.insecure,
+                         flavours=args.flavours)
 
 
 def _destroy(client: ladle.Client, args: argparse.Namespace) -> ladle.Change:

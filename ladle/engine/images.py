@@ -50,18 +50,73 @@ def pull(eng: Engine, text: str, insecure: bool, progress: Callable[[str, int, i
 
 def push(eng: Engine, source: str, dest: str | None, insecure: bool, chunk: int,
          progress: Callable[[str, int, int], None] | None) -> str:
-    from ladle.images import index, refs, transfer
+    from ladle.images import refs, transfer
     if eng.dry_run:
         raise UsageError("push has no dry run")
     target = refs.parse(source if dest is None else dest)
     blobs = _blobs(eng)
     with blobs.lock(shared=True, timeout=default_timeout()):
-        found = index.find(eng.store, source)
-        if len({r["manifest"] for r in found}) > 1:
-            raise UsageError(f"{source} names more than one image: give NAME:TAG or NAME@DIGEST")
-        digest = transfer.push(eng.store, blobs, found[0], target, insecure=insecure, chunk=chunk,
+        digest = transfer.push(eng.store, blobs, _one(eng, source), target, insecure=insecure, chunk=chunk,
                                progress=progress)
     return f"pushed {target} ({digest})"
+
+
+def tag(eng: Engine, source: str, dest: str) -> str:
+    """A new name for an image of the store: DEST's tag moves to SOURCE's image (the blobs stay)."""
+    from ladle.images import index, refs
+    if eng.dry_run:
+        raise UsageError("tag has no dry run")
+    target = refs.parse(dest)
+    blobs = _blobs(eng)
+    with blobs.lock(shared=True, timeout=default_timeout()):
+        row = _one(eng, source)
+        if target.digest and target.digest not in (row["digest"], row["manifest"]):
+            raise UsageError(f"{dest}: image {source} has manifest {row['manifest']}, not {target.digest}")
+        index.record(eng.store, target, row["digest"], row["manifest"], row["media_type"], row["size"],
+                     row["created"], row["pulled"])
+    return f"tagged {source} as {target}"
+
+
+def _one(eng: Engine, text: str) -> dict[str, Any]:
+    """The one image a REF names (a bare name with several digests is ambiguous)."""
+    from ladle.images import index
+    found = index.find(eng.store, text)
+    if len({r["manifest"] for r in found}) > 1:
+        raise UsageError(f"{text} names more than one image: give NAME:TAG or NAME@DIGEST")
+    return found[0]
+
+
+def save(eng: Engine, text: str, path: str) -> str:
+    from ladle.images import archive
+    if eng.dry_run:
+        raise UsageError("save has no dry run")
+    blobs = _blobs(eng)
+    with blobs.lock(shared=True, timeout=default_timeout()):
+        row = _one(eng, text)
+        size = archive.save(blobs, row, path)
+    return f"saved {text} ({row['manifest']}) to {path} ({size} bytes)"
+
+
+def load(eng: Engine, path: str) -> str:
+    """Load an OCI layout archive; a load that fails removes what it brought (as a failed pull)."""
+    from ladle.images import archive, index
+    if eng.dry_run:
+        raise UsageError("load has no dry run")
+    blobs = _blobs(eng)
+    os_name, arch = platform()
+    with blobs.lock(shared=True, timeout=default_timeout()) as held:
+        added: list[str] = []
+        try:
+            loaded = archive.load(eng.store, blobs, path, os_name, arch, added)
+        except BaseException:
+            if held.upgrade():
+                index.forget(eng.store, blobs, added)
+            raise
+        unused = set(added) - index.referenced(eng.store, blobs)
+        if unused and held.upgrade():  # blobs the archive had that no image it named uses
+            for digest in unused:
+                blobs.remove(digest)
+    return "loaded " + ", ".join(loaded)
 
 
 def login(registry: str, user: str, password: str, insecure: bool) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ladle.errors import NotFound
+from ladle.errors import HostError, NotFound
 from ladle.images.blobs import BlobStore
 from ladle.images.media import MAX_MANIFEST, Manifest, parse
 from ladle.images.refs import DIGEST, Ref
@@ -72,3 +72,13 @@ def created_of(config: bytes) -> str | None:
     value = doc.get("created") if isinstance(doc, dict) else None
     return value if isinstance(value, str) and value.isprintable() and len(value) < 64 else None
 
+
+def forget(store: Store, blobs: BlobStore, added: list[str]) -> None:
+    """Remove what a failed pull or load brought, unless an image uses it (it may be a shared layer)."""
+    try:
+        keep = referenced(store, blobs)
+    except HostError:
+        return  # a damaged store: 'ladle image prune' sorts it out
+    for dg in added:
+        if dg not in keep:
+            blobs.remove(dg)

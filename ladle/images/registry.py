@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -51,6 +52,10 @@ class Registry:
 
     def __init__(self, registry: str, *, insecure: bool = False,
                  creds: tuple[str, str] | None = None) -> None:
+        # httpx imports its own command-line client (click, pygments, rich) whenever they are
+        # installed: a fifth of a pull's start-up, for a program ladle never runs. Marking the
+        # module absent makes httpx define its stub instead.
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
         import httpx
 
         self.registry = registry

@@ -27,7 +27,7 @@ from ladle.state.store import Store
 # (what, done, total): one blob's progress, for whoever shows it
 Progress = Callable[[str, int, int], None]
 MAX_NESTING = 2  # an index of indexes is allowed, once
-PARALLEL = 3  # blobs downloaded at once
+PARALLEL = 6  # blobs downloaded at once: every layer of a typical image, each hashed and synced in its own thread
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def pull(store: Store, blobs: BlobStore, ref: Ref, platform: Platform, *, insecu
             return _pull(store, blobs, ref, platform, insecure, progress, added)
         except BaseException:
             if held.upgrade():  # else another pull may be using them: prune will see to them
-                _forget(store, blobs, added)
+                index.forget(store, blobs, added)
             raise
 
 
@@ -126,17 +126,6 @@ def _fetch(reg: Registry, blobs: BlobStore, ref: Ref, d: Descriptor, progress: P
             if attempt == RETRIES:
                 raise
             time.sleep(BACKOFF * 2 ** attempt)
-
-
-def _forget(store: Store, blobs: BlobStore, added: list[str]) -> None:
-    """Remove what a failed pull brought, unless an image uses it (it may be a shared layer)."""
-    try:
-        keep = index.referenced(store, blobs)
-    except HostError:
-        return  # a damaged store: 'ladle image prune' sorts it out
-    for dg in added:
-        if dg not in keep:
-            blobs.remove(dg)
 
 
 def _bar(progress: Progress | None, d: Descriptor) -> Callable[[int, int], None] | None:

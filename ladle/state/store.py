@@ -91,13 +91,14 @@ CREATE TABLE IF NOT EXISTS bases (
     name TEXT PRIMARY KEY, release TEXT NOT NULL, source TEXT NOT NULL, layer TEXT NOT NULL,
     created REAL NOT NULL
 );
+-- pots' JSON columns (comments stay out of the column list, which ALTER TABLE ... DROP COLUMN
+-- rewrites): net, the network's settings (engine/potnet.py); life, healthcheck, hooks and
+-- dependencies (engine/health.py, hooks.py, deps.py); image, how a pot made from an image runs (engine/imagepots.py)
 CREATE TABLE IF NOT EXISTS pots (
     name TEXT PRIMARY KEY, base TEXT NOT NULL, type TEXT NOT NULL, level INTEGER NOT NULL,
     potbase TEXT, cmd TEXT NOT NULL, env TEXT NOT NULL, attrs TEXT NOT NULL,
     network TEXT NOT NULL, layer TEXT NOT NULL, created REAL NOT NULL,
-    net TEXT NOT NULL DEFAULT '{}',  -- JSON: the network's settings (engine/potnet.py)
-    life TEXT NOT NULL DEFAULT '{}',  -- JSON: healthcheck, hooks, dependencies (engine/life.py)
-    image TEXT NOT NULL DEFAULT '{}'  -- JSON: how a pot made from an image runs (engine/imagepots.py)
+    net TEXT NOT NULL DEFAULT '{}', life TEXT NOT NULL DEFAULT '{}', image TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS fscomps (
     name TEXT PRIMARY KEY, layer TEXT NOT NULL, created REAL NOT NULL
