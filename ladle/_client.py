@@ -619,6 +619,22 @@ class Client:
         names.text("the image reference", ref)
         return self._change(lambda e: commit(e, pot, ref))
 
+    def build(self, file: str, tag: str, context: str = ".", *, build_args: dict[str, str] | None = None,
+              network: str = "none", no_cache: bool = False, insecure: bool = False,
+              stdio: tuple[int, int, int] | None = None, say: Callable[[str], None] | None = None) -> Change:
+        """Build image `tag` from the Containerfile `file` with the files of `context`: one layer
+        per RUN, COPY and ADD, each step cached. `say` hears each step's line (and CACHED); RUN's
+        output goes to `stdio` (captured and dropped without)."""
+        from ladle.engine.build import build
+        names.host_path("-f", file)
+        names.host_path("the build context", context)
+        names.text("-t", tag)
+        args = dict(build_args or {})
+        for k, v in args.items():
+            names.text("--build-arg", f"{k}={v}")
+        return self._change(lambda e: build(e, file, tag, context, args, network, no_cache, insecure, stdio,
+                                            say or (lambda _: None)))
+
     def tag(self, source: str, dest: str) -> Change:
         """Give the image `source` names (NAME:TAG, NAME@DIGEST, DIGEST) the name `dest` too."""
         from ladle.engine.images import tag

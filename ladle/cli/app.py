@@ -15,7 +15,7 @@ VERBS = frozenset((
     "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "signal", "wait", "last-run-stats",
     "run", "network", "create-private-bridge", "destroy-private-bridge", "set-network", "export-ports",
     "set-hosts", "pull", "push", "login", "images", "rmi", "image", "set-health", "healthcheck", "add-dep",
-    "del-dep", "set-hook", "restart", "boot", "commit", "tag", "save", "load", "set-rss", "get-rss", "stats",
+    "del-dep", "set-hook", "restart", "boot", "commit", "build", "tag", "save", "load", "set-rss", "get-rss", "stats",
     "ps"))
 _VALUED = ("--root", "--host")
 

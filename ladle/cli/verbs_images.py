@@ -44,6 +44,19 @@ def register(verbs: Verbs) -> None:
     p.add_argument("-p", dest="pot", required=True, metavar="POT")
     p.add_argument("ref", metavar="REF", help="[REGISTRY/]NAME[:TAG] of the new image")
 
+    p = verb(verbs, "build", _build, "build an image from a Containerfile (FROM, RUN, COPY, ADD, ENV, ARG, WORKDIR,"
+             " USER, CMD, ENTRYPOINT, EXPOSE, VOLUME, LABEL, STOPSIGNAL), each step cached")
+    p.add_argument("-f", "--file", dest="file", default=None, metavar="FILE",
+                   help="the Containerfile (default: DIR/Containerfile, else DIR/Dockerfile)")
+    p.add_argument("-t", "--tag", dest="tag", required=True, metavar="REF", help="[REGISTRY/]NAME[:TAG] of the image")
+    p.add_argument("--build-arg", dest="build_args", action="append", default=[], metavar="NAME=VALUE",
+                   help="a value for an ARG (repeatable)")
+    p.add_argument("--network", dest="network", default="none", metavar="none|inherit",
+                   help="the network of RUN steps (default none)")
+    p.add_argument("--no-cache", dest="no_cache", action="store_true", help="make every step again")
+    p.add_argument("--insecure", action="store_true", help="allow plain HTTP and unverified TLS pulling FROM's image")
+    p.add_argument("context", nargs="?", default=".", metavar="DIR", help="the build context (default: .)")
+
     p = verb(verbs, "tag", change(lambda c, a: c.tag(a.source, a.dest)), "give an image of the store another name")
     p.add_argument("source", metavar="SRC", help="NAME[:TAG], NAME@DIGEST or DIGEST")
     p.add_argument("dest", metavar="DST", help="the new [REGISTRY/]NAME[:TAG]")
@@ -126,3 +139,24 @@ def _progress(quiet: bool) -> Iterator[Bar | None]:
             bars.update(tasks[what], completed=done)  # type: ignore[arg-type]
 
         yield bar
+
+
+def _build(client: ladle.Client, args: argparse.Namespace) -> None:
+    import os
+    build_args = {}
+    for item in args.build_args:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise Refused(f"--build-arg takes NAME=VALUE, not {item!r}")
+        build_args[key] = value
+    file = args.file
+    if file is None:
+        file = os.path.join(args.context, "Containerfile")
+        if not os.path.exists(file) and os.path.exists(os.path.join(args.context, "Dockerfile")):
+            file = os.path.join(args.context, "Dockerfile")
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+    result = client.build(file, args.tag, args.context, build_args=build_args, network=args.network,
+                          no_cache=args.no_cache, insecure=args.insecure, stdio=(0, 1, 2), say=say)
+    print(result.message)

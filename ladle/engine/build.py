@@ -1,0 +1,446 @@
+"""`ladle build -f FILE -t REF [DIR]`: an image from a Containerfile, one layer per RUN, COPY and
+ADD, each made in a pot and committed as `ladle commit` does.
+
+Every step ends at an image: the current image's config changed (ENV, USER, CMD, ...) or a new
+layer on its layers. A layer step runs in a non-persistent pot on the current image (network
+none unless asked, the image's env, user and workdir, the build arguments in its env for RUN);
+its overlay upper is the layer; the pot is destroyed whatever happens. Each step's image is kept
+in the index as `ladle.build/cache:<key>`, the key a hash of the image before it, the step's text
+and, for COPY/ADD, the copied files' contents and modes, for RUN the build arguments: a second
+build of an unchanged file finds every step there and ends at the same digest. `-t REF` is
+recorded last, so a failed build names nothing.
+
+The context is confined: a source must resolve (following links) inside DIR, and its files are
+staged into a private directory without following any link, then copied in with copy-in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ladle import names
+from ladle.engine import fscomps, imagepots, images, potnet, pots
+from ladle.engine.core import Engine
+from ladle.errors import HostError, LadleError, UsageError
+from ladle.images import containerfile as cf
+from ladle.state.locks import default_timeout
+from ladle.state.steps import put
+
+CACHE = "ladle.build/cache"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+Say = Callable[[str], None]
+
+
+@dataclass
+class State:
+    """The image so far: its index row (None: scratch), config and layer descriptors."""
+    row: dict[str, Any] | None
+    config: dict[str, Any]
+    layers: list[dict[str, Any]]
+    args: dict[str, str] = field(default_factory=dict)  # the build arguments in scope
+
+    @property
+    def parent(self) -> str:
+        return self.row["manifest"] if self.row else "scratch"
+
+    def conf(self) -> dict[str, Any]:
+        if not isinstance(self.config.get("config"), dict):
+            self.config["config"] = {}
+        conf: dict[str, Any] = self.config["config"]
+        return conf
+
+    def env(self) -> dict[str, str]:
+        out = {}
+        for e in self.conf().get("Env") or []:
+            k, _, v = e.partition("=")
+            out[k] = v
+        return out
+
+
+def _load(eng: Engine, row: dict[str, Any]) -> State:
+    from ladle.images import index
+    blobs = images._blobs(eng)
+    manifest = index.manifest_of(blobs, row)
+    config = json.loads(blobs.read(manifest.config.digest, images.MAX_CONFIG))
+    conf = {k: v for k, v in (config.get("config") or {}).items()}
+    for key in list(conf):  # one spelling of each key (FreeBSD's images say `cmd`)
+        canon = {"cmd": "Cmd", "env": "Env", "entrypoint": "Entrypoint", "user": "User",
+                 "workingdir": "WorkingDir"}.get(key.lower())
+        if canon and key != canon:
+            conf.setdefault(canon, conf.pop(key))
+    config["config"] = conf
+    return State(row, config, [{"mediaType": d.media_type, "digest": d.digest, "size": d.size}
+                               for d in manifest.layers])
+
+
+def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, str], network: str,
+          no_cache: bool, insecure: bool, stdio: tuple[int, int, int] | None, say: Say) -> str:
+    from ladle.images import refs
+    if eng.dry_run:
+        raise UsageError("build has no dry run")
+    target = refs.parse(tag)
+    if network not in ("none", "inherit"):
+        raise UsageError(f"build's --network is none or inherit, not {names.short(network)}")
+    ctx = os.path.realpath(context)
+    if not os.path.isdir(ctx):
+        raise UsageError(f"the build context {names.shown(context)} is not a directory")
+    try:
+        with open(file, "rb") as f:
+            body = f.read(cf.MAX_FILE + 1)
+    except FileNotFoundError:
+        raise UsageError(f"no Containerfile {names.shown(file)}") from None
+    except OSError as e:
+        raise UsageError(f"{names.shown(file)}: {e.strerror}") from None
+    where = os.path.basename(file)
+    steps = cf.parse(body, where)
+    _precheck(steps, ctx, build_args, where)
+    eng.store  # noqa: B018  (initialised)
+    if eng.snap.name != "dir" or eng.cfg.host != "linux":
+        raise UsageError("build needs dir storage on Linux (its layers are overlayfs uppers, as commit's)")
+    pre: dict[str, str] = {}
+    state: State | None = None
+    for n, ins in enumerate(steps, 1):
+        label = f"STEP {n}/{len(steps)}: {ins.text}"
+        say(label)
+        at = f"{where} line {ins.line}"
+        if ins.kind == "ARG":
+            name, default = cf.arg(ins, at)
+            value = build_args.get(name, default)
+            if state is None:
+                pre[name] = value or ""
+                continue
+            state.args[name] = value if value is not None else pre.get(name, "")
+            continue
+        if ins.kind == "FROM":
+            state = _from(eng, cf.words(ins.args, pre, at), insecure)
+            continue
+        assert state is not None
+        key = _key(eng, state, ins, at, no_cache, ctx)
+        if key.cached is not None:
+            say("--> CACHED")
+            state = key.cached
+            continue
+        try:
+            state = _step(eng, state, ins, at, key, network, stdio)
+        except LadleError as e:
+            raise _failed(e, f"{label}: {e}") from None
+        finally:
+            if key.staged:
+                shutil.rmtree(key.staged, ignore_errors=True)
+        assert state.row is not None
+        say(f"--> {state.row['manifest'][:19]}")
+    if state is None or state.row is None:
+        raise UsageError(f"{where}: FROM scratch and nothing added: there is no image to name")
+    from ladle.images import index
+    r = state.row
+    index.record(eng.store, target, r["digest"], r["manifest"], r["media_type"], r["size"], r["created"], time.time())
+    return f"built {target} ({r['manifest']})"
+
+
+def _precheck(steps: list[cf.Instruction], ctx: str, build_args: dict[str, str], where: str) -> None:
+    """What can be checked before anything is made: arguments, COPY sources (as far as the
+    file's own ARGs and ENVs expand them) inside the context."""
+    env: dict[str, str] = {}
+    for ins in steps:
+        at = f"{where} line {ins.line}"
+        if ins.kind == "ARG":
+            name, default = cf.arg(ins, at)
+            env[name] = build_args.get(name, default or "")
+        elif ins.kind in ("ENV", "LABEL"):
+            pairs = cf.pairs(ins, env, at)
+            if ins.kind == "ENV":
+                env.update(pairs)
+        elif ins.kind in ("COPY", "ADD"):
+            srcs, _ = _sources(ins, env, at)
+            for s in srcs:
+                _inside(ctx, s, at)
+        elif ins.kind in ("USER", "WORKDIR", "STOPSIGNAL") and len(cf.words(ins.args, env, at)) != 1:
+            raise UsageError(f"{at}: {ins.kind} takes one word")
+
+
+def _sources(ins: cf.Instruction, env: dict[str, str], at: str) -> tuple[list[str], str]:
+    found = cf.exec_form(ins.args) or cf.words(ins.args, env, at)
+    if found and found[0].startswith("--"):
+        raise UsageError(f"{at}: {ins.kind} {found[0][:30]} is not supported")
+    if len(found) < 2:
+        raise UsageError(f"{at}: {ins.kind} needs SOURCE... DEST")
+    for s in found[:-1]:
+        if "://" in s:
+            raise UsageError(f"{at}: {ins.kind} of a URL is not supported: local files of the context only")
+    return found[:-1], found[-1]
+
+
+def _inside(ctx: str, src: str, at: str) -> str:
+    """The source's path, which must resolve inside the context (its links followed there)."""
+    path = os.path.realpath(os.path.join(ctx, src.lstrip("/")))
+    if os.path.commonpath([ctx, path]) != ctx:
+        raise UsageError(f"{at}: source {names.shown(src)} is outside the build context")
+    if not os.path.lexists(path):
+        raise UsageError(f"{at}: source {names.shown(src)} does not exist in the build context")
+    return path
+
+
+def _from(eng: Engine, found: list[str], insecure: bool) -> State:
+    if len(found) != 1:
+        raise UsageError("FROM takes one image (FROM IMAGE or FROM scratch; AS is not supported)")
+    if found[0] == "scratch":
+        os_name, arch = images.platform()
+        return State(None, {"architecture": arch, "os": os_name, "config": {},
+                            "rootfs": {"type": "layers", "diff_ids": []}}, [])
+    names.text("the image", found[0])
+    blobs = images._blobs(eng)
+    with blobs.lock(shared=True, timeout=default_timeout()):
+        row = imagepots._find(eng, found[0], True, insecure, None)
+        return _load(eng, row)
+
+
+@dataclass
+class Key:
+    digest: str
+    cached: State | None
+    staged: str | None = None  # COPY and ADD: the staged files' directory
+
+
+def _key(eng: Engine, state: State, ins: cf.Instruction, at: str, no_cache: bool, ctx: str) -> Key:
+    """The step's cache key, and the image it made before if the index still has it."""
+    doc: dict[str, Any] = {"parent": state.parent, "step": ins.text, "env": state.env()}
+    if ins.kind == "RUN":
+        doc["args"] = state.args
+    staged = None
+    if ins.kind in ("COPY", "ADD"):
+        staged = tempfile.mkdtemp(prefix="build-", dir=eng.root)
+        try:
+            doc["files"] = _stage(state, ins, at, ctx, staged)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return Key(digest, None if no_cache else _cached(eng, state, digest), staged)
+
+
+def _cached(eng: Engine, state: State, digest: str) -> State | None:
+    """The image a step made before, if the index and the content store still have it whole."""
+    rows = eng.store.all("images", name=CACHE, tag=digest)
+    if not rows:
+        return None
+    blobs = images._blobs(eng)
+    try:
+        found = _load(eng, rows[0])
+    except LadleError:
+        return None
+    if not all(blobs.has(d["digest"]) for d in found.layers):
+        return None
+    found.args = dict(state.args)
+    return found
+
+
+def _stage(state: State, ins: cf.Instruction, at: str, ctx: str, staged: str) -> str:
+    """Copy the sources into `staged/N/` without following any link, owned by root; the hash of
+    their names, types, modes and contents."""
+    srcs, _ = _sources(ins, {**state.args, **state.env()}, at)
+    h = hashlib.sha256()
+    for n, s in enumerate(srcs):
+        path = _inside(ctx, s, at)
+        top = os.path.join(staged, str(n))
+        os.mkdir(top)
+        name = os.path.basename(path) or "root"
+        if ins.kind == "ADD" and os.path.isfile(path) and _archive(path):
+            raise UsageError(f"{at}: ADD of an archive ({names.shown(s)}) is not unpacked by ladle: COPY it and"
+                             " RUN tar")
+        _copy(path, os.path.join(top, name), h, name)
+    return h.hexdigest()
+
+
+def _archive(path: str) -> bool:
+    import tarfile
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _copy(src: str, dst: str, h: Any, rel: str) -> None:
+    st = os.lstat(src)
+    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(src)
+        h.update(target.encode() + b"\0")
+        os.symlink(target, dst)
+    elif stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst)
+        for name in sorted(os.listdir(src)):
+            _copy(os.path.join(src, name), os.path.join(dst, name), h, f"{rel}/{name}")
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    elif stat.S_ISREG(st.st_mode):
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f, open(dst, "xb") as out:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    # FIFOs, sockets and device nodes of the context are not copied (nor hashed)
+
+
+def _failed(e: LadleError, message: str) -> LadleError:
+    try:
+        return type(e)(message)
+    except TypeError:  # an error with arguments of its own: its kind is enough
+        return HostError(message)
+
+
+def _step(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, network: str,
+          stdio: tuple[int, int, int] | None) -> State:
+    """Apply one step that missed the cache; the image it ends at, recorded under its key."""
+    new = State(state.row, json.loads(json.dumps(state.config)), list(state.layers), dict(state.args))
+    conf = new.conf()
+    env = {**state.args, **state.env()}
+    k = ins.kind
+    if k in cf.LAYERS:
+        return _layer(eng, new, ins, at, key, network, stdio)
+    if k == "ENV":
+        cur = state.env()
+        cur.update(cf.pairs(ins, env, at))
+        conf["Env"] = [f"{a}={b}" for a, b in cur.items()]
+    elif k == "LABEL":
+        conf["Labels"] = {**(conf.get("Labels") or {}), **dict(cf.pairs(ins, env, at))}
+    elif k == "WORKDIR":
+        path = os.path.normpath(os.path.join(conf.get("WorkingDir") or "/", cf.words(ins.args, env, at)[0]))
+        conf["WorkingDir"] = path
+    elif k == "USER":
+        conf["User"] = cf.words(ins.args, env, at)[0]
+    elif k == "STOPSIGNAL":
+        conf["StopSignal"] = cf.words(ins.args, env, at)[0]
+    elif k in ("CMD", "ENTRYPOINT"):
+        conf["Cmd" if k == "CMD" else "Entrypoint"] = cf.command(ins)
+        if k == "ENTRYPOINT":
+            conf.pop("Cmd", None)  # as Docker: a new entrypoint drops the inherited Cmd
+    elif k == "EXPOSE":
+        ports: dict[str, Any] = {}
+        for p in cf.words(ins.args, env, at):
+            port, _, proto = p.partition("/")
+            if not port.isdigit() or not 0 < int(port) < 65536 or proto not in ("", "tcp", "udp", "sctp"):
+                raise UsageError(f"{at}: EXPOSE takes PORT[/tcp|udp|sctp], not {names.short(p)}")
+            ports[f"{int(port)}/{proto or 'tcp'}"] = {}
+        conf["ExposedPorts"] = {**(conf.get("ExposedPorts") or {}), **ports}
+    elif k == "VOLUME":
+        vols = cf.exec_form(ins.args) or cf.words(ins.args, env, at)
+        for v in vols:
+            if not v.startswith("/") or ".." in v.split("/"):
+                raise UsageError(f"{at}: VOLUME takes absolute paths, not {names.short(v)}")
+        conf["Volumes"] = {**(conf.get("Volumes") or {}), **{os.path.normpath(v): {} for v in vols}}
+    new.config["history"] = [*(new.config.get("history") or []),
+                             {"created_by": ins.text, "empty_layer": True}]
+    return _record(eng, new, key, ins, None)
+
+
+def _record(eng: Engine, state: State, key: Key, ins: cf.Instruction, layer: Any) -> State:
+    """Store the image (config, manifest) and name it by the step's key."""
+    from ladle.images import commit as mk
+    from ladle.images import index, refs
+    blobs = images._blobs(eng)
+    with blobs.lock(shared=True, timeout=default_timeout()):
+        digest, size, created = mk.image(blobs, state.config, state.layers, [layer] if layer else [], ins.text)
+        index.record(eng.store, refs.Ref("ladle.build", "cache", key.digest, None), digest, digest, mk.OCI_MANIFEST,
+                     size, created, time.time())
+    found = _load(eng, eng.store.all("images", name=CACHE, tag=key.digest)[0])
+    found.args = state.args
+    return found
+
+
+def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, network: str,
+           stdio: tuple[int, int, int] | None) -> State:
+    """RUN, COPY or ADD in a pot on the current image; its changes as one new layer."""
+    from ladle.engine.run import _attached
+    from ladle.images import commit as mk
+    if state.row is None:
+        if ins.kind == "RUN":
+            raise UsageError(f"{at}: RUN needs an image with a shell: FROM scratch has no files yet")
+        assert key.staged is not None
+        return _scratch_layer(eng, state, ins, at, key)
+    name = f"build-{os.urandom(5).hex()}"
+    ref = state.row["name"] + ":" + state.row["tag"] if state.row["tag"] else state.row["manifest"]
+    argv = cf.command(ins) if ins.kind == "RUN" else ["/bin/true"]
+    made = False
+    try:
+        imagepots.create(eng, name, ref, argv[1:], argv[0], potnet.request(network), {"persistent": "NO"}, None,
+                         pull=False)
+        made = True
+        row = eng.pot(name)
+        if ins.kind == "RUN":
+            if state.args:
+                env = {**state.args, **row["env"]}
+                if "PATH" not in env:
+                    env["PATH"] = DEFAULT_PATH.split("=", 1)[1]
+                eng.execute("build", f"pot:{name}", [put("pots", {"name": name}, {**row, "env": env}, row)])
+            code = _attached(eng, name, stdio, remove=False).exit_code
+            if code != 0:
+                raise HostError(f"exited {code}")
+        else:
+            assert key.staged is not None
+            _copy_in(eng, state, name, ins, at, key.staged)
+        row = eng.pot(name)
+        blobs = images._blobs(eng)
+        with blobs.lock(shared=True, timeout=default_timeout()):
+            layer = mk.store_layer(blobs, eng.snap.path(row["layer"]), overlay=True)
+        return _record(eng, state, key, ins, layer)
+    finally:
+        if made:
+            pots.destroy(eng, name, recursive=False, force=True)
+
+
+def _dest(state: State, ins: cf.Instruction, at: str) -> tuple[str, bool]:
+    """COPY's destination in the image (relative to the workdir) and whether it is a directory."""
+    srcs, dest = _sources(ins, {**state.args, **state.env()}, at)
+    as_dir = dest.endswith("/") or len(srcs) > 1
+    path = os.path.normpath(os.path.join(state.conf().get("WorkingDir") or "/", dest))
+    return path, as_dir
+
+
+def _copy_in(eng: Engine, state: State, name: str, ins: cf.Instruction, at: str, staged: str) -> None:
+    dest, as_dir = _dest(state, ins, at)
+    for n in sorted(os.listdir(staged), key=int):
+        top = os.path.join(staged, n)
+        (entry,) = os.listdir(top)
+        src = os.path.join(top, entry)
+        if os.path.isdir(src) and not os.path.islink(src):  # a directory's contents go to DEST
+            for child in sorted(os.listdir(src)):
+                fscomps.copy(eng, name, "in", os.path.join(src, child), dest.rstrip("/") + "/", True)
+            if not os.listdir(src):
+                raise UsageError(f"{at}: source {entry} is an empty directory (nothing to copy)")
+        else:
+            fscomps.copy(eng, name, "in", src, dest + ("/" if as_dir else ""), True)
+
+
+def _scratch_layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key) -> State:
+    """COPY onto nothing: the staged files laid out at their destination, as a whole-tree layer."""
+    from ladle.images import commit as mk
+    assert key.staged is not None
+    dest, as_dir = _dest(state, ins, at)
+    tree = os.path.join(key.staged, "tree")
+    os.mkdir(tree, 0o755)
+    for n in sorted((x for x in os.listdir(key.staged) if x.isdigit()), key=int):
+        (entry,) = os.listdir(os.path.join(key.staged, n))
+        src = os.path.join(key.staged, n, entry)
+        is_dir = os.path.isdir(src) and not os.path.islink(src)
+        target = os.path.join(tree, dest.lstrip("/"))
+        if not is_dir and (as_dir or dest == "/"):
+            target = os.path.join(target, entry)
+        os.makedirs(os.path.dirname(target) if not is_dir else target, mode=0o755, exist_ok=True)
+        if is_dir:
+            for child in os.listdir(src):
+                os.rename(os.path.join(src, child), os.path.join(target, child))
+        else:
+            os.rename(src, target)
+    blobs = images._blobs(eng)
+    with blobs.lock(shared=True, timeout=default_timeout()):
+        layer = mk.store_layer(blobs, tree, overlay=False)
+    return _record(eng, state, key, ins, layer)
