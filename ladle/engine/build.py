@@ -406,18 +406,33 @@ def _dest(state: State, ins: cf.Instruction, at: str) -> tuple[str, bool]:
 
 
 def _copy_in(eng: Engine, state: State, name: str, ins: cf.Instruction, at: str, staged: str) -> None:
+    """Copy the staged sources in with copy-in: a directory's contents, or files, into DEST made a
+    directory first (copy-in follows the pot's own links, inside the pot, to make it); a single
+    file to DEST itself."""
     dest, as_dir = _dest(state, ins, at)
-    for n in sorted(os.listdir(staged), key=int):
-        top = os.path.join(staged, n)
-        (entry,) = os.listdir(top)
-        src = os.path.join(top, entry)
+    tops = [os.path.join(staged, n, os.listdir(os.path.join(staged, n))[0])
+            for n in sorted(os.listdir(staged), key=int)]
+    into = as_dir or any(os.path.isdir(t) and not os.path.islink(t) for t in tops)
+    marker = f".ladle-build-{os.urandom(6).hex()}"
+    if into:
+        open(os.path.join(staged, marker), "x").close()
+        fscomps.copy(eng, name, "in", os.path.join(staged, marker), os.path.join(dest, marker), True)
+    for src in tops:
         if os.path.isdir(src) and not os.path.islink(src):  # a directory's contents go to DEST
             for child in sorted(os.listdir(src)):
-                fscomps.copy(eng, name, "in", os.path.join(src, child), dest.rstrip("/") + "/", True)
-            if not os.listdir(src):
-                raise UsageError(f"{at}: source {entry} is an empty directory (nothing to copy)")
+                fscomps.copy(eng, name, "in", os.path.join(src, child), dest, False)
         else:
-            fscomps.copy(eng, name, "in", src, dest + ("/" if as_dir else ""), True)
+            fscomps.copy(eng, name, "in", src, dest, not into)
+    if into:
+        _drop(eng.snap.path(eng.pot(name)["layer"]), marker)
+
+
+def _drop(upper: str, marker: str) -> None:
+    """Remove the marker from the pot's upper directory (not running: nothing moves under us)."""
+    for dirpath, dirnames, filenames in os.walk(upper):
+        if marker in filenames:
+            os.unlink(os.path.join(dirpath, marker))
+            return
 
 
 def _scratch_layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key) -> State:
