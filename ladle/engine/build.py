@@ -427,9 +427,22 @@ def _copy_in(eng: Engine, state: State, name: str, ins: cf.Instruction, at: str,
         _drop(eng.snap.path(eng.pot(name)["layer"]), marker)
 
 
+def _tree_dir(tree: str, rel: str, at: str) -> str:
+    """mkdir -p of `rel` in the new tree, never through a link an earlier source put there."""
+    cur = tree
+    for part in [p for p in rel.split("/") if p]:
+        cur = os.path.join(cur, part)
+        if os.path.islink(cur) or (os.path.lexists(cur) and not os.path.isdir(cur)):
+            raise UsageError(f"{at}: the destination passes through {names.shown('/' + os.path.relpath(cur, tree))},"
+                             " which an earlier source made a link or a file")
+        if not os.path.lexists(cur):
+            os.mkdir(cur, 0o755)
+    return cur
+
+
 def _drop(upper: str, marker: str) -> None:
     """Remove the marker from the pot's upper directory (not running: nothing moves under us)."""
-    for dirpath, dirnames, filenames in os.walk(upper):
+    for dirpath, _, filenames in os.walk(upper):
         if marker in filenames:
             os.unlink(os.path.join(dirpath, marker))
             return
@@ -446,15 +459,16 @@ def _scratch_layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key:
         (entry,) = os.listdir(os.path.join(key.staged, n))
         src = os.path.join(key.staged, n, entry)
         is_dir = os.path.isdir(src) and not os.path.islink(src)
-        target = os.path.join(tree, dest.lstrip("/"))
+        rel = dest.strip("/")
         if not is_dir and (as_dir or dest == "/"):
-            target = os.path.join(target, entry)
-        os.makedirs(os.path.dirname(target) if not is_dir else target, mode=0o755, exist_ok=True)
-        if is_dir:
-            for child in os.listdir(src):
-                os.rename(os.path.join(src, child), os.path.join(target, child))
-        else:
-            os.rename(src, target)
+            rel = os.path.join(rel, entry)
+        parent = _tree_dir(tree, rel if is_dir else os.path.dirname(rel), at)
+        moves = [(os.path.join(src, c), os.path.join(parent, c)) for c in os.listdir(src)] if is_dir else \
+            [(src, os.path.join(parent, os.path.basename(rel)))]
+        for a, b in moves:
+            if os.path.lexists(b):
+                raise UsageError(f"{at}: two sources give {names.shown('/' + os.path.relpath(b, tree))}")
+            os.rename(a, b)
     blobs = images._blobs(eng)
     with blobs.lock(shared=True, timeout=default_timeout()):
         layer = mk.store_layer(blobs, tree, overlay=False)
