@@ -406,25 +406,47 @@ def _dest(state: State, ins: cf.Instruction, at: str) -> tuple[str, bool]:
 
 
 def _copy_in(eng: Engine, state: State, name: str, ins: cf.Instruction, at: str, staged: str) -> None:
-    """Copy the staged sources in with copy-in: a directory's contents, or files, into DEST made a
-    directory first (copy-in follows the pot's own links, inside the pot, to make it); a single
-    file to DEST itself."""
+    """Copy the staged sources in with copy-in, whose source is never a link (copy-in follows a
+    host link at the top: the operator's, not the context's): a directory goes in whole under
+    DEST's name, its links copied as links; files into DEST, made a directory first when it is
+    one, or to DEST itself. Missing directories are made by copy-in, inside the pot, following
+    the pot's own links there."""
     dest, as_dir = _dest(state, ins, at)
-    tops = [os.path.join(staged, n, os.listdir(os.path.join(staged, n))[0])
-            for n in sorted(os.listdir(staged), key=int)]
-    into = as_dir or any(os.path.isdir(t) and not os.path.islink(t) for t in tops)
-    marker = f".ladle-build-{os.urandom(6).hex()}"
-    if into:
-        open(os.path.join(staged, marker), "x").close()
-        fscomps.copy(eng, name, "in", os.path.join(staged, marker), os.path.join(dest, marker), True)
-    for src in tops:
-        if os.path.isdir(src) and not os.path.islink(src):  # a directory's contents go to DEST
-            for child in sorted(os.listdir(src)):
-                fscomps.copy(eng, name, "in", os.path.join(src, child), dest, False)
+    made: list[str] = []
+    for n in sorted(os.listdir(staged), key=int):
+        (entry,) = os.listdir(os.path.join(staged, n))
+        src = os.path.join(staged, n, entry)
+        if os.path.isdir(src):
+            if dest == "/":
+                for child in sorted(os.listdir(src)):
+                    if os.path.islink(os.path.join(src, child)):
+                        raise UsageError(f"{at}: {names.shown(entry + '/' + child)} is a link: a directory with"
+                                         " links at its top is not copied to /")
+                    fscomps.copy(eng, name, "in", os.path.join(src, child), "/", False)
+                continue
+            named = os.path.join(staged, n, os.path.basename(dest))
+            os.rename(src, named)
+            parent = os.path.dirname(dest)
+            made += _mkdir(eng, name, staged, parent)
+            fscomps.copy(eng, name, "in", named, parent, False)
+        elif as_dir:
+            made += _mkdir(eng, name, staged, dest)
+            fscomps.copy(eng, name, "in", src, dest, False)
         else:
-            fscomps.copy(eng, name, "in", src, dest, not into)
-    if into:
+            fscomps.copy(eng, name, "in", src, dest, True)
+    for marker in made:
         _drop(eng.snap.path(eng.pot(name)["layer"]), marker)
+
+
+def _mkdir(eng: Engine, name: str, staged: str, path: str) -> list[str]:
+    """Make directory `path` in the pot (copy-in's create-parents, with a marker file copied into
+    it and removed after); the marker's name."""
+    if path == "/":
+        return []
+    marker = f".ladle-build-{os.urandom(6).hex()}"
+    open(os.path.join(staged, marker), "x").close()
+    fscomps.copy(eng, name, "in", os.path.join(staged, marker), os.path.join(path, marker), True)
+    return [marker]
 
 
 def _tree_dir(tree: str, rel: str, at: str) -> str:
