@@ -52,6 +52,12 @@ NEW = ("create", "-p", "new", "-b", "busybox")
 PUB = (*NEW, "-N", "public-bridge")
 RUN = ("run", "-p", "new", "-N", "public-bridge")
 
+# Containerfiles for build's rows: each wrong before anything is made
+CONTAINERFILES = {"cf_unknown": "FROM scratch\nFROB x\n", "cf_escape": "FROM scratch\nCOPY ../file /x\n",
+                  "cf_scratch": "# nothing but a base\nFROM scratch\n", "cf_nofrom": "RUN true\n",
+                  "cf_two": "FROM scratch\nFROM scratch\n", "cf_quote": "FROM scratch\nENV A=\"b\n"}
+BUILD = ("build", "-t", "localhost/x:1")
+
 ROWS: list[Row] = [
     # global options and the verb
     r("--root", "--root must not be empty", "--root", "", "ls"),
@@ -684,6 +690,32 @@ ROWS: list[Row] = [
     r("load -i", "is not a tar archive", "load", "-i", "{truncated}"),
     r("image", "the following arguments are required: action", "image"),
     r("image action", "argument action: invalid choice: 'nosuch'", "image", "nosuch"),
+    # build
+    r("build", "the following arguments are required: -t", "build", "{dir}"),
+    r("build -t", "-t must not be empty", "build", "-t", "", "-f", "{cf_scratch}", "{dir}"),
+    r("build -t", "invalid tag 'bad/tag'", "build", "-t", "localhost/x:bad/tag", "-f", "{cf_scratch}", "{dir}"),
+    r("build -t", "argument -t/--tag: expected one argument", "build", "{dir}", "-t"),
+    r("build -f", "no Containerfile", *BUILD, "-f", "{missing}", "{dir}"),
+    r("build -f", "no Containerfile", *BUILD, "{dir}"),
+    r("build -f", "-f must not be empty", *BUILD, "-f", "", "{dir}"),
+    r("build -f", "Is a directory", *BUILD, "-f", "{dir}", "{dir}"),
+    r("build -f", "random.tar is not UTF-8 text", *BUILD, "-f", "{random}", "{dir}"),
+    r("build -f", "file line 1: unknown instruction a", *BUILD, "-f", "{file}", "{dir}"),
+    r("build -f", "cf_unknown line 2: unknown instruction FROB", *BUILD, "-f", "{cf_unknown}", "{dir}"),
+    r("build -f", "cf_escape line 2: source ../file is outside the build context", *BUILD, "-f", "{cf_escape}",
+      "{dir}"),
+    r("build -f", "FROM scratch and nothing added: there is no image to name", *BUILD, "-f", "{cf_scratch}",
+      "{dir}"),
+    r("build -f", "the first instruction (after ARGs) must be FROM", *BUILD, "-f", "{cf_nofrom}", "{dir}"),
+    r("build -f", "one FROM only", *BUILD, "-f", "{cf_two}", "{dir}"),
+    r("build -f", "an unterminated \" quote", *BUILD, "-f", "{cf_quote}", "{dir}"),
+    r("build context", "the build context", *BUILD, "-f", "{cf_scratch}", "{file}"),
+    r("build context", "is not a directory", *BUILD, "-f", "{cf_scratch}", "{missing}"),
+    r("build context", "the build context must not be empty", *BUILD, "-f", "{cf_scratch}", ""),
+    r("build --build-arg", "--build-arg takes NAME=VALUE, not 'NOEQ'", *BUILD, "--build-arg", "NOEQ", "{dir}"),
+    r("build --build-arg", "--build-arg takes NAME=VALUE, not '=v'", *BUILD, "--build-arg", "=v", "{dir}"),
+    r("build --network", "build's --network is none or inherit, not 'public-bridge'", *BUILD, "-f", "{cf_scratch}",
+      "--network", "public-bridge", "{dir}"),
     # set-rss, get-rss, stats, ps
     r("set-rss", "the following arguments are required: -p", "set-rss", "-M", "1G"),
     r("set-rss", "set-rss needs at least one of -C, -M, --pids, --pcpu", "set-rss", "-p", "p1"),
@@ -814,9 +846,11 @@ class World:
         (self.host / "empty\n.tar").write_bytes(b"")
         (self.host / "random.tar").write_bytes(bytes(range(256)) * 64)
         (self.host / "truncated.tar.gz").write_bytes(gzip.compress(b"x" * 100000)[:200])
+        for name, text in CONTAINERFILES.items():
+            (self.host / name).write_text(text)
         files = {"file": "file", "dir": "dir", "fifo": "fifo", "missing": "missing", "newline": "two\nlines",
                  "empty": "empty.tar", "empty_newline": "empty\n.tar", "random": "random.tar",
-                 "truncated": "truncated.tar.gz"}
+                 "truncated": "truncated.tar.gz"} | {name: name for name in CONTAINERFILES}
         self.paths = {name: str(self.host / file) for name, file in files.items()} | {"long": "/" + "x/" * 2100}
 
     def fill(self, text: str) -> str:

@@ -35,7 +35,7 @@ from ladle.images import containerfile as cf
 from ladle.state.locks import default_timeout
 from ladle.state.steps import put
 
-CACHE = "ladle.build/cache"
+CACHE = cf.CACHE
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Say = Callable[[str], None]
 
@@ -150,6 +150,9 @@ def _precheck(steps: list[cf.Instruction], ctx: str, build_args: dict[str, str],
     """What can be checked before anything is made: arguments, COPY sources (as far as the
     file's own ARGs and ENVs expand them) inside the context."""
     env: dict[str, str] = {}
+    base = next(i for i in steps if i.kind == "FROM")
+    if base.args.strip() == "scratch" and not any(i.kind != "ARG" for i in steps[steps.index(base) + 1:]):
+        raise UsageError(f"{where}: FROM scratch and nothing added: there is no image to name")
     for ins in steps:
         at = f"{where} line {ins.line}"
         if ins.kind == "ARG":

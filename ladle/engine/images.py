@@ -131,7 +131,8 @@ def login(registry: str, user: str, password: str, insecure: bool) -> str:
 def images(eng: Engine) -> list[Image]:
     from ladle._models import Image
     from ladle.images import index
-    rows = index.rows(eng.store)
+    from ladle.images.containerfile import CACHE
+    rows = [r for r in index.rows(eng.store) if r["name"] != CACHE]  # build's steps: `rmi` them by name
     return [Image(name=r["name"], tag=r["tag"], digest=r["digest"], manifest=r["manifest"], size=r["size"],
                   created=r["created"]) for r in rows]
 

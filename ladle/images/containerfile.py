@@ -21,6 +21,7 @@ KINDS = ("FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "CMD", "
          "LABEL", "STOPSIGNAL")
 LAYERS = ("RUN", "COPY", "ADD")  # the instructions that change the file system
 MAX_FILE = 1 << 20
+CACHE = "ladle.build/cache"  # the image index's name for each build step's image, tagged by its key
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
                   r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
