@@ -111,3 +111,28 @@ def test_from_scratch_copies_a_static_binary_into_an_image(ladle: Ladle, tmp_pat
     ladle("build", "-t", "localhost/scratch:1", str(ctx), timeout=120)
     assert ladle("run", "--rm", "localhost/scratch:1").stdout == "from scratch\n"
     assert ladle("run", "--rm", "localhost/scratch:1", "sh", "-c", "ls /bin").stdout == "busybox\n"
+
+
+def test_workdir_is_made_when_missing(ladle: Ladle, pushed: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    ctx = context(tmp_path, pushed["gzip"], "FROM {base}\nUSER root\nWORKDIR /new/dir\nRUN pwd > here\n"
+                                            "WORKDIR /other\nCMD [\"pwd\"]\n")
+    ladle("build", "-t", "localhost/wd:1", str(ctx), timeout=120)
+    assert ladle("run", "--rm", "localhost/wd:1").stdout == "/other\n"
+    assert ladle("run", "--rm", "localhost/wd:1", "cat /new/dir/here").stdout == "/new/dir\n"
+
+
+def test_add_copies_a_local_file_and_refuses_an_archive_or_a_url(ladle: Ladle, pushed: dict[str, str],  # noqa: F811
+                                                                 tmp_path: Path) -> None:
+    import tarfile
+    ctx = context(tmp_path, pushed["gzip"], "FROM {base}\nADD top.txt /srv/added\n")
+    ladle("build", "-t", "localhost/add:1", str(ctx), timeout=120)
+    assert ladle("run", "--rm", "localhost/add:1", "cat /srv/added").stdout == "top\n"
+    with tarfile.open(ctx / "a.tar", "w") as t:
+        t.add(ctx / "top.txt", arcname="top.txt")
+    (ctx / "Containerfile").write_text(f"FROM {pushed['gzip']}\nADD a.tar /srv/\n")
+    line = ladle.fails("build", "-t", "localhost/add:2", str(ctx))
+    assert line.endswith("ADD of an archive (a.tar) is not unpacked by ladle: COPY it and RUN tar")
+    (ctx / "Containerfile").write_text(f"FROM {pushed['gzip']}\nADD https://example.org/x /srv/\n")
+    line = ladle.fails("build", "-t", "localhost/add:3", str(ctx))
+    assert line.endswith("ADD of a URL is not supported: local files of the context only")
+    assert "localhost/add:2" not in ladle("images").stdout and ladle("ls", "-q").stdout == ""

@@ -318,6 +318,8 @@ def _step(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, net
     elif k == "WORKDIR":
         path = os.path.normpath(os.path.join(conf.get("WorkingDir") or "/", cf.words(ins.args, env, at)[0]))
         conf["WorkingDir"] = path
+        if state.row is not None:  # made if missing, as Docker does: a layer with the directory
+            return _layer(eng, new, ins, at, key, network, stdio)
     elif k == "USER":
         conf["User"] = cf.words(ins.args, env, at)[0]
     elif k == "STOPSIGNAL":
@@ -361,7 +363,8 @@ def _record(eng: Engine, state: State, key: Key, ins: cf.Instruction, layer: Any
 
 def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, network: str,
            stdio: tuple[int, int, int] | None) -> State:
-    """RUN, COPY or ADD in a pot on the current image; its changes as one new layer."""
+    """RUN, COPY, ADD or WORKDIR in a pot on the image `state.row` names; its changes as one new
+    layer of the image `state.config` describes."""
     from ladle.engine.run import _attached
     from ladle.images import commit as mk
     if state.row is None:
@@ -387,6 +390,13 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
             code = _attached(eng, name, stdio, remove=False).exit_code
             if code != 0:
                 raise HostError(f"exited {code}")
+        elif ins.kind == "WORKDIR":
+            staged = tempfile.mkdtemp(prefix="build-", dir=eng.root)
+            try:
+                for marker in _mkdir(eng, name, staged, state.conf()["WorkingDir"]):
+                    _drop(eng.snap.path(row["layer"]), marker)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
         else:
             assert key.staged is not None
             _copy_in(eng, state, name, ins, at, key.staged)
