@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from ladle import names
 from ladle.engine import fscomps, imagepots, images, potnet, pots
 from ladle.engine.core import Engine
 from ladle.errors import HostError, LadleError, UsageError
+from ladle.images import buildctx
 from ladle.images import containerfile as cf
 from ladle.state.locks import default_timeout
 from ladle.state.steps import put
@@ -138,8 +138,7 @@ def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, 
                 shutil.rmtree(key.staged, ignore_errors=True)
         assert state.row is not None
         say(f"--> {state.row['manifest'][:19]}")
-    if state is None or state.row is None:
-        raise UsageError(f"{where}: FROM scratch and nothing added: there is no image to name")
+    assert state is not None and state.row is not None  # _precheck refused a FROM scratch with nothing after
     from ladle.images import index
     r = state.row
     index.record(eng.store, target, r["digest"], r["manifest"], r["media_type"], r["size"], r["created"], time.time())
@@ -163,33 +162,11 @@ def _precheck(steps: list[cf.Instruction], ctx: str, build_args: dict[str, str],
             if ins.kind == "ENV":
                 env.update(pairs)
         elif ins.kind in ("COPY", "ADD"):
-            srcs, _ = _sources(ins, env, at)
+            srcs, _ = buildctx.sources(ins, env, at)
             for s in srcs:
-                _inside(ctx, s, at)
+                buildctx.inside(ctx, s, at)
         elif ins.kind in ("USER", "WORKDIR", "STOPSIGNAL") and len(cf.words(ins.args, env, at)) != 1:
             raise UsageError(f"{at}: {ins.kind} takes one word")
-
-
-def _sources(ins: cf.Instruction, env: dict[str, str], at: str) -> tuple[list[str], str]:
-    found = cf.exec_form(ins.args) or cf.words(ins.args, env, at)
-    if found and found[0].startswith("--"):
-        raise UsageError(f"{at}: {ins.kind} {found[0][:30]} is not supported")
-    if len(found) < 2:
-        raise UsageError(f"{at}: {ins.kind} needs SOURCE... DEST")
-    for s in found[:-1]:
-        if "://" in s:
-            raise UsageError(f"{at}: {ins.kind} of a URL is not supported: local files of the context only")
-    return found[:-1], found[-1]
-
-
-def _inside(ctx: str, src: str, at: str) -> str:
-    """The source's path, which must resolve inside the context (its links followed there)."""
-    path = os.path.realpath(os.path.join(ctx, src.lstrip("/")))
-    if os.path.commonpath([ctx, path]) != ctx:
-        raise UsageError(f"{at}: source {names.shown(src)} is outside the build context")
-    if not os.path.lexists(path):
-        raise UsageError(f"{at}: source {names.shown(src)} does not exist in the build context")
-    return path
 
 
 def _from(eng: Engine, found: list[str], insecure: bool) -> State:
@@ -222,7 +199,7 @@ def _key(eng: Engine, state: State, ins: cf.Instruction, at: str, no_cache: bool
     if ins.kind in ("COPY", "ADD"):
         staged = tempfile.mkdtemp(prefix="build-", dir=eng.root)
         try:
-            doc["files"] = _stage(state, ins, at, ctx, staged)
+            doc["files"] = buildctx.stage(ins, {**state.args, **state.env()}, at, ctx, staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
@@ -244,53 +221,6 @@ def _cached(eng: Engine, state: State, digest: str) -> State | None:
         return None
     found.args = dict(state.args)
     return found
-
-
-def _stage(state: State, ins: cf.Instruction, at: str, ctx: str, staged: str) -> str:
-    """Copy the sources into `staged/N/` without following any link, owned by root; the hash of
-    their names, types, modes and contents."""
-    srcs, _ = _sources(ins, {**state.args, **state.env()}, at)
-    h = hashlib.sha256()
-    for n, s in enumerate(srcs):
-        path = _inside(ctx, s, at)
-        top = os.path.join(staged, str(n))
-        os.mkdir(top)
-        name = os.path.basename(path) or "root"
-        if ins.kind == "ADD" and os.path.isfile(path) and _archive(path):
-            raise UsageError(f"{at}: ADD of an archive ({names.shown(s)}) is not unpacked by ladle: COPY it and"
-                             " RUN tar")
-        _copy(path, os.path.join(top, name), h, name)
-    return h.hexdigest()
-
-
-def _archive(path: str) -> bool:
-    import tarfile
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
-        return False
-
-
-def _copy(src: str, dst: str, h: Any, rel: str) -> None:
-    st = os.lstat(src)
-    h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
-    if stat.S_ISLNK(st.st_mode):
-        target = os.readlink(src)
-        h.update(target.encode() + b"\0")
-        os.symlink(target, dst)
-    elif stat.S_ISDIR(st.st_mode):
-        os.mkdir(dst)
-        for name in sorted(os.listdir(src)):
-            _copy(os.path.join(src, name), os.path.join(dst, name), h, f"{rel}/{name}")
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    elif stat.S_ISREG(st.st_mode):
-        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f, open(dst, "xb") as out:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-                out.write(chunk)
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    # FIFOs, sockets and device nodes of the context are not copied (nor hashed)
 
 
 def _failed(e: LadleError, message: str) -> LadleError:
@@ -412,7 +342,7 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
 
 def _dest(state: State, ins: cf.Instruction, at: str) -> tuple[str, bool]:
     """COPY's destination in the image (relative to the workdir) and whether it is a directory."""
-    srcs, dest = _sources(ins, {**state.args, **state.env()}, at)
+    srcs, dest = buildctx.sources(ins, {**state.args, **state.env()}, at)
     as_dir = dest.endswith("/") or len(srcs) > 1
     path = os.path.normpath(os.path.join(state.conf().get("WorkingDir") or "/", dest))
     return path, as_dir
@@ -462,19 +392,6 @@ def _mkdir(eng: Engine, name: str, staged: str, path: str) -> list[str]:
     return [marker]
 
 
-def _tree_dir(tree: str, rel: str, at: str) -> str:
-    """mkdir -p of `rel` in the new tree, never through a link an earlier source put there."""
-    cur = tree
-    for part in [p for p in rel.split("/") if p]:
-        cur = os.path.join(cur, part)
-        if os.path.islink(cur) or (os.path.lexists(cur) and not os.path.isdir(cur)):
-            raise UsageError(f"{at}: the destination passes through {names.shown('/' + os.path.relpath(cur, tree))},"
-                             " which an earlier source made a link or a file")
-        if not os.path.lexists(cur):
-            os.mkdir(cur, 0o755)
-    return cur
-
-
 def _drop(upper: str, marker: str) -> None:
     """Remove the marker from the pot's upper directory (not running: nothing moves under us)."""
     for dirpath, _, filenames in os.walk(upper):
@@ -497,7 +414,7 @@ def _scratch_layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key:
         rel = dest.strip("/")
         if not is_dir and (as_dir or dest == "/"):
             rel = os.path.join(rel, entry)
-        parent = _tree_dir(tree, rel if is_dir else os.path.dirname(rel), at)
+        parent = buildctx.tree_dir(tree, rel if is_dir else os.path.dirname(rel), at)
         moves = [(os.path.join(src, c), os.path.join(parent, c)) for c in os.listdir(src)] if is_dir else \
             [(src, os.path.join(parent, os.path.basename(rel)))]
         for a, b in moves:
