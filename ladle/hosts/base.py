@@ -252,6 +252,11 @@ class Host:
         """The host's memory in bytes (None: not known)."""
         return None
 
+    def oom_kills(self, pot: str) -> int | None:
+        """How many of the pot's processes the kernel killed for its memory limit so far (None:
+        not known here, its cgroup already gone or the host has no such counter)."""
+        return None
+
     def pinned(self, exclude: str | None = None) -> list[list[int]]:
         """The CPU lists of the pots pinned on this host now (but pot `exclude` of this state
         root), to balance a count (`-C N`) over."""

@@ -155,6 +155,12 @@ class LinuxHost(Host):
                     found.append(cpus)
         return found
 
+    def oom_kills(self, pot: str) -> int | None:
+        from ladle.hosts.linux import cgroup, limits
+
+        group = cgroup.pot_dir(self.root, pot)
+        return limits.oom_kills(group) if os.path.isdir(group) else None
+
     def usage(self, spec: RuntimeSpec, run: RunRecord) -> dict[str, float]:
         from ladle.hosts.linux import cgroup, limits
 
