@@ -216,3 +216,4 @@ class Process:
     host_pid: int
     uid: int
     command: str
+    user: str = ""  # the uid's name in the pot's own /etc/passwd, or the uid

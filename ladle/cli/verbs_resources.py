@@ -96,4 +96,4 @@ def _ps(client: ladle.Client, args: argparse.Namespace) -> None:
     if args.json:
         as_json(got)
         return
-    table(got, ["pid", "host_pid", "uid", "command"])
+    table(got, ["pid", "host_pid", "user", "command"])

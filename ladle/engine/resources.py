@@ -111,6 +111,24 @@ def stats(eng: Engine, names: list[str], interval: float = SAMPLE) -> list[PotSt
 
 
 def ps(eng: Engine, name: str) -> list[Process]:
+    """The pot's processes, each with its user's name from the pot's own /etc/passwd."""
     from ladle._models import Process
 
-    return [Process(**p) for p in eng.host.processes(*_running(eng, name))]
+    s, run = _running(eng, name)
+    got = eng.host.processes(s, run)
+    users = user_names(eng.host.passwd(s, run) or b"")
+    return [Process(**p, user=users.get(p["uid"], str(p["uid"]))) for p in got]
+
+
+def user_names(passwd: bytes) -> dict[int, str]:
+    """uid to name from a passwd file the pot wrote: the first name of a uid, and only names
+    that are plain words (no terminal escapes reach the host's screen), else the uid stays."""
+    import re
+
+    word = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
+    out: dict[int, str] = {}
+    for line in passwd.decode(errors="replace").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isascii() and parts[2].isdigit() and word.fullmatch(parts[0]):
+            out.setdefault(int(parts[2]), parts[0])
+    return out

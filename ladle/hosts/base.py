@@ -272,6 +272,11 @@ class Host:
         """The running pot's processes: pid (inside), host_pid, uid, command."""
         raise NotImplementedError
 
+    def passwd(self, spec: RuntimeSpec, run: RunRecord) -> bytes | None:
+        """The running pot's own /etc/passwd, read without following a link out of its root
+        (None: not there, not a regular file, or not readable so on this host)."""
+        return None
+
     def leftovers(self) -> dict[str, bool]:
         """Pots that the host tracks processes of by name (Linux: a cgroup each), whether or not a
         run records them, and whether processes are left; a jail is its own record (FreeBSD)."""

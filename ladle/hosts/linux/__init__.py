@@ -171,6 +171,13 @@ class LinuxHost(Host):
 
         return procs.listing(cgroup.pot_dir(self.root, spec.name))
 
+    def passwd(self, spec: RuntimeSpec, run: RunRecord) -> bytes | None:
+        from ladle.hosts.linux import cgroup, procs
+
+        if run.init_pid is None:
+            return None
+        return procs.read_in_pot(cgroup.pot_dir(self.root, spec.name), run.init_pid, "etc/passwd")
+
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         from ladle.hosts.linux import cgroup
         from ladle.hosts.linux.steps import LinuxCgroupRemove, LinuxStop, spec_to_json
