@@ -16,7 +16,7 @@ VERBS = frozenset((
     "run", "network", "create-private-bridge", "destroy-private-bridge", "set-network", "export-ports",
     "set-hosts", "pull", "push", "login", "images", "rmi", "image", "set-health", "healthcheck", "add-dep",
     "del-dep", "set-hook", "restart", "boot", "commit", "tag", "save", "load", "set-rss", "get-rss", "stats",
-    "ps"))
+    "ps", "show"))
 _VALUED = ("--root", "--host")
 
 
