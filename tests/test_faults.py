@@ -941,6 +941,7 @@ def exercise(w: World, row: Row, step: int) -> None:
     for cmd in row.first:
         w(cmd)
     repaired(w)
+    settled(w)
     consistent(w)
     if not w.rows("SELECT pot FROM runs WHERE state='running'"):
         assert not processes(w), "processes of a pot that is not running"
