@@ -23,7 +23,8 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "Client": "ladle._client",
     **{name: "ladle._models" for name in ("Base", "Export", "Fscomp", "LastRun", "MountPoint", "Pot",
-                                           "PotInfo", "PotStats", "Process", "Resources", "Run", "Storage")},
+                                           "PotInfo", "PotStats", "PotSummary", "Process", "Resources", "Run",
+                                           "Storage")},
     "Change": "ladle._results", "RunResult": "ladle._results",
     **{name: "ladle.errors" for name in ("Busy", "CommandFailed", "Exists", "HostError", "LadleError",
                                           "NotFound", "StateError", "UsageError")},
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # the names as mypy and IDEs see them (re-exported explicitly
     from ladle._models import Pot as Pot
     from ladle._models import PotInfo as PotInfo
     from ladle._models import PotStats as PotStats
+    from ladle._models import PotSummary as PotSummary
     from ladle._models import Process as Process
     from ladle._models import Resources as Resources
     from ladle._models import Run as Run

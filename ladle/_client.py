@@ -25,7 +25,19 @@ from ladle.errors import UsageError
 from ladle.hosts import this_host
 
 if TYPE_CHECKING:
-    from ladle._models import Base, Fscomp, Image, LastRun, Network, Pot, PotInfo, PotStats, Process, Resources
+    from ladle._models import (
+        Base,
+        Fscomp,
+        Image,
+        LastRun,
+        Network,
+        Pot,
+        PotInfo,
+        PotStats,
+        PotSummary,
+        Process,
+        Resources,
+    )
     from ladle._results import Change, RunResult
     from ladle.engine.flavours import Flavour
     from ladle.plan.runner import Runner
@@ -516,6 +528,13 @@ class Client:
         for name in pots or []:
             names.check("pot", name)
         return self._read(lambda e: stats(e, list(pots or []), interval))
+
+    def show(self, name: str | None = None) -> list[PotSummary]:
+        """pot's show: limits, usage, addresses and exports of the running pots (or of `name`)."""
+        from ladle.engine.resources import show
+        if name is not None:
+            names.check("pot", name)
+        return self._read(lambda e: show(e, name))
 
     def ps(self, name: str) -> list[Process]:
         """The running pot's processes."""

@@ -209,6 +209,17 @@ class PotStats:
 
 
 @dataclass(frozen=True)
+class PotSummary:
+    """One block of `ladle show` (pot's show): a running pot's limits and usage, addresses and
+    exports."""
+
+    name: str
+    resources: Resources
+    addresses: list[str] = field(default_factory=list)
+    ports: list[Export] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Process:
     """One line of `ladle ps`: a process of a running pot."""
 
@@ -216,3 +227,4 @@ class Process:
     host_pid: int
     uid: int
     command: str
+    user: str = ""  # the uid's name in the pot's own /etc/passwd, or the uid

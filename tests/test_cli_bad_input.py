@@ -759,6 +759,11 @@ ROWS: list[Row] = [
     r("ps positional", "pot p1 is not running", "ps", "p1"),
     r("ps positional", NO_POT, "ps", "nosuch"),
     r("ps -p", BAD_POT, "ps", "-p", "../x"),
+    r("show -p", "pot p1 is not running", "show", "-p", "p1"),
+    r("show -p", NO_POT, "show", "-p", "nosuch"),
+    r("show -p", BAD_POT, "show", "-p", "../x"),
+    r("show -p", "expected one argument", "show", "-p"),
+    r("show", "unrecognized arguments: p1", "show", "p1"),
 ]
 
 # What has no row, and why.

@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from ladle.cli import main as cli_main
+from ladle.storage.zfs import CATEGORIES
 from tests import leaks
 from tests.conftest import LADLE, Ladle
 from tests.zfs_pool import run_busy
@@ -834,7 +835,7 @@ TABLE = [
     Row("start-attached", "start", 5, ["start", "web"], one_shot, ran_once_more),
     # the root itself
     Row("init", "init", 5, ["init"], wiped, initialised, nth=1, first=("init",)),
-    Row("init-state", "init", 6, ["init"], wiped, initialised, nth=2, first=("init",)),
+    Row("init-state", "init", 7, ["init"], wiped, initialised, nth=2, first=("init",)),
     Row("gc-orphan", "gc", 1, ["gc"], orphan, orphan_gone),
     # bases
     Row("create-base", "create-base", 12, ["create-base", "-r", "busybox", "-b", "b2"], nothing,
@@ -898,7 +899,7 @@ def consistent(w: World) -> None:
     else:
         out = subprocess.run(["zfs", "list", "-H", "-o", "name", "-t", "all", "-r", w.dataset], capture_output=True,
                              text=True, check=True).stdout.split()
-        tops = {w.dataset, *(f"{w.dataset}/{c}" for c in ("bases", "pots", "fscomps"))}
+        tops = {w.dataset, *(f"{w.dataset}/{c}" for c in CATEGORIES)}
         assert set(out) == tops | {f"{w.dataset}/{k}" for k in layers | snaps}
     running = {str(p) for (p,) in w.rows("SELECT pot FROM runs WHERE state='running'")}
     root = str(w.cli.root)
@@ -940,6 +941,7 @@ def exercise(w: World, row: Row, step: int) -> None:
     for cmd in row.first:
         w(cmd)
     repaired(w)
+    settled(w)
     consistent(w)
     if not w.rows("SELECT pot FROM runs WHERE state='running'"):
         assert not processes(w), "processes of a pot that is not running"

@@ -805,3 +805,30 @@ def test_a_mount_point_that_leads_to_the_jails_root_is_refused(freebsd: FreeBSDP
         with pytest.raises(HostError, match=f"mount point {target} leads to the pot's root directory"):
             Executor(freebsd.ctx).run("start", "pot:app", [NullfsMount("/srv", str(tree), target)])
     assert not [line for line in freebsd.runner.lines if line.startswith("mount")]
+
+
+def test_set_rss_count_pins_the_cpus_the_fewest_running_jails_use() -> None:
+    """`-C 2` on a 4-CPU host where jail `a` is pinned to 0,1 and `b` to 0 (and `c` runs on all
+    of them, and the pot's own old jail on 2,3 does not count): CPUs 2 and 3, as potcpu picks."""
+    from types import SimpleNamespace
+
+    from ladle.engine import rss
+    from ladle.hosts.freebsd.rctl import JailLimits
+    runner = (RecordingRunner().answer(r"sysctl -n hw.ncpu", "4\n").answer(r"^jls name$", "a\nb\nc\ncapped\n")
+              .answer(r"cpuset -g -j a$", "jail 1 mask: 0, 1\n")
+              .answer(r"cpuset -g -j b$", "jail 2 mask: 0\njail 2 domain policy: first-touch mask: 0\n")
+              .answer(r"cpuset -g -j c$", "jail 3 mask: 0-3\n")
+              .answer(r"cpuset -g -j capped$", "jail 4 mask: 2, 3\n"))
+    host = FreeBSDHost(runner, ROOT)
+    eng = SimpleNamespace(offline=False, host=host, cfg=SimpleNamespace(pids_limit=2048))
+    limits = rss.resolve(eng, {"name": "capped", "attrs": {"rss.cpus": "2"}})  # type: ignore[arg-type]
+    assert limits["cpus"] == [2, 3]
+    runner.answer(r"cpuset -g -j capped$", Fail("cpuset: jail not found"))  # a jail gone meanwhile is skipped
+    runner.answer(r"cpuset -g -j c$", "jail 3 mask: 2, 3\n")
+    assert rss.resolve(eng, {"name": "web", "attrs": {"rss.cpus": "1"}})["cpus"] == [1]  # type: ignore[arg-type]
+    rendered = render([JailLimits("capped", limits)])
+    assert "cpuset -l 2,3 -j capped" in rendered
+    asked = [c.argv for c in runner.calls if c.argv[0] in ("cpuset", "jls")]
+    assert ["cpuset", "-g", "-j", "a"] in asked and not any("-l" in a for a in asked)  # it only reads
+    for argv in asked + [shlex.split(x) for x in rendered if x.startswith("cpuset")]:
+        assert check_argv(argv) == [], argv

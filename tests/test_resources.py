@@ -40,7 +40,9 @@ def test_a_pot_over_its_memory_limit_is_oom_killed_and_ladle_says_so(bb: Ladle) 
     assert bb("info", "free").stdout.splitlines()[1].split()[1:] == ["exited", "(0)"]
     pot(bb, "hog", hog, persistent=False)
     bb("set-rss", "-p", "hog", "-M", "20M")
-    assert "exited with code 137" in bb.fails("start", "-d", "hog")
+    line = bb.fails("start", "-d", "hog")
+    assert line.startswith("ladle: pot hog did not start: it was killed for memory (its limit is 20 MiB)"), line
+    assert "exit code 137" in line
     deadline = time.monotonic() + 10  # the monitor's own stop records the OOM kill
     while "killed for memory" not in bb("ls").stdout and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -49,6 +51,18 @@ def test_a_pot_over_its_memory_limit_is_oom_killed_and_ladle_says_so(bb: Ladle) 
     info = json.loads(bb("info", "--json", "hog").stdout)
     assert info["status"] == "exited (137, killed for memory)"
     assert info["run"]["error"].startswith("killed for memory")
+
+
+def test_a_persistent_pot_killed_for_memory_at_start_says_so_and_is_stopped(bb: Ladle) -> None:
+    """Its cgroup is still there when the detached start reports (pid 1 lives on): the counter is
+    read from it."""
+    pot(bb, "hog", "dd if=/dev/zero of=/dev/null bs=100M count=1")
+    bb("set-rss", "-p", "hog", "-M", "20M")
+    line = bb.fails("start", "-d", "hog")
+    assert "pot hog did not start: it was killed for memory (its limit is 20 MiB)" in line
+    assert not json.loads(bb("info", "--json", "hog").stdout)["status"].startswith("running")
+    pot(bb, "fails", "exit 137")  # a 137 that is no OOM kill is reported as a code
+    assert "pot fails did not start: its command exited with code 137" in bb.fails("start", "-d", "fails")
 
 
 def test_pids_20_cannot_run_40_processes_and_0_lifts_the_limit(bb: Ladle) -> None:

@@ -14,6 +14,7 @@ from ladle.plan.runner import SubprocessRunner
 from ladle.plan.steps import Cmd, Context, Step
 from ladle.state.store import Store
 from ladle.storage.zfs import (
+    CATEGORIES,
     ZfsClone,
     ZfsCreate,
     ZfsDestroy,
@@ -52,7 +53,7 @@ class Env:
     def origins(self) -> dict[str, str]:
         """Layer keys (and key@snap) as ZFS sees them, with their origins as refs."""
         cut = len(self.zfs.dataset) + 1
-        top = {self.zfs.dataset, *(self.zfs.ds(c) for c in ("bases", "pots", "fscomps"))}
+        top = {self.zfs.dataset, *(self.zfs.ds(c) for c in CATEGORIES)}
         return {name[cut:]: origin[cut:] for name, origin in self.zfs.datasets().items() if name not in top}
 
     def check(self) -> None:
@@ -84,7 +85,7 @@ def base(env: Env, key: str = "bases/b", snaps: tuple[str, ...] = ("1",)) -> Non
 
 def test_init_creates_the_tree_once(env: Env) -> None:
     ds = env.zfs.dataset
-    assert set(env.zfs.datasets()) == {ds, f"{ds}/bases", f"{ds}/pots", f"{ds}/fscomps"}
+    assert set(env.zfs.datasets()) == {ds, f"{ds}/bases", f"{ds}/pots", f"{ds}/fscomps", f"{ds}/layers"}
     out = run("zfs", "get", "-H", "-o", "value", "mountpoint,atime", ds).split()
     assert out == [os.path.join(env.zfs.root, "zfs"), "off"]
     assert os.path.ismount(env.zfs.path("pots"))

@@ -15,8 +15,8 @@ VERBS = frozenset((
     "promote", "purge-snapshots", "start", "stop", "exec", "term", "logs", "signal", "wait", "last-run-stats",
     "run", "network", "create-private-bridge", "destroy-private-bridge", "set-network", "export-ports",
     "set-hosts", "pull", "push", "login", "images", "rmi", "image", "set-health", "healthcheck", "add-dep",
-    "del-dep", "set-hook", "restart", "boot", "commit", "build", "tag", "save", "load", "set-rss", "get-rss", "stats",
-    "ps"))
+    "del-dep", "set-hook", "restart", "boot", "commit", "build", "tag", "save", "load", "set-rss", "get-rss",
+    "stats", "ps", "show"))
 _VALUED = ("--root", "--host")
 
 

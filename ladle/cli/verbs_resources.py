@@ -1,4 +1,4 @@
-"""Verbs for resources: set-rss and get-rss (pot's), stats and ps."""
+"""Verbs for resources: set-rss, get-rss and show (pot's), stats and ps."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def register(verbs: Verbs) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="pots (default: every running one)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--watch", action="store_true", help="refresh every second, like top, until Ctrl-C")
+
+    p = verb(verbs, "show", _show, "limits, usage, addresses and exports of running pots (pot's show)")
+    p.add_argument("-p", dest="pot", metavar="POT", help="only this pot (it must run)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = verb(verbs, "ps", _ps, "the processes of a running pot")
     pot_arg(p)
@@ -65,6 +69,25 @@ def _get_rss(client: ladle.Client, args: argparse.Namespace) -> None:
         f"{'cpus:':8} {r.cpus or 'all'}"]))
 
 
+def _show(client: ladle.Client, args: argparse.Namespace) -> None:
+    got = client.show(args.pot)
+    if args.json:
+        as_json(got)
+        return
+    for s in got:
+        r = s.resources
+        limits = [f"memory {size(r.memory_limit)}" if r.memory_limit else "",
+                  f"pids {r.pids_limit}" if r.pids_limit else "",
+                  f"pcpu {r.pcpu_limit}%" if r.pcpu_limit else "", f"cpus {r.cpus}" if r.cpus else ""]
+        print("\n".join([
+            f"pot {s.name}",
+            f"  {'limits:':11} {', '.join(x for x in limits if x) or 'none'}",
+            f"  {'usage:':11} memory {size(r.memory)}, pids {r.pids}, cpu {r.cpu_percent:.1f}%"
+            + (f", {r.oom_kills} OOM kill(s)" if r.oom_kills else ""),
+            f"  {'addresses:':11} {' '.join(s.addresses) or '-'}",
+            f"  {'exports:':11} {' '.join(p.text for p in s.ports) or '-'}"]))
+
+
 def _stats_rows(stats: list[ladle.PotStats]) -> list[dict[str, str]]:
     return [{"name": s.name, "cpu %": f"{s.cpu_percent:.1f}", "memory": size(s.memory),
              "limit": size(s.memory_limit), "pids": f"{s.pids}/{s.pids_limit or '-'}"} for s in stats]
@@ -96,4 +119,4 @@ def _ps(client: ladle.Client, args: argparse.Namespace) -> None:
     if args.json:
         as_json(got)
         return
-    table(got, ["pid", "host_pid", "uid", "command"])
+    table(got, ["pid", "host_pid", "user", "command"])

@@ -8,12 +8,35 @@ import contextlib
 import os
 import socket
 import threading
+from typing import Any
 
 from ladle.engine.core import Engine
 from ladle.errors import HostError, StateError, UsageError
-from ladle.supervise.policy import duration
+from ladle.supervise.policy import MAX_DURATION, duration
 
 MAX_RETRIES = 1000
+# Docker's defaults for what an image's Healthcheck leaves at 0
+IMAGE_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start_period": 0.0, "retries": 3}
+
+
+def from_image(hc: dict[str, Any] | None, image: str) -> dict[str, Any] | None:
+    """A pot's check from its image's `Healthcheck` (images.config): CMD runs its argv as is,
+    CMD-SHELL with /bin/sh -c (as Docker), NONE means no check; a 0 takes Docker's default."""
+    if not hc or hc["test"][0] == "NONE":
+        return None
+    check: dict[str, Any] = {}
+    for key in ("interval", "timeout", "start_period"):
+        seconds = hc[key] / 1e9 or IMAGE_DEFAULTS[key]
+        if seconds > MAX_DURATION:
+            raise UsageError(f"image {image}: its Healthcheck's {key} is over 24h")
+        check[key] = seconds
+    if hc["retries"] > MAX_RETRIES:
+        raise UsageError(f"image {image}: its Healthcheck's retries are over {MAX_RETRIES}")
+    check["retries"] = hc["retries"] or IMAGE_DEFAULTS["retries"]
+    if hc["test"][0] == "CMD":
+        import shlex
+        return {"cmd": shlex.join(hc["test"][1:]), "argv": hc["test"][1:], **check}
+    return {"cmd": hc["test"][1], **check}
 
 
 def set_health(eng: Engine, name: str, cmd: str | None, interval: str, timeout: str, retries: str,
@@ -64,7 +87,8 @@ def healthcheck(eng: Engine, name: str) -> str:
     timer.daemon = True
     timer.start()
     try:
-        code = eng.host.exec(s, run, ["/bin/sh", "-c", check["cmd"]], monitor, tty=False, env={}, bound=True)
+        argv = check.get("argv") or ["/bin/sh", "-c", check["cmd"]]
+        code = eng.host.exec(s, run, argv, monitor, tty=False, env={}, bound=True)
     except HostError:
         if not expired.is_set():
             raise

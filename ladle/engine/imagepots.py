@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ladle import names
-from ladle.engine import hostsfile, images, potnet
+from ladle.engine import health, hostsfile, images, potnet
 from ladle.engine.core import Engine
 from ladle.errors import LadleError, NotFound, UsageError
 from ladle.state.locks import default_timeout
@@ -134,6 +134,7 @@ def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str |
         if cfg.os and cfg.os != eng.cfg.host:
             raise UsageError(f"image {text} is for {cfg.os}, not for this {eng.cfg.host} host")
         argv = argv_of(cfg, args, entrypoint)
+        check = health.from_image(cfg.healthcheck, text)
         single = eng.snap.name == "dir" and eng.cfg.host != "linux"
         eng.host.check_layout(eng.snap.name, "single" if single else "multi", 0 if single else 1)
         top = unpack(eng, blobs, manifest, cfg)
@@ -150,7 +151,8 @@ def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str |
             ref = f"{row['name']}:{row['tag']}" if row["tag"] else f"{row['name']}@{row['digest']}"
             prow = {"name": name, "base": ref, "type": "single" if single else "multi", "level": 0 if single else 1,
                     "potbase": None, "cmd": shlex.join(argv), "env": env, "attrs": defaults, "network": req.type,
-                    "layer": key, "created": time.time(), "net": netrow, "image": runtime_of(cfg, row, argv, ref)}
+                    "layer": key, "created": time.time(), "net": netrow, "image": runtime_of(cfg, row, argv, ref),
+                    "life": {"health": check} if check else {}}
             steps.append(put("pots", {"name": name}, prow, None))
             eng.execute("create", f"pot:{name}", steps)
     hostsfile.refresh(eng, netrow.get("network"), skip=name)

@@ -12,7 +12,7 @@ from ladle.engine import netspec, potnet, rss
 from ladle.engine.core import Engine
 from ladle.engine.runs import alive, is_running, live_run, record
 from ladle.errors import LadleError, StateError, UsageError
-from ladle.hosts.base import RunRecord, RuntimeSpec
+from ladle.hosts.base import OOM, RunRecord, RuntimeSpec
 from ladle.storage.snapshotter import Mount
 
 if TYPE_CHECKING:
@@ -154,8 +154,24 @@ def _died_at_once(eng: Engine, name: str, log_path: str) -> str | None:
     if not code:
         return None
     tail = _log_tail(log_path)
+    if code == 137 and _oom_killed(eng, name):
+        memory = eng.pot(name)["attrs"].get("rss.memory")
+        limit = f" (its limit is {int(memory) / (1 << 20):.4g} MiB)" if memory else ""
+        return (f"pot {name} did not start: it was killed for memory{limit}: the kernel's OOM killer ended its"
+                " command (exit code 137)" + ("; the end of its log:\n" + tail if tail else ""))
     return (f"pot {name} did not start: its command exited with code {code}"
             + ("; the end of its log:\n" + tail if tail else " (its log is empty)"))
+
+
+def _oom_killed(eng: Engine, name: str) -> bool:
+    """Whether the kernel's OOM killer ended the pot's command: its cgroup's counter while the
+    cgroup is there, else what the monitor's stop read from it before removing it (the run's
+    error, waited for until the teardown is done)."""
+    kills = eng.host.oom_kills(name)
+    if kills is not None:
+        return kills > 0
+    _torn_down(eng, name, timeout=5.0)
+    return ((eng.store.get("runs", pot=name) or {}).get("error") or "").startswith(OOM)
 
 
 def _torn_down(eng: Engine, name: str, timeout: float = 10.0) -> None:

@@ -11,7 +11,7 @@ from ladle.engine.rss import KEYS, parse_cpus, parse_memory, parse_pcpu, parse_p
 from ladle.errors import StateError, UsageError
 
 if TYPE_CHECKING:
-    from ladle._models import PotStats, Process, Resources
+    from ladle._models import PotStats, PotSummary, Process, Resources
     from ladle.plan.steps import Step
 
 SAMPLE = 0.5  # seconds between the two readings a one-shot CPU percentage is taken from
@@ -78,10 +78,13 @@ def _sample(eng: Engine, names: list[str], interval: float) -> dict[str, dict[st
 
 def get_rss(eng: Engine, name: str) -> Resources:
     """pot's get-rss: the running pot's limits and what it uses."""
+
+    return _resources(eng, name, eng.pot(name), _sample(eng, [name], SAMPLE)[name])
+
+
+def _resources(eng: Engine, name: str, pot: dict[str, Any], use: dict[str, Any]) -> Resources:
     from ladle._models import Resources
 
-    pot = eng.pot(name)
-    use = _sample(eng, [name], SAMPLE)[name]
     lim = resolve(eng, pot)
     return Resources(name=name, memory_limit=lim["memory"], pids_limit=lim["pids"] or None,
                      pcpu_limit=lim["pcpu"], cpus=pot["attrs"].get(KEYS["cpus"], "").rstrip(",") or None,
@@ -90,13 +93,33 @@ def get_rss(eng: Engine, name: str) -> Resources:
                      clock_mhz=use.get("mhz", 0), oom_kills=use.get("oom_kills", 0))
 
 
+def _running_names(eng: Engine) -> list[str]:
+    rows = eng.store.all("runs", order="pot", state="running")
+    return [r["pot"] for r in rows if runs.live_run(eng, r["pot"]) is not None]
+
+
+def show(eng: Engine, name: str | None) -> list[PotSummary]:
+    """pot's `show`: for each running pot (or pot `name`, which must run) its limits and usage
+    (one sample for all of them), addresses and exports."""
+    from ladle._models import PotSummary
+    from ladle.engine.show import info
+
+    names = [name] if name else _running_names(eng)
+    got = _sample(eng, names, SAMPLE)
+    out = []
+    for n in names:
+        about = info(eng, n)
+        out.append(PotSummary(name=n, resources=_resources(eng, n, eng.pot(n), got[n]),
+                              addresses=list(about.addresses), ports=list(about.ports)))
+    return out
+
+
 def stats(eng: Engine, names: list[str], interval: float = SAMPLE) -> list[PotStats]:
     """`stats`: CPU %, memory and pids of the running pots named (all running ones if none)."""
     from ladle._models import PotStats
 
     if not names:
-        rows = eng.store.all("runs", order="pot", state="running")
-        names = [r["pot"] for r in rows if runs.live_run(eng, r["pot"]) is not None]
+        names = _running_names(eng)
     else:
         for n in names:
             eng.pot(n)
@@ -111,6 +134,24 @@ def stats(eng: Engine, names: list[str], interval: float = SAMPLE) -> list[PotSt
 
 
 def ps(eng: Engine, name: str) -> list[Process]:
+    """The pot's processes, each with its user's name from the pot's own /etc/passwd."""
     from ladle._models import Process
 
-    return [Process(**p) for p in eng.host.processes(*_running(eng, name))]
+    s, run = _running(eng, name)
+    got = eng.host.processes(s, run)
+    users = user_names(eng.host.passwd(s, run) or b"")
+    return [Process(**p, user=users.get(p["uid"], str(p["uid"]))) for p in got]
+
+
+def user_names(passwd: bytes) -> dict[int, str]:
+    """uid to name from a passwd file the pot wrote: the first name of a uid, and only names
+    that are plain words (no terminal escapes reach the host's screen), else the uid stays."""
+    import re
+
+    word = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\$?")
+    out: dict[int, str] = {}
+    for line in passwd.decode(errors="replace").splitlines():
+        parts = line.split(":")
+        if len(parts) >= 3 and parts[2].isascii() and parts[2].isdigit() and word.fullmatch(parts[0]):
+            out.setdefault(int(parts[2]), parts[0])
+    return out

@@ -252,6 +252,11 @@ class Host:
         """The host's memory in bytes (None: not known)."""
         return None
 
+    def oom_kills(self, pot: str) -> int | None:
+        """How many of the pot's processes the kernel killed for its memory limit so far (None:
+        not known here, its cgroup already gone or the host has no such counter)."""
+        return None
+
     def pinned(self, exclude: str | None = None) -> list[list[int]]:
         """The CPU lists of the pots pinned on this host now (but pot `exclude` of this state
         root), to balance a count (`-C N`) over."""
@@ -266,6 +271,11 @@ class Host:
     def processes(self, spec: RuntimeSpec, run: RunRecord) -> list[dict[str, Any]]:
         """The running pot's processes: pid (inside), host_pid, uid, command."""
         raise NotImplementedError
+
+    def passwd(self, spec: RuntimeSpec, run: RunRecord) -> bytes | None:
+        """The running pot's own /etc/passwd, read without following a link out of its root
+        (None: not there, not a regular file, or not readable so on this host)."""
+        return None
 
     def leftovers(self) -> dict[str, bool]:
         """Pots that the host tracks processes of by name (Linux: a cgroup each), whether or not a

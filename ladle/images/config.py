@@ -33,6 +33,9 @@ class ImageConfig:
     volumes: tuple[str, ...] = ()
     stop_signal: str = ""
     labels: dict[str, str] = field(default_factory=dict)
+    # Healthcheck: test (["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]), interval, timeout,
+    # start_period (nanoseconds, 0 for the default) and retries; None when the image has none
+    healthcheck: dict[str, Any] | None = None
 
 
 def _folded(doc: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +68,36 @@ def _keys(value: Any, what: str, where: str) -> tuple[str, ...]:
     if not isinstance(value, dict):
         raise HostError(f"image config {where}: {what} is not an object")
     return tuple(sorted(str(k) for k in value))
+
+
+def _nanoseconds(value: Any, what: str, where: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise HostError(f"image config {where}: Healthcheck {what} is not a number of nanoseconds")
+    return value
+
+
+def _healthcheck(value: Any, where: str) -> dict[str, Any] | None:
+    """Docker's `Healthcheck` (an empty Test means none, as in Docker: inherit, and there is
+    nothing to inherit from)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise HostError(f"image config {where}: Healthcheck is not an object")
+    h = _folded(value)
+    test = _strings(h.get("test"), "Healthcheck Test", where)
+    if not test:
+        return None
+    if test[0] not in ("NONE", "CMD", "CMD-SHELL") or (test[0] != "NONE" and not "".join(test[1:]).strip()) \
+            or (test[0] == "CMD-SHELL" and len(test) != 2):
+        raise HostError(f"image config {where}: Healthcheck Test is not [\"CMD\", ...], [\"CMD-SHELL\", CMD]"
+                        " or [\"NONE\"]")
+    retries = h.get("retries")
+    if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int) or retries < 0):
+        raise HostError(f"image config {where}: Healthcheck Retries is not a number")
+    return {"test": list(test), "retries": retries or 0,
+            **{k: _nanoseconds(h.get(k.replace("_", "")), k, where) for k in ("interval", "timeout", "start_period")}}
 
 
 def parse(body: bytes, where: str) -> ImageConfig:
@@ -106,4 +139,5 @@ def parse(body: bytes, where: str) -> ImageConfig:
         diff_ids=diff_ids, entrypoint=_strings(c.get("entrypoint"), "Entrypoint", where),
         cmd=_strings(c.get("cmd"), "Cmd", where), env=env, workdir=workdir,
         user=_string(c.get("user"), "User", where), exposed_ports=ports, volumes=volumes, stop_signal=signal,
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {})
+        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        healthcheck=_healthcheck(c.get("healthcheck"), where))

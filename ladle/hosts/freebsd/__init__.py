@@ -154,6 +154,16 @@ class FreeBSDHost(Host):
     def host_memory(self) -> int | None:
         return self._sysctl("hw.physmem")
 
+    def pinned(self, exclude: str | None = None) -> list[list[int]]:
+        """Every running jail's cpuset but pot `exclude`'s (jails of any state root count: they
+        share the CPUs), from `jls name` and `cpuset -g -j NAME`."""
+        host = self.host_cpus()
+        if host is None:
+            return []
+        from ladle.hosts.freebsd import rctl
+        from ladle.hosts.freebsd.steps import jails
+        return rctl.pinned(self.runner, jails(self.runner) - {exclude or ""}, host)
+
     def usage(self, spec: RuntimeSpec, run: RunRecord) -> dict[str, float]:
         from ladle.hosts.freebsd import rctl
         return rctl.usage(self.runner, spec.name)

@@ -93,6 +93,36 @@ class JailLimitsRemove(Command):
             ctx.runner.run(self.argvs()[0])
 
 
+def parse_mask(text: str) -> list[int]:
+    """`cpuset -g -j NAME`: the line `jail JID mask: 0, 1, 2` (ranges like `0-3` read too); the
+    domain policy line newer releases add is skipped."""
+    for line in text.splitlines():
+        head, sep, tail = line.partition("mask:")
+        if not sep or "domain" in head:
+            continue
+        cpus: set[int] = set()
+        for part in tail.replace(" ", "").split(","):
+            low, _, high = part.partition("-")
+            if low.isdigit() and (not high or high.isdigit()):
+                cpus |= set(range(int(low), int(high or low) + 1))
+        return sorted(cpus)
+    return []
+
+
+def pinned(runner: Runner, names: set[str], host_cpus: list[int]) -> list[list[int]]:
+    """The CPU lists of the jails `names` pinned to fewer than all the host's CPUs (as potcpu
+    counts them); a jail that went away meanwhile is skipped."""
+    out = []
+    for name in sorted(names):
+        try:
+            cpus = parse_mask(runner.run(["cpuset", "-g", "-j", name]))
+        except CommandFailed:
+            continue
+        if cpus and set(host_cpus) - set(cpus):
+            out.append(cpus)
+    return out
+
+
 def parse_usage(text: str) -> dict[str, int]:
     """`rctl -u jail:NAME`: one resource=amount a line."""
     out = {}

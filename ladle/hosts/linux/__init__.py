@@ -155,6 +155,12 @@ class LinuxHost(Host):
                     found.append(cpus)
         return found
 
+    def oom_kills(self, pot: str) -> int | None:
+        from ladle.hosts.linux import cgroup, limits
+
+        group = cgroup.pot_dir(self.root, pot)
+        return limits.oom_kills(group) if os.path.isdir(group) else None
+
     def usage(self, spec: RuntimeSpec, run: RunRecord) -> dict[str, float]:
         from ladle.hosts.linux import cgroup, limits
 
@@ -164,6 +170,13 @@ class LinuxHost(Host):
         from ladle.hosts.linux import cgroup, procs
 
         return procs.listing(cgroup.pot_dir(self.root, spec.name))
+
+    def passwd(self, spec: RuntimeSpec, run: RunRecord) -> bytes | None:
+        from ladle.hosts.linux import cgroup, procs
+
+        if run.init_pid is None:
+            return None
+        return procs.read_in_pot(cgroup.pot_dir(self.root, spec.name), run.init_pid, "etc/passwd")
 
     def stop_plan(self, spec: RuntimeSpec, run: RunRecord) -> list[Step]:
         from ladle.hosts.linux import cgroup
