@@ -158,6 +158,9 @@ class Monitor:
             reply = {"error": str(e), "kind": _KINDS.get(type(e), "host")}
         except OSError as e:
             reply = {"error": f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}", "kind": "host"}
+        except Exception as e:  # a bug: say it in the log, and answer, so the command does not wait forever
+            traceback.print_exc()
+            reply = {"error": f"monitor: {type(e).__name__}: {e}", "kind": "host"}
         finally:
             for fd in fds:
                 os.close(fd)

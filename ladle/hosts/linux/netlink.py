@@ -148,10 +148,17 @@ def configure_pot(ipr: Any, addresses: list[dict[str, Any]]) -> None:
 
 
 def kind(ipr: Any, name: str) -> str | None:
+    """The interface's kind (veth, bridge, ...); None if there is none, or it went meanwhile (a
+    pot's veth goes with its network namespace when its pid 1 dies)."""
     idx = index(ipr, name)
     if idx is None:
         return None
-    return str(ipr.get_links(idx)[0].get(("linkinfo", "kind")))
+    try:
+        return str(ipr.get_links(idx)[0].get(("linkinfo", "kind")))
+    except Exception as e:
+        if getattr(e, "code", None) == errno.ENODEV:
+            return None
+        raise
 
 
 def remove_link(ipr: Any, name: str, of_kind: str | None = None) -> bool:
