@@ -169,6 +169,19 @@ class Symlink(Op):
             os.close(dir_fd)
 
 
+def _parent_dir(root_fd: int, target: str) -> int | None:
+    """The directory of in-pot `target`, resolved inside the root; None when the pot has no such
+    directory (a host file it would hold is then skipped, as pot does)."""
+    try:
+        dir_fd = mounts.open_in_root(root_fd, os.path.dirname(target.strip("/")))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISDIR(os.fstat(dir_fd).st_mode):
+        os.close(dir_fd)
+        return None
+    return dir_fd
+
+
 @dataclass(frozen=True)
 class CopyHostFile(Op):
     """`cp --remove-destination SOURCE TARGET`: a host file into the pot before pivot_root (the
@@ -187,14 +200,11 @@ class CopyHostFile(Op):
         return [shlex.join(["cp", "--remove-destination", self.source, _at(root, self.target)])]
 
     def apply(self, root_fd: int) -> None:
-        parent, name = os.path.split(self.target.strip("/"))
-        try:
-            dir_fd = mounts.open_in_root(root_fd, parent)
-        except (FileNotFoundError, NotADirectoryError):
+        name = os.path.basename(self.target.strip("/"))
+        dir_fd = _parent_dir(root_fd, self.target)
+        if dir_fd is None:
             return
         try:
-            if not stat.S_ISDIR(os.fstat(dir_fd).st_mode):
-                return
             with open(self.source, "rb") as f:
                 data, mode = f.read(), stat.S_IMODE(os.fstat(f.fileno()).st_mode)
             with contextlib.suppress(FileNotFoundError):
@@ -226,16 +236,10 @@ class BindHostFile(Op):
         return [shlex.join(["mount", "--bind", self.source, at]), shlex.join(["mount", "-o", "remount,bind,ro", at])]
 
     def apply(self, root_fd: int) -> None:
-        parent = os.path.dirname(self.target.strip("/"))
-        try:
-            dir_fd = mounts.open_in_root(root_fd, parent)
-        except (FileNotFoundError, NotADirectoryError):
+        dir_fd = _parent_dir(root_fd, self.target)
+        if dir_fd is None:
             return
-        try:
-            if not stat.S_ISDIR(os.fstat(dir_fd).st_mode):
-                return
-        finally:
-            os.close(dir_fd)
+        os.close(dir_fd)
         try:
             fd = mounts.mount_point(root_fd, self.target, create="file")
         except OSError as e:
