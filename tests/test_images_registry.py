@@ -515,19 +515,10 @@ def test_only_the_commands_that_talk_to_registries_import_httpx(ladle: Ladle, ar
 
 
 def test_a_migrated_database_gets_the_image_table(tmp_path: Path) -> None:
-    import sqlite3
+    from ladle.state.store import Store
+    from tests.test_store import older
 
-    from ladle.state.store import SCHEMA_VERSION, Store
-    path = str(tmp_path / "ladle.db")
-    Store(path).close()
-    db = sqlite3.connect(path)
-    assert SCHEMA_VERSION == 8
-    db.executescript("DROP TABLE images; ALTER TABLE pots DROP COLUMN image; ALTER TABLE pots DROP COLUMN life;"
-                     " ALTER TABLE runs DROP COLUMN restarts; ALTER TABLE runs DROP COLUMN streak;"
-                     " ALTER TABLE runs DROP COLUMN restart_at; ALTER TABLE runs DROP COLUMN health;"
-                     " ALTER TABLE runs DROP COLUMN health_fails; PRAGMA user_version=5;")
-    db.close()
-    store = Store(path)
+    store = Store(older(tmp_path, 5))
     try:
         assert store.all("images") == []
     finally:
