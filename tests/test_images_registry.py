@@ -400,6 +400,28 @@ def test_tls_is_verified_unless_insecure(ladle: Ladle, layout: Layout, fake_regi
     assert stored(ladle) == layout.closure(layout.refs["one"]["digest"])
 
 
+@pytest.mark.parametrize("how", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+def test_a_ca_the_operator_trusts_is_taken(ladle: Ladle, layout: Layout, fake_registry: Any, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """The trust store is OpenSSL's (as Docker's and Podman's is the system's): a registry whose
+    certificate is in $SSL_CERT_FILE, or under its subject hash in $SSL_CERT_DIR, is spoken to over
+    verified HTTPS without --insecure."""
+    host = fake_registry(_fake(layout, "one"), tls=tmp_path / "tls")
+    cert = tmp_path / "tls" / "cert.pem"
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    if how == "SSL_CERT_FILE":
+        monkeypatch.setenv(how, str(cert))
+    else:
+        hashed = subprocess.run(["openssl", "x509", "-hash", "-noout", "-in", str(cert)], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        (tmp_path / "cas").mkdir()
+        (tmp_path / "cas" / f"{hashed}.0").write_bytes(cert.read_bytes())
+        monkeypatch.setenv(how, str(tmp_path / "cas"))
+    ladle("pull", f"{host}/x/y:one")
+    assert stored(ladle) == layout.closure(layout.refs["one"]["digest"])
+
+
 def test_server_errors_are_retried(ladle: Ladle, layout: Layout, fake_registry: Any) -> None:
     fails = {"left": 2}
 

@@ -58,14 +58,16 @@ class Registry:
         sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
         import httpx
 
+        from ladle.images import tls
+
         self.registry = registry
         self.host = api_host(registry)
         self.insecure = insecure
         self.plain_ok = insecure or is_loopback(self.host)
         self.creds = creds
         self.base: str | None = None  # https://host or http://host, once one answered
-        self.http = httpx.Client(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT), verify=not insecure,
-                                 follow_redirects=False, trust_env=False)
+        self.timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+        self.http = tls.client(self.timeout, insecure)
         self.challenge: tuple[str, dict[str, str]] | None = None
         self.tokens: dict[tuple[str, ...], str] = {}
 
@@ -80,12 +82,20 @@ class Registry:
         return self.base + path
 
     def _probe(self) -> str:
-        """Find the scheme: HTTPS, or plain HTTP where that is allowed and HTTPS did not connect."""
+        """Find the scheme: HTTPS, or plain HTTP where that is allowed and HTTPS did not connect
+        (tried first without verifying, so that a plain-HTTP registry costs no trust store)."""
         import httpx
+
+        from ladle.images import tls
 
         schemes = ("https", "http") if self.plain_ok else ("https",)
         failed = []
         for scheme in schemes:
+            if scheme == "https" and self.plain_ok and not self.insecure:
+                no = tls.speaks_tls(f"https://{self.host}/v2/", self.timeout)
+                if no is not None:
+                    failed.append(f"https: {_reason(no)}")
+                    continue
             try:
                 self.http.get(f"{scheme}://{self.host}/v2/").close()
                 return f"{scheme}://{self.host}"

@@ -1,7 +1,7 @@
 """Escape probes for the image store and the registry client: a reference, a manifest or a
 registry that tries to make ladle write outside `<root>/images/blobs`, write through a planted
-auth-file link, hang on a FIFO, leak credentials to another host, or fall back to plain HTTP on a
-host that is not loopback. Each must be refused in one line, with nothing written anywhere."""
+auth-file link, hang on a FIFO, leak credentials to another host or to a TLS server that does not
+verify, or fall back to plain HTTP on a host that is not loopback. Each must be refused in one line, with nothing written anywhere."""
 
 from __future__ import annotations
 
@@ -188,6 +188,22 @@ def test_credentials_never_follow_a_redirect_to_another_host(ladle: Ladle, layou
     host = fake_registry(registry)
     auth_env.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
     ladle("pull", f"{host}/x/y:1")
+    assert seen and seen == [None] * len(seen)
+
+
+def test_credentials_never_go_to_an_unverified_tls_server(ladle: Ladle, layout: Layout, fake_registry: Any,
+                                                          auth_env: Path, tmp_path: Path) -> None:
+    """A loopback registry is first asked over TLS without verification (to tell it from a
+    plain-HTTP one): that request, and any other, must carry no credentials to a server whose
+    certificate does not verify. The pull is refused and the server never saw an Authorization."""
+    seen: list[str | None] = []
+
+    def registry(h: http.server.BaseHTTPRequestHandler) -> None:
+        seen.append(h.headers.get("Authorization"))
+        reply(h, 401, b"", {"WWW-Authenticate": 'Basic realm="test"'})
+    host = fake_registry(registry, tls=tmp_path / "tls")
+    auth_env.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(b"alice:s3cret").decode()}}}))
+    assert "CERTIFICATE_VERIFY_FAILED" in ladle.fails("pull", f"{host}/x/y:1")
     assert seen and seen == [None] * len(seen)
 
 
