@@ -4,8 +4,9 @@ The rules, all checked for every member before the first write (so a refused tar
 destination untouched):
 
 - names are relative and never contain '..'; absolute names are refused, not stripped;
-- only files, directories, symlinks and hard links: device nodes and fifos are refused (the host
-  driver makes the pot's /dev);
+- only files, directories, symlinks and hard links: device nodes and fifos are refused, but for
+  device nodes under /dev, which are left out (a debootstrapped tree has them, and the host
+  driver makes the pot's /dev: what was there would be hidden anyway);
 - nothing is written through a symlink: a member below a symlink (one from the archive or one
   already in the destination) is refused, and a file or symlink already at a member's own path is
   replaced, never followed;
@@ -416,6 +417,8 @@ def _members(tar: tarfile.TarFile, archive: str, limits: Limits) -> list[tarfile
     total = 0
     try:
         for m in tar:
+            if (m.ischr() or m.isblk()) and _parts(m.name, m.name)[:1] == ("dev",):
+                continue
             members.append(m)
             total += m.size if m.isreg() else 0
             if total > limits.max_size:

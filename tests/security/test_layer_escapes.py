@@ -1,12 +1,13 @@
 """Escape probes for image layers: a layer pushed to a real registry that tries to write outside
-the pot's tree (`../`, an absolute name, through a symlink of its own, a
-hard link out, a whiteout out), make a device node, hide a symlink loop, lie about its diff_id or
-unpack a huge member count. Each is refused in one line by `create --image` and by `run`, and
+the pot's tree (`../`, an absolute name, through a symlink of its own, a hard link out, a whiteout
+out), make a device node (under /dev it is left out instead), hide a symlink loop, lie about its
+diff_id or unpack a huge member count. Each is refused in one line by `create --image` and by `run`, and
 leaves no layer snapshot, no pot, no operation and nothing outside."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -44,8 +45,13 @@ def _loop(t: tarfile.TarFile) -> None:
 
 
 def _device(t: tarfile.TarFile) -> None:
+    _add(t, "tmp", "d", mode=0o1777)
+    _add(t, "tmp/mem", "c", mode=0o666)  # outside /dev: refused
+
+
+def _dev_mem(t: tarfile.TarFile) -> None:
     _add(t, "dev", "d", mode=0o755)
-    _add(t, "dev/mem", "c", mode=0o666)
+    _add(t, "dev/mem", "c", mode=0o666)  # under /dev: left out
 
 
 def _whiteout_out(t: tarfile.TarFile) -> None:
@@ -91,6 +97,9 @@ def hostile(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> dic
     lay.tag("lying", _lie(lay, desc))
     registry.push(lay, "lying", "hostile/lying:1")
     refs["lying"] = f"{registry.host}/hostile/lying:1"
+    lay.tag("dev-mem", image(lay, [base, tar(_dev_mem)], "gzip", {"Cmd": ["/bin/true"]}))
+    registry.push(lay, "dev-mem", "hostile/dev-mem:1")
+    refs["dev-mem"] = f"{registry.host}/hostile/dev-mem:1"
     return refs
 
 
@@ -136,3 +145,18 @@ def test_a_hostile_layer_is_refused_and_leaves_nothing(ladle: Ladle, hostile: di
     _nothing_left(ladle)
     assert not victim.exists()
     assert not (ladle.root.parent / "VICTIM").exists()
+
+
+def test_a_device_node_under_dev_is_left_out_of_the_layer(ladle: Ladle, hostile: dict[str, str]) -> None:
+    """A layer's /dev/mem (as a debootstrapped tree has /dev/null) is not unpacked: no device node
+    but overlayfs's 0/0 whiteouts is anywhere in the layers, and the pot's /dev has no mem."""
+    ladle("create", "-p", "p", "--image", hostile["dev-mem"])
+    nodes = []
+    for top, dirs, files in os.walk(ladle.root / "storage"):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(top, name))
+            if (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) and st.st_rdev != 0:
+                nodes.append(os.path.join(top, name))
+    assert nodes == []
+    proc = ladle("run", "--rm", hostile["dev-mem"], "/bin/sh", "-c", "test -e /dev/mem && echo there || echo absent")
+    assert proc.stdout.strip() == "absent"
