@@ -29,6 +29,7 @@ bench: bootstrap
 	$(PY) bench/memory
 	$(PY) bench/net_latency
 	$(PY) bench/pull
+	$(PY) bench/create_image
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
