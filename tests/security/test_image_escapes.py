@@ -1,7 +1,8 @@
 """Escape probes for the image store and the registry client: a reference, a manifest or a
 registry that tries to make ladle write outside `<root>/images/blobs`, write through a planted
 auth-file link, hang on a FIFO, leak credentials to another host or to a TLS server that does not
-verify, or fall back to plain HTTP on a host that is not loopback. Each must be refused in one line, with nothing written anywhere."""
+verify, or fall back to plain HTTP on a host that is not loopback. Each must be refused in one
+line, with nothing written anywhere."""
 
 from __future__ import annotations
 
