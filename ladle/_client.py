@@ -551,7 +551,8 @@ class Client:
     def run(self, base: str, argv: list[str], *, name: str | None = None, rm: bool = False,
             network: str = "none", stdio: tuple[int, int, int] | None = None, addresses: list[str] | None = None,
             bridge: str | None = None, stack: str | None = None, dns: list[str] | None = None,
-            ports: list[str] | None = None, entrypoint: str | None = None, insecure: bool = False) -> RunResult:
+            ports: list[str] | None = None, entrypoint: str | None = None, insecure: bool = False,
+            publish_all: bool = False) -> RunResult:
         """Create a non-persistent pot on `base`, run `argv` in it and wait for its exit code.
 
         A `base` that is no local base is an image REF (pulled when missing): `argv` replaces its
@@ -559,7 +560,8 @@ class Client:
 
         With `stdio` (three descriptors) the command uses them; without, its output is captured
         in the result. `rm` destroys the pot afterwards, as Docker's --rm. The network options
-        are create's; `ports` export-ports'.
+        are create's; `ports` export-ports'; `publish_all` exports an image's ExposedPorts on free
+        host ports too, as Docker's -P.
         """
         from ladle.engine.run import run
         names.text("the base or image", base)
@@ -568,12 +570,14 @@ class Client:
         _entrypoint(entrypoint)
         req = _net(network, addresses, bridge, stack, dns)
         _labels("-e", ports)
-        return run(self._engine(recover=True), base, argv, name, rm, req, stdio, ports, entrypoint, insecure)
+        return run(self._engine(recover=True), base, argv, name, rm, req, stdio, ports, entrypoint, insecure,
+                   publish_all)
 
     def run_detached(self, base: str, argv: list[str], *, name: str | None = None,
                      network: str = "none", rm: bool = False, addresses: list[str] | None = None,
                      bridge: str | None = None, stack: str | None = None, dns: list[str] | None = None,
-                     ports: list[str] | None = None, entrypoint: str | None = None, insecure: bool = False) -> Change:
+                     ports: list[str] | None = None, entrypoint: str | None = None, insecure: bool = False,
+                     publish_all: bool = False) -> Change:
         """`run -d`: start the pot and return at once; it is torn down when its command exits
         (and destroyed with `rm`)."""
         from ladle.engine.run import run_detached
@@ -583,7 +587,8 @@ class Client:
         _entrypoint(entrypoint)
         req = _net(network, addresses, bridge, stack, dns)
         _labels("-e", ports)
-        return self._change(lambda e: run_detached(e, base, argv, name, req, rm, ports, entrypoint, insecure))
+        return self._change(lambda e: run_detached(e, base, argv, name, req, rm, ports, entrypoint, insecure,
+                                                   publish_all))
 
     def gc(self, force: bool = False) -> Change:
         """Finish or roll back interrupted operations; clean up after crashed pots and leaks. The

@@ -520,6 +520,8 @@ ROWS: list[Row] = [
     r("run --entrypoint", "--entrypoint is for images: busybox is a local base", "run", "--entrypoint", "/bin/sh",
       "busybox", "true"),
     r("run --entrypoint", "--entrypoint must not be empty", "run", "--entrypoint", "", "127.0.0.1:1/x:1"),
+    r("run -P", "--publish-all is for images (their ExposedPorts): busybox is a local base", "run", "-P", "busybox",
+      "true"),
     r("run args", "no command given", "run", "busybox"),
     r("run args", "no command given", "run", "-d", "busybox", "--"),
     r("run -p", "pot up already exists", "run", "-p", "up", "busybox", "true"),

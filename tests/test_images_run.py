@@ -131,6 +131,15 @@ def test_run_pulls_and_runs_the_images_command(ladle: Ladle, pushed: dict[str, s
     assert ladle("images", "--json").stdout.count('"test/bb"') == 1 or "test/bb" in ladle("images").stdout
 
 
+def test_publish_all_needs_a_bridge_when_the_image_exposes_ports(ladle: Ladle, pushed: dict[str, str]) -> None:
+    """The image exposes 8080/tcp: -P on the default network (none) is refused and makes nothing;
+    an image that exposes nothing takes -P anywhere (the traffic test is in test_net_cli)."""
+    assert "--publish-all: only a pot on a bridge can export ports, not one of -N none" in \
+        ladle.fails("run", "--rm", "-P", pushed["gzip"])
+    assert ladle("ls", "-q").stdout == ""
+    assert ladle("run", "--rm", "-P", pushed["plain"]).stdout == "plain a b\n"
+
+
 @pytest.mark.parametrize("how", ["gzip", "zstd"])
 def test_whiteouts_and_opaque_dirs_are_applied(ladle: Ladle, pushed: dict[str, str], how: str) -> None:
     out = ladle("run", "--rm", pushed[how], "ls /opt/old; cat /srv/motd; test -e /etc/gone || echo gone;"

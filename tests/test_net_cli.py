@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,8 @@ import pytest
 from tests import leaks
 from tests.conftest import LADLE, Ladle, _teardown
 from tests.netns import HOST4, Net
+from tests.registry_fixtures import Layout, Registry, registry  # noqa: F401  (a fixture)
+from tests.test_images_run import _add, busybox_layer, image, tar
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, bridges, nftables)")
 
@@ -98,6 +101,31 @@ def test_run_rm_on_public_bridge_with_export(nsladle: NsLadle, net: Net) -> None
     assert "10.192." in out and "default via 10.192.0.1" in out
     assert net.leftovers() == []
     assert json.loads(nsladle("network", "show", "public", "--json").stdout)["leases"] == []
+
+
+def test_publish_all_exports_the_images_exposed_ports(nsladle: NsLadle, net: Net, registry: Registry,  # noqa: F811
+                                                      tmp_path: Path) -> None:
+    """`run -P`: each ExposedPorts entry on the lowest free host port, unless -e names it; traffic
+    from the host reaches the image's server through it."""
+    def www(t: tarfile.TarFile) -> None:
+        _add(t, "www", "d", mode=0o755)
+        _add(t, "www/index.html", data=b"published\n")
+    lay = Layout(tmp_path / "layout")
+    lay.tag("web", image(lay, [tar(busybox_layer), tar(www)], "gzip", {
+        "Cmd": ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"],
+        "ExposedPorts": {"80/tcp": {}, "81/tcp": {}, "53/udp": {}}}))
+    registry.push(lay, "web", "test/web:1")
+    ref = f"{registry.host}/test/web:1"
+    Ladle(nsladle.root)("pull", "-q", ref)  # from the root namespace, whose loopback has the registry
+    name = nsladle("run", "-d", "-P", "-e", "81:9081", "-N", "public-bridge", ref).stdout.strip().split()[-1]
+    info = nsladle("info", "-p", name).stdout
+    exports = {line.split()[1].split("->")[1]: int(line.split()[1].split("->")[0])
+               for line in info.splitlines() if line.startswith("export:")}
+    assert exports.keys() == {"80/tcp", "81/tcp", "53/udp"} and exports["81/tcp"] == 9081, info
+    assert {exports["80/tcp"], exports["53/udp"]} == {1024, 1025}, info  # the lowest free, as pot's export-ports
+    assert host_get(net, f"http://{HOST4}:{exports['80/tcp']}/") == "published\n"
+    nsladle("stop", name)
+    assert net.leftovers() == []
 
 
 def test_dry_run_renders_the_network_commands(nsladle: NsLadle) -> None:

@@ -65,6 +65,8 @@ def register(verbs: Verbs) -> None:
                    help="a DNS server for its /etc/resolv.conf (repeatable; default: the host's)")
     p.add_argument("-e", dest="ports", action="append", metavar="PORT[:HOSTPORT][/PROTO]",
                    help="export the pot's PORT on HOSTPORT of the host (repeatable; bridge networks)")
+    p.add_argument("-P", "--publish-all", dest="publish_all", action="store_true",
+                   help="export each of the image's ExposedPorts not given by -e on the lowest free host port")
     p.add_argument("--entrypoint", dest="entrypoint", metavar="PROGRAM",
                    help="an image's program to run instead of its Entrypoint (its Cmd is dropped)")
     p.add_argument("--insecure", action="store_true", help="pull the image over plain HTTP from a remote registry")
@@ -74,7 +76,8 @@ def register(verbs: Verbs) -> None:
 
 def _net(args: argparse.Namespace) -> dict[str, Any]:
     return {"network": args.network, "addresses": args.addresses, "bridge": args.bridge, "stack": args.stack,
-            "dns": args.dns, "ports": args.ports, "entrypoint": args.entrypoint, "insecure": args.insecure}
+            "dns": args.dns, "ports": args.ports, "entrypoint": args.entrypoint, "insecure": args.insecure,
+            "publish_all": args.publish_all}
 
 
 def _command(args: list[str]) -> list[str]:

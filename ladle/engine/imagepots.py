@@ -18,6 +18,7 @@ from ladle import names
 from ladle.engine import health, hostsfile, images, potnet
 from ladle.engine.core import Engine
 from ladle.errors import LadleError, NotFound, UsageError
+from ladle.net.ports import parse as parse_export
 from ladle.state.locks import default_timeout
 from ladle.state.steps import put
 
@@ -113,11 +114,27 @@ def runtime_of(cfg: ImageConfig, row: dict[str, Any], argv: list[str], ref: str)
             "volumes": list(cfg.volumes)}
 
 
+def published(exposed: tuple[str, ...], explicit: list[str], net_type: str) -> list[str]:
+    """`--publish-all`: each of the image's ExposedPorts that `explicit` (-e) does not already
+    export, on the lowest free host port (pot's rule, as Docker's -P takes a free one)."""
+    if exposed and net_type not in potnet.BRIDGES:
+        raise UsageError(f"--publish-all: only a pot on a bridge can export ports, not one of -N {net_type}")
+    given = {(pot_port, proto) for proto, pot_port, _ in map(parse_export, explicit)}
+    out = []
+    for text in exposed:
+        port, _, proto = text.partition("/")
+        if (int(port), proto or "tcp") not in given:
+            out.append(f"{int(port)}/{proto or 'tcp'}")
+    return out
+
+
 def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str | None,
            net: potnet.Request | str | None, attrs: dict[str, str], ports: list[str] | None,
-           pull: bool, insecure: bool = False, progress: Callable[[str, int, int], None] | None = None) -> str:
+           pull: bool, insecure: bool = False, progress: Callable[[str, int, int], None] | None = None,
+           publish_all: bool = False) -> str:
     """A pot whose tree is a writable layer on the image's top layer (pulled first if missing
-    and `pull`), and whose command is the image's (or `args`, `entrypoint`)."""
+    and `pull`), and whose command is the image's (or `args`, `entrypoint`); with `publish_all`
+    its ExposedPorts exported too."""
     import shlex
 
     from ladle.engine import pots
@@ -134,6 +151,8 @@ def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str |
         if cfg.os and cfg.os != eng.cfg.host:
             raise UsageError(f"image {text} is for {cfg.os}, not for this {eng.cfg.host} host")
         argv = argv_of(cfg, args, entrypoint)
+        if publish_all:
+            ports = [*(ports or []), *published(cfg.exposed_ports, ports or [], req.type)]
         check = health.from_image(cfg.healthcheck, text)
         single = eng.snap.name == "dir" and eng.cfg.host != "linux"
         eng.host.check_layout(eng.snap.name, "single" if single else "multi", 0 if single else 1)

@@ -21,16 +21,19 @@ def _name(name: str | None) -> str:
 
 
 def _create(eng: Engine, base: str, argv: list[str], name: str, net: potnet.Request | str,
-            ports: list[str] | None, entrypoint: str | None, insecure: bool) -> None:
+            ports: list[str] | None, entrypoint: str | None, insecure: bool, publish_all: bool) -> None:
     """The non-persistent pot of a run: on a local base with `argv` (a /bin/sh command line, as
     pot's), or else from the image `base` names (pulled when missing, as Docker's run does),
     `argv` replacing its Cmd."""
     attrs = {"persistent": "NO"}
     if imagepots.is_image(eng, base):
-        imagepots.create(eng, name, base, argv, entrypoint, net, attrs, ports, pull=True, insecure=insecure)
+        imagepots.create(eng, name, base, argv, entrypoint, net, attrs, ports, pull=True, insecure=insecure,
+                         publish_all=publish_all)
         return
     if entrypoint is not None:
         raise UsageError(f"--entrypoint is for images: {base} is a local base")
+    if publish_all:
+        raise UsageError(f"--publish-all is for images (their ExposedPorts): {base} is a local base")
     if not argv:
         raise UsageError("no command given: ladle run BASE -- COMMAND [ARG...]")
     pots.create(eng, name, base, "multi", 1, None, shlex.join(argv), net, attrs, ports)
@@ -38,7 +41,7 @@ def _create(eng: Engine, base: str, argv: list[str], name: str, net: potnet.Requ
 
 def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool, net: potnet.Request | str,
         stdio: tuple[int, int, int] | None, ports: list[str] | None = None, entrypoint: str | None = None,
-        insecure: bool = False) -> RunResult:
+        insecure: bool = False, publish_all: bool = False) -> RunResult:
     """Run `argv` in a new pot on `base` (a local base, else an image) and wait for it; the pot
     is destroyed after with `remove`.
 
@@ -48,7 +51,7 @@ def run(eng: Engine, base: str, argv: list[str], name: str | None, remove: bool,
     passed on to the command.
     """
     name = _name(name)
-    _create(eng, base, argv, name, net, ports, entrypoint, insecure)
+    _create(eng, base, argv, name, net, ports, entrypoint, insecure, publish_all)
     if eng.dry_run:  # the pot is not made, so its start cannot be planned in detail
         eng.lines.append(f"# then start pot {name}, wait for its command"
                          + (", then destroy the pot" if remove else ", then stop the pot"))
@@ -113,11 +116,11 @@ def _sink(fd: int | None, captured: bytearray) -> Callable[[bytes], None]:
 
 def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, net: potnet.Request | str,
                  remove: bool = False, ports: list[str] | None = None, entrypoint: str | None = None,
-                 insecure: bool = False) -> str:
+                 insecure: bool = False, publish_all: bool = False) -> str:
     """`run -d`: create and start, return at once; the pot is torn down when its command exits,
     and destroyed then with `remove` (its monitor runs `ladle destroy -F` instead of `stop`)."""
     name = _name(name)
-    _create(eng, base, argv, name, net, ports, entrypoint, insecure)
+    _create(eng, base, argv, name, net, ports, entrypoint, insecure, publish_all)
     if eng.dry_run:
         eng.lines.append(f"# then start pot {name}" + (", destroyed when its command exits" if remove else ""))
         return name
