@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from ladle.images.blobs import BlobStore
     from ladle.images.commit import Layer
 
-VIEWS = "views/"
+VIEWS = "views"  # the storage category of the temporary clones
 
 
 def commit(eng: Engine, name: str, text: str) -> str:
@@ -139,7 +139,7 @@ def parent_tree(eng: Engine, ref: str) -> Iterator[str]:
         raise UsageError(f"{ref} is not a whole tree on {eng.snap.name} storage: its pot's changes cannot be read")
     sweep(eng)
     name = os.urandom(6).hex()
-    key = VIEWS + name
+    key = f"{VIEWS}/{name}"
     with eng.lock(f"view-{name}"):
         eng.execute("view", f"view:{name}", eng.snap.view(key, ref))
         try:
@@ -154,10 +154,8 @@ def parent_tree(eng: Engine, ref: str) -> Iterator[str]:
 def sweep(eng: Engine) -> list[str]:
     """Remove the views a crashed commit or build left (no one holds their lock)."""
     out = []
-    for row in eng.store.db.execute("SELECT key FROM layers WHERE substr(key, 1, ?)=? ORDER BY key",
-                                    (len(VIEWS), VIEWS)).fetchall():
-        key = row[0]
-        name = key[len(VIEWS):]
+    for key in eng.snap.keys(VIEWS):
+        name = key.split("/", 1)[1]
         try:
             with locks.hold(eng.root, f"view-{name}", timeout=0):
                 if eng.snap.exists(key):

@@ -171,6 +171,12 @@ class Snapshotter:
             (len(at), at, len(at), at)).fetchall()
         return [r[0] for r in rows]
 
+    def keys(self, category: str) -> list[str]:
+        """Keys of the known layers of one category ('views' -> ['views/ab12', ...])."""
+        at = category + "/"
+        rows = self.store.db.execute("SELECT key FROM layers WHERE substr(key, 1, ?)=? ORDER BY key", (len(at), at))
+        return [r[0] for r in rows]
+
     def users(self, ref: str) -> list[str]:
         """Keys of layers whose parent or origin is exactly the snapshot `ref`."""
         rows = self.store.db.execute("SELECT key FROM layers WHERE parent=? OR origin=? ORDER BY key", (ref, ref))
