@@ -20,8 +20,8 @@ import pytest
 
 from tests import leaks
 from tests.conftest import Ladle
-from tests.registry_fixtures import registry  # noqa: F401  (a fixture)
 from tests.registry_fixtures import Registry as Reg
+from tests.registry_fixtures import registry  # noqa: F401  (a fixture)
 from tests.test_build import context, digest_of
 from tests.test_images_run import podman, pushed  # noqa: F401  (a fixture)
 from tests.zfs_pool import run, run_busy
