@@ -638,7 +638,7 @@ class Client:
     def commit(self, pot: str, ref: str) -> Change:
         """Store a stopped pot's changes as a new layer on its image (or its base's tree) under
         image `ref`, which `push` can then send to a registry."""
-        from ladle.engine.images import commit
+        from ladle.engine.changes import commit
         names.check("pot", pot)
         names.text("the image reference", ref)
         return self._change(lambda e: commit(e, pot, ref))

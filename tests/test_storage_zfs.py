@@ -85,7 +85,8 @@ def base(env: Env, key: str = "bases/b", snaps: tuple[str, ...] = ("1",)) -> Non
 
 def test_init_creates_the_tree_once(env: Env) -> None:
     ds = env.zfs.dataset
-    assert set(env.zfs.datasets()) == {ds, f"{ds}/bases", f"{ds}/pots", f"{ds}/fscomps", f"{ds}/layers"}
+    assert set(env.zfs.datasets()) == {ds, f"{ds}/bases", f"{ds}/pots", f"{ds}/fscomps", f"{ds}/layers",
+                                       f"{ds}/views"}
     out = run("zfs", "get", "-H", "-o", "value", "mountpoint,atime", ds).split()
     assert out == [os.path.join(env.zfs.root, "zfs"), "off"]
     assert os.path.ismount(env.zfs.path("pots"))

@@ -4,7 +4,8 @@ ADD, each made in a pot and committed as `ladle commit` does.
 Every step ends at an image: the current image's config changed (ENV, USER, CMD, ...) or a new
 layer on its layers. A layer step runs in a non-persistent pot on the current image (network
 none unless asked, the image's env, user and workdir, the build arguments in its env for RUN);
-its overlay upper is the layer; the pot is destroyed whatever happens. Each step's image is kept
+its changes, read as `commit` reads them (`changes`), are the layer; the pot is destroyed
+whatever happens. Each step's image is kept
 in the index as `ladle.build/cache:<key>`, the key a hash of the image before it, the step's text
 and, for COPY/ADD, the copied files' contents and modes, for RUN the build arguments: a second
 build of an unchanged file finds every step there and ends at the same digest. `-t REF` is
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ladle import names
-from ladle.engine import fscomps, imagepots, images, potnet, pots
+from ladle.engine import changes, fscomps, imagepots, images, potnet, pots
 from ladle.engine.core import Engine
 from ladle.errors import HostError, LadleError, UsageError
 from ladle.images import buildctx
@@ -104,8 +105,6 @@ def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, 
     steps = cf.parse(body, where)
     _precheck(steps, ctx, build_args, where)
     eng.store  # noqa: B018  (initialised)
-    if eng.snap.name != "dir" or eng.cfg.host != "linux":
-        raise UsageError("build needs dir storage on Linux (its layers are overlayfs uppers, as commit's)")
     pre: dict[str, str] = {}
     state: State | None = None
     for n, ins in enumerate(steps, 1):
@@ -296,7 +295,6 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
     """RUN, COPY, ADD or WORKDIR in a pot on the image `state.row` names; its changes as one new
     layer of the image `state.config` describes."""
     from ladle.engine.run import _attached
-    from ladle.images import commit as mk
     if state.row is None:
         if ins.kind == "RUN":
             raise UsageError(f"{at}: RUN needs an image with a shell: FROM scratch has no files yet")
@@ -333,7 +331,7 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
         row = eng.pot(name)
         blobs = images._blobs(eng)
         with blobs.lock(shared=True, timeout=default_timeout()):
-            layer = mk.store_layer(blobs, eng.snap.path(row["layer"]), overlay=True)
+            (layer,) = changes.layers(eng, blobs, row, state.row, None)
         return _record(eng, state, key, ins, layer)
     finally:
         if made:
@@ -393,7 +391,8 @@ def _mkdir(eng: Engine, name: str, staged: str, path: str) -> list[str]:
 
 
 def _drop(upper: str, marker: str) -> None:
-    """Remove the marker from the pot's upper directory (not running: nothing moves under us)."""
+    """Remove the marker from the pot's upper directory or tree (not running: nothing moves
+    under us)."""
     for dirpath, _, filenames in os.walk(upper):
         if marker in filenames:
             os.unlink(os.path.join(dirpath, marker))

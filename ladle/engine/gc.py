@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ladle import _log
-from ladle.engine import lifecycle, runs
+from ladle.engine import changes, lifecycle, runs
 from ladle.engine.core import Engine
 from ladle.errors import Busy, LadleError
 from ladle.hosts.base import RunRecord
@@ -81,7 +81,8 @@ def failed(eng: Engine, force: bool) -> list[str]:
 
 def gc(eng: Engine, force: bool = False) -> list[str]:
     """Everything `recover` does, plus: tear down crashed pots, make sure the monitor owns every
-    live one, unmount leaked mounts, remove storage no state knows of.
+    live one, unmount leaked mounts, remove the views crashed commits left and storage no state
+    knows of.
 
     A pot whose processes are alive is never stopped here, whatever happened to its monitor: the
     monitor (started if need be) adopts it, and gc says so."""
@@ -103,6 +104,7 @@ def gc(eng: Engine, force: bool = False) -> list[str]:
         report += lines
     report += _leftovers(eng, {r.pot for r in live})
     report += _leaked_mounts(eng, {r.pot for r in live})
+    report += changes.sweep(eng)
     report += _orphans(eng)
     return report
 
@@ -146,7 +148,7 @@ def _leftovers(eng: Engine, live: set[str]) -> list[str]:
     return out
 
 
-_KIND = {"bases": "base", "pots": "pot", "fscomps": "fscomp"}
+_KIND = {"bases": "base", "pots": "pot", "fscomps": "fscomp", "layers": "layer", "views": "view"}
 
 
 def _orphans(eng: Engine) -> list[str]:

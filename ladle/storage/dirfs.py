@@ -101,6 +101,11 @@ class DirSnapshotter(Snapshotter):
         opts = ("lowerdir=" + ":".join(lowers), f"upperdir={self.path(key)}", f"workdir={work}")
         return [Mount("overlay", "overlay", "/", opts)]
 
+    def whole_tree(self, ref: str) -> str | None:
+        """A full layer's snapshot is a copy of its whole tree."""
+        key = split_ref(self.committed(ref))[0]
+        return self._snapdir(ref) if self._layer(key)["layout"] == "full" else None
+
     def lowers(self, parent: str) -> list[str]:
         """The directories a layer prepared on `parent` has under it, top first."""
         return self._lowers(self.committed(parent))

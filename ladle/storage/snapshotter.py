@@ -109,6 +109,12 @@ class Snapshotter:
         """How to mount the layer as a whole tree at target '/' (a view's are always read-only)."""
         raise NotImplementedError
 
+    def whole_tree(self, ref: str) -> str | None:
+        """Host path of committed snapshot `ref`'s whole tree if it can be read in place, with
+        nothing mounted or made; None if not (ZFS: a view is needed; an overlay layer's snapshot
+        holds only its upper)."""
+        return None
+
     def exists(self, name: str) -> bool:
         """Whether a layer (key) or a committed snapshot (ref) is known."""
         key, snap = split_ref(name)
@@ -163,6 +169,12 @@ class Snapshotter:
         rows = self.store.db.execute(
             "SELECT key FROM layers WHERE substr(parent, 1, ?)=? OR substr(origin, 1, ?)=? ORDER BY key",
             (len(at), at, len(at), at)).fetchall()
+        return [r[0] for r in rows]
+
+    def keys(self, category: str) -> list[str]:
+        """Keys of the known layers of one category ('views' -> ['views/ab12', ...])."""
+        at = category + "/"
+        rows = self.store.db.execute("SELECT key FROM layers WHERE substr(key, 1, ?)=? ORDER BY key", (len(at), at))
         return [r[0] for r in rows]
 
     def users(self, ref: str) -> list[str]:

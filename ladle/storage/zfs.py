@@ -38,7 +38,7 @@ from ladle.storage.snapshotter import Mount, Snapshotter, split_ref
 if TYPE_CHECKING:
     from ladle.state.store import Store
 
-CATEGORIES = ("bases", "pots", "fscomps", "layers")
+CATEGORIES = ("bases", "pots", "fscomps", "layers", "views")
 OWNER = "ladle:root"  # user property: the state root that owns the dataset
 
 
@@ -460,9 +460,9 @@ class ZfsSnapshotter(Snapshotter):
         return put("snapshots", {"key": key, "name": snap}, None, row)
 
     def _category(self, key: str) -> list[Step]:
-        """The category's dataset, for a root made before it existed (image layers)."""
+        """The category's dataset, for a root made before it existed (image layers, views)."""
         top = self.ds(key.rsplit("/", 1)[0])
-        if not key.startswith("layers/") or self.offline or zfs_list(self.runner, top, ["origin"]):
+        if not key.startswith(("layers/", "views/")) or self.offline or zfs_list(self.runner, top, ["origin"]):
             return []
         return [ZfsCreate(top)]
 
@@ -486,7 +486,7 @@ class ZfsSnapshotter(Snapshotter):
         mount neither a snapshot nor its `.zfs/snapshot` directory, and a clone costs nothing."""
         self._absent(key)
         ref = self.committed(parent)
-        return [ZfsClone(self.zref(ref), self.ds(key), {"readonly": "on"}),
+        return [*self._category(key), ZfsClone(self.zref(ref), self.ds(key), {"readonly": "on"}),
                 self._record(key, "view", "full", ref, ref)]
 
     def clone(self, key: str, source: str) -> list[Step]:
