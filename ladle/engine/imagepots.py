@@ -115,9 +115,11 @@ def runtime_of(cfg: ImageConfig, row: dict[str, Any], argv: list[str], ref: str)
 
 def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str | None,
            net: potnet.Request | str | None, attrs: dict[str, str], ports: list[str] | None,
-           pull: bool, insecure: bool = False, progress: Callable[[str, int, int], None] | None = None) -> str:
+           pull: bool, insecure: bool = False, progress: Callable[[str, int, int], None] | None = None,
+           build: str | None = None) -> str:
     """A pot whose tree is a writable layer on the image's top layer (pulled first if missing
-    and `pull`), and whose command is the image's (or `args`, `entrypoint`)."""
+    and `pull`), and whose command is the image's (or `args`, `entrypoint`); `build` names the
+    build whose step it is (engine/buildwork), recorded in its row as it is made."""
     import shlex
 
     from ladle.engine import pots
@@ -149,9 +151,10 @@ def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str |
                 defaults.update(eng.host.expand_attr(k, v))
             env = dict(e.split("=", 1) for e in cfg.env)
             ref = f"{row['name']}:{row['tag']}" if row["tag"] else f"{row['name']}@{row['digest']}"
+            runtime = {**runtime_of(cfg, row, argv, ref), **({"build": build} if build else {})}
             prow = {"name": name, "base": ref, "type": "single" if single else "multi", "level": 0 if single else 1,
                     "potbase": None, "cmd": shlex.join(argv), "env": env, "attrs": defaults, "network": req.type,
-                    "layer": key, "created": time.time(), "net": netrow, "image": runtime_of(cfg, row, argv, ref),
+                    "layer": key, "created": time.time(), "net": netrow, "image": runtime,
                     "life": {"health": check} if check else {}}
             steps.append(put("pots", {"name": name}, prow, None))
             eng.execute("create", f"pot:{name}", steps)
