@@ -172,6 +172,8 @@ def sections(case: str) -> dict[str, list[str]]:
         }
     if case == "layers":
         return image_layers()
+    if case == "whiteouts":
+        return flagged_whiteouts()
     raise KeyError(case)
 
 
@@ -192,13 +194,14 @@ def image_layers() -> dict[str, list[str]]:
         try:
             snap = ZfsSnapshotter(ROOT, store, "zroot/ladle", RecordingRunner(), offline=True)
             first = [*snap.new(keys[0]), UnpackLayer(blob + "a" * 64, "application/vnd.oci.image.layer.v1.tar+gzip",
-                                                     diff[0], snap.path(keys[0])), *snap.commit(keys[0], SNAP)]
+                                                     diff[0], snap.path(keys[0]), flags=True),
+                     *snap.commit(keys[0], SNAP)]
             store.put("layers", {"key": keys[0]}, {"key": keys[0], "kind": "active", "layout": "full",
                                                    "parent": None, "origin": None})
             store.put("snapshots", {"key": keys[0], "name": SNAP}, {"key": keys[0], "name": SNAP, "created": 0})
             second = [*snap.prepare(keys[1], f"{keys[0]}@{SNAP}"),
                       UnpackLayer(blob + "b" * 64, "application/vnd.oci.image.layer.v1.tar+zstd", diff[1],
-                                  snap.path(keys[1])), *snap.commit(keys[1], SNAP)]
+                                  snap.path(keys[1]), flags=True), *snap.commit(keys[1], SNAP)]
             store.put("layers", {"key": keys[1]}, {"key": keys[1], "kind": "active", "layout": "full",
                                                    "parent": f"{keys[0]}@{SNAP}", "origin": f"{keys[0]}@{SNAP}"})
             store.put("snapshots", {"key": keys[1], "name": SNAP}, {"key": keys[1], "name": SNAP, "created": 0})
@@ -209,7 +212,49 @@ def image_layers() -> dict[str, list[str]]:
             "a pot from the image: a clone of layer 2": render(pot)}
 
 
-CASES = [*SPECS, "copy", "base", "layers", "rss"]
+def flagged_whiteouts() -> dict[str, list[str]]:
+    """A layer over a tree (FreeBSD's, whose libc and /var/empty carry schg) that removes a file
+    and a directory, makes one opaque and replaces libc: the commands its unpack really runs, in
+    order, before it touches any of them (the tree here is a real one, without flags)."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+    import tempfile
+
+    from ladle.storage.layers import UnpackLayer
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = os.path.join(tmp, "layer")
+        for d in ("bin", "lib", "opt/old/sub", "var/empty", "usr/share/doc"):
+            os.makedirs(os.path.join(dest, d))
+        for f in ("bin/cat", "lib/libc.so.7", "opt/old/sub/f", "usr/share/doc/README"):
+            with open(os.path.join(dest, f), "w") as fh:
+                fh.write("lower\n")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, data in [("bin/.wh.cat", b""), ("usr/share/.wh.doc", b""), ("opt/old/.wh..wh..opq", b""),
+                               ("lib/libc.so.7", b"upper\n"), ("var/empty/", None), ("etc/new", b"new\n")]:
+                info = tarfile.TarInfo(name.rstrip("/"))
+                if data is None:
+                    info.type, info.mode = tarfile.DIRTYPE, 0o555
+                else:
+                    info.size = len(data)
+                t.addfile(info, io.BytesIO(data or b""))
+        blob = os.path.join(tmp, "blob")
+        with open(blob, "wb") as f:
+            f.write(gzip.compress(buf.getvalue()))
+        step = UnpackLayer(blob, "application/vnd.oci.image.layer.v1.tar+gzip",
+                           "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest(), dest, flags=True)
+        runner = RecordingRunner()
+        step.apply(Context(runner))
+        left = sorted(os.path.relpath(os.path.join(d, n), dest) for d, ds, fs in os.walk(dest) for n in ds + fs)
+        assert left == ["bin", "etc", "etc/new", "lib", "lib/libc.so.7", "opt", "opt/old", "usr", "usr/share",
+                        "var", "var/empty"], left
+        where = f"{ROOT}/zfs/layers/{'3' * 64}"
+        return {"what the unpack runs on the host": [c.line.replace(dest, where) for c in runner.calls]}
+
+
+CASES = [*SPECS, "copy", "base", "layers", "rss", "whiteouts"]
 
 
 def text_of(case: str) -> str:

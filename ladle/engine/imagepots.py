@@ -82,7 +82,8 @@ def unpack(eng: Engine, blobs: BlobStore, manifest: Manifest, cfg: ImageConfig) 
                     lowers = eng.snap.lowers(parent) if overlay and parent else []  # type: ignore[attr-defined]
                     steps.append(UnpackLayer(blobs.path(d.digest), d.media_type, diff_id, eng.snap.path(key),
                                              "overlay" if overlay else "full", lowers, eng.cfg.max_unpacked_size,
-                                             eng.cfg.max_tar_members, eng.cfg.max_tar_depth))
+                                             eng.cfg.max_tar_members, eng.cfg.max_tar_depth,
+                                             flags=eng.cfg.host == "freebsd"))
                     steps += eng.snap.commit(key, SNAP)
                     eng.execute("unpack", "layer:" + key.split("/")[1], steps)
                     if not eng.dry_run:
