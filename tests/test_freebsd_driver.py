@@ -116,9 +116,22 @@ def image_app() -> RuntimeSpec:
                      workdir="/usr/local/www")
 
 
+def image_uid() -> RuntimeSpec:
+    """An image whose User is numeric, `UID:GID` (jexec -U takes only names): the monitor's child
+    attaches, enters the working directory and takes exactly these ids."""
+    return make_spec("num", argv=["/usr/local/bin/app", "serve"], env={"APP_MODE": "production"}, user="1000:1000",
+                     workdir="/srv", attrs={"persistent": "NO"}, network="none")
+
+
+def image_uid_only() -> RuntimeSpec:
+    """A numeric User with no group: the uid's group and groups from the jail's passwd."""
+    return make_spec("uid", argv=["/bin/sh"], user="4242", attrs={"persistent": "NO"}, network="none")
+
+
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
     "single_zfs": single_zfs, "fscomps": fscomps, "nonpersistent": nonpersistent, "attrs": attrs_on,
-    "image_runtime": image_runtime, "image_app": image_app, "limits": limited}
+    "image_runtime": image_runtime, "image_app": image_app, "image_uid": image_uid, "image_uid_only": image_uid_only,
+    "limits": limited}
 RUNNING = RunRecord("web", "running", main_pid=4242)
 ON_EXIT = ["ladle", "--root", ROOT, "--host", "freebsd", "stop"]  # what the monitor runs when a pot ends
 
@@ -877,3 +890,70 @@ def test_set_rss_count_pins_the_cpus_the_fewest_running_jails_use() -> None:
     assert ["cpuset", "-g", "-j", "a"] in asked and not any("-l" in a for a in asked)  # it only reads
     for argv in asked + [shlex.split(x) for x in rendered if x.startswith("cpuset")]:
         assert check_argv(argv) == [], argv
+
+
+# Numeric image users -----------------------------------------------------------------------------
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, object]]] = []
+
+    def request(self, op: str, fds: object = (), **args: object) -> dict[str, object]:
+        self.requests.append((op, args))
+        return {}
+
+
+def test_a_numeric_image_user_reaches_the_monitor_as_ids_and_a_name_as_jexec_u() -> None:
+    from ladle.hosts.freebsd.steps import JailMain
+    for spec, creds, argv in [
+            (image_uid(), {"uid": 1000, "gid": 1000, "workdir": "/srv", "env": {
+                "PATH": "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin", "HOME": "/root",
+                "APP_MODE": "production"}}, ["/usr/local/bin/app", "serve"]),
+            (image_app(), {}, None)]:
+        (main,) = [s for s in start_plan(spec, ON_EXIT) if isinstance(s, JailMain)]
+        mon = _Recorder()
+        main.apply(Context(RecordingRunner(), monitor=lambda m=mon: m))  # type: ignore[misc]
+        ((op, args),) = mon.requests
+        assert op == "spawn" and args["creds"] == creds
+        if argv:
+            assert args["argv"] == argv and args["env"] == creds["env"]
+        else:
+            assert "-U" in args["argv"] and "www" in args["argv"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("user", ["1000:staff", "1000:", "99999999999", "1:4294967295", "www:wheel"])
+def test_a_user_freebsd_cannot_run_as_is_refused_in_one_line(user: str) -> None:
+    with pytest.raises(UsageError, match="image user"):
+        start_plan(replace(image_uid(), user=user), ON_EXIT)
+
+
+def test_the_monitors_child_takes_exactly_the_numeric_ids() -> None:
+    """`_become` for real (it is POSIX: the Linux host runs it too, in a forked child): a given
+    gid is the only group; without one, a uid the passwd lacks gets gid 0 and no other group."""
+    import pwd
+
+    from ladle.hosts.freebsd.launch import _become
+    unknown = next(u for u in range(4242, 5000) if not _has(pwd, u))
+    for uid, gid, expect in [(65534, 65534, (65534, 65534, [65534])), (unknown, None, (unknown, 0, [0]))]:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                _become(uid, gid, "/tmp")
+                os.write(w, repr((os.getuid(), os.getgid(), os.getgroups(), os.getcwd())).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            got = f.read()
+        os.waitpid(pid, 0)
+        assert got == repr((*expect, "/tmp"))
+
+
+def _has(pwd: object, uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)  # type: ignore[attr-defined]
+        return True
+    except KeyError:
+        return False
