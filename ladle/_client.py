@@ -676,10 +676,11 @@ class Client:
         names.host_path("-i", path)
         return self._change(lambda e: load(e, path), recover=False)
 
-    def image_prune(self) -> Change:
-        """Remove the blobs no image references, and what interrupted pulls left."""
+    def image_prune(self, *, build_cache: bool = False) -> Change:
+        """Remove the blobs no image references, and what interrupted pulls left; with
+        `build_cache`, forget the build cache first (kept while a build runs)."""
         from ladle.engine.images import prune
-        return self._change(prune, recover=False)
+        return self._change(lambda e: prune(e, build_cache), recover=False)
 
 
 MAX_KEEP = 1_000_000  # snapshots to keep: more than any layer has

@@ -116,9 +116,22 @@ def image_app() -> RuntimeSpec:
                      workdir="/usr/local/www")
 
 
+def image_uid() -> RuntimeSpec:
+    """An image whose User is numeric, `UID:GID` (jexec -U takes only names): the monitor's child
+    attaches, enters the working directory and takes exactly these ids."""
+    return make_spec("num", argv=["/usr/local/bin/app", "serve"], env={"APP_MODE": "production"}, user="1000:1000",
+                     workdir="/srv", attrs={"persistent": "NO"}, network="none")
+
+
+def image_uid_only() -> RuntimeSpec:
+    """A numeric User with no group: the uid's group and groups from the jail's passwd."""
+    return make_spec("uid", argv=["/bin/sh"], user="4242", attrs={"persistent": "NO"}, network="none")
+
+
 SPECS: dict[str, Callable[[], RuntimeSpec]] = {
     "single_zfs": single_zfs, "fscomps": fscomps, "nonpersistent": nonpersistent, "attrs": attrs_on,
-    "image_runtime": image_runtime, "image_app": image_app, "limits": limited}
+    "image_runtime": image_runtime, "image_app": image_app, "image_uid": image_uid, "image_uid_only": image_uid_only,
+    "limits": limited}
 RUNNING = RunRecord("web", "running", main_pid=4242)
 ON_EXIT = ["ladle", "--root", ROOT, "--host", "freebsd", "stop"]  # what the monitor runs when a pot ends
 
@@ -172,6 +185,8 @@ def sections(case: str) -> dict[str, list[str]]:
         }
     if case == "layers":
         return image_layers()
+    if case == "whiteouts":
+        return flagged_whiteouts()
     raise KeyError(case)
 
 
@@ -192,13 +207,14 @@ def image_layers() -> dict[str, list[str]]:
         try:
             snap = ZfsSnapshotter(ROOT, store, "zroot/ladle", RecordingRunner(), offline=True)
             first = [*snap.new(keys[0]), UnpackLayer(blob + "a" * 64, "application/vnd.oci.image.layer.v1.tar+gzip",
-                                                     diff[0], snap.path(keys[0])), *snap.commit(keys[0], SNAP)]
+                                                     diff[0], snap.path(keys[0]), flags=True),
+                     *snap.commit(keys[0], SNAP)]
             store.put("layers", {"key": keys[0]}, {"key": keys[0], "kind": "active", "layout": "full",
                                                    "parent": None, "origin": None})
             store.put("snapshots", {"key": keys[0], "name": SNAP}, {"key": keys[0], "name": SNAP, "created": 0})
             second = [*snap.prepare(keys[1], f"{keys[0]}@{SNAP}"),
                       UnpackLayer(blob + "b" * 64, "application/vnd.oci.image.layer.v1.tar+zstd", diff[1],
-                                  snap.path(keys[1])), *snap.commit(keys[1], SNAP)]
+                                  snap.path(keys[1]), flags=True), *snap.commit(keys[1], SNAP)]
             store.put("layers", {"key": keys[1]}, {"key": keys[1], "kind": "active", "layout": "full",
                                                    "parent": f"{keys[0]}@{SNAP}", "origin": f"{keys[0]}@{SNAP}"})
             store.put("snapshots", {"key": keys[1], "name": SNAP}, {"key": keys[1], "name": SNAP, "created": 0})
@@ -209,7 +225,49 @@ def image_layers() -> dict[str, list[str]]:
             "a pot from the image: a clone of layer 2": render(pot)}
 
 
-CASES = [*SPECS, "copy", "base", "layers", "rss"]
+def flagged_whiteouts() -> dict[str, list[str]]:
+    """A layer over a tree (FreeBSD's, whose libc and /var/empty carry schg) that removes a file
+    and a directory, makes one opaque and replaces libc: the commands its unpack really runs, in
+    order, before it touches any of them (the tree here is a real one, without flags)."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+    import tempfile
+
+    from ladle.storage.layers import UnpackLayer
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = os.path.join(tmp, "layer")
+        for d in ("bin", "lib", "opt/old/sub", "var/empty", "usr/share/doc"):
+            os.makedirs(os.path.join(dest, d))
+        for f in ("bin/cat", "lib/libc.so.7", "opt/old/sub/f", "usr/share/doc/README"):
+            with open(os.path.join(dest, f), "w") as fh:
+                fh.write("lower\n")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            for name, data in [("bin/.wh.cat", b""), ("usr/share/.wh.doc", b""), ("opt/old/.wh..wh..opq", b""),
+                               ("lib/libc.so.7", b"upper\n"), ("var/empty/", None), ("etc/new", b"new\n")]:
+                info = tarfile.TarInfo(name.rstrip("/"))
+                if data is None:
+                    info.type, info.mode = tarfile.DIRTYPE, 0o555
+                else:
+                    info.size = len(data)
+                t.addfile(info, io.BytesIO(data or b""))
+        blob = os.path.join(tmp, "blob")
+        with open(blob, "wb") as f:
+            f.write(gzip.compress(buf.getvalue()))
+        step = UnpackLayer(blob, "application/vnd.oci.image.layer.v1.tar+gzip",
+                           "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest(), dest, flags=True)
+        runner = RecordingRunner()
+        step.apply(Context(runner))
+        left = sorted(os.path.relpath(os.path.join(d, n), dest) for d, ds, fs in os.walk(dest) for n in ds + fs)
+        assert left == ["bin", "etc", "etc/new", "lib", "lib/libc.so.7", "opt", "opt/old", "usr", "usr/share",
+                        "var", "var/empty"], left
+        where = f"{ROOT}/zfs/layers/{'3' * 64}"
+        return {"what the unpack runs on the host": [c.line.replace(dest, where) for c in runner.calls]}
+
+
+CASES = [*SPECS, "copy", "base", "layers", "rss", "whiteouts"]
 
 
 def text_of(case: str) -> str:
@@ -832,3 +890,70 @@ def test_set_rss_count_pins_the_cpus_the_fewest_running_jails_use() -> None:
     assert ["cpuset", "-g", "-j", "a"] in asked and not any("-l" in a for a in asked)  # it only reads
     for argv in asked + [shlex.split(x) for x in rendered if x.startswith("cpuset")]:
         assert check_argv(argv) == [], argv
+
+
+# Numeric image users -----------------------------------------------------------------------------
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, object]]] = []
+
+    def request(self, op: str, fds: object = (), **args: object) -> dict[str, object]:
+        self.requests.append((op, args))
+        return {}
+
+
+def test_a_numeric_image_user_reaches_the_monitor_as_ids_and_a_name_as_jexec_u() -> None:
+    from ladle.hosts.freebsd.steps import JailMain
+    for spec, creds, argv in [
+            (image_uid(), {"uid": 1000, "gid": 1000, "workdir": "/srv", "env": {
+                "PATH": "/sbin:/bin:/usr/sbin:/usr/bin:/usr/local/sbin:/usr/local/bin", "HOME": "/root",
+                "APP_MODE": "production"}}, ["/usr/local/bin/app", "serve"]),
+            (image_app(), {}, None)]:
+        (main,) = [s for s in start_plan(spec, ON_EXIT) if isinstance(s, JailMain)]
+        mon = _Recorder()
+        main.apply(Context(RecordingRunner(), monitor=lambda m=mon: m))  # type: ignore[misc]
+        ((op, args),) = mon.requests
+        assert op == "spawn" and args["creds"] == creds
+        if argv:
+            assert args["argv"] == argv and args["env"] == creds["env"]
+        else:
+            assert "-U" in args["argv"] and "www" in args["argv"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("user", ["1000:staff", "1000:", "99999999999", "1:4294967295", "www:wheel"])
+def test_a_user_freebsd_cannot_run_as_is_refused_in_one_line(user: str) -> None:
+    with pytest.raises(UsageError, match="image user"):
+        start_plan(replace(image_uid(), user=user), ON_EXIT)
+
+
+def test_the_monitors_child_takes_exactly_the_numeric_ids() -> None:
+    """`_become` for real (it is POSIX: the Linux host runs it too, in a forked child): a given
+    gid is the only group; without one, a uid the passwd lacks gets gid 0 and no other group."""
+    import pwd
+
+    from ladle.hosts.freebsd.launch import _become
+    unknown = next(u for u in range(4242, 5000) if not _has(pwd, u))
+    for uid, gid, expect in [(65534, 65534, (65534, 65534, [65534])), (unknown, None, (unknown, 0, [0]))]:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                _become(uid, gid, "/tmp")
+                os.write(w, repr((os.getuid(), os.getgid(), os.getgroups(), os.getcwd())).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as f:
+            got = f.read()
+        os.waitpid(pid, 0)
+        assert got == repr((*expect, "/tmp"))
+
+
+def _has(pwd: object, uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)  # type: ignore[attr-defined]
+        return True
+    except KeyError:
+        return False

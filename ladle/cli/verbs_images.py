@@ -69,9 +69,11 @@ def register(verbs: Verbs) -> None:
     p = verb(verbs, "load", change(lambda c, a: c.load(a.input)), "load the images of an OCI layout archive")
     p.add_argument("-i", "--input", dest="input", required=True, metavar="FILE", help="the archive to read")
 
-    p = verb(verbs, "image", change(lambda c, a: c.image_prune()), "manage the image store")
+    p = verb(verbs, "image", change(lambda c, a: c.image_prune(build_cache=a.build_cache)), "manage the image store")
     p.add_argument("action", choices=("prune",), help="prune: remove the blobs no image references, and the layer"
                    " snapshots no image has and no pot is made on")
+    p.add_argument("--build-cache", action="store_true", help="forget build's cache first (every step's image;"
+                   " not while a build runs): what only it used goes too")
 
 
 def _transfer(p: argparse.ArgumentParser) -> None:

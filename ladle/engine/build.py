@@ -13,6 +13,9 @@ recorded last, so a failed build names nothing.
 
 The context is confined: a source must resolve (following links) inside DIR, and its files are
 staged into a private directory without following any link, then copied in with copy-in.
+
+A build's staged files live in its own directory and its pots carry its id (`engine/buildwork.py`):
+one killed in the middle of a step leaves nothing that `ladle gc`, or the next build, does not take.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ladle import names
-from ladle.engine import changes, fscomps, imagepots, images, potnet, pots
+from ladle.engine import buildwork, changes, fscomps, imagepots, images, potnet, pots
 from ladle.engine.core import Engine
 from ladle.errors import HostError, LadleError, UsageError
 from ladle.images import buildctx
@@ -105,6 +108,20 @@ def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, 
     steps = cf.parse(body, where)
     _precheck(steps, ctx, build_args, where)
     eng.store  # noqa: B018  (initialised)
+    for line in buildwork.sweep(eng):
+        say(line)
+    with buildwork.registered(eng, images._blobs(eng)) as work:
+        state = _steps(eng, steps, where, ctx, build_args, network, no_cache, insecure, stdio, say, work)
+    from ladle.images import index
+    r = state.row
+    assert r is not None
+    index.record(eng.store, target, r["digest"], r["manifest"], r["media_type"], r["size"], r["created"], time.time())
+    return f"built {target} ({r['manifest']})"
+
+
+def _steps(eng: Engine, steps: list[cf.Instruction], where: str, ctx: str, build_args: dict[str, str], network: str,
+           no_cache: bool, insecure: bool, stdio: tuple[int, int, int] | None, say: Say, work: str) -> State:
+    """Run the steps in order; the image the last one ends at."""
     pre: dict[str, str] = {}
     state: State | None = None
     for n, ins in enumerate(steps, 1):
@@ -123,7 +140,7 @@ def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, 
             state = _from(eng, cf.words(ins.args, pre, at), insecure)
             continue
         assert state is not None
-        key = _key(eng, state, ins, at, no_cache, ctx)
+        key = _key(eng, state, ins, at, no_cache, ctx, work)
         if key.cached is not None:
             say("--> CACHED")
             state = key.cached
@@ -138,10 +155,7 @@ def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, 
         assert state.row is not None
         say(f"--> {state.row['manifest'][:19]}")
     assert state is not None and state.row is not None  # _precheck refused a FROM scratch with nothing after
-    from ladle.images import index
-    r = state.row
-    index.record(eng.store, target, r["digest"], r["manifest"], r["media_type"], r["size"], r["created"], time.time())
-    return f"built {target} ({r['manifest']})"
+    return state
 
 
 def _precheck(steps: list[cf.Instruction], ctx: str, build_args: dict[str, str], where: str) -> None:
@@ -186,24 +200,25 @@ def _from(eng: Engine, found: list[str], insecure: bool) -> State:
 class Key:
     digest: str
     cached: State | None
-    staged: str | None = None  # COPY and ADD: the staged files' directory
+    work: str  # the build's own directory (buildwork)
+    staged: str | None = None  # COPY and ADD: the staged files' directory, in `work`
 
 
-def _key(eng: Engine, state: State, ins: cf.Instruction, at: str, no_cache: bool, ctx: str) -> Key:
+def _key(eng: Engine, state: State, ins: cf.Instruction, at: str, no_cache: bool, ctx: str, work: str) -> Key:
     """The step's cache key, and the image it made before if the index still has it."""
     doc: dict[str, Any] = {"parent": state.parent, "step": ins.text, "env": state.env()}
     if ins.kind == "RUN":
         doc["args"] = state.args
     staged = None
     if ins.kind in ("COPY", "ADD"):
-        staged = tempfile.mkdtemp(prefix="build-", dir=eng.root)
+        staged = tempfile.mkdtemp(prefix="step-", dir=work)
         try:
             doc["files"] = buildctx.stage(ins, {**state.args, **state.env()}, at, ctx, staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
     digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-    return Key(digest, None if no_cache else _cached(eng, state, digest), staged)
+    return Key(digest, None if no_cache else _cached(eng, state, digest), work, staged)
 
 
 def _cached(eng: Engine, state: State, digest: str) -> State | None:
@@ -306,7 +321,7 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
     made = False
     try:
         imagepots.create(eng, name, ref, argv[1:], argv[0], potnet.request(network), {"persistent": "NO"}, None,
-                         pull=False)
+                         pull=False, build=os.path.basename(key.work))
         made = True
         row = eng.pot(name)
         if ins.kind == "RUN":
@@ -319,7 +334,7 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
             if code != 0:
                 raise HostError(f"exited {code}")
         elif ins.kind == "WORKDIR":
-            staged = tempfile.mkdtemp(prefix="build-", dir=eng.root)
+            staged = tempfile.mkdtemp(prefix="step-", dir=key.work)
             try:
                 for marker in _mkdir(eng, name, staged, state.conf()["WorkingDir"]):
                     _drop(eng.snap.path(row["layer"]), marker)

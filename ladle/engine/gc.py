@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ladle import _log
-from ladle.engine import changes, lifecycle, runs
+from ladle.engine import buildwork, changes, lifecycle, runs
 from ladle.engine.core import Engine
 from ladle.errors import Busy, LadleError
 from ladle.hosts.base import RunRecord
@@ -88,6 +88,8 @@ def gc(eng: Engine, force: bool = False) -> list[str]:
     monitor (started if need be) adopts it, and gc says so."""
     report = recover(eng)
     report += failed(eng, force)
+    if not eng.dry_run:
+        report += buildwork.sweep(eng)
     rows = eng.store.all("runs", state="running")
     recorded = [r for r in (runs.record(row) for row in rows) if r is not None]
     alive = runs.alive_all(eng, recorded)
@@ -106,7 +108,22 @@ def gc(eng: Engine, force: bool = False) -> list[str]:
     report += _leaked_mounts(eng, {r.pot for r in live})
     report += changes.sweep(eng)
     report += _orphans(eng)
+    if not eng.dry_run:
+        report += _store_leftovers(eng)
     return report
+
+
+def _store_leftovers(eng: Engine) -> list[str]:
+    """What crashed writers left in the image store (a blob half-written, the temporary tar of a
+    layer being stored), if no one is using the store right now (a pull or a build holds it shared)."""
+    from ladle.engine import images
+    blobs = images._blobs(eng)
+    try:
+        with blobs.lock(shared=False, timeout=0):
+            gone = images.leftovers(eng, blobs)
+    except Busy:
+        return []
+    return [f"removed {gone} temporary file{'s' if gone != 1 else ''} of interrupted image writes"] if gone else []
 
 
 def _adopted(eng: Engine, live: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:

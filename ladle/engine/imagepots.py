@@ -83,7 +83,8 @@ def unpack(eng: Engine, blobs: BlobStore, manifest: Manifest, cfg: ImageConfig) 
                     lowers = eng.snap.lowers(parent) if overlay and parent else []  # type: ignore[attr-defined]
                     steps.append(UnpackLayer(blobs.path(d.digest), d.media_type, diff_id, eng.snap.path(key),
                                              "overlay" if overlay else "full", lowers, eng.cfg.max_unpacked_size,
-                                             eng.cfg.max_tar_members, eng.cfg.max_tar_depth))
+                                             eng.cfg.max_tar_members, eng.cfg.max_tar_depth,
+                                             flags=eng.cfg.host == "freebsd"))
                     steps += eng.snap.commit(key, SNAP)
                     eng.execute("unpack", "layer:" + key.split("/")[1], steps)
                     if not eng.dry_run:
@@ -131,10 +132,11 @@ def published(exposed: tuple[str, ...], explicit: list[str], net_type: str) -> l
 def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str | None,
            net: potnet.Request | str | None, attrs: dict[str, str], ports: list[str] | None,
            pull: bool, insecure: bool = False, progress: Callable[[str, int, int], None] | None = None,
-           publish_all: bool = False) -> str:
+           publish_all: bool = False, build: str | None = None) -> str:
     """A pot whose tree is a writable layer on the image's top layer (pulled first if missing
     and `pull`), and whose command is the image's (or `args`, `entrypoint`); with `publish_all`
-    its ExposedPorts exported too."""
+    its ExposedPorts exported too; `build` names the build whose step it is (engine/buildwork),
+    recorded in its row as it is made."""
     import shlex
 
     from ladle.engine import pots
@@ -168,9 +170,10 @@ def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str |
                 defaults.update(eng.host.expand_attr(k, v))
             env = dict(e.split("=", 1) for e in cfg.env)
             ref = f"{row['name']}:{row['tag']}" if row["tag"] else f"{row['name']}@{row['digest']}"
+            runtime = {**runtime_of(cfg, row, argv, ref), **({"build": build} if build else {})}
             prow = {"name": name, "base": ref, "type": "single" if single else "multi", "level": 0 if single else 1,
                     "potbase": None, "cmd": shlex.join(argv), "env": env, "attrs": defaults, "network": req.type,
-                    "layer": key, "created": time.time(), "net": netrow, "image": runtime_of(cfg, row, argv, ref),
+                    "layer": key, "created": time.time(), "net": netrow, "image": runtime,
                     "life": {"health": check} if check else {}}
             steps.append(put("pots", {"name": name}, prow, None))
             eng.execute("create", f"pot:{name}", steps)

@@ -156,13 +156,25 @@ def _layers(count: int) -> str:
     return f", {count} layer snapshot{'s' if count != 1 else ''} removed" if count else ""
 
 
-def prune(eng: Engine) -> str:
+def prune(eng: Engine, build_cache: bool = False) -> str:
+    """Remove what nothing references; with `build_cache` first forget the image of every build
+    step (`ladle.build/cache`: Docker's `builder prune`), unless a build is running (its next
+    steps may stand on them), so that what only the cache kept goes too. Built images keep
+    their own names and so everything they use."""
+    from ladle.engine import buildwork
+    from ladle.images.containerfile import CACHE
     if eng.dry_run:
         raise UsageError("image prune has no dry run")
     blobs = _blobs(eng)
+    note = ""
     with blobs.lock(shared=False, timeout=default_timeout()):
+        if build_cache and buildwork.live(eng):
+            note = "; kept the build cache: a build is running"
+        elif build_cache:
+            steps = eng.store.db.execute("DELETE FROM images WHERE name=?", (CACHE,)).rowcount
+            note = f", forgot {steps} build step{'s' if steps != 1 else ''}"
         removed, layers = _prune(eng, blobs)
-    return f"removed {removed} blobs nothing references{_layers(layers)}"
+    return f"removed {removed} blobs nothing references{_layers(layers)}{note}"
 
 
 def _prune(eng: Engine, blobs: BlobStore) -> tuple[int, int]:
@@ -173,9 +185,21 @@ def _prune(eng: Engine, blobs: BlobStore) -> tuple[int, int]:
     gone = [d for d in blobs.digests() if d not in keep]
     for d in gone:
         blobs.remove(d)
-    for path in blobs.partials_of_the_dead():
-        os.unlink(path)
+    leftovers(eng, blobs)
     return len(gone), prune_layers(eng, blobs)
+
+
+def leftovers(eng: Engine, blobs: BlobStore) -> int:
+    """Remove what crashed writers left (the caller holds the store alone): half-written blobs of
+    processes that are gone, and the temporary directories of layers being stored (`commit-*`,
+    which live only while their writer holds the store shared). How many went."""
+    from ladle.plan.rmtree import remove_tree
+    paths = blobs.partials_of_the_dead()
+    top = os.path.join(eng.root, "images")
+    paths += [os.path.join(top, n) for n in os.listdir(top) if n.startswith("commit-")] if os.path.isdir(top) else []
+    for path in paths:
+        remove_tree(path)
+    return len(paths)
 
 
 MAX_CONFIG = 16 << 20

@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import stat
 import tarfile
 import time
 from collections.abc import Iterator
 from typing import IO, Any
 
+from ladle import files
 from ladle.errors import HostError, UsageError
 from ladle.images import index
 from ladle.images.blobs import BlobStore
@@ -56,28 +56,18 @@ def save(blobs: BlobStore, row: dict[str, Any], path: str) -> int:
         raise UsageError(f"-o {short(path)} is a directory: give the archive's file name")
     if not os.path.isdir(directory):
         raise UsageError(f"-o {short(path)}: no directory {short(directory)}")
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.ladle-{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb", buffering=BUFFER) as out, \
-                tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            _add(tar, "oci-layout", LAYOUT)
-            _add(tar, "index.json", json.dumps(top, separators=(",", ":")).encode())
-            for dirname in ("blobs", "blobs/sha256"):
-                info = _info(dirname, 0)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            for digest in dict.fromkeys((row["manifest"], *(d.digest for d in manifest.blobs))):
-                blob = blobs.open(digest)
-                with os.fdopen(blob, "rb") as f:
-                    tar.addfile(_info(f"blobs/sha256/{digest[7:]}", os.fstat(blob).st_size), f)
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with files.replacing(path, 0o644, buffering=BUFFER) as out, \
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _add(tar, "oci-layout", LAYOUT)
+        _add(tar, "index.json", json.dumps(top, separators=(",", ":")).encode())
+        for dirname in ("blobs", "blobs/sha256"):
+            info = _info(dirname, 0)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        for digest in dict.fromkeys((row["manifest"], *(d.digest for d in manifest.blobs))):
+            blob = blobs.open(digest)
+            with os.fdopen(blob, "rb") as f:
+                tar.addfile(_info(f"blobs/sha256/{digest[7:]}", os.fstat(blob).st_size), f)
     return os.stat(path).st_size
 
 

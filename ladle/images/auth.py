@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import os
 import re
-import secrets
 import stat
 from typing import Any
 
+from ladle import files
 from ladle.errors import UsageError
 from ladle.names import host_path, short
 
@@ -112,19 +111,8 @@ def store(registry: str, user: str, password: str) -> str:
     auths[registry] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with files.replacing(path, 0o600) as f:
+        f.write(json.dumps(doc, indent=1).encode() + b"\n")
     return path
 
 

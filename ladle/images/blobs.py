@@ -15,7 +15,9 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from typing import BinaryIO
 
+from ladle import files
 from ladle import platform as proc
 from ladle.errors import Busy, HostError
 from ladle.images.refs import DIGEST, check_digest
@@ -24,14 +26,12 @@ _PARTIAL = ".partial-"
 
 
 class Writer:
-    """One blob coming in: `write` what arrives; `commit` checks it and makes it visible."""
+    """One blob coming in: `write` what arrives (counted and hashed); `check` it before it is named."""
 
-    def __init__(self, store: BlobStore, digest: str, size: int, source: str) -> None:
-        self.store, self.digest, self.size, self.source = store, digest, size, source
+    def __init__(self, digest: str, size: int, source: str, out: BinaryIO) -> None:
+        self.digest, self.size, self.source, self.out = digest, size, source, out
         self.hash = hashlib.sha256()
         self.written = 0
-        self.tmp = os.path.join(store.dir, f"{_PARTIAL}{os.getpid()}-{secrets.token_hex(6)}")
-        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
 
     def write(self, data: bytes) -> None:
         self.written += len(data)
@@ -40,26 +40,14 @@ class Writer:
         self.hash.update(data)
         view = memoryview(data)
         while view:
-            view = view[os.write(self.fd, view):]
+            view = view[self.out.write(view):]
 
-    def commit(self) -> None:
+    def check(self) -> None:
         if self.written != self.size:
             raise HostError(f"blob {self.digest} from {self.source} ended after {self.written} of {self.size} bytes")
         got = "sha256:" + self.hash.hexdigest()
         if got != self.digest:
             raise HostError(f"blob {self.digest} from {self.source} has digest {got}: refused")
-        os.fsync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        os.rename(self.tmp, self.store.path(self.digest))
-        self.store.sync_dir()
-
-    def discard(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
 
 
 class Held:
@@ -126,12 +114,11 @@ class BlobStore:
         """Write one blob; it becomes visible only if the block ends normally and it checks out."""
         check_digest(digest)
         self.ensure()
-        w = Writer(self, digest, size, source)
-        try:
+        tmp = f"{_PARTIAL}{os.getpid()}-{secrets.token_hex(6)}"  # `partials_of_the_dead` reads the pid
+        with files.replacing(self.path(digest), 0o644, tmp_name=tmp, buffering=0, sync_dir=True) as out:
+            w = Writer(digest, size, source, out)
             yield w
-            w.commit()
-        finally:
-            w.discard()
+            w.check()
 
     def put(self, data: bytes, digest: str, source: str) -> None:
         with self.writer(digest, len(data), source) as w:
@@ -178,9 +165,3 @@ class BlobStore:
                 out.append(os.path.join(self.dir, n))
         return out
 
-    def sync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class ExitWatcher:
     """Tells when watched processes exit. Its `fileno()` becomes readable when one has; `exited()`
@@ -62,3 +64,8 @@ class Platform:
     def set_title(self, title: str) -> None:
         """Show `title` for this process in ps(1)."""
         raise NotImplementedError
+
+    def jail_attacher(self, name: str) -> Callable[[], None]:
+        """FreeBSD: a call that moves the calling process into jail `name` (looked up now, so
+        that the call is only jail_attach(2), safe in a forked child)."""
+        raise NotImplementedError(f"{self.name} has no jails")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import select
 import struct
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -139,6 +141,21 @@ class FreeBSD(Platform):
         if _libc().procctl(_P_PID, os.getpid(), _PROC_REAP_ACQUIRE, None) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), "procctl(PROC_REAP_ACQUIRE)")
+
+    def jail_attacher(self, name: str) -> Callable[[], None]:
+        import ctypes.util
+        libjail = ctypes.CDLL(ctypes.util.find_library("jail") or "libjail.so", use_errno=True)
+        libjail.jail_getid.argtypes = [ctypes.c_char_p]
+        jid = libjail.jail_getid(name.encode())
+        if jid < 0:
+            raise OSError(errno.ESRCH, f"no jail {name}")
+        attach = _libc().jail_attach
+
+        def call() -> None:
+            if attach(jid) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err), f"jail_attach({jid})")
+        return call
 
     def set_title(self, title: str) -> None:
         _libc().setproctitle(b"-%s", title.encode())

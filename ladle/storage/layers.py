@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from ladle.errors import HostError, UsageError
 from ladle.plan.steps import Context, Step
-from ladle.storage.tarsafe import Limits, extract_layer
+from ladle.storage.tarsafe import Limits, Unflag, extract_layer
 
 TAR = "application/vnd.oci.image.layer.v1.tar"
 GZIP = (TAR + "+gzip", "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -87,7 +87,15 @@ def decompress(blob: str, media_type: str, out: str, diff_id: str, cap: int) -> 
 @dataclass
 class UnpackLayer(Step):
     """Unpack one layer blob into `dest` (a new layer's tree); undo is the layer's removal.
-    `mode` and `lowers` as in `tarsafe.extract_layer`."""
+    `mode` and `lowers` as in `tarsafe.extract_layer`.
+
+    With `flags` (a FreeBSD host), what the layer removes or replaces in the tree below loses its
+    system-immutable flag first (`chflags -R -x noschg` on each whiteout's path and opaque
+    directory, `chflags -h noschg` on each replaced path: -h and -R's default -P never follow a
+    link), as a file with schg cannot be unlinked or changed even by root. FreeBSD's images are
+    made by bsdtar, which keeps file flags; ladle's extraction does not set them (bsdtar's
+    `--no-fflags`), but a tree below may have them (a committed pot's, where allow.chflags lets
+    the jail's root set them)."""
 
     blob: str
     media_type: str
@@ -98,13 +106,20 @@ class UnpackLayer(Step):
     max_size: int = Limits.max_size
     max_members: int = Limits.max_members
     max_depth: int = Limits.max_depth
+    flags: bool = False
 
     def render(self) -> list[str]:
         unz = {**dict.fromkeys(GZIP, "gzip -dc"), **dict.fromkeys(ZSTD, "zstd -dc")}.get(self.media_type, "cat")
         tmp = self._tmp()
-        return [f"# {unz} {shlex.quote(self.blob)} > {shlex.quote(tmp)}, refused unless its sha256 is {self.diff_id};",
-                f"# its members checked (tarsafe), its whiteouts applied ({self.mode}), then:",
-                shlex.join(["tar", "-x", "-p", "-f", tmp, "-C", self.dest]), shlex.join(["rm", "-f", tmp])]
+        lines = [f"# {unz} {shlex.quote(self.blob)} > {shlex.quote(tmp)}, refused unless its sha256 is {self.diff_id};",
+                 f"# its members checked (tarsafe), its whiteouts applied ({self.mode}), then:"]
+        if self.flags:
+            lines += ["# before the whiteouts, for the existing paths they remove (PATH...: found in the tar):",
+                      shlex.join(unflag_argv([f"{self.dest}/PATH..."], True)),
+                      "# and for the existing paths the members replace:",
+                      shlex.join(unflag_argv([f"{self.dest}/PATH..."], False))]
+        tar = ["tar", "-x", "-p", *(["--no-fflags"] if self.flags else []), "-f", tmp, "-C", self.dest]
+        return [*lines, shlex.join(tar), shlex.join(["rm", "-f", tmp])]
 
     def _tmp(self) -> str:
         return f"{self.dest.rstrip('/')}.tar.part"
@@ -117,7 +132,23 @@ class UnpackLayer(Step):
             decompress(self.blob, self.media_type, tmp, self.diff_id,
                        self.max_size + 1536 * self.max_members + (1 << 20))
             extract_layer(tmp, self.dest, Limits(self.max_size, self.max_members, self.max_depth),
-                          self.mode, tuple(self.lowers))
+                          self.mode, tuple(self.lowers), self._unflag(ctx) if self.flags else None)
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+
+    @staticmethod
+    def _unflag(ctx: Context) -> Unflag:
+        def unflag(paths: list[str], tree: bool) -> None:
+            for i in range(0, len(paths), _BATCH):
+                ctx.runner.run(unflag_argv(paths[i:i + _BATCH], tree))
+        return unflag
+
+
+_BATCH = 256  # paths per chflags command, well under ARG_MAX
+
+
+def unflag_argv(paths: list[str], tree: bool) -> list[str]:
+    """chflags(1) clearing schg: on whole trees (-R, not following links, -x: one file system),
+    or on the paths themselves (-h: a link's own flags, never its target's)."""
+    return ["chflags", *(["-R", "-x"] if tree else ["-h"]), "noschg", *paths]

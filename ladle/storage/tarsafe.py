@@ -46,6 +46,7 @@ import stat
 import tarfile
 import zlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ladle.config import Config
@@ -333,19 +334,30 @@ def extract(archive: str, dest: str, limits: Limits = Limits()) -> None:
         _extract_members(tar, archive, members, dest, space)
 
 
-def extract_layer(archive: str, dest: str, limits: Limits, mode: str, lowers: tuple[str, ...] = ()) -> None:
+Unflag = Callable[[list[str], bool], None]
+
+
+def extract_layer(archive: str, dest: str, limits: Limits, mode: str, lowers: tuple[str, ...] = (),
+                  unflag: Unflag | None = None) -> None:
     """Check and unpack one image layer (a plain tar) into `dest`, its whiteouts applied.
 
     `mode` is 'full' (dest holds the whole tree of the layers below: what a whiteout hides is
     deleted there) or 'overlay' (dest is the layer's empty overlayfs upper directory over
     `lowers`, top first: whiteouts become overlayfs's, and a parent directory the layer does not
-    list takes its attributes from the lowers, as the merged tree would show it)."""
+    list takes its attributes from the lowers, as the merged tree would show it).
+
+    `unflag(paths, tree)` (FreeBSD, 'full') is called before anything changes with what the layer
+    will remove (`tree`: each whiteout's path, each opaque directory, with all under them) and
+    then with the existing paths its members replace or re-attribute: a system-immutable (schg)
+    file there could be neither unlinked nor changed, even by root."""
     from ladle.plan.rmtree import remove_tree
     with _open(archive) as tar:
         members, wh = split_whiteouts(_members(tar, archive, limits))
         check_members(members, dest, limits, wh)
         space = _Space(dest)
         space.reserve(archive, members, limits.copies)
+        if unflag is not None and mode == "full":
+            _unflag(dest, members, wh, unflag)
         try:
             if mode == "full":
                 for parts in wh.opaque:
@@ -360,6 +372,20 @@ def extract_layer(archive: str, dest: str, limits: Limits, mode: str, lowers: tu
         _extract_members(tar, archive, members, dest, space, lowers if mode == "overlay" else ())
         if mode == "overlay":
             _overlay_whiteouts(dest, wh, {_parts(m.name, m.name) for m in members}, lowers)
+
+
+def _unflag(dest: str, members: list[tarfile.TarInfo], wh: Whiteouts, unflag: Unflag) -> None:
+    """Hand `unflag` the existing paths the layer removes (trees), then those it replaces (each
+    once, in the layer's order); the checks have made sure none of them is below a symlink."""
+    gone = [os.path.join(dest, *p) for p in [*wh.opaque, *(h for h in wh.hidden if h)]]
+    gone = [p for p in dict.fromkeys(gone) if os.path.lexists(p)]
+    if gone:
+        unflag(gone, True)
+    replaced = [os.path.join(dest, *_parts(m.name, m.name)) for m in members]
+    hidden = {os.path.join(dest, *p) for p in wh.hidden}
+    replaced = [p for p in dict.fromkeys(replaced) if p not in hidden and os.path.lexists(p)]
+    if replaced:
+        unflag(replaced, False)
 
 
 def _overlay_whiteouts(dest: str, wh: Whiteouts, listed: set[Parts], lowers: tuple[str, ...]) -> None:

@@ -76,3 +76,31 @@ def test_a_link_swapped_in_after_the_directory_was_resolved_is_refused(tmp_path:
     with pytest.raises(HostError, match="/etc/hosts not written: /etc changed under it"):
         write_hosts(tree)
     assert os.listdir(host) == []
+
+
+def test_a_layer_reaching_through_a_link_makes_no_flag_change_on_a_freebsd_host(tmp_path: Path) -> None:
+    """FreeBSD's unpack clears schg on what a layer removes or replaces (`chflags`, as root on the
+    host): a whiteout or a member below a symlink of the tree underneath (to the host's /etc) is
+    refused before any chflags runs, so no flag outside the layer's tree is ever cleared."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    from ladle.errors import UsageError
+    from ladle.storage.layers import UnpackLayer
+    dest = tmp_path / "layer"
+    dest.mkdir()
+    (dest / "etc").symlink_to("/etc")
+    for hostile in ("etc/.wh.master.passwd", "etc/master.passwd"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            t.addfile(tarfile.TarInfo(hostile), io.BytesIO(b""))
+        blob = tmp_path / "blob"
+        blob.write_bytes(gzip.compress(buf.getvalue()))
+        runner = RecordingRunner()
+        step = UnpackLayer(str(blob), "application/vnd.oci.image.layer.v1.tar+gzip",
+                           "sha256:" + hashlib.sha256(buf.getvalue()).hexdigest(), str(dest), flags=True)
+        with pytest.raises(UsageError, match="link"):
+            step.apply(Context(runner))
+        assert runner.calls == []

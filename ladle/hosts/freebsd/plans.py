@@ -106,15 +106,39 @@ def image_argv(spec: RuntimeSpec, env: dict[str, str]) -> list[str]:
     in the new PATH, the image's), without -l, passes it on, so the image
     needs neither /bin/sh nor /usr/bin/env (freebsd-static and -dynamic have neither); PATH is
     the default one when the image sets none (FreeBSD's release images set no Env). jexec -U
-    takes a user name of the jail's passwd: a numeric User or a group is refused."""
+    takes a user name of the jail's passwd (looked up after it attaches); a numeric User is run
+    by the monitor itself (`image_ids`), and this argv is then the command alone."""
+    if image_ids(spec) is not None:
+        return list(spec.argv or [])
     user = spec.user or "root"
-    if ":" in user or user.isdigit():
-        raise UsageError(f"image user {user!r}: on FreeBSD a pot from an image runs as a user name of its"
-                         " /etc/passwd (jexec -U), not a uid or a group")
+    if ":" in user:
+        raise UsageError(f"image user {user!r}: on FreeBSD a user name runs with its own groups (jexec -U):"
+                         " give a group as UID:GID")
     if not _USER.fullmatch(user):
         raise UsageError(f"invalid image user {names.short(user)}")
     return ["env", "-i", *env_pairs(env), "/usr/sbin/jexec", "-d", spec.workdir or "/", "-U", user,
             names.pot_name(spec.name), *(spec.argv or [])]
+
+
+def image_ids(spec: RuntimeSpec) -> tuple[int, int | None] | None:
+    """A numeric image User, `UID` or `UID:GID`, as (uid, gid or None); None for a name.
+
+    jexec -U and -u take only names, and nothing in FreeBSD's base that an image surely has sets
+    a numeric uid inside a jail (chroot(8) would, but it is not in freebsd-runtime and moves the
+    working directory to '/'). So the monitor does what jexec does, in the child it forks:
+    jail_attach(2), chdir, the groups (GID alone; without one the uid's group and groups from
+    the jail's passwd, looked up after attaching as jexec -U does, or gid 0 if it has none there,
+    as Docker does), setgid, setuid; then execve with the environment."""
+    if spec.argv is None or not spec.user or not spec.user.split(":", 1)[0].isdigit():
+        return None
+    uid, sep, gid = spec.user.partition(":")
+    if (sep and not gid.isdigit()) or int(uid) > _MAX_ID or (gid and int(gid) > _MAX_ID):
+        raise UsageError(f"image user {names.short(spec.user)}: a numeric user is UID or UID:GID (each at most"
+                         f" {_MAX_ID})")
+    return int(uid), int(gid) if gid else None
+
+
+_MAX_ID = 0xFFFFFFFE  # uid_t is 32 bits; (uid_t)-1 means "unchanged" to setuid
 
 
 def exec_argv(spec: RuntimeSpec, argv: list[str], env: dict[str, str]) -> list[str]:
@@ -147,8 +171,11 @@ def start_plan(spec: RuntimeSpec, on_exit: list[str], osrelease: str | None = No
     limits = spec.extra.get("limits") or {}
     if any(limits.get(k) for k in ("memory", "pids", "pcpu", "cpus")):
         steps.append(JailLimits(name, limits))
+    ids = image_ids(spec)
+    creds = {} if ids is None else {"uid": ids[0], "gid": ids[1], "workdir": spec.workdir or "/",
+                                    "env": {"PATH": DEFAULT_PATH, "HOME": "/root", **spec.env}}
     steps.append(JailMain(name, main_argv(spec), spec.log_path, spec.run_dir, attrs["persistent"] == "YES",
-                          on_exit))
+                          on_exit, creds))
     return steps
 
 

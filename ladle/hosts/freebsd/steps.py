@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ladle import _log
@@ -340,18 +340,27 @@ class JailMain(Step):
     run_dir: str
     persistent: bool
     on_exit: list[str]
+    creds: dict[str, Any] = field(default_factory=dict)  # a numeric user: uid, gid (or None), workdir, env
 
     def render(self) -> list[str]:
         run = self.run_dir.rstrip("/")
-        return [f"# by the monitor, which copies the output to {self.log_path} and records the run:",
-                f"{shlex.join(self.argv)} </dev/null >{shlex.quote(run + '/out.fifo')} "
-                f"2>{shlex.quote(run + '/err.fifo')}"]
+        lines = [f"# by the monitor, which copies the output to {self.log_path} and records the run:"]
+        redirs = f" </dev/null >{shlex.quote(run + '/out.fifo')} 2>{shlex.quote(run + '/err.fifo')}"
+        if not self.creds:
+            return [*lines, shlex.join(self.argv) + redirs]
+        c = self.creds
+        groups = (f"setgroups {c['gid']}, setgid {c['gid']}" if c["gid"] is not None else
+                  f"the group and groups of uid {c['uid']} in the jail's passwd (gid 0 if none)")
+        return [*lines, "# jexec -U takes only a user name, so the monitor's child does what it does, with the ids:",
+                f"# jail_attach to {self.pot}, chdir {shlex.quote(c['workdir'])}, {groups}, setuid {c['uid']},",
+                "# then execve in the jail with exactly this environment (no env(1) runs):",
+                "#   " + shlex.join(["env", "-i", *(f"{k}={v}" for k, v in c["env"].items()), *self.argv]) + redirs]
 
     def apply(self, ctx: Context) -> None:
         fds = list(ctx.attach) if ctx.attach else []
         _monitor(ctx).request("spawn", fds=fds, role="main", attach=bool(fds), pot=self.pot, argv=self.argv,
-                              env={}, persistent=self.persistent, on_exit=self.on_exit, log=self.log_path,
-                              run_dir=self.run_dir)
+                              env=self.creds.get("env", {}), persistent=self.persistent, on_exit=self.on_exit,
+                              log=self.log_path, run_dir=self.run_dir, creds=self.creds)
 
     def inverse(self) -> list[Step]:
         return [JailNotice(self.pot), JailRemove(self.pot), JailRelease(self.pot)]
