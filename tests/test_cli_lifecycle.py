@@ -109,6 +109,17 @@ def test_run_rm_detached_destroys_the_pot_when_its_command_ends(bb: Ladle) -> No
     assert not (bb.root / "logs" / "gone.log").exists()
 
 
+def test_stop_destroys_a_run_rm_detached_pot(bb: Ladle) -> None:
+    """As Docker's `stop` of a `run --rm -d` container: the pot is gone when stop returns; a plain
+    `run -d` pot is only stopped."""
+    bb("run", "--rm", "-d", "-p", "gone", "busybox", "--", "sleep", "60")
+    bb("run", "-d", "-p", "kept", "busybox", "--", "sleep", "60")
+    assert bb("stop", "gone").stdout == "stopped and destroyed pot gone (it was started with run --rm)\n"
+    assert bb("stop", "kept").stdout == "stopped pot kept\n"
+    assert bb("ls", "-q").stdout.split() == ["kept"]
+    assert not (bb.root / "logs" / "gone.log").exists()
+
+
 def test_a_non_persistent_start_runs_in_the_foreground_with_pots_exit_code(bb: Ladle) -> None:
     """What pot's Nomad driver relies on: `start` blocks, the output is its own, 125 means the
     command failed and last-run-stats says how."""

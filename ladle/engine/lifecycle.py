@@ -228,6 +228,7 @@ def stop(eng: Engine, name: str, exited: bool = False) -> str:
             _log.warning(f"pot {name} is a dependency of running pots: {', '.join(up)}")
     with eng.lock(f"pot-{name}"):
         eng.pot(name)
+        removed = _started_to_be_removed(eng, name)
         stopped = stop_locked(eng, name)
         cancelled = not exited and _cancel_restart(eng, name)
         if not stopped:
@@ -236,7 +237,19 @@ def stop(eng: Engine, name: str, exited: bool = False) -> str:
             if not exited:
                 _log.warning(f"pot {name} is not running")
             return f"pot {name} was not running"
+    if removed:  # as Docker's `stop` of a `run --rm -d` container
+        from ladle.engine import pots
+        pots.destroy(eng, name, recursive=False, force=True)
+        return f"stopped and destroyed pot {name} (it was started with run --rm)"
     return f"stopped pot {name}"
+
+
+def _started_to_be_removed(eng: Engine, name: str) -> bool:
+    """Whether the pot runs from `run --rm -d`: its monitor would destroy it, not stop it, when
+    its command ended by itself."""
+    import json
+    row = eng.store.get("runs", pot=name)
+    return bool(row and row["state"] == "running" and row.get("on_exit") and "destroy" in json.loads(row["on_exit"]))
 
 
 def stop_locked(eng: Engine, name: str) -> bool:
