@@ -630,10 +630,11 @@ class Client:
         from ladle.engine.images import images
         return self._read(images)
 
-    def rmi(self, ref: str) -> Change:
-        """Remove an image's name (NAME:TAG, NAME@DIGEST or DIGEST) and the blobs only it used."""
+    def rmi(self, ref: str, *, force: bool = False) -> Change:
+        """Remove an image's name (NAME:TAG, NAME@DIGEST or DIGEST) and the blobs only it used;
+        an image pots were made from (and that no other name keeps) only with `force`."""
         from ladle.engine.images import rmi
-        return self._change(lambda e: rmi(e, ref), recover=False)
+        return self._change(lambda e: rmi(e, ref, force), recover=False)
 
     def commit(self, pot: str, ref: str) -> Change:
         """Store a stopped pot's changes as a new layer on its image (or its base's tree) under

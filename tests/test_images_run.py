@@ -203,9 +203,15 @@ def test_layers_are_shared_and_pruned_only_when_unused(ladle: Ladle, pushed: dic
     assert layer_keys(ladle) == keys  # the plain image's one layer is the busybox one
     info = ladle("info", "-p", "one").stdout
     assert "8080/tcp" in info and pushed["gzip"].split("/", 1)[1] in info
-    ladle("rmi", pushed["gzip"])
-    ladle("rmi", pushed["zstd"])
-    ladle("rmi", pushed["plain"])
+    line = ladle.fails("rmi", pushed["gzip"])
+    assert f"image {pushed['gzip']} is used by pot one: destroy them first, or rmi -f" in line
+    ladle("tag", pushed["gzip"], "localhost/other:1")
+    ladle("rmi", pushed["gzip"])  # another name keeps the image: only this one goes
+    assert "localhost/other" in ladle("images").stdout
+    assert "is used by pot one" in ladle.fails("rmi", "localhost/other:1")
+    ladle("rmi", "-f", "localhost/other:1")
+    ladle("rmi", "-f", pushed["zstd"])
+    ladle("rmi", "-f", pushed["plain"])
     ladle("image", "prune")
     assert layer_keys(ladle) == keys  # pots one, two and three use them
     ladle("destroy", "-p", "one")

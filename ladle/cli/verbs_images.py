@@ -36,7 +36,10 @@ def register(verbs: Verbs) -> None:
     p = verb(verbs, "images", _images, "list the images in the store")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    p = verb(verbs, "rmi", change(lambda c, a: c.rmi(a.ref)), "remove an image (and the blobs only it used)")
+    p = verb(verbs, "rmi", change(lambda c, a: c.rmi(a.ref, force=a.force)),
+             "remove an image (and the blobs only it used)")
+    p.add_argument("-f", "--force", action="store_true",
+                   help="also an image pots were made from (they keep their layers)")
     p.add_argument("ref", metavar="REF", help="NAME[:TAG], NAME@DIGEST or DIGEST")
 
     p = verb(verbs, "commit", change(lambda c, a: c.commit(a.pot, a.ref)),

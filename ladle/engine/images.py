@@ -137,19 +137,37 @@ def images(eng: Engine) -> list[Image]:
                   created=r["created"]) for r in rows]
 
 
-def rmi(eng: Engine, text: str) -> str:
+def rmi(eng: Engine, text: str, force: bool = False) -> str:
+    """As Docker's and Podman's rmi: the last name of an image that pots were made from goes only
+    with `force` (the pots keep their layer snapshots and run on; commit needs the image back)."""
     from ladle.images import index
     if eng.dry_run:
         raise UsageError("rmi has no dry run")
     blobs = _blobs(eng)
     with blobs.lock(shared=False, timeout=default_timeout()):
         found = index.find(eng.store, text)
+        if not force:
+            _not_in_use(eng, text, found)
         with eng.store.transaction():
             for r in found:
                 eng.store.delete("images", name=r["name"], tag=r["tag"], digest=r["digest"])
         removed, layers = _prune(eng, blobs)
     names = ", ".join(f"{r['name']}:{r['tag']}" if r["tag"] else f"{r['name']}@{r['digest']}" for r in found)
     return f"removed {names} ({removed} blobs freed{_layers(layers)})"
+
+
+def _not_in_use(eng: Engine, text: str, found: list[dict[str, Any]]) -> None:
+    import json
+
+    from ladle.errors import StateError
+    gone = {r["manifest"] for r in found}
+    named = {(r["name"], r["tag"], r["digest"]) for r in found}
+    kept = {r["manifest"] for r in eng.store.all("images") if (r["name"], r["tag"], r["digest"]) not in named}
+    users = sorted(p["name"] for p in eng.store.all("pots")
+                   if p["image"] and json.loads(p["image"]).get("manifest") in gone - kept)
+    if users:
+        raise StateError(f"image {text} is used by pot{'s' if len(users) > 1 else ''} {', '.join(users)}:"
+                         " destroy them first, or rmi -f (they keep their layers)")
 
 
 def _layers(count: int) -> str:
