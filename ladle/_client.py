@@ -416,7 +416,7 @@ class Client:
     def stop(self, name: str, *, exited: bool = False) -> Change:
         """Stop a pot (final: a pending restart of its policy is cancelled); `exited` is the
         monitor's teardown of a pot that ended by itself, which leaves that restart."""
-        from ladle.engine.lifecycle import stop
+        from ladle.engine.run import stop
         names.check("pot", name)
         return self._change(lambda e: stop(e, name, exited))
 

@@ -220,6 +220,12 @@ def stop(eng: Engine, name: str, exited: bool = False) -> str:
     A stop is final: a restart its policy had pending is cancelled, unless this is the
     monitor's teardown of a pot that ended by itself (`exited`). Running pots that depend on it
     are warned about."""
+    return stop_telling(eng, name, exited)[0]
+
+
+def stop_telling(eng: Engine, name: str, exited: bool = False) -> tuple[str, bool]:
+    """`stop`, and whether the pot it stopped runs from `run --rm -d` (its monitor would have
+    destroyed it, not stopped it, had its command ended by itself)."""
     from ladle.engine import deps
 
     if not exited:
@@ -233,20 +239,14 @@ def stop(eng: Engine, name: str, exited: bool = False) -> str:
         cancelled = not exited and _cancel_restart(eng, name)
         if not stopped:
             if cancelled:
-                return f"pot {name} was waiting for a restart: cancelled"
+                return f"pot {name} was waiting for a restart: cancelled", False
             if not exited:
                 _log.warning(f"pot {name} is not running")
-            return f"pot {name} was not running"
-    if removed:  # as Docker's `stop` of a `run --rm -d` container
-        from ladle.engine import pots
-        pots.destroy(eng, name, recursive=False, force=True)
-        return f"stopped and destroyed pot {name} (it was started with run --rm)"
-    return f"stopped pot {name}"
+            return f"pot {name} was not running", False
+    return f"stopped pot {name}", removed
 
 
 def _started_to_be_removed(eng: Engine, name: str) -> bool:
-    """Whether the pot runs from `run --rm -d`: its monitor would destroy it, not stop it, when
-    its command ended by itself."""
     import json
     row = eng.store.get("runs", pot=name)
     return bool(row and row["state"] == "running" and row.get("on_exit") and "destroy" in json.loads(row["on_exit"]))

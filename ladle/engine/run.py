@@ -126,3 +126,13 @@ def run_detached(eng: Engine, base: str, argv: list[str], name: str | None, net:
         return name
     lifecycle.start(eng, name, remove=remove)
     return name
+
+
+def stop(eng: Engine, name: str, exited: bool = False) -> str:
+    """The stop verb (lifecycle.stop); a pot started by `run --rm -d` is destroyed after it, as
+    Docker's stop of a `--rm` container removes it."""
+    said, removed = lifecycle.stop_telling(eng, name, exited)
+    if not removed:
+        return said
+    pots.destroy(eng, name, recursive=False, force=True)
+    return f"stopped and destroyed pot {name} (it was started with run --rm)"
