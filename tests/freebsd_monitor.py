@@ -8,12 +8,14 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import ladle
 from ladle import platform
+from ladle.hosts.base import RuntimeSpec
 from ladle.hosts.freebsd import FreeBSDHost
 from ladle.hosts.freebsd.steps import JailMain, JailNotice, JailRelease
 from ladle.plan.executor import Executor
@@ -79,6 +81,17 @@ class FreeBSDPots:
             self.stop(name)
         self.monitor.close()
         self.store.close()
+
+
+def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
+    """The spec with its log and run directory in the test's state root (the monitor writes them),
+    and a pot that runs in its own tree given one here, with base.txz's /etc."""
+    if len(spec.root) == 1:
+        tree = pots.root / "trees" / spec.name
+        (tree / "etc").mkdir(parents=True)
+        spec = replace(spec, root=[replace(spec.root[0], source=str(tree))])
+    return replace(spec, log_path=str(pots.root / "logs" / f"{spec.name}.log"),
+                   run_dir=str(pots.root / "run" / spec.name))
 
 
 @pytest.fixture

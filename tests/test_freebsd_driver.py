@@ -36,7 +36,7 @@ from ladle.hosts.freebsd.steps import (
 from ladle.plan.executor import Executor
 from ladle.plan.steps import Context, Step
 from ladle.storage.snapshotter import Mount
-from tests.freebsd_monitor import FreeBSDPots
+from tests.freebsd_monitor import FreeBSDPots, here
 from tests.freebsd_syntax import check_argv, check_jail_conf, check_line, check_rendering, untoken
 from tests.recording_runner import Fail, RecordingRunner
 
@@ -487,17 +487,6 @@ def runner_argvs(steps: list[Step]) -> list[list[str]]:
         if not isinstance(step, MONITOR_STEPS):
             out += step.argvs()  # type: ignore[attr-defined]
     return out
-
-
-def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
-    """The spec with its log and run directory in the test's state root (the monitor writes them),
-    and a pot that runs in its own tree given one here, with base.txz's /etc."""
-    if len(spec.root) == 1:
-        tree = pots.root / "trees" / spec.name
-        (tree / "etc").mkdir(parents=True)
-        spec = replace(spec, root=[replace(spec.root[0], source=str(tree))])
-    return replace(spec, log_path=str(pots.root / "logs" / f"{spec.name}.log"),
-                   run_dir=str(pots.root / "run" / spec.name))
 
 
 @pytest.mark.parametrize("case", [c for c in SPECS if not c.startswith("image_")])  # they name /usr/sbin/jexec

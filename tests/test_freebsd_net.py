@@ -11,14 +11,12 @@ import json
 import os
 import re
 import shlex
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from ladle.config import Config
 from ladle.engine import bases, lifecycle, netspec, networks, pots, setup
 from ladle.engine.core import Engine
 from ladle.engine.potnet import Request
@@ -39,12 +37,12 @@ from ladle.plan.executor import Executor
 from ladle.plan.steps import Context, Step
 from ladle.state import locks
 from ladle.storage.snapshotter import Mount
-from tests.freebsd_monitor import FAKES, FreeBSDPots
+from tests.freebsd_engine import NOT_RUNNING, freebsd_engine, offline_cli
+from tests.freebsd_monitor import FreeBSDPots, here
 from tests.freebsd_net_host import FreeBSDNet, Interface
 from tests.freebsd_syntax import check_line, check_pf_conf, check_rendering, untoken
 from tests.recording_runner import Fail
 from tests.test_freebsd_driver import ON_EXIT, ROOT, RUNNING, make_spec, render
-from tests.test_freebsd_verbs import DIGEST, NOT_RUNNING, WatchedMonitor, offline_cli
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd"
 EXT = {"inet": "vtnet0", "inet6": "vtnet0"}
@@ -135,13 +133,6 @@ def test_an_alias_pot_has_jail8_add_its_addresses_and_a_family_without_any_disab
 
 
 # Applying the plans on the faked host -------------------------------------------------------------
-
-def here(spec: RuntimeSpec, pots: FreeBSDPots) -> RuntimeSpec:
-    tree = pots.root / "trees" / spec.name
-    (tree / "etc").mkdir(parents=True)
-    return replace(spec, root=[replace(spec.root[0], source=str(tree))],
-                   log_path=str(pots.root / "logs" / f"{spec.name}.log"), run_dir=str(pots.root / "run" / spec.name))
-
 
 @pytest.fixture
 def net(freebsd: FreeBSDPots) -> FreeBSDNet:
@@ -477,20 +468,8 @@ class Transcript(FreeBSDNet):
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Transcript]]:
     runner = Transcript()
-    runner.answer(r"^cat .*MANIFEST$", f"base.txz\t{DIGEST}\t26000\tbase\t\"Base system\"\ton\n")
-    runner.answer(r"^sha256 -q ", DIGEST + "\n")
-    runner.answer(r"^jls ", NOT_RUNNING)
-    runner.answer(r"^uname -[mp]$", "amd64\n")
-    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
-    monitor = WatchedMonitor(str(tmp_path), runner)  # type: ignore[arg-type]
-    real_time = time.time
-    monkeypatch.setattr(time, "time", lambda: 1700000000.0)
-    eng = Engine(Config(host="freebsd", root=str(tmp_path)), runner=runner, monitor=lambda: monitor)
-    try:
+    with freebsd_engine(tmp_path, monkeypatch, runner, runner.log) as eng:
         yield eng, runner
-    finally:
-        monkeypatch.setattr(time, "time", real_time)
-        monitor.close()
 
 
 def test_every_network_verb_renders_its_exact_freebsd_commands(engine: tuple[Engine, Transcript],

@@ -9,30 +9,24 @@ import re
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ladle.config import Config
 from ladle.engine import bases, fscomps, gc, lifecycle, pots, run, setup, show, snapshots
 from ladle.engine.core import Engine
 from ladle.engine.potnet import Request
 from ladle.errors import UsageError
-from ladle.hosts.freebsd import FreeBSDHost
 from ladle.state.store import Store
 from ladle.storage import open_backend
-from ladle.supervise.client import MonitorClient
-from tests.freebsd_monitor import FAKES
+from tests.freebsd_engine import NOT_RUNNING, freebsd_engine, offline_cli
 from tests.freebsd_syntax import check_line, check_rendering, untoken
-from tests.recording_runner import Fail, RecordingRunner
+from tests.recording_runner import RecordingRunner
 
 GOLDEN = Path(__file__).parent / "golden" / "freebsd" / "verbs.txt"
 ROOT = "/var/db/ladle"
-DIGEST = "a" * 64
-NOT_RUNNING = Fail("jls: jail \"web\" not found")
 INHERIT, NONE = Request(type="inherit"), Request(type="none")
 
 
@@ -52,36 +46,11 @@ class Transcribing(RecordingRunner):
         super().pipeline(argvs)
 
 
-class WatchedMonitor(MonitorClient):
-    """The real monitor; what it is asked to run is written into the transcript too."""
-
-    def __init__(self, root: str, runner: Transcribing) -> None:
-        super().__init__(root, FreeBSDHost(runner, root).monitor_argv())
-        self.transcript = runner.log
-
-    def request(self, op: str, fds: list[int] | tuple[int, ...] = (), **args: object) -> dict[str, object]:
-        if op == "spawn":
-            self.transcript.append(f"{shlex.join(args['argv'])}  # by the monitor")  # type: ignore[arg-type]
-        return super().request(op, fds, **args)
-
-
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Transcribing]]:
     runner = Transcribing()
-    runner.answer(r"^cat .*MANIFEST$", f"base.txz\t{DIGEST}\t26000\tbase\t\"Base system\"\ton\n")
-    runner.answer(r"^sha256 -q ", DIGEST + "\n")
-    runner.answer(r"^jls ", NOT_RUNNING)
-    runner.answer(r"^uname -[mp]$", "amd64\n")
-    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
-    monitor = WatchedMonitor(str(tmp_path), runner)
-    real_time = time.time
-    monkeypatch.setattr(time, "time", lambda: 1700000000.0)
-    eng = Engine(Config(host="freebsd", root=str(tmp_path)), runner=runner, monitor=lambda: monitor)
-    try:
+    with freebsd_engine(tmp_path, monkeypatch, runner, runner.log) as eng:
         yield eng, runner
-    finally:
-        monkeypatch.setattr(time, "time", real_time)
-        monitor.close()
 
 
 def transcript(eng: Engine, runner: Transcribing, tmp_path: Path) -> str:
@@ -269,26 +238,6 @@ def test_dir_storage_clears_file_flags_before_removing_a_tree(engine: tuple[Engi
     assert check_line(plan[-2]) == []
     linux = open_backend("dir", str(tmp_path), eng.store, None, runner)
     assert not any(line.startswith("chflags") for step in linux.remove("bases/14.2") for line in step.render())
-
-
-TRAPPED = ("jls", "jail", "jexec", "uname", "zfs", "mount", "mount_nullfs", "umount", "chflags", "cp", "mkdir",
-           "rmdir", "rm", "fetch", "sha256", "tar", "cat", "ifconfig", "route", "pfctl", "sysctl")
-
-
-def offline_cli(tmp_path: Path, root: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """The CLI planning for FreeBSD from this Linux host, with every FreeBSD command it could run
-    replaced on the PATH by one that writes its name to `trapped.log`."""
-    trap = tmp_path / "trap"
-    trap.mkdir()
-    for name in TRAPPED:
-        (trap / name).write_text(f"#!/bin/sh\necho {name} \"$@\" >> {tmp_path}/trapped.log\nexit 1\n")
-        (trap / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{trap}:{os.environ['PATH']}", "LADLE_CONFIG": str(tmp_path / "none.toml")}
-
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ladle", "--root", str(root), "--host", "freebsd", "--dry-run",
-                               *args], capture_output=True, text=True, env=env)
-    return cli
 
 
 def test_a_dry_run_from_another_host_runs_nothing_and_trusts_the_run_records(

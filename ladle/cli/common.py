@@ -106,6 +106,11 @@ def pot_arg(p: Parser) -> None:
     p.add_argument("-p", dest="pot", metavar="NAME")
 
 
+def pot_opt(p: Parser) -> None:
+    """pot's required `-p POT`, for the verbs that take no positional NAME."""
+    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+
+
 def pot_name(args: argparse.Namespace) -> str:
     if args.positional and args.pot and args.positional != args.pot:
         raise ladle.UsageError(f"two pot names given: {args.positional} and {args.pot}")

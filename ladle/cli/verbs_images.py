@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import ladle
-from ladle.cli.common import Refused, Verbs, change, verb
+from ladle.cli.common import Refused, Verbs, change, pot_opt, verb
 from ladle.cli.output import as_json, table
 
 Bar = Callable[[str, int, int], None]
@@ -44,7 +44,7 @@ def register(verbs: Verbs) -> None:
 
     p = verb(verbs, "commit", change(lambda c, a: c.commit(a.pot, a.ref)),
              "store a stopped pot's changes as a new layer on its image (or base) under image REF", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("ref", metavar="REF", help="[REGISTRY/]NAME[:TAG] of the new image")
 
     p = verb(verbs, "build", _build, "build an image from a Containerfile (FROM, RUN, COPY, ADD, ENV, ARG, WORKDIR,"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import ladle
-from ladle.cli.common import Verbs, change, net_args, verb
+from ladle.cli.common import Verbs, change, net_args, pot_opt, verb
 from ladle.cli.output import as_json, table
 
 
@@ -30,19 +30,19 @@ def register(verbs: Verbs) -> None:
     p = verb(verbs, "set-network", change(lambda c, a: c.set_network(a.pot, a.network, addresses=a.addresses,
                                                                  bridge=a.bridge, stack=a.stack)),
              "change a stopped pot's network: its old addresses are released, new ones leased", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     net_args(p, default=None)
 
     p = verb(verbs, "export-ports", change(lambda c, a: c.export_ports(a.pot, a.ports)),
              "replace the pot's port exports (bridge networks; active while it runs)", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-e", dest="ports", action="append", required=True, metavar="PORT[:HOSTPORT][/PROTO]",
                    help="the pot's PORT on the host's HOSTPORT (default: the lowest free of 1024-9999), "
                    "tcp (default) or udp; repeatable")
 
     p = verb(verbs, "set-hosts", change(lambda c, a: c.set_hosts(a.pot, a.entries)),
              "replace the pot's own /etc/hosts entries (besides the pots on its bridge)", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-H", dest="entries", action="append", required=True, metavar="NAME:IP", help="repeatable")
 
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import ladle
-from ladle.cli.common import Verbs, change, net_args, pot_arg, pot_name, verb
+from ladle.cli.common import Verbs, change, net_args, pot_arg, pot_name, pot_opt, verb
 from ladle.cli.output import as_json, names, show_change, table
 
 
@@ -78,21 +78,21 @@ def register(verbs: Verbs) -> None:
 
     p = verb(verbs, "set-cmd", change(lambda c, a: c.set_cmd(a.pot, a.cmd)),
              "set the pot's command (a shell command line, like pot's)", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-c", dest="cmd", required=True, metavar="CMD")
 
     p = verb(verbs, "set-env", change(_set_env), "replace the pot's environment variables", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-E", dest="env", action="append", required=True, metavar="KEY=VALUE", help="repeatable")
 
     p = verb(verbs, "set-attr", change(lambda c, a: c.set_attr(a.pot, a.attr, a.value)),
              "set an attribute (persistent, procfs, fdescfs, mlock, sysvipc, stop_timeout, ...)", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-A", dest="attr", required=True, metavar="ATTR")
     p.add_argument("-V", dest="value", required=True, metavar="VALUE")
 
     p = verb(verbs, "get-attr", _get_attr, "print an attribute")
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-A", dest="attr", required=True, metavar="ATTR")
     p.add_argument("-q", dest="quiet", action="store_true", help="the bare value")
 

@@ -8,14 +8,14 @@ import sys
 import time
 
 import ladle
-from ladle.cli.common import Verbs, change, pot_arg, pot_name, verb
+from ladle.cli.common import Verbs, change, pot_arg, pot_name, pot_opt, verb
 from ladle.cli.output import as_json, table
 
 
 def register(verbs: Verbs) -> None:
     p = verb(verbs, "set-rss", change(_set_rss),
              "set a pot's resource limits (at once if it runs; 'none' lifts one)", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-C", dest="cpus", metavar="CPUS",
                    help="a CPU count (the least used CPUs at each start) or a list such as 0,2 or 1-3")
     p.add_argument("-M", dest="memory", metavar="SIZE", help="memory, swap included: bytes, or K, M, G")
@@ -24,7 +24,7 @@ def register(verbs: Verbs) -> None:
     p.add_argument("--pcpu", metavar="PCT", help="a share of CPU time, in percent of one CPU")
 
     p = verb(verbs, "get-rss", _get_rss, "a running pot's limits and what it uses now")
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-J", "--json", dest="json", action="store_true", help="print pot's JSON (ResourceUsage)")
 
     p = verb(verbs, "stats", _stats, "CPU, memory and processes of running pots")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 import ladle
-from ladle.cli.common import Parser, Verbs, change, verb
+from ladle.cli.common import Parser, Verbs, change, pot_opt, verb
 from ladle.cli.output import as_json, table
 
 
@@ -25,31 +25,31 @@ def register(verbs: Verbs) -> None:
 
     p = verb(verbs, "add-fscomp", change(lambda c, a: c.add_fscomp(a.pot, a.fscomp, a.mountpoint, a.ro)),
              "mount an fscomp into a pot (at once if it runs, and at every start)", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-f", dest="fscomp", required=True, metavar="FSCOMP")
     _mountpoint(p)
 
     p = verb(verbs, "mount-in", change(lambda c, a: c.mount_in(a.pot, a.hostdir, a.mountpoint, a.ro)),
              "mount a host directory into a pot (at once if it runs, and at every start)", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-d", dest="hostdir", required=True, metavar="HOSTDIR")
     _mountpoint(p)
 
     p = verb(verbs, "mount-out", change(lambda c, a: c.mount_out(a.pot, a.mountpoint)),
              "remove a mount (fscomp or host directory) from a pot", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-m", dest="mountpoint", required=True, metavar="PATH")
 
     p = verb(verbs, "copy-in", change(lambda c, a: c.copy_in(a.pot, a.source, a.dest, a.create)),
              "copy a host file or directory into a pot; never follows a symlink out of the pot", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-s", dest="source", required=True, metavar="HOSTPATH", help="host file or directory")
     p.add_argument("-d", dest="dest", required=True, metavar="PATH", help="destination inside the pot")
     p.add_argument("-c", dest="create", action="store_true", help="create missing parent directories in the pot")
 
     p = verb(verbs, "copy-out", change(lambda c, a: c.copy_out(a.pot, a.source, a.dest, a.keep_setuid)),
              "copy a file or directory out of a pot; never follows a symlink out of the pot", changes=True)
-    p.add_argument("-p", dest="pot", required=True, metavar="POT")
+    pot_opt(p)
     p.add_argument("-s", dest="source", required=True, metavar="PATH", help="file or directory inside the pot")
     p.add_argument("-d", dest="dest", required=True, metavar="HOSTDIR", help="existing host directory")
     p.add_argument("-k", "--keep-setuid", dest="keep_setuid", action="store_true",
