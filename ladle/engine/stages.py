@@ -96,24 +96,24 @@ def stage_from(eng: Engine, row: dict[str, Any], srcs: list[str], what: str, at:
         for n, (src, path) in enumerate(zip(srcs, paths, strict=True)):
             top = os.path.join(staged, str(n))
             os.mkdir(top, 0o700)
-            _copy_out(eng, name, src, path, top, what, at)
+            _copy_out(eng, name, src, path, top, what)
     finally:
         if made:
             pots.destroy(eng, name, recursive=False, force=True)
 
 
-def _copy_out(eng: Engine, pot: str, src: str, path: str, top: str, what: str, at: str) -> None:
+def _copy_out(eng: Engine, pot: str, src: str, path: str, top: str, what: str) -> None:
     """Copy `path` out of the pot into `top`, following a link at `path` itself inside the pot
     (its target read on the host as a string, then copied out in turn); the entry is named as
-    the source."""
+    the source. Its errors go under the step's label (build.py), which names the step."""
     first = path
     for _ in range(MAX_LINKS):
         try:
             fscomps.copy(eng, pot, "out", top, path, False, keep_setuid=True)
         except UsageError as e:
             if "no such file" in str(e):
-                raise UsageError(f"{at}: source {names.shown(src)} does not exist in {what}") from None
-            raise UsageError(f"{at}: source {names.shown(src)} of {what}: {e}") from None
+                raise UsageError(f"source {names.shown(src)} does not exist in {what}") from None
+            raise UsageError(f"source {names.shown(src)} of {what}: {e}") from None
         (entry,) = os.listdir(top)
         got = os.path.join(top, entry)
         if not os.path.islink(got):
@@ -124,8 +124,8 @@ def _copy_out(eng: Engine, pot: str, src: str, path: str, top: str, what: str, a
         # resolved as the pot resolves it: an absolute target from its root, `..` stopping there
         path = "/" + os.path.normpath(os.path.join(os.path.dirname(path), target)).lstrip("/")
         if path == "/":
-            raise UsageError(f"{at}: source {names.shown(src)} of {what} is a link to its root: name what to copy")
-    raise UsageError(f"{at}: source {names.shown(src)} of {what}: too many levels of links")
+            raise UsageError(f"source {names.shown(src)} of {what} is a link to its root: name what to copy")
+    raise UsageError(f"source {names.shown(src)} of {what}: too many levels of links")
 
 
 def precheck(steps: list[cf.Instruction], ctx: str, build_args: dict[str, str], where: str) -> dict[str, str]:
