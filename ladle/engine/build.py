@@ -14,6 +14,9 @@ recorded last, so a failed build names nothing.
 The context is confined: a source must resolve (following links) inside DIR, and its files are
 staged into a private directory without following any link, then copied in with copy-in.
 
+Several FROMs make a multi-stage build (engine/stages.py): a stage starts from an earlier one's
+image or copies out of it with COPY --from; only the last stage's image is tagged.
+
 A build's staged files live in its own directory and its pots carry its id (`engine/buildwork.py`):
 one killed in the middle of a step leaves nothing that `ladle gc`, or the next build, does not take.
 """

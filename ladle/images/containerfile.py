@@ -2,10 +2,12 @@
 
 Lines: `#` comments (and `# syntax=`, `# escape=` directives: ignored), a backslash at the end of
 a line continues it, instructions are case-insensitive. RUN, CMD and ENTRYPOINT take the shell
-form (`/bin/sh -c TEXT`) or the exec form (a JSON list of strings) and are never expanded by
-the builder (the shell does it). The other instructions' arguments are split into words with
-quotes and backslashes as Docker does, `$NAME`, `${NAME}`, `${NAME:-word}` and `${NAME:+word}`
-expanded outside single quotes from the build arguments and the image's environment so far.
+form (`/bin/sh -c TEXT`, or under SHELL's array) or the exec form (a JSON list of strings) and are
+never expanded by the builder (the shell does it); HEALTHCHECK is read into Docker's `Healthcheck`
+here. COPY's and HEALTHCHECK's `--NAME=VALUE` options come first. The other instructions'
+arguments are split into words with quotes and backslashes as Docker does, `$NAME`, `${NAME}`,
+`${NAME:-word}` and `${NAME:+word}` expanded outside single quotes from the build arguments and
+the image's environment so far.
 """
 
 from __future__ import annotations
