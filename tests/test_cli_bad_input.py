@@ -55,7 +55,7 @@ RUN = ("run", "-p", "new", "-N", "public-bridge")
 # Containerfiles for build's rows: each wrong before anything is made
 CONTAINERFILES = {"cf_unknown": "FROM scratch\nFROB x\n", "cf_escape": "FROM scratch\nCOPY ../file /x\n",
                   "cf_scratch": "# nothing but a base\nFROM scratch\n", "cf_nofrom": "RUN true\n",
-                  "cf_two": "FROM scratch\nFROM scratch\n", "cf_quote": "FROM scratch\nENV A=\"b\n"}
+                  "cf_dup": "FROM localhost/x AS a\nFROM localhost/x AS A\n", "cf_quote": "FROM scratch\nENV A=\"b\n"}
 BUILD = ("build", "-t", "localhost/x:1")
 
 ROWS: list[Row] = [
@@ -710,7 +710,7 @@ ROWS: list[Row] = [
     r("build -f", "FROM scratch and nothing added: there is no image to name", *BUILD, "-f", "{cf_scratch}",
       "{dir}"),
     r("build -f", "the first instruction (after ARGs) must be FROM", *BUILD, "-f", "{cf_nofrom}", "{dir}"),
-    r("build -f", "one FROM only", *BUILD, "-f", "{cf_two}", "{dir}"),
+    r("build -f", "stage name a is already the name of stage 0", *BUILD, "-f", "{cf_dup}", "{dir}"),
     r("build -f", "an unterminated \" quote", *BUILD, "-f", "{cf_quote}", "{dir}"),
     r("build context", "the build context", *BUILD, "-f", "{cf_scratch}", "{file}"),
     r("build context", "is not a directory", *BUILD, "-f", "{cf_scratch}", "{missing}"),

@@ -1,7 +1,7 @@
 """`ladle commit` and `ladle build` on ZFS (zfs-fuse): a pot is a clone of its image's top layer,
 its changes a diff against a temporary read-only clone of that snapshot (`views/<hex>`). What
 it added, changed and deleted reaches an image that ladle and podman run; a build made twice
-is all cached; a failed or killed commit leaves no view, mount or blob."""
+(one stage or two) is all cached; a failed or killed commit leaves no view, mount or blob."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from tests.conftest import Ladle
 from tests.registry_fixtures import Registry as Reg
 from tests.registry_fixtures import registry  # noqa: F401  (a fixture)
 from tests.test_build import context, digest_of
+from tests.test_build_stages import RAN, TWO
+from tests.test_build_stages import context as stages_context
 from tests.test_images_run import podman, pushed  # noqa: F401  (a fixture)
 from tests.zfs_pool import run, run_busy
 
@@ -101,6 +103,18 @@ def test_an_unchanged_rebuild_on_zfs_is_all_cached(zfs: tuple[Ladle, str], pushe
     again = cli("build", "-t", "localhost/zbuilt:2", str(ctx), timeout=300).stdout
     assert again.count("--> CACHED") == 11
     assert digest_of(again) == digest_of(out)
+    assert cli("ls", "-q").stdout == "" and views(dataset) == []
+
+
+def test_a_two_stage_build_on_zfs_copies_from_the_first_and_is_cached_again(zfs: tuple[Ladle, str],
+                                                                           pushed: dict[str, str],  # noqa: F811
+                                                                           tmp_path: Path) -> None:
+    cli, dataset = zfs
+    ctx = stages_context(tmp_path, TWO, pushed["gzip"])
+    out = cli("build", "-t", "localhost/zms:1", str(ctx), timeout=300).stdout
+    assert cli("run", "--rm", "localhost/zms:1").stdout == RAN
+    again = cli("build", "-t", "localhost/zms:2", str(ctx), timeout=300).stdout
+    assert again.count("--> CACHED") == 7 and digest_of(again) == digest_of(out)
     assert cli("ls", "-q").stdout == "" and views(dataset) == []
 
 

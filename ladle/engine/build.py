@@ -14,6 +14,9 @@ recorded last, so a failed build names nothing.
 The context is confined: a source must resolve (following links) inside DIR, and its files are
 staged into a private directory without following any link, then copied in with copy-in.
 
+Several FROMs make a multi-stage build (engine/stages.py): a stage starts from an earlier one's
+image or copies out of it with COPY --from; only the last stage's image is tagged.
+
 A build's staged files live in its own directory and its pots carry its id (`engine/buildwork.py`):
 one killed in the middle of a step leaves nothing that `ladle gc`, or the next build, does not take.
 """
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ladle import names
-from ladle.engine import buildwork, changes, fscomps, imagepots, images, potnet, pots
+from ladle.engine import buildcopy, buildwork, changes, imagepots, images, potnet, pots, stages
 from ladle.engine.core import Engine
 from ladle.errors import HostError, LadleError, UsageError
 from ladle.images import buildctx
@@ -106,12 +109,13 @@ def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, 
         raise UsageError(f"{names.shown(file)}: {e.strerror}") from None
     where = os.path.basename(file)
     steps = cf.parse(body, where)
-    _precheck(steps, ctx, build_args, where)
+    froms = stages.precheck(steps, ctx, build_args, where)
     eng.store  # noqa: B018  (initialised)
     for line in buildwork.sweep(eng):
         say(line)
+    sources = {value: stages.resolve(eng, value, at, insecure) for value, at in froms.items()}
     with buildwork.registered(eng, images._blobs(eng)) as work:
-        state = _steps(eng, steps, where, ctx, build_args, network, no_cache, insecure, stdio, say, work)
+        state = _steps(eng, steps, where, ctx, build_args, network, no_cache, insecure, stdio, say, work, sources)
     from ladle.images import index
     r = state.row
     assert r is not None
@@ -120,10 +124,13 @@ def build(eng: Engine, file: str, tag: str, context: str, build_args: dict[str, 
 
 
 def _steps(eng: Engine, steps: list[cf.Instruction], where: str, ctx: str, build_args: dict[str, str], network: str,
-           no_cache: bool, insecure: bool, stdio: tuple[int, int, int] | None, say: Say, work: str) -> State:
-    """Run the steps in order; the image the last one ends at."""
+           no_cache: bool, insecure: bool, stdio: tuple[int, int, int] | None, say: Say, work: str,
+           sources: dict[str, dict[str, Any]]) -> State:
+    """Run the steps in order, stage after stage; the image the last one ends at."""
     pre: dict[str, str] = {}
     state: State | None = None
+    done: list[State] = []  # the stages before this one, at their last image
+    stage_names: list[str | None] = []
     for n, ins in enumerate(steps, 1):
         label = f"STEP {n}/{len(steps)}: {ins.text}"
         say(label)
@@ -137,15 +144,22 @@ def _steps(eng: Engine, steps: list[cf.Instruction], where: str, ctx: str, build
             state.args[name] = value if value is not None else pre.get(name, "")
             continue
         if ins.kind == "FROM":
-            state = _from(eng, cf.words(ins.args, pre, at), insecure)
+            if state is not None:
+                done.append(state)
+            image, stage_name = cf.from_line(ins, pre, at)
+            stage_names.append(stage_name)
+            state = _from(eng, image, stage_names[:-1], done, insecure)
             continue
         assert state is not None
-        key = _key(eng, state, ins, at, no_cache, ctx, work)
+        source = _source(ins, state, len(done), stage_names, done, sources, at)
+        key = _key(eng, state, ins, at, no_cache, ctx, work, source)
         if key.cached is not None:
             say("--> CACHED")
             state = key.cached
             continue
         try:
+            if source is not None:
+                _stage_from(eng, state, ins, at, key, source)
             state = _step(eng, state, ins, at, key, network, stdio)
         except LadleError as e:
             raise _failed(e, f"{label}: {e}") from None
@@ -154,45 +168,52 @@ def _steps(eng: Engine, steps: list[cf.Instruction], where: str, ctx: str, build
                 shutil.rmtree(key.staged, ignore_errors=True)
         assert state.row is not None
         say(f"--> {state.row['manifest'][:19]}")
-    assert state is not None and state.row is not None  # _precheck refused a FROM scratch with nothing after
+    assert state is not None and state.row is not None  # stages.precheck refused a FROM scratch with nothing after
     return state
 
 
-def _precheck(steps: list[cf.Instruction], ctx: str, build_args: dict[str, str], where: str) -> None:
-    """What can be checked before anything is made: arguments, COPY sources (as far as the
-    file's own ARGs and ENVs expand them) inside the context."""
-    env: dict[str, str] = {}
-    base = next(i for i in steps if i.kind == "FROM")
-    if base.args.strip() == "scratch" and not any(i.kind != "ARG" for i in steps[steps.index(base) + 1:]):
-        raise UsageError(f"{where}: FROM scratch and nothing added: there is no image to name")
-    for ins in steps:
-        at = f"{where} line {ins.line}"
-        if ins.kind == "ARG":
-            name, default = cf.arg(ins, at)
-            env[name] = build_args.get(name, default or "")
-        elif ins.kind in ("ENV", "LABEL"):
-            pairs = cf.pairs(ins, env, at)
-            if ins.kind == "ENV":
-                env.update(pairs)
-        elif ins.kind in ("COPY", "ADD"):
-            srcs, _ = buildctx.sources(ins, env, at)
-            for s in srcs:
-                buildctx.inside(ctx, s, at)
-        elif ins.kind in ("USER", "WORKDIR", "STOPSIGNAL") and len(cf.words(ins.args, env, at)) != 1:
-            raise UsageError(f"{at}: {ins.kind} takes one word")
+@dataclass(frozen=True)
+class FromImage:
+    """A COPY --from's image: its index row and how messages name it."""
+    row: dict[str, Any]
+    shown: str
 
 
-def _from(eng: Engine, found: list[str], insecure: bool) -> State:
-    if len(found) != 1:
-        raise UsageError("FROM takes one image (FROM IMAGE or FROM scratch; AS is not supported)")
-    if found[0] == "scratch":
+def _source(ins: cf.Instruction, state: State, current: int, stage_names: list[str | None], done: list[State],
+            sources: dict[str, dict[str, Any]], at: str) -> FromImage | None:
+    """The image a COPY --from reads (None: the context)."""
+    if ins.kind != "COPY":
+        return None
+    value = buildctx.copy_from(ins, {**state.args, **state.env()}, at)
+    if value is None:
+        return None
+    ref = stages.reference(value, current, stage_names, at)
+    row = done[ref.stage].row if ref.stage is not None else sources[value]
+    assert row is not None  # stages.precheck refused a stage of FROM scratch with nothing after
+    return FromImage(row, ref.shown)
+
+
+def _stage_from(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, source: FromImage) -> None:
+    """Stage a COPY --from's files (on a cache miss only: its key is the source image's digest)."""
+    key.staged = tempfile.mkdtemp(prefix="step-", dir=key.work)
+    srcs, _ = buildctx.sources(ins, {**state.args, **state.env()}, at)
+    stages.stage_from(eng, source.row, srcs, source.shown, at, key.staged, os.path.basename(key.work))
+
+
+def _from(eng: Engine, image: str, stage_names: list[str | None], done: list[State], insecure: bool) -> State:
+    """A stage's first image: scratch, an earlier stage's last (by name, as Docker: before any
+    image of that name), or an image, pulled if missing."""
+    if image == "scratch":
         os_name, arch = images.platform()
         return State(None, {"architecture": arch, "os": os_name, "config": {},
                             "rootfs": {"type": "layers", "diff_ids": []}}, [])
-    names.text("the image", found[0])
+    if image.lower() in stage_names:
+        before = done[stage_names.index(image.lower())]
+        return State(before.row, json.loads(json.dumps(before.config)), list(before.layers))
+    names.text("the image", image)
     blobs = images._blobs(eng)
     with blobs.lock(shared=True, timeout=default_timeout()):
-        row = imagepots._find(eng, found[0], True, insecure, None)
+        row = imagepots._find(eng, image, True, insecure, None)
         return _load(eng, row)
 
 
@@ -204,13 +225,17 @@ class Key:
     staged: str | None = None  # COPY and ADD: the staged files' directory, in `work`
 
 
-def _key(eng: Engine, state: State, ins: cf.Instruction, at: str, no_cache: bool, ctx: str, work: str) -> Key:
-    """The step's cache key, and the image it made before if the index still has it."""
+def _key(eng: Engine, state: State, ins: cf.Instruction, at: str, no_cache: bool, ctx: str, work: str,
+         source: FromImage | None) -> Key:
+    """The step's cache key, and the image it made before if the index still has it; a COPY
+    --from's key has its source image's digest, its files staged only if the key misses."""
     doc: dict[str, Any] = {"parent": state.parent, "step": ins.text, "env": state.env()}
     if ins.kind == "RUN":
         doc["args"] = state.args
     staged = None
-    if ins.kind in ("COPY", "ADD"):
+    if source is not None:
+        doc["from"] = source.row["manifest"]
+    elif ins.kind in ("COPY", "ADD"):
         staged = tempfile.mkdtemp(prefix="step-", dir=work)
         try:
             doc["files"] = buildctx.stage(ins, {**state.args, **state.env()}, at, ctx, staged)
@@ -268,8 +293,12 @@ def _step(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, net
         conf["User"] = cf.words(ins.args, env, at)[0]
     elif k == "STOPSIGNAL":
         conf["StopSignal"] = cf.words(ins.args, env, at)[0]
+    elif k == "HEALTHCHECK":
+        conf["Healthcheck"] = cf.healthcheck(ins, at)
+    elif k == "SHELL":
+        conf["Shell"] = cf.shell(ins, at)
     elif k in ("CMD", "ENTRYPOINT"):
-        conf["Cmd" if k == "CMD" else "Entrypoint"] = cf.command(ins)
+        conf["Cmd" if k == "CMD" else "Entrypoint"] = cf.command(ins, conf.get("Shell"))
         if k == "ENTRYPOINT":
             conf.pop("Cmd", None)  # as Docker: a new entrypoint drops the inherited Cmd
     elif k == "EXPOSE":
@@ -317,7 +346,7 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
         return _scratch_layer(eng, state, ins, at, key)
     name = f"build-{os.urandom(5).hex()}"
     ref = state.row["name"] + ":" + state.row["tag"] if state.row["tag"] else state.row["manifest"]
-    argv = cf.command(ins) if ins.kind == "RUN" else ["/bin/true"]
+    argv = cf.command(ins, state.conf().get("Shell")) if ins.kind == "RUN" else ["/bin/true"]
     made = False
     try:
         imagepots.create(eng, name, ref, argv[1:], argv[0], potnet.request(network), {"persistent": "NO"}, None,
@@ -336,13 +365,13 @@ def _layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key, ne
         elif ins.kind == "WORKDIR":
             staged = tempfile.mkdtemp(prefix="step-", dir=key.work)
             try:
-                for marker in _mkdir(eng, name, staged, state.conf()["WorkingDir"]):
-                    _drop(eng.snap.path(row["layer"]), marker)
+                for marker in buildcopy.mkdir(eng, name, staged, state.conf()["WorkingDir"]):
+                    buildcopy.drop(eng.snap.path(row["layer"]), marker)
             finally:
                 shutil.rmtree(staged, ignore_errors=True)
         else:
             assert key.staged is not None
-            _copy_in(eng, state, name, ins, at, key.staged)
+            buildcopy.copy_in(eng, name, *_dest(state, ins, at), at, key.staged)
         row = eng.pot(name)
         blobs = images._blobs(eng)
         with blobs.lock(shared=True, timeout=default_timeout()):
@@ -359,59 +388,6 @@ def _dest(state: State, ins: cf.Instruction, at: str) -> tuple[str, bool]:
     as_dir = dest.endswith("/") or len(srcs) > 1
     path = os.path.normpath(os.path.join(state.conf().get("WorkingDir") or "/", dest))
     return path, as_dir
-
-
-def _copy_in(eng: Engine, state: State, name: str, ins: cf.Instruction, at: str, staged: str) -> None:
-    """Copy the staged sources in with copy-in, whose source is never a link (copy-in follows a
-    host link at the top: the operator's, not the context's): a directory goes in whole under
-    DEST's name, its links copied as links; files into DEST, made a directory first when it is
-    one, or to DEST itself. Missing directories are made by copy-in, inside the pot, following
-    the pot's own links there."""
-    dest, as_dir = _dest(state, ins, at)
-    made: list[str] = []
-    for n in sorted(os.listdir(staged), key=int):
-        (entry,) = os.listdir(os.path.join(staged, n))
-        src = os.path.join(staged, n, entry)
-        if os.path.isdir(src):
-            if dest == "/":
-                for child in sorted(os.listdir(src)):
-                    if os.path.islink(os.path.join(src, child)):
-                        raise UsageError(f"{at}: {names.shown(entry + '/' + child)} is a link: a directory with"
-                                         " links at its top is not copied to /")
-                    fscomps.copy(eng, name, "in", os.path.join(src, child), "/", False)
-                continue
-            named = os.path.join(staged, n, os.path.basename(dest))
-            os.rename(src, named)
-            parent = os.path.dirname(dest)
-            made += _mkdir(eng, name, staged, parent)
-            fscomps.copy(eng, name, "in", named, parent, False)
-        elif as_dir:
-            made += _mkdir(eng, name, staged, dest)
-            fscomps.copy(eng, name, "in", src, dest, False)
-        else:
-            fscomps.copy(eng, name, "in", src, dest, True)
-    for marker in made:
-        _drop(eng.snap.path(eng.pot(name)["layer"]), marker)
-
-
-def _mkdir(eng: Engine, name: str, staged: str, path: str) -> list[str]:
-    """Make directory `path` in the pot (copy-in's create-parents, with a marker file copied into
-    it and removed after); the marker's name."""
-    if path == "/":
-        return []
-    marker = f".ladle-build-{os.urandom(6).hex()}"
-    open(os.path.join(staged, marker), "x").close()
-    fscomps.copy(eng, name, "in", os.path.join(staged, marker), os.path.join(path, marker), True)
-    return [marker]
-
-
-def _drop(upper: str, marker: str) -> None:
-    """Remove the marker from the pot's upper directory or tree (not running: nothing moves
-    under us)."""
-    for dirpath, _, filenames in os.walk(upper):
-        if marker in filenames:
-            os.unlink(os.path.join(dirpath, marker))
-            return
 
 
 def _scratch_layer(eng: Engine, state: State, ins: cf.Instruction, at: str, key: Key) -> State:

@@ -19,9 +19,10 @@ MAX_RETRIES = 1000
 IMAGE_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start_period": 0.0, "retries": 3}
 
 
-def from_image(hc: dict[str, Any] | None, image: str) -> dict[str, Any] | None:
+def from_image(hc: dict[str, Any] | None, image: str, shell: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """A pot's check from its image's `Healthcheck` (images.config): CMD runs its argv as is,
-    CMD-SHELL with /bin/sh -c (as Docker), NONE means no check; a 0 takes Docker's default."""
+    CMD-SHELL under the image's `Shell` or /bin/sh -c (as Docker), NONE means no check; a 0
+    takes Docker's default."""
     if not hc or hc["test"][0] == "NONE":
         return None
     check: dict[str, Any] = {}
@@ -36,7 +37,7 @@ def from_image(hc: dict[str, Any] | None, image: str) -> dict[str, Any] | None:
     if hc["test"][0] == "CMD":
         import shlex
         return {"cmd": shlex.join(hc["test"][1:]), "argv": hc["test"][1:], **check}
-    return {"cmd": hc["test"][1], **check}
+    return {"cmd": hc["test"][1], **({"argv": [*shell, hc["test"][1]]} if shell else {}), **check}
 
 
 def set_health(eng: Engine, name: str, cmd: str | None, interval: str, timeout: str, retries: str,

@@ -155,7 +155,7 @@ def create(eng: Engine, name: str, text: str, args: list[str], entrypoint: str |
         argv = argv_of(cfg, args, entrypoint)
         if publish_all:
             ports = [*(ports or []), *published(cfg.exposed_ports, ports or [], req.type)]
-        check = health.from_image(cfg.healthcheck, text)
+        check = health.from_image(cfg.healthcheck, text, cfg.shell)
         single = eng.snap.name == "dir" and eng.cfg.host != "linux"
         eng.host.check_layout(eng.snap.name, "single" if single else "multi", 0 if single else 1)
         top = unpack(eng, blobs, manifest, cfg)

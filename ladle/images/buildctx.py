@@ -15,16 +15,40 @@ from ladle.errors import UsageError
 from ladle.images import containerfile as cf
 
 
+def copy_from(ins: cf.Instruction, env: Mapping[str, str], at: str) -> str | None:
+    """COPY's `--from=STAGE|INDEX|IMAGE`, expanded; None for the build context."""
+    opts, _ = cf.flags(ins, ("from",) if ins.kind == "COPY" else (), at)
+    if "from" not in opts:
+        return None
+    found = cf.words(opts["from"], env, at)
+    if len(found) != 1 or not found[0]:
+        raise UsageError(f"{at}: COPY --from takes a stage name, a stage's number or an image")
+    return found[0]
+
+
 def sources(ins: cf.Instruction, env: Mapping[str, str], at: str) -> tuple[list[str], str]:
-    found = cf.exec_form(ins.args) or cf.words(ins.args, env, at)
-    if found and found[0].startswith("--"):
-        raise UsageError(f"{at}: {ins.kind} {found[0][:30]} is not supported")
+    _, rest = cf.flags(ins, ("from",) if ins.kind == "COPY" else (), at)
+    found = cf.exec_form(rest) or cf.words(rest, env, at)
     if len(found) < 2:
         raise UsageError(f"{at}: {ins.kind} needs SOURCE... DEST")
     for s in found[:-1]:
         if "://" in s:
             raise UsageError(f"{at}: {ins.kind} of a URL is not supported: local files of the context only")
     return found[:-1], found[-1]
+
+
+def in_stage(src: str, what: str, at: str) -> str:
+    """A COPY --from source as an absolute path in the stage's tree; one whose `..` climbs
+    above its root is refused (the tree's own links are resolved inside it by copy-out)."""
+    depth = 0
+    for part in src.split("/"):
+        depth += -1 if part == ".." else part not in ("", ".")
+        if depth < 0:
+            raise UsageError(f"{at}: source {names.shown(src)} is outside the root of {what}")
+    path = os.path.normpath("/" + src.lstrip("/"))
+    if path == "/":
+        raise UsageError(f"{at}: COPY --from of a whole root ({names.shown(src)}) is not supported: name what to copy")
+    return path
 
 
 def inside(ctx: str, src: str, at: str) -> str:

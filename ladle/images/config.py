@@ -36,6 +36,7 @@ class ImageConfig:
     # Healthcheck: test (["CMD", ...], ["CMD-SHELL", "..."] or ["NONE"]), interval, timeout,
     # start_period (nanoseconds, 0 for the default) and retries; None when the image has none
     healthcheck: dict[str, Any] | None = None
+    shell: tuple[str, ...] = ()  # Docker's `Shell`: what a CMD-SHELL check runs under (else /bin/sh -c)
 
 
 def _folded(doc: dict[str, Any]) -> dict[str, Any]:
@@ -140,4 +141,4 @@ def parse(body: bytes, where: str) -> ImageConfig:
         cmd=_strings(c.get("cmd"), "Cmd", where), env=env, workdir=workdir,
         user=_string(c.get("user"), "User", where), exposed_ports=ports, volumes=volumes, stop_signal=signal,
         labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
-        healthcheck=_healthcheck(c.get("healthcheck"), where))
+        healthcheck=_healthcheck(c.get("healthcheck"), where), shell=_strings(c.get("shell"), "Shell", where))

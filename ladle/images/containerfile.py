@@ -2,10 +2,12 @@
 
 Lines: `#` comments (and `# syntax=`, `# escape=` directives: ignored), a backslash at the end of
 a line continues it, instructions are case-insensitive. RUN, CMD and ENTRYPOINT take the shell
-form (`/bin/sh -c TEXT`) or the exec form (a JSON list of strings) and are never expanded by
-the builder (the shell does it). The other instructions' arguments are split into words with
-quotes and backslashes as Docker does, `$NAME`, `${NAME}`, `${NAME:-word}` and `${NAME:+word}`
-expanded outside single quotes from the build arguments and the image's environment so far.
+form (`/bin/sh -c TEXT`, or under SHELL's array) or the exec form (a JSON list of strings) and are
+never expanded by the builder (the shell does it); HEALTHCHECK is read into Docker's `Healthcheck`
+here. COPY's and HEALTHCHECK's `--NAME=VALUE` options come first. The other instructions'
+arguments are split into words with quotes and backslashes as Docker does, `$NAME`, `${NAME}`,
+`${NAME:-word}` and `${NAME:+word}` expanded outside single quotes from the build arguments and
+the image's environment so far.
 """
 
 from __future__ import annotations
@@ -14,15 +16,19 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ladle.errors import UsageError
 
 KINDS = ("FROM", "RUN", "COPY", "ADD", "ENV", "ARG", "WORKDIR", "USER", "CMD", "ENTRYPOINT", "EXPOSE", "VOLUME",
-         "LABEL", "STOPSIGNAL")
+         "LABEL", "STOPSIGNAL", "HEALTHCHECK", "SHELL")
 LAYERS = ("RUN", "COPY", "ADD")  # the instructions that change the file system
 MAX_FILE = 1 << 20
 CACHE = "ladle.build/cache"  # the image index's name for each build step's image, tagged by its key
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_STAGE = re.compile(r"[a-z][a-z0-9_.-]*")  # Docker's rule for `FROM IMAGE AS NAME` (case folded)
+_FLAG = re.compile(r"--([a-z-]+)=(\S*)\s+")
+SHELL = ["/bin/sh", "-c"]  # the shell form's shell until a SHELL instruction (or the base image) says otherwise
 _VAR = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<op>[-+])(?P<word>[^}]*))?\}"
                   r"|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))")
 
@@ -70,9 +76,6 @@ def parse(body: bytes, where: str) -> list[Instruction]:
     first = next((i for i in out if i.kind != "ARG"), None)
     if first is None or first.kind != "FROM":
         raise UsageError(f"{where}: the first instruction (after ARGs) must be FROM")
-    if sum(i.kind == "FROM" for i in out) > 1:
-        raise UsageError(f"{where} line {[i.line for i in out if i.kind == 'FROM'][1]}: one FROM only "
-                         "(multi-stage builds are not supported)")
     return out
 
 
@@ -100,9 +103,92 @@ def exec_form(args: str) -> list[str] | None:
     return None
 
 
-def command(ins: Instruction) -> list[str]:
-    """RUN's, CMD's or ENTRYPOINT's argv: the exec form, or the shell form under /bin/sh -c."""
-    return exec_form(ins.args) or ["/bin/sh", "-c", ins.args]
+def command(ins: Instruction, shell: list[str] | None = None) -> list[str]:
+    """RUN's, CMD's or ENTRYPOINT's argv: the exec form, or the shell form under `shell` (SHELL's,
+    or /bin/sh -c)."""
+    return exec_form(ins.args) or [*(shell or SHELL), ins.args]
+
+
+def flags(ins: Instruction, allowed: tuple[str, ...], at: str) -> tuple[dict[str, str], str]:
+    """The `--NAME=VALUE` options at the start of the arguments (only `allowed` ones, each once)
+    and the text after them."""
+    found: dict[str, str] = {}
+    rest = ins.args + " "
+    while m := _FLAG.match(rest):
+        if m.group(1) not in allowed or m.group(1) in found:
+            why = "given twice" if m.group(1) in found else "not supported"
+            raise UsageError(f"{at}: {ins.kind} --{m.group(1)} is {why}")
+        found[m.group(1)] = m.group(2)
+        rest = rest[m.end():]
+    if rest.startswith("--"):
+        raise UsageError(f"{at}: {ins.kind} {rest.split()[0][:30]} is not supported")
+    return found, rest.strip()
+
+
+def from_line(ins: Instruction, env: Mapping[str, str], at: str) -> tuple[str, str | None]:
+    """FROM IMAGE [AS NAME]: the image (or earlier stage) and the stage's name, in lower case."""
+    found = words(ins.args, env, at)
+    if len(found) == 1:
+        return found[0], None
+    if len(found) in (2, 3) and found[1].lower() == "as":
+        if len(found) == 2:
+            raise UsageError(f"{at}: FROM {found[0][:40]} AS needs a stage name")
+        if not _STAGE.fullmatch(found[2].lower()):
+            raise UsageError(f"{at}: stage name {found[2][:40]!r} must start with a letter and hold letters, digits,"
+                             " '_', '.' and '-'")
+        return found[0], found[2].lower()
+    raise UsageError(f"{at}: FROM takes IMAGE [AS NAME] (or scratch)")
+
+
+def shell(ins: Instruction, at: str) -> list[str]:
+    """SHELL's JSON array: the executable and its parameters."""
+    found = exec_form(ins.args)
+    if found is None:
+        raise UsageError(f"{at}: SHELL takes a JSON array of strings, like [\"/bin/sh\", \"-c\"]")
+    return found
+
+
+_GO_DURATION = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?(?:ns|us|µs|ms|s|m|h))+")
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|ms|s|m|h)")
+_NS = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+MAX_CHECK_NS = 86400 * 10**9  # as set-health and an image's check on create (engine/health.py): a day
+MAX_RETRIES = 1000
+
+
+def _nanoseconds(option: str, text: str, at: str) -> int:
+    """A Go duration (Docker's flags: `30s`, `1m30s`, `500ms`) in nanoseconds: 0 (the default) or
+    from 1ms (Docker's floor) to a day."""
+    if not _GO_DURATION.fullmatch(text):
+        raise UsageError(f"{at}: HEALTHCHECK --{option} takes a duration like 30s, 1m30s or 500ms, not {text[:40]!r}")
+    ns = int(sum(float(n) * _NS[u] for n, u in _GO_PART.findall(text)))
+    if ns and not 10**6 <= ns <= MAX_CHECK_NS:
+        raise UsageError(f"{at}: HEALTHCHECK --{option} takes 0 or 1ms to 24h, not {text!r}")
+    return ns
+
+
+def healthcheck(ins: Instruction, at: str) -> dict[str, Any]:
+    """HEALTHCHECK [OPTIONS] CMD ... or HEALTHCHECK NONE, as Docker writes it in the config's
+    `Healthcheck` (zeros left out: the runtime's defaults)."""
+    opts, rest = flags(ins, ("interval", "timeout", "start-period", "retries"), at)
+    word, _, cmd = rest.partition(" ")
+    if word.upper() == "NONE" and not cmd.strip():
+        if opts:
+            raise UsageError(f"{at}: HEALTHCHECK NONE takes no options")
+        return {"Test": ["NONE"]}
+    if word.upper() != "CMD" or not cmd.strip():
+        raise UsageError(f"{at}: HEALTHCHECK takes [OPTIONS] CMD COMMAND or NONE")
+    argv = exec_form(cmd.strip())
+    out: dict[str, Any] = {"Test": ["CMD", *argv] if argv else ["CMD-SHELL", cmd.strip()]}
+    for option, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod")):
+        if option in opts and (ns := _nanoseconds(option, opts[option], at)):
+            out[key] = ns
+    if "retries" in opts:
+        n = opts["retries"]
+        if not n.isascii() or not n.isdigit() or int(n) > MAX_RETRIES:
+            raise UsageError(f"{at}: HEALTHCHECK --retries takes a number from 0 to {MAX_RETRIES}, not {n[:40]!r}")
+        if int(n):
+            out["Retries"] = int(n)
+    return out
 
 
 def expand(text: str, env: Mapping[str, str]) -> str:

@@ -82,3 +82,50 @@ def test_scratch_sources_cannot_lead_a_later_one_through_their_link(ladle: Ladle
     (ctx / "Containerfile").write_text("FROM scratch\nCOPY dir /\nCOPY f /out/f2\n")
     ladle("build", "-t", "localhost/esc:5", str(ctx), timeout=60)
     assert not (tmp_path / "f2").exists()
+
+
+STAGE = """\
+FROM {base} AS s
+USER root
+RUN echo stage shadow > /etc/shadow && busybox ln -s /etc/shadow /leak && busybox mkdir /d && \\
+    busybox ln -s ../etc/shadow /d/up && busybox ln -s {secret} /d/secret && busybox ln -s /etc/shadow /d/shadow && \\
+    busybox ln -s / /root-link
+"""
+
+
+def _host_secrets(secret: Path) -> list[str]:
+    out = [secret.read_text()]
+    if os.path.exists("/etc/shadow"):
+        out += [line for line in Path("/etc/shadow").read_text().splitlines() if line.strip()]
+    return out
+
+
+def test_links_of_a_stage_resolve_inside_the_stage(ladle: Ladle, pushed: dict[str, str],  # noqa: F811
+                                                  tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    ctx, _ = context(tmp_path, STAGE.format(base=pushed["gzip"], secret=secret)
+                     + f"FROM {pushed['gzip']}\nCOPY --from=s /leak /x\nCOPY --from=s /d/up /y\nCOPY --from=s /d /d\n")
+    ladle("build", "-t", "localhost/esc:6", str(ctx), timeout=180)
+    out = ladle("run", "--rm", "localhost/esc:6", "cat /x /y; busybox readlink /d/secret; busybox readlink /d/shadow;"
+                " cat /d/shadow /d/secret 2>&1; true").stdout
+    assert out.startswith(f"stage shadow\nstage shadow\n{secret}\n/etc/shadow\n"), out
+    assert "can't open '/d/shadow'" in out and "can't open '/d/secret'" in out  # links to what this image lacks
+    assert all(s not in out for s in _host_secrets(secret))
+
+
+@pytest.mark.parametrize(("source", "error"), [
+    ("../../", "source ../../ is outside the root of stage s"),
+    ("/../../etc/shadow", "source /../../etc/shadow is outside the root of stage s"),
+    ("d/../../../etc", "source d/../../../etc is outside the root of stage s"),
+    ("/root-link", "source /root-link of stage s is a link to its root: name what to copy"),
+])
+def test_a_stage_source_outside_its_root_is_refused(ladle: Ladle, pushed: dict[str, str],  # noqa: F811
+                                                   tmp_path: Path, source: str, error: str) -> None:
+    secret = tmp_path / "secret"
+    ctx, _ = context(tmp_path, STAGE.format(base=pushed["gzip"], secret=secret)
+                     + f"FROM {pushed['gzip']}\nCOPY --from=s {source} /x\n")
+    ladle("pull", pushed["gzip"])
+    before = ladle("images").stdout
+    line = ladle.fails("build", "-t", "localhost/esc:7", str(ctx))
+    assert line.endswith(error), line
+    _unchanged(ladle, before)
