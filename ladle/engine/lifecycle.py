@@ -248,8 +248,10 @@ def stop_telling(eng: Engine, name: str, exited: bool = False) -> tuple[str, boo
 
 def _started_to_be_removed(eng: Engine, name: str) -> bool:
     import json
+
+    from ladle.supervise.records import destroys
     row = eng.store.get("runs", pot=name)
-    return bool(row and row["state"] == "running" and row.get("on_exit") and "destroy" in json.loads(row["on_exit"]))
+    return bool(row and row["state"] == "running" and destroys(json.loads(row.get("on_exit") or "null")))
 
 
 def stop_locked(eng: Engine, name: str) -> bool:

@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ladle.supervise import policy
-from ladle.supervise.records import PotState, Proc
+from ladle.supervise.records import PotState, Proc, destroys
 from ladle.supervise.spawn import fork_child
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def configure(mon: Monitor, pot: PotState, row: dict[str, Any] | None = None) ->
 
 def _teardown_verb(pot: PotState) -> bool:
     """Is the pot's teardown a `ladle stop` (not the `destroy` of a `run --rm -d` pot)?"""
-    return bool(pot.on_exit) and "destroy" not in (pot.on_exit or [])
+    return bool(pot.on_exit) and not destroys(pot.on_exit)
 
 
 def decide(mon: Monitor, pot: PotState, code: int | None) -> None:

@@ -63,6 +63,12 @@ class Proc:
     bound: bool = False  # an exec killed when `conn` goes (a healthcheck)
 
 
+def destroys(on_exit: list[str] | None) -> bool:
+    """Whether a pot's teardown command (Host.on_exit) is the `destroy` of a `run --rm -d` pot,
+    not a `stop`."""
+    return "destroy" in (on_exit or [])
+
+
 @dataclass(eq=False)
 class PotState:
     """A pot the monitor owns, from its sandbox (or first process) until everything of it is gone."""
